@@ -1,0 +1,1 @@
+"""ChatOps deployer for Google Cloud Run."""

@@ -1,0 +1,34 @@
+"""The one place that constructs Google API clients.
+
+With `DEPLOYER_GCP_EMULATOR_HOST=host:port` set, every client speaks plaintext
+gRPC to that address with no credentials (the sandbox, `deployer sandbox`); the
+client libraries themselves read no such variable. Without it, clients use
+Application Default Credentials against the real APIs.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, TypeVar
+
+import grpc
+
+EMULATOR_HOST_ENV = "DEPLOYER_GCP_EMULATOR_HOST"
+
+ClientT = TypeVar("ClientT")
+
+
+def emulator_host() -> str | None:
+    """The sandbox address the clients talk to, or None for the real APIs."""
+    return os.environ.get(EMULATOR_HOST_ENV) or None
+
+
+def google_client(client_class: type[ClientT]) -> ClientT:
+    """Build a GAPIC client such as `run_v2.ServicesClient`, honouring the emulator host."""
+    host = emulator_host()
+    if host is None:
+        return client_class()
+    # Each client owns its channel: closing one client must not cut the others off.
+    channel = grpc.insecure_channel(host)
+    transport_class: Any = client_class.get_transport_class("grpc")  # type: ignore[attr-defined]
+    return client_class(transport=transport_class(channel=channel))  # type: ignore[call-arg]

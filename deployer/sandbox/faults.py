@@ -1,0 +1,118 @@
+"""Faults the sandbox injects on demand, so failure paths can be exercised for real.
+
+Armed through the control endpoint (`POST /_sandbox/faults` on the Slack API's
+host, see `control.py`). Each kind is consumed where it happens:
+
+    build_fail      the next build fails at a step (`step`: id or index, `message`)
+    build_hang      the next build stays WORKING until its timeout or a cancel
+    revision_crash  the next created revision's container exits at start-up
+    health_500      the next created revision (or `revision`) answers /health with 500
+    health_hang     the next created revision (or `revision`) never answers /health
+    slack_429       the next `times` Slack calls answer 429 with `retry_after` seconds
+    slack_5xx       the next `times` Slack calls answer `status` (default 503)
+
+Health faults stick to the revision they were bound to: a broken revision stays
+broken until the fault is cleared.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+KINDS = (
+    "build_fail",
+    "build_hang",
+    "revision_crash",
+    "health_500",
+    "health_hang",
+    "slack_429",
+    "slack_5xx",
+)
+_BOUND_TO_REVISION = ("revision_crash", "health_500", "health_hang")
+
+
+class FaultError(ValueError):
+    """A fault request the sandbox cannot honour; the message says why."""
+
+
+@dataclass
+class Fault:
+    id: int
+    kind: str
+    times: int | None  # None: until cleared
+    revision: str | None = None  # bound revision for revision faults
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "times": self.times,
+            "revision": self.revision,
+            **self.params,
+        }
+
+
+class Faults:
+    """Thread-safe registry of armed faults."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._faults: list[Fault] = []
+
+    def arm(self, kind: str, **params: Any) -> Fault:
+        """Arm a fault; raise `FaultError` for unknown kinds or bad parameters."""
+        if kind not in KINDS:
+            raise FaultError(f"unknown fault kind {kind!r}; expected one of {', '.join(KINDS)}")
+        times = params.pop("times", None if kind in ("health_500", "health_hang") else 1)
+        if times is not None and (not isinstance(times, int) or times < 1):
+            raise FaultError("times must be a positive integer")
+        revision = params.pop("revision", None)
+        if revision is not None and (kind not in _BOUND_TO_REVISION or not isinstance(revision, str)):
+            raise FaultError("revision applies only to revision_crash, health_500 and health_hang")
+        if kind == "slack_429":
+            params.setdefault("retry_after", 1)
+        if kind == "slack_5xx":
+            params.setdefault("status", 503)
+            if params["status"] not in (500, 502, 503, 504):
+                raise FaultError("status must be one of 500, 502, 503, 504")
+        fault = Fault(next(self._ids), kind, times, revision, params)
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def take(self, kind: str, revision: str | None = None) -> Fault | None:
+        """Consume one use of the oldest matching fault, if any.
+
+        A fault with no bound revision matches any revision; one bound to a
+        revision matches only that one.
+        """
+        with self._lock:
+            for fault in self._faults:
+                if fault.kind != kind or (fault.revision and fault.revision != revision):
+                    continue
+                if fault.times is not None:
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        self._faults.remove(fault)
+                return fault
+        return None
+
+    def bind_new_revision(self, revision: str) -> None:
+        """Bind every unbound health fault to a revision just created."""
+        with self._lock:
+            for fault in self._faults:
+                if fault.kind in ("health_500", "health_hang") and fault.revision is None:
+                    fault.revision = revision
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [fault.to_json() for fault in self._faults]

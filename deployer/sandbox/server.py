@@ -1,0 +1,84 @@
+"""Assembles the sandbox: one gRPC server for every Google API, one HTTP server for Slack.
+
+    Sandbox
+    ├── gRPC (plaintext, any credentials)
+    │   ├── google.longrunning.Operations        operations.py
+    │   ├── google.cloud.secretmanager.v1        secret_manager.py
+    │   ├── google.devtools.cloudbuild.v1        cloud_build.py  -> images.py
+    │   └── google.cloud.run.v2 (services, revisions, jobs, executions)
+    │                                            cloud_run.py    -> revision processes, router
+    └── HTTP: Slack Web API sink + control endpoint   http_front.py
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+
+from deployer.sandbox.cloud_build import CloudBuild
+from deployer.sandbox.cloud_run import CloudRun
+from deployer.sandbox.faults import Faults
+from deployer.sandbox.http_front import SandboxHttp
+from deployer.sandbox.images import ImageStore
+from deployer.sandbox.operations import Operations
+from deployer.sandbox.secret_manager import SecretManager
+
+log = logging.getLogger(__name__)
+
+
+class Sandbox:
+    """The local cloud, in this process. `start()` it, `stop()` it (stops every child)."""
+
+    def __init__(self, workdir: Path, host: str = "127.0.0.1", grpc_port: int = 0) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir = workdir
+        self.host = host
+        self.faults = Faults()
+        self.operations = Operations()
+        self.images = ImageStore()
+        self.secrets = SecretManager()
+        self.builds = CloudBuild(self.operations, self.images, self.faults, workdir / "builds")
+        self.run = CloudRun(self.operations, self.images, self.secrets, self.faults, workdir / "run")
+        self.http = SandboxHttp(self.faults, host=host)
+        # Builds and reconciles run on their own threads; handlers only record and answer.
+        self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="rpc"))
+        self._grpc.add_generic_rpc_handlers(
+            [
+                self.operations.handler(),
+                self.secrets.handler(),
+                self.builds.handler(),
+                *self.run.handlers(),
+            ]
+        )
+        self._grpc_port = self._grpc.add_insecure_port(f"{host}:{grpc_port}")
+        self._stopped = False
+
+    @property
+    def grpc_address(self) -> str:
+        """host:port for `DEPLOYER_GCP_EMULATOR_HOST`."""
+        return f"{self.host}:{self._grpc_port}"
+
+    @property
+    def slack_api_url(self) -> str:
+        """Base URL of the Slack Web API sink, for `SLACK_API_URL`."""
+        return f"{self.http.url}/api/"
+
+    def start(self) -> Sandbox:
+        self._grpc.start()
+        self.http.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and end every process the sandbox started. Safe to call twice."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._grpc.stop(grace=0.5)
+        for component in (self.run, self.builds, self.http):
+            try:
+                component.close()
+            except Exception:
+                log.exception("closing %s failed", type(component).__name__)
