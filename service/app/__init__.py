@@ -1,0 +1,1 @@
+"""Content Management API: the sample service the deployer ships to Cloud Run."""
