@@ -23,9 +23,13 @@ def emulator_host() -> str | None:
     return os.environ.get(EMULATOR_HOST_ENV) or None
 
 
-def google_client(client_class: type[ClientT]) -> ClientT:
-    """Build a GAPIC client such as `run_v2.ServicesClient`, honouring the emulator host."""
-    host = emulator_host()
+def google_client(client_class: type[ClientT], host: str | None = None) -> ClientT:
+    """Build a GAPIC client such as `run_v2.ServicesClient`, honouring the emulator host.
+
+    `host` overrides `DEPLOYER_GCP_EMULATOR_HOST`, for code that runs beside a
+    sandbox it started itself.
+    """
+    host = host or emulator_host()
     if host is None:
         return client_class()
     # Each client owns its channel: closing one client must not cut the others off.

@@ -1,19 +1,63 @@
-"""Cloud Run Admin v2 (stub; being written)."""
+"""Cloud Run Admin v2: services, revisions and jobs, with revisions running as local processes.
+
+CloudRun
+├── google.cloud.run.v2.Services    run_services.py   -> run_reconciler.py (per-service queue)
+├── google.cloud.run.v2.Revisions   run_revisions.py
+├── google.cloud.run.v2.Jobs, ...   run_jobs.py
+├── RevisionLauncher                run_launcher.py   -> revision_processes.py
+└── Router                          router.py         (service and tag URLs)
+"""
+
 from __future__ import annotations
+
 from pathlib import Path
+
 import grpc
+
 from deployer.sandbox.faults import Faults
 from deployer.sandbox.images import ImageStore
 from deployer.sandbox.operations import Operations
+from deployer.sandbox.revision_processes import RevisionProcesses
+from deployer.sandbox.router import Router
+from deployer.sandbox.run_jobs import RunJobs
+from deployer.sandbox.run_launcher import RevisionLauncher
+from deployer.sandbox.run_revisions import RevisionsServicer
+from deployer.sandbox.run_serial import SerialQueues
+from deployer.sandbox.run_services import ServicesServicer
+from deployer.sandbox.run_state import RunState
 from deployer.sandbox.secret_manager import SecretManager
 
 
 class CloudRun:
-    def __init__(self, operations: Operations, images: ImageStore, secrets: SecretManager, faults: Faults, workdir: Path) -> None:
-        pass
+    """The Cloud Run component of the sandbox; `close()` ends every revision process."""
+
+    def __init__(
+        self,
+        operations: Operations,
+        images: ImageStore,
+        secrets: SecretManager,
+        faults: Faults,
+        workdir: Path,
+    ) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.state = RunState()
+        self.processes = RevisionProcesses(workdir / "revisions", faults)
+        self.router = Router(faults)
+        self._queues = SerialQueues("run-reconcile")
+        launcher = RevisionLauncher(self.processes, images, secrets)
+        self._services = ServicesServicer(
+            self.state, operations, launcher, self.router, faults, self._queues
+        )
+        self._revisions = RevisionsServicer(self.state, operations, launcher, self._queues)
+        self._jobs = RunJobs(operations, images, secrets, workdir / "jobs")
 
     def handlers(self) -> list[grpc.GenericRpcHandler]:
-        return []
+        """The gRPC services: Services, Revisions, and the jobs' own."""
+        return [self._services.handler(), self._revisions.handler(), *self._jobs.handlers()]
 
     def close(self) -> None:
-        pass
+        """Stop reconciling, then end every revision process and URL. Idempotent."""
+        self._queues.close()
+        self._jobs.close()
+        self.processes.close()
+        self.router.close()

@@ -1,7 +1,7 @@
 """Faults the sandbox injects on demand, so failure paths can be exercised for real.
 
 Armed through the control endpoint (`POST /_sandbox/faults` on the Slack API's
-host, see `control.py`). Each kind is consumed where it happens:
+host, see `http_front.py`). Each kind is consumed where it happens:
 
     build_fail      the next build fails at a step (`step`: id or index, `message`)
     build_hang      the next build stays WORKING until its timeout or a cancel

@@ -22,6 +22,7 @@ import logging
 import os
 import queue
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -76,6 +77,21 @@ def _load_prctl() -> Callable[[int, int], int] | None:
 
 # Loaded before any fork: the child may only make the system call, not load libraries.
 _PRCTL = _load_prctl()
+
+
+def _find_setpriv() -> str | None:
+    """util-linux's setpriv, when it can set the parent-death signal."""
+    found = shutil.which("setpriv")
+    if found is None or sys.platform != "linux":
+        return None
+    try:
+        usage = subprocess.run([found, "--help"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return found if "--pdeathsig" in usage.stdout else None
+
+
+_SETPRIV = _find_setpriv()
 
 
 def _die_with_parent(parent_pid: int) -> Callable[[], None]:
@@ -133,17 +149,25 @@ def spawn(
 ) -> subprocess.Popen[bytes]:
     """Start a child in its own session that dies with the sandbox; stderr goes to stdout."""
     parent_pid = os.getpid()
+    command, preexec = list(argv), None
+    if _SETPRIV is not None:
+        # setpriv sets PDEATHSIG and execs the command, so no Python runs between fork and
+        # exec: subprocess can vfork, and gRPC's fork handlers (which abort children forked
+        # while its threads are busy) never run.
+        command = [_SETPRIV, "--pdeathsig", "KILL", "--", *command]
+    else:
+        preexec = _die_with_parent(parent_pid)
 
     def make() -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            list(argv),
+            command,
             cwd=cwd,
             env=dict(env),
             stdin=subprocess.DEVNULL,
             stdout=stdout,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent(parent_pid),
+            preexec_fn=preexec,
         )
 
     return _SPAWNER.run(make)

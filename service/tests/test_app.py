@@ -9,22 +9,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from app.main import app
+from fastapi.testclient import TestClient
 from pydantic import ValidationError
-from starlette.exceptions import StarletteDeprecationWarning
-
-# Starlette's TestClient now prefers the httpx2 client (this project's dev
-# group has it) and warns when it falls back to httpx, as in an environment
-# that only has httpx. The fallback works the same, so that one warning is
-# not an error here.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", StarletteDeprecationWarning)
-    from fastapi.testclient import TestClient
 
 SERVICE_DIR = Path(__file__).resolve().parents[1]
 SECRET = "s3cr3t-value-that-must-never-be-printed"

@@ -1,0 +1,343 @@
+"""Cloud Run Admin v2 behind the pipeline's `Revisions` port.
+
+    start_candidate  get -> candidate template + traffic pinned by revision -> update (etag)
+    wait / route     poll until Cloud Run has reconciled, judged as gcloud does:
+                     observed_generation caught up, not reconciling, Ready true or false
+    current, revisions   reads
+
+Every write carries the etag it was read with, so a concurrent change is never
+overwritten: Cloud Run answers ABORTED and the adapter reads again.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from google.api_core import exceptions
+from google.cloud import run_v2
+from google.longrunning import operations_pb2
+
+from deployer.adapters.cloud_run_template import (
+    candidate_template,
+    candidate_traffic,
+    describe_traffic,
+    ready_condition,
+    same_traffic,
+    service_state,
+    short_name,
+    split_targets,
+)
+from deployer.adapters.google_clients import google_client
+from deployer.config import ServiceConfig
+from deployer.pipeline.ports import (
+    CandidateSpec,
+    RevisionInfo,
+    RolloutOutcome,
+    RolloutRefused,
+    ServiceState,
+    TrafficShare,
+)
+
+State = run_v2.Condition.State
+_TERMINAL = (State.CONDITION_SUCCEEDED, State.CONDITION_FAILED)
+_CALL_TIMEOUT = 30.0
+_WRITE_ATTEMPTS = 3  # the first write and two retries after an etag conflict
+# Fast first polls so a failure is seen within a second of Cloud Run reporting it.
+_FIRST_POLL, _MAX_POLL, _BACKOFF = 0.02, 0.5, 1.5
+_EPOCH = datetime.datetime.fromtimestamp(0, datetime.UTC)
+
+
+def service_name(service: ServiceConfig) -> str:
+    """The full resource name of the configured Cloud Run service."""
+    return f"projects/{service.project}/locations/{service.region}/services/{service.service}"
+
+
+class CloudRunRevisions:
+    """`Revisions` over the Cloud Run Admin v2 API.
+
+    `RunSettings.allow_unauthenticated` is not applied here: it is an IAM binding
+    (`roles/run.invoker` for `allUsers` via `set_iam_policy`), which the sandbox
+    does not model; the deployer leaves the service's IAM policy as it finds it,
+    and only uses the setting to decide whether health probes carry an ID token.
+    """
+
+    def __init__(
+        self,
+        services: run_v2.ServicesClient | None = None,
+        revisions: run_v2.RevisionsClient | None = None,
+    ) -> None:
+        self._services = services or google_client(run_v2.ServicesClient)
+        self._revisions = revisions or google_client(run_v2.RevisionsClient)
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def current(self, service: ServiceConfig) -> ServiceState | None:
+        """The service as Cloud Run serves it now, or None when it does not exist."""
+        try:
+            found = self._get(service_name(service), _CALL_TIMEOUT)
+        except exceptions.NotFound:
+            return None
+        return service_state(found)
+
+    def revisions(self, service: ServiceConfig, limit: int) -> list[RevisionInfo]:
+        """The service's revisions, newest first (at most `limit`)."""
+        try:
+            pages = self._revisions.list_revisions(
+                parent=service_name(service), timeout=_CALL_TIMEOUT
+            )
+            found: list[run_v2.Revision] = list(pages)
+        except exceptions.NotFound:
+            return []
+        # The API does not promise an order: sort by creation time ourselves.
+        found.sort(key=_created, reverse=True)
+        return [_revision_info(revision) for revision in found[: max(0, limit)]]
+
+    # --- writes --------------------------------------------------------------------------
+
+    def start_candidate(
+        self, service: ServiceConfig, spec: CandidateSpec, keep: ServiceState
+    ) -> str:
+        """Create the candidate revision at 0 % with its tag, traffic pinned as in `keep`; the operation name.
+
+        Raises RolloutRefused with Cloud Run's own words when it refuses the change.
+        """
+        targets = candidate_traffic(keep, spec.revision, spec.tag)
+        name = service_name(service)
+
+        def change(fresh: run_v2.Service) -> None:
+            # Started from the live template, so settings the deployer does not manage stay.
+            fresh.template = candidate_template(fresh.template, spec)
+            del fresh.traffic[:]
+            fresh.traffic.extend(targets)
+
+        deadline = time.monotonic() + _CALL_TIMEOUT * _WRITE_ATTEMPTS
+        try:
+            return self._update(name, change, deadline)
+        except exceptions.GoogleAPICallError as error:
+            raise RolloutRefused(
+                f"Cloud Run refused revision {spec.revision}: {_words(error)}"
+            ) from None
+
+    def create(self, service: ServiceConfig, spec: CandidateSpec) -> str:
+        """First deploy: create the service with `spec` as its only revision; the operation name."""
+        created = run_v2.Service(
+            template=candidate_template(run_v2.RevisionTemplate(), spec),
+            traffic=split_targets([TrafficShare(spec.revision, 100, spec.tag)]),
+        )
+        try:
+            operation = self._services.create_service(
+                parent=f"projects/{service.project}/locations/{service.region}",
+                service_id=service.service,
+                service=created,
+                timeout=_CALL_TIMEOUT,
+            )
+        except exceptions.GoogleAPICallError as error:
+            raise RolloutRefused(
+                f"Cloud Run refused to create {service.service}: {_words(error)}"
+            ) from None
+        operation_name: str = operation.operation.name
+        return operation_name
+
+    def wait(self, service: ServiceConfig, operation: str, timeout: float) -> RolloutOutcome:
+        """Wait until Cloud Run has reconciled (observed_generation == generation) and say how it ended."""
+        return self._settle(service_name(service), operation, timeout, candidate=True)
+
+    def route(
+        self,
+        service: ServiceConfig,
+        split: Sequence[TrafficShare],
+        timeout: float,
+    ) -> RolloutOutcome:
+        """Set traffic exactly to `split` (tags included) and wait until Cloud Run serves it."""
+        wanted: list[TrafficShare] = list(split)
+        targets = split_targets(wanted)
+        name = service_name(service)
+        total = sum(share.percent for share in wanted)
+        if total != 100:
+            # Refused here: empty traffic would mean "100 % to the latest revision" to Cloud Run.
+            return RolloutOutcome(
+                False,
+                self._state_or_none(name),
+                f"traffic {describe_traffic(wanted)} adds up to {total}%, not 100%; nothing changed",
+            )
+        started = time.monotonic()
+
+        def change(fresh: run_v2.Service) -> None:
+            # The template is sent back as read, so no revision is created.
+            del fresh.traffic[:]
+            fresh.traffic.extend(targets)
+
+        try:
+            operation = self._update(name, change, started + timeout)
+        except exceptions.GoogleAPICallError as error:
+            return RolloutOutcome(
+                False,
+                self._state_or_none(name),
+                f"Cloud Run refused traffic {describe_traffic(wanted)}: {_words(error)}",
+            )
+        left = max(0.0, timeout - (time.monotonic() - started))
+        outcome = self._settle(name, operation, left, candidate=False)
+        if not outcome.ok or outcome.state is None:
+            return outcome
+        if not same_traffic(outcome.state.traffic, wanted):
+            return RolloutOutcome(
+                False,
+                outcome.state,
+                f"asked for {describe_traffic(wanted)}, "
+                f"Cloud Run serves {describe_traffic(outcome.state.traffic)}",
+            )
+        return outcome
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _get(self, name: str, timeout: float) -> run_v2.Service:
+        found: run_v2.Service = self._services.get_service(
+            name=name, timeout=max(0.5, min(timeout, _CALL_TIMEOUT))
+        )
+        return found
+
+    def _state_or_none(self, name: str) -> ServiceState | None:
+        try:
+            return service_state(self._get(name, _CALL_TIMEOUT))
+        except exceptions.GoogleAPICallError:
+            return None
+
+    def _update(self, name: str, change: Callable[[run_v2.Service], None], deadline: float) -> str:
+        """Read, `change`, write with the etag read; on a conflict read again. The operation name."""
+        for attempt in range(_WRITE_ATTEMPTS):
+            fresh = self._get(name, deadline - time.monotonic())
+            change(fresh)  # `fresh.etag` is the one just read: a concurrent write is refused
+            try:
+                operation = self._services.update_service(
+                    service=fresh, timeout=max(0.5, min(deadline - time.monotonic(), _CALL_TIMEOUT))
+                )
+            except exceptions.Aborted:
+                if attempt + 1 == _WRITE_ATTEMPTS or time.monotonic() >= deadline:
+                    raise
+                continue
+            operation_name: str = operation.operation.name
+            return operation_name
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _operation(self, name: str, timeout: float) -> operations_pb2.Operation | None:
+        """The operation, or None when it cannot be read (expired, or not served)."""
+        if not name:
+            return None
+        try:
+            found: operations_pb2.Operation = self._services.get_operation(
+                operations_pb2.GetOperationRequest(name=name),
+                timeout=max(0.5, min(timeout, _CALL_TIMEOUT)),
+            )
+        except (exceptions.NotFound, exceptions.MethodNotImplemented):
+            return None
+        return found
+
+    def _settle(self, name: str, operation: str, timeout: float, candidate: bool) -> RolloutOutcome:
+        """Poll the operation and the service until this change is reconciled, or `timeout`."""
+        deadline = time.monotonic() + timeout
+        delay = _FIRST_POLL
+        target: run_v2.Service | None = None  # the service as the change left it (metadata)
+        use_operation = bool(operation)
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                op = self._operation(operation, left) if use_operation else None
+                found = self._get(name, left)
+            except exceptions.GoogleAPICallError as error:
+                return RolloutOutcome(False, None, f"reading {name} failed: {_words(error)}")
+            use_operation = op is not None
+            if target is None and op is not None:
+                target = _metadata(op)
+            generation = target.generation if target is not None else found.generation
+            failed_op = op is not None and op.done and op.HasField("error")
+            if failed_op or _settled(found, generation):
+                revision = _candidate_revision(target, found) if candidate else ""
+                return self._outcome(found, op, revision)
+            if time.monotonic() >= deadline:
+                return RolloutOutcome(
+                    False,
+                    service_state(found),
+                    f"Cloud Run had not finished after {timeout:.0f}s "
+                    f"(generation {found.observed_generation} of {generation} reconciled)",
+                    timed_out=True,
+                )
+            time.sleep(max(0.0, min(delay, deadline - time.monotonic())))
+            delay = min(delay * _BACKOFF, _MAX_POLL)
+
+    def _outcome(
+        self, found: run_v2.Service, op: operations_pb2.Operation | None, revision: str
+    ) -> RolloutOutcome:
+        state = service_state(found)
+        op_error = op.error.message if op is not None and op.HasField("error") else ""
+        ready = found.terminal_condition.state == State.CONDITION_SUCCEEDED
+        if ready and not op_error:
+            return RolloutOutcome(True, state)
+        # The container's own last words live on the revision, not on the service.
+        message = self._revision_failure(found.name, revision) if revision else ""
+        return RolloutOutcome(
+            False, state, message or found.terminal_condition.message or op_error or "not ready"
+        )
+
+    def _revision_failure(self, service: str, revision: str) -> str:
+        try:
+            found = self._revisions.get_revision(
+                name=f"{service}/revisions/{revision}", timeout=_CALL_TIMEOUT
+            )
+        except exceptions.GoogleAPICallError:
+            return ""
+        condition = ready_condition(found.conditions)
+        if condition is None or condition.state != State.CONDITION_FAILED:
+            return ""
+        message: str = condition.message
+        return message
+
+
+def _settled(found: run_v2.Service, generation: int) -> bool:
+    """gcloud's test: the generation is observed, nothing reconciling, Ready true or false."""
+    return (
+        found.observed_generation >= generation
+        and found.observed_generation == found.generation
+        and not found.reconciling
+        and found.terminal_condition.state in _TERMINAL
+    )
+
+
+def _metadata(op: operations_pb2.Operation) -> run_v2.Service | None:
+    """The Service a Cloud Run operation carries as metadata (its generation and template)."""
+    if not op.metadata.type_url.endswith("google.cloud.run.v2.Service"):
+        return None
+    service: run_v2.Service = run_v2.Service.deserialize(op.metadata.value)
+    return service
+
+
+def _candidate_revision(target: run_v2.Service | None, found: run_v2.Service) -> str:
+    """The revision the awaited change created: named in its template, else the latest created."""
+    if target is not None and target.template.revision:
+        return str(target.template.revision)
+    return short_name(found.latest_created_revision)
+
+
+def _created(revision: run_v2.Revision) -> datetime.datetime:
+    # proto-plus hands timestamps out as datetimes, whatever the stubs say.
+    stamp: Any = revision.create_time
+    return stamp if isinstance(stamp, datetime.datetime) else _EPOCH
+
+
+def _revision_info(revision: run_v2.Revision) -> RevisionInfo:
+    condition = ready_condition(revision.conditions)
+    ready = condition is not None and condition.state == State.CONDITION_SUCCEEDED
+    return RevisionInfo(
+        name=short_name(revision.name),
+        created=_created(revision).isoformat() if "create_time" in revision else "",
+        ready=ready,
+        image=revision.containers[0].image if revision.containers else "",
+        labels=dict(revision.labels),
+        message="" if ready or condition is None else condition.message,
+    )
+
+
+def _words(error: exceptions.GoogleAPICallError) -> str:
+    return f"{type(error).__name__}: {error.message}"

@@ -1,0 +1,136 @@
+"""HTTP health probes behind the pipeline's `Health` port.
+
+A candidate is healthy after `consecutive` good answers in a row: the expected
+status, the expected JSON, and the version field equal to the commit just
+built (so a stale revision answering "healthy" does not pass). `failures` bad
+answers in a row, or the timeout, end the check early with the last answer.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from deployer.config import HealthCheck
+from deployer.pipeline.ports import HealthOutcome, Progress
+
+IdTokens = Callable[[str], str]
+"""audience (the service URL) -> an ID token for it."""
+
+_EXCERPT = 300
+
+
+def google_id_token(audience: str) -> str:
+    """An ID token from Application Default Credentials, for services that need authentication."""
+    import google.auth.transport.requests
+    import google.oauth2.id_token
+
+    token: str = google.oauth2.id_token.fetch_id_token(  # type: ignore[no-untyped-call]
+        google.auth.transport.requests.Request(), audience
+    )
+    return token
+
+
+def judge(status: int, body: bytes, check: HealthCheck, commit: str) -> str:
+    """Why an answer is not healthy, or "" when it is."""
+    if status != check.expect_status:
+        return f"HTTP {status}, expected {check.expect_status}"
+    if not check.expect_json and not check.version_field:
+        return ""
+    try:
+        answer: Any = json.loads(body)
+    except ValueError:
+        return "answer is not JSON"
+    if not isinstance(answer, dict):
+        return "answer is not a JSON object"
+    for key, expected in check.expect_json.items():
+        if answer.get(key) != expected:
+            return f"{key} is {answer.get(key)!r}, expected {expected!r}"
+    if check.version_field:
+        found: Any = answer
+        for part in check.version_field.split("."):
+            found = found.get(part) if isinstance(found, dict) else None
+        if found != commit:
+            return f"{check.version_field} is {found!r}, expected {commit[:12]}"
+    return ""
+
+
+class HttpHealth:
+    """`Health` by plain HTTP GETs, with an ID token when the service requires one."""
+
+    def __init__(self, id_tokens: IdTokens | None = google_id_token) -> None:
+        # None: never authenticate (the sandbox serves like --allow-unauthenticated).
+        self._id_tokens = id_tokens
+
+    def check(
+        self,
+        url: str,
+        check: HealthCheck,
+        commit: str,
+        timeout: float,
+        authenticated: bool,
+        progress: Progress,
+    ) -> HealthOutcome:
+        deadline = time.monotonic() + timeout
+        headers = self._headers(url, authenticated)
+        attempts = good = bad = 0
+        status: int | None = None
+        body = b""
+        problem = "no answer yet"
+        while True:
+            attempts += 1
+            left = deadline - time.monotonic()
+            status, body, error = _get(url, headers, max(0.05, min(check.request_timeout, left)))
+            verdict = error or judge(status or 0, body, check, commit)
+            if not verdict:
+                good, bad = good + 1, 0
+                if good >= check.consecutive:
+                    return HealthOutcome(True, attempts, status, _excerpt(body))
+            else:
+                if verdict != problem:
+                    progress(f"{urlsplit(url).path}: {verdict}")
+                good, bad, problem = 0, bad + 1, verdict
+                if bad >= check.failures:
+                    return HealthOutcome(False, attempts, status, _excerpt(body), problem)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return HealthOutcome(
+                    False, attempts, status, _excerpt(body), f"timed out: {problem}"
+                )
+            time.sleep(min(check.interval, left))
+
+    def _headers(self, url: str, authenticated: bool) -> dict[str, str]:
+        headers = {"User-Agent": "deployer-health-check"}
+        if authenticated and self._id_tokens is not None:
+            parts = urlsplit(url)
+            headers["Authorization"] = "Bearer " + self._id_tokens(
+                f"{parts.scheme}://{parts.netloc}"
+            )
+        return headers
+
+
+def _get(url: str, headers: dict[str, str], timeout: float) -> tuple[int | None, bytes, str]:
+    """(status, body, error): error is "" when an HTTP answer arrived."""
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            return answer.status, answer.read(64 * 1024), ""
+    except urllib.error.HTTPError as answer:
+        return answer.code, answer.read(64 * 1024), ""
+    except TimeoutError:
+        return None, b"", f"no answer within {timeout:.1f} s"
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        if isinstance(reason, TimeoutError):
+            return None, b"", f"no answer within {timeout:.1f} s"
+        return None, b"", f"cannot connect: {reason}"
+
+
+def _excerpt(body: bytes) -> str:
+    text = body.decode("utf-8", "replace").strip()
+    return text if len(text) <= _EXCERPT else text[:_EXCERPT] + "…"

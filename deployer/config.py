@@ -1,0 +1,323 @@
+"""`deployer.toml`: one validated, frozen configuration, read once at start-up.
+
+The file is found at `DEPLOYER_CONFIG` (or given explicitly). Nothing else is
+merged in: the file is the whole truth, so what it says is what runs. Errors
+name the file, the field and the fix. See `deployer.example.toml` for every
+field, commented.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from deployer.errors import ConfigError
+
+CONFIG_ENV = "DEPLOYER_CONFIG"
+
+# Names Cloud Run sets itself or refuses in a revision's environment.
+RESERVED_ENV = frozenset({"PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION"})
+RESERVED_ENV_PREFIXES = ("CLOUD_RUN_", "X_GOOGLE_")
+
+EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+# Lower-case ASCII only: `PROD` or a Cyrillic look-alike never names an environment.
+EnvironmentName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,29}$")]
+ServiceKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,48}$")]
+ProjectId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")]
+Region = Annotated[str, StringConstraints(pattern=r"^[a-z]+-[a-z]+[0-9]+$")]
+SlackUser = Annotated[str, StringConstraints(pattern=r"^[UW][A-Z0-9]{2,}$")]
+SlackUserGroup = Annotated[str, StringConstraints(pattern=r"^S[A-Z0-9]{2,}$")]
+SlackChannel = Annotated[str, StringConstraints(pattern=r"^[CGD][A-Z0-9]{2,}$")]
+Repository = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]+/[A-Za-z0-9._-]+$")]
+Seconds = Annotated[float, Field(gt=0, le=24 * 3600)]
+
+_SECRET_REF = re.compile(r"^(?P<secret>[A-Za-z0-9_-]{1,255})(?::(?P<version>latest|[1-9][0-9]*))?$")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SecretRef(_Frozen):
+    """A Secret Manager secret in the service's project, at a version or `latest`."""
+
+    secret: str
+    version: str = "latest"
+
+    @classmethod
+    def parse(cls, text: str) -> SecretRef:
+        match = _SECRET_REF.match(text)
+        if match is None:
+            raise ValueError(
+                f"{text!r} is not a secret reference; write SECRET_ID or SECRET_ID:VERSION "
+                "(VERSION a number or `latest`)"
+            )
+        return cls(secret=match["secret"], version=match["version"] or "latest")
+
+    def __str__(self) -> str:
+        return f"{self.secret}:{self.version}"
+
+
+def _parse_secret_ref(value: Any) -> Any:
+    return SecretRef.parse(value) if isinstance(value, str) else value
+
+
+# In the file a reference is a string, "secret-id" or "secret-id:7".
+SecretRefText = Annotated[SecretRef, BeforeValidator(_parse_secret_ref)]
+
+
+class Source(_Frozen):
+    """Where builds take the code from: exactly one of git, connected_repository, trigger."""
+
+    git: str | None = None
+    connected_repository: str | None = None
+    trigger: str | None = None
+    dir: str = ""
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Source:
+        given = [k for k in ("git", "connected_repository", "trigger") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError(
+                "set exactly one of `git` (a repository URL), `connected_repository` "
+                "(projects/P/locations/L/connections/C/repositories/R) or `trigger` (a build trigger id)"
+            )
+        return self
+
+
+def _healthy() -> dict[str, JsonValue]:
+    return {"status": "healthy"}
+
+
+class HealthCheck(_Frozen):
+    """What a healthy candidate answers, probed at its tag URL before it gets traffic."""
+
+    path: str = Field("/health", pattern=r"^/[^\s]*$")
+    expect_status: int = Field(200, ge=100, le=599)
+    # Every key here must appear in the JSON answer with this value.
+    expect_json: dict[str, JsonValue] = Field(default_factory=_healthy)
+    # Dotted path in the JSON answer that must equal the commit just built; "" to skip.
+    version_field: str = "version.commit"
+    consecutive: int = Field(3, ge=1, le=100)
+    # This many bad answers in a row fail the check before its timeout.
+    failures: int = Field(3, ge=1, le=100)
+    interval: Seconds = 0.5
+    request_timeout: Seconds = 5.0
+
+
+class ServiceConfig(_Frozen):
+    """One Cloud Run service the deployer builds and rolls out."""
+
+    project: ProjectId
+    region: Region
+    service: ServiceKey
+    source: Source
+    build_config: str = "cloudbuild.yaml"
+    image: str = Field(
+        pattern=r"^[a-z0-9-]+-docker\.pkg\.dev/[a-z0-9-]+/[a-z0-9._-]+/[a-z0-9._/-]+$"
+    )
+    substitutions: dict[str, str] = Field(default_factory=dict)
+    health: HealthCheck = Field(default_factory=HealthCheck)
+
+    @field_validator("substitutions")
+    @classmethod
+    def _user_substitutions(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not re.fullmatch(r"_[A-Z0-9_]+", key):
+                raise ValueError(f"substitution {key!r} must match ^_[A-Z0-9_]+$ (e.g. _REGION)")
+        return value
+
+
+class RunSettings(_Frozen):
+    """Cloud Run settings of the revisions an environment runs."""
+
+    memory: str = Field("512Mi", pattern=r"^[0-9]+(Mi|Gi)$")
+    cpu: str = Field("1", pattern=r"^([0-9]+|[0-9]+m)$")
+    concurrency: int = Field(80, ge=1, le=1000)
+    min_instances: int = Field(0, ge=0, le=1000)
+    max_instances: int = Field(10, ge=1, le=1000)
+    request_timeout: int = Field(300, ge=1, le=3600)
+    port: int = Field(8080, ge=1, le=65535)
+    allow_unauthenticated: bool = False
+    service_account: str | None = None
+
+
+class Rollout(_Frozen):
+    """Traffic steps after the tagged candidate passed its health check."""
+
+    steps: list[int] = Field(default_factory=lambda: [100])
+    # Wait between steps, with health probes of the service URL, before the next step.
+    step_wait: float = Field(0.0, ge=0, le=3600)
+
+    @field_validator("steps")
+    @classmethod
+    def _increasing_to_100(cls, steps: list[int]) -> list[int]:
+        if not steps or steps[-1] != 100:
+            raise ValueError("traffic steps must end at 100, e.g. [10, 50, 100]")
+        if any(not 0 < s <= 100 for s in steps) or steps != sorted(set(steps)):
+            raise ValueError("traffic steps must be strictly increasing percentages in 1..100")
+        return steps
+
+
+class Timeouts(_Frozen):
+    """Seconds each stage may take before it fails with a timeout."""
+
+    preflight: Seconds = 60
+    build: Seconds = 1200
+    deploy: Seconds = 120
+    ready: Seconds = 300
+    health: Seconds = 120
+    promote: Seconds = 300
+    verify: Seconds = 60
+
+
+class Access(_Frozen):
+    """Who may deploy: Slack users, user groups and channels; GitHub repositories."""
+
+    slack_users: list[SlackUser] = Field(default_factory=list)
+    slack_usergroups: list[SlackUserGroup] = Field(default_factory=list)
+    slack_channels: list[SlackChannel] = Field(default_factory=list)
+    github_repositories: list[Repository] = Field(default_factory=list)
+
+
+class Environment(_Frozen):
+    """A deploy target (dev, staging, prod ...): a service plus how it runs there."""
+
+    service: str
+    env: dict[EnvName, str] = Field(default_factory=dict)
+    secrets: dict[EnvName, SecretRefText] = Field(default_factory=dict)
+    env_from_secret: SecretRefText | None = None
+    run: RunSettings = Field(default_factory=RunSettings)
+    rollout: Rollout = Field(default_factory=Rollout)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    allow: Access = Field(default_factory=Access)
+    channel: SlackChannel | None = None
+
+    @model_validator(mode="after")
+    def _names_allowed(self) -> Environment:
+        for name in [*self.env, *self.secrets]:
+            if name in RESERVED_ENV or name.startswith(RESERVED_ENV_PREFIXES):
+                raise ValueError(f"{name} is set by Cloud Run itself; remove it from env/secrets")
+        both = sorted(set(self.env) & set(self.secrets))
+        if both:
+            raise ValueError(f"{', '.join(both)} set both in env and secrets; keep one")
+        return self
+
+
+class Releases(_Frozen):
+    """Which GitHub releases deploy, and where."""
+
+    repositories: list[Repository]
+    environment: str
+    prerelease_environment: str | None = None
+    channel: SlackChannel | None = None
+
+
+class Config(_Frozen):
+    """The whole configuration."""
+
+    services: dict[ServiceKey, ServiceConfig]
+    environments: dict[EnvironmentName, Environment]
+    releases: Releases | None = None
+    path: Path = Field(default=Path("deployer.toml"), exclude=True)
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> Config:
+        for name, environment in self.environments.items():
+            if environment.service not in self.services:
+                raise ValueError(
+                    f"environments.{name}.service is {environment.service!r}, but services has "
+                    f"only {', '.join(sorted(self.services)) or 'nothing'}"
+                )
+        if self.releases is not None:
+            for target in (self.releases.environment, self.releases.prerelease_environment):
+                if target is not None and target not in self.environments:
+                    raise ValueError(
+                        f"releases maps to environment {target!r}, which is not defined"
+                    )
+        return self
+
+    def environment(self, name: str) -> Environment:
+        """The environment called `name`; ConfigError naming the known ones otherwise."""
+        try:
+            return self.environments[name]
+        except KeyError:
+            known = ", ".join(sorted(self.environments))
+            raise ConfigError(f"unknown environment {name!r}; known: {known}") from None
+
+    def service_of(self, environment: str) -> ServiceConfig:
+        return self.services[self.environment(environment).service]
+
+    def build_config_path(self, service: ServiceConfig) -> Path:
+        """The cloudbuild.yaml of `service` (absolute once loaded from a file)."""
+        return (self.path.parent / service.build_config).resolve()
+
+
+def load_config(path: Path | str | None = None) -> Config:
+    """Read and validate the configuration at `path`, or at `DEPLOYER_CONFIG`."""
+    if path is None:
+        path = os.environ.get(CONFIG_ENV)
+        if not path:
+            raise ConfigError(f"{CONFIG_ENV} is not set; point it at your deployer.toml")
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file; set {CONFIG_ENV} to your deployer.toml") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    _anchor_relative_paths(data, path.parent)
+    try:
+        return Config.model_validate({**data, "path": path})
+    except ValidationError as error:
+        raise ConfigError(f"{path}: " + describe(error)) from None
+
+
+def _looks_remote(location: str) -> bool:
+    """A URL (scheme://...) or scp-like `user@host:path`, as git understands them."""
+    return "://" in location or re.match(r"^[\w.-]+@[\w.-]+:", location) is not None
+
+
+def _anchor_relative_paths(data: dict[str, Any], folder: Path) -> None:
+    """Make relative build configs and local git sources relative to the config's folder."""
+    services = data.get("services")
+    if not isinstance(services, dict):
+        return
+    for service in services.values():
+        if not isinstance(service, dict):
+            continue
+        source = service.get("source")
+        git = source.get("git") if isinstance(source, dict) else None
+        if isinstance(source, dict) and isinstance(git, str) and not _looks_remote(git):
+            source["git"] = str((folder / git).resolve())
+        if isinstance(service.get("build_config"), str):
+            service["build_config"] = str((folder / service["build_config"]).resolve())
+
+
+def describe(error: ValidationError) -> str:
+    """One line per problem: the dotted field and what is wrong with it."""
+    lines = []
+    for problem in error.errors(include_url=False):
+        field = ".".join(str(part) for part in problem["loc"])
+        message = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "extra_forbidden":
+            message = "unknown field; check its spelling against deployer.example.toml"
+        elif problem["type"] == "missing":
+            message = "required field missing"
+        lines.append(f"{field}: {message}" if field else message)
+    return "; ".join(lines)

@@ -1,0 +1,226 @@
+"""The operations every front offers (terminal, Slack, GitHub), over one config and store."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+
+from deployer.config import Config, load_config
+from deployer.errors import ConfigError
+from deployer.pipeline.deploy import COMMIT_LABEL, DEPLOY_LABEL, DeployPipeline, Platform
+from deployer.pipeline.events import Listener
+from deployer.pipeline.ports import HealthOutcome, RevisionInfo, ServiceState
+from deployer.pipeline.record import DeployRecord, Lock, new_deploy_id
+from deployer.pipeline.rollback import RollbackPipeline
+from deployer.store import open_store
+from deployer.store.protocol import Store
+
+STATUS_HEALTH_TIMEOUT = 3.0
+
+
+@dataclass(frozen=True)
+class RevisionStatus:
+    name: str
+    percent: int
+    tag: str
+    commit: str
+    image: str
+    deploy_id: str
+    created: str
+
+
+@dataclass(frozen=True)
+class EnvironmentStatus:
+    environment: str
+    service: str
+    location: str  # project/region
+    uri: str
+    serving: list[RevisionStatus]
+    locks: list[Lock]
+    last: DeployRecord | None
+    health: HealthOutcome | None
+    problem: str = ""  # why the service could not be read
+    tagged: list[RevisionStatus] = field(default_factory=list)  # 0 % revisions with a tag
+
+
+def default_platform(host: str | None = None) -> Platform:
+    """The real adapters: Google's APIs, or the sandbox at `host` / DEPLOYER_GCP_EMULATOR_HOST."""
+    from google.cloud import run_v2, secretmanager_v1
+    from google.cloud.devtools import cloudbuild_v1
+
+    from deployer.adapters.cloud_build import CloudBuildBuilds
+    from deployer.adapters.cloud_run import CloudRunRevisions
+    from deployer.adapters.git_refs import GitRefs
+    from deployer.adapters.google_clients import emulator_host, google_client
+    from deployer.adapters.health import HttpHealth, google_id_token
+    from deployer.adapters.secret_manager import SecretManagerSecrets
+
+    return Platform(
+        refs=GitRefs(),
+        builds=CloudBuildBuilds(google_client(cloudbuild_v1.CloudBuildClient, host)),
+        secrets=SecretManagerSecrets(
+            google_client(secretmanager_v1.SecretManagerServiceClient, host)
+        ),
+        revisions=CloudRunRevisions(
+            google_client(run_v2.ServicesClient, host), google_client(run_v2.RevisionsClient, host)
+        ),
+        health=HttpHealth(None if (host or emulator_host()) else google_id_token),
+    )
+
+
+class Engine:
+    """Deploy, roll back, lock and report, the same way for every front."""
+
+    def __init__(self, config: Config, platform: Platform, store: Store) -> None:
+        self.config = config
+        self.platform = platform
+        self.store = store
+
+    @classmethod
+    def from_environment(cls) -> Engine:
+        """Config from DEPLOYER_CONFIG, store from DEPLOYER_STORE, the real (or sandbox) APIs."""
+        return cls(load_config(), default_platform(), open_store())
+
+    def resolve(self, environment: str, service: str | None = None) -> str:
+        """Check `environment` (and `service`, when named) and return the service key."""
+        settings = self.config.environment(environment)
+        if service is not None and service != settings.service:
+            raise ConfigError(
+                f"environment {environment} deploys {settings.service}, not {service}"
+            )
+        return settings.service
+
+    def new_deploy(
+        self, environment: str, ref: str | None, requester: str, service: str | None = None
+    ) -> DeployRecord:
+        """A deploy record ready to run (not saved yet)."""
+        return DeployRecord(
+            id=new_deploy_id(),
+            kind="deploy",
+            environment=environment,
+            service=self.resolve(environment, service),
+            requester=requester,
+            ref=ref,
+        )
+
+    def deploy(
+        self, record: DeployRecord, listener: Listener, dry_run: bool = False
+    ) -> DeployRecord:
+        """Run a deploy record (new, or saved by an earlier run that stopped) to its end."""
+        return DeployPipeline(self.config, self.platform, self.store, listener).run(record, dry_run)
+
+    def resume(self, deploy_id: str, listener: Listener) -> DeployRecord:
+        """Continue the saved deploy `deploy_id` from where it stopped."""
+        record = self.store.get(deploy_id)
+        if record is None:
+            raise ConfigError(f"no deploy {deploy_id} in the store")
+        if record.state.finished:
+            return record
+        if record.kind == "rollback":
+            return RollbackPipeline(self.config, self.platform, self.store, listener).run(record)
+        return self.deploy(record, listener)
+
+    def rollback(
+        self, environment: str, to_revision: str | None, requester: str, listener: Listener
+    ) -> DeployRecord:
+        """Move the environment's traffic back to `to_revision` (default: the previous one)."""
+        record = DeployRecord(
+            id=new_deploy_id(),
+            kind="rollback",
+            environment=environment,
+            service=self.resolve(environment),
+            requester=requester,
+            target_revision=to_revision,
+        )
+        return RollbackPipeline(self.config, self.platform, self.store, listener).run(record)
+
+    def history(self, environment: str, limit: int = 20) -> list[DeployRecord]:
+        self.config.environment(environment)
+        return self.store.history(environment, limit)
+
+    def lock(self, environment: str, holder: str, reason: str) -> Lock:
+        """Lock the environment for `holder`; the lock that holds it (maybe someone else's)."""
+        self.config.environment(environment)
+        return self.store.acquire_lock(Lock(environment, "manual", holder, reason, time.time()))
+
+    def unlock(self, environment: str, holder: str) -> bool:
+        """Release `holder`'s lock; whether there was one."""
+        self.config.environment(environment)
+        locks = [lock for lock in self.store.locks(environment) if lock.kind == "manual"]
+        if not locks:
+            return False
+        # Anyone allowed to deploy may unlock: a lock is a courtesy, not a permission.
+        return self.store.release_lock(environment, "manual", locks[0].holder)
+
+    def status(self, environment: str | None = None) -> list[EnvironmentStatus]:
+        """What runs where: one entry per environment (or just `environment`)."""
+        names = [environment] if environment else sorted(self.config.environments)
+        return [self._status_of(name) for name in names]
+
+    def _status_of(self, environment: str) -> EnvironmentStatus:
+        settings = self.config.environment(environment)
+        service = self.config.services[settings.service]
+        history = self.store.history(environment, 1)
+        base = EnvironmentStatus(
+            environment=environment,
+            service=service.service,
+            location=f"{service.project}/{service.region}",
+            uri="",
+            serving=[],
+            locks=self.store.locks(environment),
+            last=history[0] if history else None,
+            health=None,
+        )
+        try:
+            state = self.platform.revisions.current(service)
+            infos = {r.name: r for r in self.platform.revisions.revisions(service, 50)}
+        except Exception as error:  # status must answer even when Cloud Run does not
+            return replace(base, problem=f"cannot read {service.service}: {error}")
+        if state is None:
+            return replace(base, problem=f"service {service.service} does not exist")
+        rows = _revision_rows(state, infos)
+        serving = [row for row in rows if row.percent > 0]
+        top = max(serving, key=lambda row: row.percent, default=None)
+        # Report the commit check only when one labelled revision takes all traffic.
+        single = top is not None and bool(top.commit) and len(serving) == 1
+        check = service.health.model_copy(
+            update={
+                "consecutive": 1,
+                "failures": 1,
+                "version_field": service.health.version_field if single else "",
+            }
+        )
+        health = self.platform.health.check(
+            state.uri + check.path,
+            check,
+            top.commit if top else "",
+            STATUS_HEALTH_TIMEOUT,
+            not settings.run.allow_unauthenticated,
+            lambda _: None,
+        )
+        return replace(
+            base,
+            uri=state.uri,
+            serving=serving,
+            tagged=[row for row in rows if row.percent == 0],
+            health=health,
+        )
+
+
+def _revision_rows(state: ServiceState, infos: dict[str, RevisionInfo]) -> list[RevisionStatus]:
+    rows = []
+    for share in state.traffic:
+        info = infos.get(share.revision)
+        labels = info.labels if info else {}
+        rows.append(
+            RevisionStatus(
+                name=share.revision,
+                percent=share.percent,
+                tag=share.tag,
+                commit=labels.get(COMMIT_LABEL, ""),
+                image=info.image if info else "",
+                deploy_id=labels.get(DEPLOY_LABEL, ""),
+                created=info.created if info else "",
+            )
+        )
+    return rows

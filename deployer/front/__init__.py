@@ -1,0 +1,1 @@
+"""The chat front: HTTP routes that Slack and GitHub call."""

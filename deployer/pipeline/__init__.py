@@ -1,0 +1,1 @@
+"""The deploy pipeline: stages, their events, and the records they leave."""

@@ -1,0 +1,42 @@
+"""What the pipeline tells its listeners: the terminal renders these now, Slack later."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from deployer.pipeline.record import DeployRecord, Stage, StageResult
+
+
+@dataclass(frozen=True)
+class StageStarted:
+    record: DeployRecord
+    stage: Stage
+
+
+@dataclass(frozen=True)
+class StageProgressed:
+    record: DeployRecord
+    stage: Stage
+    message: str
+    link: str = ""
+
+
+@dataclass(frozen=True)
+class StageFinished:
+    record: DeployRecord
+    result: StageResult
+
+
+@dataclass(frozen=True)
+class DeployFinished:
+    record: DeployRecord
+    plan: tuple[str, ...] = ()  # a dry run's plan, one line a step
+
+
+Event = StageStarted | StageProgressed | StageFinished | DeployFinished
+Listener = Callable[[Event], None]
+
+
+def ignore(event: Event) -> None:
+    """A listener that drops every event."""

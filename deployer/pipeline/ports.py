@@ -1,0 +1,219 @@
+"""The narrow interfaces the pipeline needs from the outside world.
+
+Each Protocol is the slice of one system the pipeline uses; the adapters in
+`deployer/adapters/` implement them over the Google client libraries. The
+values crossing them are plain frozen dataclasses, so the pipeline never sees
+a protobuf.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from google.cloud.devtools import cloudbuild_v1
+
+from deployer.config import HealthCheck, RunSettings, SecretRef, ServiceConfig
+
+Progress = Callable[[str], None]
+"""Called with a short human line whenever a wait learns something new."""
+
+
+# --- git ------------------------------------------------------------------------------
+
+
+class RefNotFound(Exception):
+    """The ref names no commit in the source repository."""
+
+
+class Refs(Protocol):
+    def resolve(self, service: ServiceConfig, ref: str | None, timeout: float) -> str:
+        """The full commit SHA `ref` (default: the default branch) points at; RefNotFound otherwise."""
+        ...
+
+
+# --- Cloud Build ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BuildStarted:
+    build_id: str
+    log_url: str
+
+
+@dataclass(frozen=True)
+class BuildOutcome:
+    status: str  # SUCCESS, FAILURE, TIMEOUT, CANCELLED, INTERNAL_ERROR, EXPIRED
+    log_url: str
+    commit: str | None = None  # the commit the build really used
+    image: str | None = None  # repository@sha256:..., never a tag
+    failing_step: str | None = None  # step id (or index) that failed
+    detail: str = ""  # status_detail / failure_info detail
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "SUCCESS" and self.image is not None
+
+
+class BuildRejected(Exception):
+    """Cloud Build refused a request (invalid build, no permission, unknown build); the message quotes it."""
+
+
+class Builds(Protocol):
+    def start(
+        self, service: ServiceConfig, build: cloudbuild_v1.Build, commit: str, deploy_id: str
+    ) -> BuildStarted:
+        """Submit `build` for `commit`; returns as soon as Cloud Build knows the build id."""
+        ...
+
+    def wait(
+        self, service: ServiceConfig, build_id: str, timeout: float, progress: Progress
+    ) -> BuildOutcome:
+        """Follow the build to its end; on `timeout`, cancel it and report TIMEOUT."""
+        ...
+
+    def cancel(self, service: ServiceConfig, build_id: str) -> None:
+        """Ask Cloud Build to stop the build."""
+        ...
+
+
+# --- Secret Manager -------------------------------------------------------------------
+
+
+class SecretProblem(Exception):
+    """A referenced secret is missing, disabled or destroyed; the message names it."""
+
+
+@dataclass(frozen=True)
+class PinnedSecret:
+    secret: str  # the secret id
+    version: str  # a concrete version number, never `latest`
+
+
+class Secrets(Protocol):
+    def pin(self, project: str, ref: SecretRef) -> PinnedSecret:
+        """Resolve `ref` to an enabled concrete version (metadata only, no value read)."""
+        ...
+
+    def read_text(self, project: str, ref: SecretRef) -> tuple[PinnedSecret, str]:
+        """Read a secret's value (CRC32C checked) for `env_from_secret`; never log it."""
+        ...
+
+
+# --- Cloud Run ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrafficShare:
+    revision: str  # short revision name
+    percent: int
+    tag: str = ""
+    uri: str = ""
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    name: str  # full resource name
+    uri: str
+    traffic: tuple[TrafficShare, ...]
+    latest_ready_revision: str | None
+    latest_created_revision: str | None
+    etag: str
+
+    def serving(self) -> list[TrafficShare]:
+        """Traffic targets that receive requests."""
+        return [share for share in self.traffic if share.percent > 0]
+
+
+@dataclass(frozen=True)
+class RevisionInfo:
+    name: str  # short revision name
+    created: str  # RFC 3339
+    ready: bool
+    image: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    message: str = ""  # the Ready condition's message when not ready
+
+
+class RolloutRefused(Exception):
+    """Cloud Run refused a change to the service; the message quotes it."""
+
+
+@dataclass(frozen=True)
+class CandidateSpec:
+    revision: str  # fresh short revision name
+    image: str  # by digest
+    env: Mapping[str, str]
+    secret_env: Mapping[str, PinnedSecret]
+    settings: RunSettings
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    tag: str
+
+
+@dataclass(frozen=True)
+class RolloutOutcome:
+    ok: bool
+    state: ServiceState | None
+    message: str = ""  # the revision's condition message (the container's error) on failure
+    timed_out: bool = False
+
+
+class Revisions(Protocol):
+    def current(self, service: ServiceConfig) -> ServiceState | None:
+        """The service as Cloud Run serves it now, or None when it does not exist."""
+        ...
+
+    def create(self, service: ServiceConfig, spec: CandidateSpec) -> str:
+        """First deploy: create the service with `spec` as its only revision; the operation name."""
+        ...
+
+    def start_candidate(
+        self, service: ServiceConfig, spec: CandidateSpec, keep: ServiceState
+    ) -> str:
+        """Create the candidate revision at 0 % with its tag, traffic pinned as in `keep`; the operation name."""
+        ...
+
+    def wait(self, service: ServiceConfig, operation: str, timeout: float) -> RolloutOutcome:
+        """Wait until Cloud Run has reconciled (observed_generation == generation) and say how it ended."""
+        ...
+
+    def route(
+        self,
+        service: ServiceConfig,
+        split: Sequence[TrafficShare],
+        timeout: float,
+    ) -> RolloutOutcome:
+        """Set traffic exactly to `split` (tags included) and wait until Cloud Run serves it."""
+        ...
+
+    def revisions(self, service: ServiceConfig, limit: int) -> list[RevisionInfo]:
+        """The service's revisions, newest first."""
+        ...
+
+
+# --- Health ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HealthOutcome:
+    ok: bool
+    attempts: int
+    status: int | None = None  # last HTTP status seen
+    body: str = ""  # excerpt of the last answer
+    message: str = ""
+
+
+class Health(Protocol):
+    def check(
+        self,
+        url: str,
+        check: HealthCheck,
+        commit: str,
+        timeout: float,
+        authenticated: bool,
+        progress: Progress,
+    ) -> HealthOutcome:
+        """Probe `url` until `check.consecutive` good answers in a row, or `timeout`."""
+        ...

@@ -1,0 +1,164 @@
+"""Preflight: everything that can be checked before anything changes.
+
+Config, locks, the build config, every secret (pinned to a version), the
+service as it runs now, and the ref. A deploy that passes preflight fails later
+only for reasons the platform discovers (build, container, health).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from google.cloud.devtools import cloudbuild_v1
+
+from deployer.build_config import BuildConfigError, load_build_config
+from deployer.config import RESERVED_ENV, RESERVED_ENV_PREFIXES, Config, Environment, ServiceConfig
+from deployer.dotenv import parse_dotenv
+from deployer.errors import DotenvError
+from deployer.pipeline.ports import (
+    PinnedSecret,
+    RefNotFound,
+    Refs,
+    Revisions,
+    SecretProblem,
+    Secrets,
+    ServiceState,
+    TrafficShare,
+)
+from deployer.pipeline.record import Lock
+from deployer.pipeline.stages import Deadline, StageFailed
+from deployer.store.protocol import Store
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a deploy will do, known before it changes anything."""
+
+    environment: str
+    settings: Environment
+    service: ServiceConfig
+    build: cloudbuild_v1.Build
+    ref: str
+    commit: str
+    env: dict[str, str]  # plain values; from env_from_secret too, so never printed
+    secret_env: dict[str, PinnedSecret]
+    current: ServiceState | None  # None: the first deploy creates the service
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def keep(self) -> tuple[TrafficShare, ...]:
+        """The traffic to restore if anything goes wrong: what serves now."""
+        return tuple(self.current.serving()) if self.current else ()
+
+    @property
+    def previous_revision(self) -> str | None:
+        """The revision that serves most traffic now."""
+        if not self.keep:
+            return None
+        return max(self.keep, key=lambda share: share.percent).revision
+
+    def lines(self) -> list[str]:
+        """The plan for people; names only, never a value."""
+        serving = ", ".join(f"{s.revision} {s.percent}%" for s in self.keep) or "nothing"
+        secrets = ", ".join(
+            f"{name}={pinned.secret}:{pinned.version}" for name, pinned in self.secret_env.items()
+        )
+        steps = " -> ".join(f"{step}%" for step in self.settings.rollout.steps)
+        where = f"{self.service.project}/{self.service.region}"
+        service = (
+            f"service {self.service.service} in {where}, now serving {serving}"
+            if self.current
+            else f"service {self.service.service} does not exist in {where}: the first deploy creates it"
+        )
+        return [
+            service,
+            f"build {self.ref} = {self.commit[:12]} with {self.service.build_config}, image {self.service.image}",
+            f"env: {', '.join(sorted(self.env)) or 'none'}; secrets pinned: {secrets or 'none'}",
+            f"candidate at 0% with tag, health {self.service.health.path} x{self.service.health.consecutive}, then traffic {steps}",
+            *[f"warning: {warning}" for warning in self.warnings],
+        ]
+
+
+def check_locks(store: Store, environment: str, requester: str) -> None:
+    """Fail when someone else locked the environment or another deploy runs in it."""
+    for lock in store.locks(environment):
+        if lock.kind == "manual" and lock.holder != requester:
+            reason = f": {lock.reason}" if lock.reason else ""
+            raise StageFailed(f"{environment} is locked by {lock.holder}{reason}")
+        if lock.kind == "deploy":
+            raise StageFailed(f"deploy {lock.holder} is already running in {environment}")
+
+
+def take_deploy_lock(store: Store, environment: str, deploy_id: str, now: float) -> None:
+    """Hold the environment for this deploy; fail if another deploy got there first."""
+    held = store.acquire_lock(Lock(environment, "deploy", deploy_id, "deploy", now))
+    if held.holder != deploy_id:
+        raise StageFailed(f"deploy {held.holder} is already running in {environment}")
+
+
+def load_build(config: Config, service: ServiceConfig) -> cloudbuild_v1.Build:
+    path = config.build_config_path(service)
+    try:
+        return load_build_config(path.read_text(encoding="utf-8"), name=str(path))
+    except FileNotFoundError:
+        raise StageFailed(
+            f"build config {path} not found",
+            f"services.{service.service}.build_config names it; fix the path (relative to the config file)",
+        ) from None
+    except BuildConfigError as error:
+        raise StageFailed("build config is invalid", str(error)) from None
+
+
+def resolve_env(
+    secrets: Secrets, service: ServiceConfig, settings: Environment
+) -> tuple[dict[str, str], dict[str, PinnedSecret], list[str]]:
+    """Plain env, pinned secret refs and warnings; StageFailed names any unusable secret."""
+    warnings: list[str] = []
+    env: dict[str, str] = {}
+    problems: list[str] = []
+    if settings.env_from_secret is not None:
+        try:
+            _, text = secrets.read_text(service.project, settings.env_from_secret)
+            from_file = parse_dotenv(text, source=f"secret {settings.env_from_secret.secret}")
+        except (SecretProblem, DotenvError) as error:
+            problems.append(str(error))
+            from_file = {}
+        for name, value in from_file.items():
+            if name in RESERVED_ENV or name.startswith(RESERVED_ENV_PREFIXES):
+                warnings.append(
+                    f"{name} from {settings.env_from_secret.secret} skipped: Cloud Run sets it"
+                )
+            elif name in settings.secrets:
+                warnings.append(
+                    f"{name} from {settings.env_from_secret.secret} skipped: a secret reference sets it"
+                )
+            else:
+                env[name] = value
+    env.update(settings.env)  # the config's own values win over the dotenv secret
+    pinned: dict[str, PinnedSecret] = {}
+    for name, ref in settings.secrets.items():
+        try:
+            pinned[name] = secrets.pin(service.project, ref)
+        except SecretProblem as error:
+            problems.append(f"{name}: {error}")
+    if problems:
+        raise StageFailed(
+            "secrets not usable: " + "; ".join(problems),
+            "create or enable them in Secret Manager (`deployer env import`), or fix the config",
+        )
+    return env, pinned, warnings
+
+
+def current_service(revisions: Revisions, service: ServiceConfig) -> ServiceState | None:
+    """The service now, or None when this deploy will create it."""
+    state = revisions.current(service)
+    if state is not None and not state.serving():
+        raise StageFailed(f"service {service.service} serves no revision; nothing to keep safe")
+    return state
+
+
+def resolve_ref(refs: Refs, service: ServiceConfig, ref: str | None, deadline: Deadline) -> str:
+    try:
+        return refs.resolve(service, ref, timeout=max(1.0, deadline.left()))
+    except RefNotFound as error:
+        raise StageFailed(str(error), "push the branch or tag, or check its spelling") from None

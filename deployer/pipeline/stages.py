@@ -1,0 +1,100 @@
+"""Running one stage: its timeout, its typed result, its events, its saved record."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from deployer.pipeline.events import Listener, StageFinished, StageProgressed, StageStarted
+from deployer.pipeline.record import DeployRecord, Outcome, Stage, StageResult
+from deployer.store.protocol import Store
+
+
+class StageFailed(Exception):
+    """Raised inside a stage to end it unsuccessfully with a summary and details."""
+
+    def __init__(
+        self, summary: str, detail: str = "", outcome: Outcome = Outcome.FAILED, link: str = ""
+    ) -> None:
+        super().__init__(summary)
+        self.summary = summary
+        self.detail = detail
+        self.outcome = outcome
+        self.link = link
+
+
+@dataclass(frozen=True)
+class Done:
+    """What a successful stage reports."""
+
+    summary: str
+    detail: str = ""
+    link: str = ""
+
+
+class Deadline:
+    """A stage's time budget: how long is left, never negative."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._end = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return max(0.0, self._end - time.monotonic())
+
+    def expired(self) -> bool:
+        return self.left() <= 0
+
+
+class StageRunner:
+    """Runs stages of one record, emitting events and saving the record as it goes."""
+
+    def __init__(self, record: DeployRecord, store: Store | None, listener: Listener) -> None:
+        self.record = record
+        self._store = store
+        self._listener = listener
+        self._current: Stage | None = None
+
+    def save(self) -> None:
+        """Persist the record now (stage outputs are saved the moment they are known)."""
+        if self._store is not None:
+            self._store.save(self.record)
+
+    def progress(self, message: str, link: str = "") -> None:
+        """Report progress of the stage that is running."""
+        if self._current is not None:
+            self._listener(StageProgressed(self.record, self._current, message, link))
+
+    def run(self, stage: Stage, seconds: float, body: Callable[[Deadline], Done]) -> StageResult:
+        """Run `body` as `stage` within `seconds`; StageFailed ends it with that outcome."""
+        self._current = stage
+        self._listener(StageStarted(self.record, stage))
+        started_wall, started = time.time(), time.monotonic()
+        deadline = Deadline(seconds)
+        try:
+            done = body(deadline)
+            outcome, summary, detail, link = Outcome.SUCCEEDED, done.summary, done.detail, done.link
+        except StageFailed as failure:
+            outcome, summary, detail, link = (
+                failure.outcome,
+                failure.summary,
+                failure.detail,
+                failure.link,
+            )
+        result = StageResult(
+            stage=stage,
+            outcome=outcome,
+            started_at=started_wall,
+            duration=round(time.monotonic() - started, 3),
+            summary=summary,
+            detail=detail,
+            link=link,
+        )
+        self.record.stages.append(result)
+        if outcome != Outcome.SUCCEEDED:
+            self.record.error = f"{stage}: {summary}"
+        self.save()
+        self._current = None
+        self._listener(StageFinished(self.record, result))
+        return result

@@ -1,0 +1,148 @@
+"""Seeds the sandbox with the demo: secrets, then a first deploy of this repository's HEAD.
+
+The first revision of `backend` is deployed by the deployer's own pipeline
+(preflight, Cloud Build, Cloud Run, health check) over the sandbox's gRPC, so
+a seeded sandbox is itself an end-to-end check of the product.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from google.cloud import secretmanager_v1
+
+from deployer.adapters.google_clients import google_client
+from deployer.config import Config, load_config
+from deployer.engine import Engine, default_platform
+from deployer.pipeline.events import ignore
+from deployer.pipeline.record import State
+from deployer.sandbox import slack_sink
+from deployer.sandbox.server import Sandbox
+from deployer.store.sqlite import SqliteStore
+
+ENVIRONMENT = "prod"
+EXAMPLE_CONFIG = "deployer.example.toml"
+# The example's relative paths, replaced by absolute ones in the demo's copy.
+_RELATIVE_LINES = {
+    'git = "."': "git = {}",
+    'build_config = "cloudbuild.yaml"': "build_config = {}",
+}
+SLACK_TEAM = slack_sink.TEAM_ID
+SLACK_USER_NAME = "demo.user"
+SLACK_CHANNEL_NAME = "deploys"
+
+
+class DemoError(RuntimeError):
+    """The demo could not be seeded; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class Demo:
+    config: Config
+    project: str
+    region: str
+    service: str
+    service_uri: str
+    revision: str
+    commit: str
+    image: str
+    slack_channel: str
+    slack_user: str
+    github_repository: str
+    store: str  # DEPLOYER_STORE of the seed deploy
+
+
+def repository_root(start: Path) -> Path:
+    """The git checkout the demo builds from (the one the sandbox runs in)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"],
+            cwd=start,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (subprocess.CalledProcessError, FileNotFoundError, subprocess.TimeoutExpired) as error:
+        raise DemoError(
+            f"{start} is not inside a git checkout; the demo builds service/ from this "
+            "repository's history (clone it with git, or pass --no-demo)"
+        ) from error
+    return Path(out.stdout.strip())
+
+
+def render_config(repo: Path) -> str:
+    """The shipped example config, with this checkout's absolute paths."""
+    text = (repo / EXAMPLE_CONFIG).read_text(encoding="utf-8")
+    for relative, absolute in _RELATIVE_LINES.items():
+        if relative not in text:
+            raise DemoError(f"{EXAMPLE_CONFIG} no longer contains `{relative}`; update demo.py")
+        target = repo if relative.startswith("git") else repo / "cloudbuild.yaml"
+        # A JSON string is a valid TOML basic string, escapes included.
+        text = text.replace(relative, absolute.format(json.dumps(str(target))), 1)
+    return text
+
+
+def seed_demo(sandbox: Sandbox, repo: Path, workdir: Path) -> Demo:
+    """Create the demo's secrets and Slack people, then deploy HEAD as the first revision."""
+    path = workdir / "deployer.toml"
+    path.write_text(render_config(repo))
+    config = load_config(path)
+    settings = config.environment(ENVIRONMENT)
+    service = config.services[settings.service]
+    host = sandbox.grpc_address
+    _seed_secrets(host, service.project, [ref.secret for ref in settings.secrets.values()])
+    channel = settings.allow.slack_channels[0]
+    user = settings.allow.slack_users[0]
+    sandbox.http.sink.add_channel(channel, SLACK_CHANNEL_NAME)
+    sandbox.http.sink.add_user(user, SLACK_USER_NAME)
+
+    store = workdir / "state.db"
+    engine = Engine(config, default_platform(host), SqliteStore(store))
+    record = engine.deploy(engine.new_deploy(ENVIRONMENT, "HEAD", "sandbox:seed"), ignore)
+    if record.state != State.SUCCEEDED or not record.commit or not record.image:
+        raise DemoError(f"the demo's first deploy did not succeed: {record.error}")
+    state = default_platform(host).revisions.current(service)
+    assert state is not None
+    repositories = config.releases.repositories if config.releases else ["acme/content-api"]
+    return Demo(
+        config=config,
+        project=service.project,
+        region=service.region,
+        service=service.service,
+        service_uri=state.uri,
+        revision=record.candidate_revision or "",
+        commit=record.commit,
+        image=record.image,
+        slack_channel=channel,
+        slack_user=user,
+        github_repository=repositories[0],
+        store=f"sqlite:///{store}",
+    )
+
+
+def _seed_secrets(host: str, project: str, secret_ids: list[str]) -> None:
+    client = google_client(secretmanager_v1.SecretManagerServiceClient, host)
+    values = {
+        "mongodb-url": b"mongodb://demo:demo@127.0.0.1:27017/content",
+        # Fresh per sandbox: nothing real, and never printed.
+        "secret-key": secrets.token_urlsafe(32).encode(),
+    }
+    for secret_id in secret_ids:
+        secret = client.create_secret(
+            parent=f"projects/{project}",
+            secret_id=secret_id,
+            secret=secretmanager_v1.Secret(
+                replication=secretmanager_v1.Replication(
+                    automatic=secretmanager_v1.Replication.Automatic()
+                )
+            ),
+        )
+        value = values.get(secret_id, secrets.token_urlsafe(16).encode())
+        client.add_secret_version(
+            parent=secret.name, payload=secretmanager_v1.SecretPayload(data=value)
+        )

@@ -1,0 +1,144 @@
+"""Everything the command line prints: live stage progress, summaries, status and history."""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import UTC, datetime
+from typing import TextIO
+
+from deployer.engine import EnvironmentStatus
+from deployer.pipeline.events import (
+    DeployFinished,
+    Event,
+    StageFinished,
+    StageProgressed,
+    StageStarted,
+)
+from deployer.pipeline.record import DeployRecord, Lock, Outcome, State
+
+_MARK = {
+    Outcome.SUCCEEDED: "ok",
+    Outcome.FAILED: "FAILED",
+    Outcome.TIMED_OUT: "TIMED OUT",
+    Outcome.CANCELLED: "CANCELLED",
+}
+_STATE_WORDS = {
+    State.SUCCEEDED: "succeeded",
+    State.FAILED: "failed; traffic did not move",
+    State.ROLLED_BACK: "failed and was rolled back",
+    State.CANCELLED: "was cancelled",
+    State.RUNNING: "is still running",
+    State.PENDING: "has not started",
+}
+
+
+class TerminalProgress:
+    """A pipeline listener printing one line per stage event, with elapsed time."""
+
+    def __init__(self, out: TextIO = sys.stdout) -> None:
+        self.out = out
+        self.started = time.monotonic()
+
+    def __call__(self, event: Event) -> None:
+        elapsed = f"[{time.monotonic() - self.started:6.1f}s]"
+        if isinstance(event, StageStarted):
+            self._print(f"{elapsed} {event.stage} ...")
+        elif isinstance(event, StageProgressed):
+            link = f"  {event.link}" if event.link else ""
+            self._print(f"{elapsed}   {event.message}{link}")
+        elif isinstance(event, StageFinished):
+            result = event.result
+            self._print(
+                f"{elapsed} {result.stage} {_MARK[result.outcome]} in {result.duration:.1f}s: {result.summary}"
+            )
+            if result.detail and result.outcome != Outcome.SUCCEEDED:
+                for line in result.detail.strip().splitlines()[-15:]:
+                    self._print(f"           | {line}")
+            if result.link:
+                self._print(f"           {result.link}")
+        elif isinstance(event, DeployFinished):
+            if event.plan:
+                self._print("plan (dry run, nothing changed):")
+                for line in event.plan:
+                    self._print(f"  - {line}")
+            self._print(summary(event.record))
+
+    def _print(self, line: str) -> None:
+        print(line, file=self.out, flush=True)
+
+
+def summary(record: DeployRecord) -> str:
+    """One paragraph saying how a deploy or rollback ended."""
+    what = "rollback" if record.kind == "rollback" else "deploy"
+    head = f"{what} {record.id} of {record.environment} {_STATE_WORDS[record.state]}"
+    lines = [head]
+    if record.kind == "rollback" and record.target_revision:
+        lines.append(f"  traffic: {record.previous_revision} -> {record.target_revision}")
+    elif record.candidate_revision:
+        lines.append(
+            f"  revision: {record.candidate_revision} (previous {record.previous_revision})"
+        )
+    if record.commit:
+        lines.append(f"  commit: {record.commit}")
+    if record.image:
+        lines.append(f"  image: {record.image}")
+    if record.build_log_url:
+        lines.append(f"  build log: {record.build_log_url}")
+    if record.error and record.state != State.SUCCEEDED:
+        lines.append(f"  error: {record.error}")
+    return "\n".join(lines)
+
+
+def _when(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _lock_line(lock: Lock) -> str:
+    what = "locked by" if lock.kind == "manual" else "deploy running:"
+    reason = f" ({lock.reason})" if lock.reason and lock.kind == "manual" else ""
+    return f"  {what} {lock.holder}{reason} since {_when(lock.created_at)}"
+
+
+def render_status(statuses: list[EnvironmentStatus]) -> str:
+    """What runs where, environment by environment."""
+    blocks = []
+    for status in statuses:
+        lines = [f"{status.environment}: {status.service} in {status.location}"]
+        if status.problem:
+            lines.append(f"  {status.problem}")
+        else:
+            lines.append(f"  url: {status.uri}")
+            for row in status.serving:
+                commit = row.commit[:12] if row.commit else "unknown commit"
+                lines.append(
+                    f"  {row.percent:3d}% {row.name}  {commit}  {row.image or ''}".rstrip()
+                )
+            for row in status.tagged:
+                lines.append(f"    0% {row.name} (tag {row.tag})")
+            if status.health is not None:
+                health = "healthy" if status.health.ok else f"UNHEALTHY: {status.health.message}"
+                lines.append(f"  health now: {health}")
+        if status.last is not None:
+            last = status.last
+            lines.append(
+                f"  last {last.kind}: {last.id} by {last.requester} at {_when(last.created_at)}, {last.state}"
+            )
+        lines.extend(_lock_line(lock) for lock in status.locks)
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def render_history(environment: str, records: list[DeployRecord]) -> str:
+    """The environment's deploys and rollbacks, newest first."""
+    if not records:
+        return f"{environment}: no deploys yet"
+    lines = [f"{environment}: last {len(records)}"]
+    for record in records:
+        target = record.target_revision if record.kind == "rollback" else record.candidate_revision
+        commit = (record.commit or "")[:12]
+        lines.append(
+            f"  {_when(record.created_at)}  {record.id}  {record.kind:8}  {record.state:11}  "
+            f"{commit:12}  {target or '-'}  {record.requester}"
+        )
+    return "\n".join(lines)

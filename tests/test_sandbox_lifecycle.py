@@ -1,0 +1,117 @@
+"""`deployer sandbox` as a user runs it: state file, demo service, clean shutdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from google.cloud import run_v2
+
+from deployer.adapters.google_clients import google_client
+from tests.processes import descendants, wait_all_gone
+
+READY_TIMEOUT = 60.0
+
+
+def _start(tmp_path: Path, repo_root: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    state_file = tmp_path / "state.json"
+    log = tmp_path / "sandbox.log"
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "deployer.cli", "sandbox", "--state-file", str(state_file)],
+            cwd=repo_root,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    deadline = time.monotonic() + READY_TIMEOUT
+    while not state_file.exists():
+        if process.poll() is not None:
+            pytest.fail(f"deployer sandbox exited {process.returncode} before ready:\n{log.read_text()}")
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail("deployer sandbox wrote no state file within 60 s")
+        time.sleep(0.05)
+    return process, state_file
+
+
+@pytest.fixture
+def running(tmp_path: Path, repo_root: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    process, state_file = _start(tmp_path, repo_root)
+    yield process, state_file
+    if process.poll() is None:
+        process.kill()
+        process.wait(10)
+
+
+def _head(repo_root: Path) -> str:
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo_root, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def test_state_file_describes_a_working_sandbox(
+    running: tuple[subprocess.Popen[bytes], Path], repo_root: Path
+) -> None:
+    _, state_file = running
+    state = json.loads(state_file.read_text())
+    for key in ("gcp", "slack_api", "slack_signing_secret", "github_webhook_secret", "config"):
+        assert state[key], key
+    demo = state["demo"]
+    assert demo["slack_team"].startswith("T")
+    assert demo["slack_channel"].startswith("C")
+    assert demo["slack_user"].startswith("U")
+    assert "/" in demo["github_repository"]
+    assert Path(state["config"]).read_text().count("[environments.prod]") == 1
+
+    # The demo service really serves HEAD's service/, reachable through the real client.
+    services = google_client(run_v2.ServicesClient, state["gcp"])
+    service = services.get_service(
+        name=f"projects/{state['project']}/locations/{state['region']}/services/backend"
+    )
+    assert service.terminal_condition.state == run_v2.Condition.State.CONDITION_SUCCEEDED
+    with urllib.request.urlopen(f"{service.uri}/health", timeout=5) as answer:
+        health = json.load(answer)
+    assert health["status"] == "healthy"
+    assert health["version"]["commit"] == _head(repo_root)
+    assert health["version"]["revision"] == service.latest_ready_revision.rsplit("/", 1)[-1]
+
+
+def test_sigterm_ends_every_child_and_removes_the_state_file(
+    running: tuple[subprocess.Popen[bytes], Path],
+) -> None:
+    process, state_file = running
+    children = descendants(process.pid)
+    assert children, "the demo revision should be running as a child process"
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(15) == 0
+    assert wait_all_gone(children, 10) == set()
+    assert not state_file.exists()
+
+
+def test_sigkill_leaves_no_process_behind(running: tuple[subprocess.Popen[bytes], Path]) -> None:
+    process, _ = running
+    children = descendants(process.pid)
+    assert children
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(10)
+    assert wait_all_gone(children, 10) == set()
+
+
+def test_smoke_check_exits_zero(repo_root: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "deployer.cli", "sandbox", "--smoke"],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "smoke check passed" in done.stderr

@@ -1,0 +1,287 @@
+"""Cloud Run revisions in the sandbox: naming, running for real, failing as Cloud Run reports it."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from google.api_core import exceptions
+from google.cloud import run_v2
+
+from deployer.adapters.google_clients import google_client
+from deployer.sandbox.images import Image
+from deployer.sandbox.server import Sandbox
+from tests.conftest import PROJECT, REGION
+
+PARENT = f"projects/{PROJECT}/locations/{REGION}"
+State = run_v2.Condition.State
+Reason = run_v2.Condition.CommonReason
+RevisionReason = run_v2.Condition.RevisionReason
+OP_TIMEOUT = 30
+
+
+@pytest.fixture
+def services(gcp: Sandbox) -> Iterator[run_v2.ServicesClient]:
+    client = google_client(run_v2.ServicesClient)
+    yield client
+    client.transport.close()
+
+
+@pytest.fixture
+def revisions(gcp: Sandbox) -> Iterator[run_v2.RevisionsClient]:
+    client = google_client(run_v2.RevisionsClient)
+    yield client
+    client.transport.close()
+
+
+@pytest.fixture
+def image(gcp: Sandbox, repo_root: Path) -> str:
+    repository = f"{REGION}-docker.pkg.dev/{PROJECT}/apps/rev-{uuid.uuid4().hex[:8]}"
+    digest = "sha256:" + uuid.uuid4().hex * 2
+    gcp.images.push(
+        Image(
+            repository,
+            digest,
+            repo_root / "service",
+            ("python", "-m", "app"),
+            {"APP_COMMIT": "abc"},
+            "abc",
+        ),
+        ["latest"],
+    )
+    return f"{repository}@{digest}"
+
+
+def env(**values: str) -> list[run_v2.EnvVar]:
+    return [run_v2.EnvVar(name=k, value=v) for k, v in values.items()]
+
+
+def template(image: str, revision: str = "", **extra: str) -> run_v2.RevisionTemplate:
+    values = {"MONGODB_URL": "mongodb://db.invalid/app", "SECRET_KEY": "s3cret", **extra}
+    return run_v2.RevisionTemplate(
+        revision=revision, containers=[run_v2.Container(image=image, env=env(**values))]
+    )
+
+
+def create(client: run_v2.ServicesClient, image: str) -> run_v2.Service:
+    service_id = f"rev-{uuid.uuid4().hex[:8]}"
+    return client.create_service(
+        parent=PARENT, service_id=service_id, service=run_v2.Service(template=template(image))
+    ).result(timeout=OP_TIMEOUT)
+
+
+def short(name: str) -> str:
+    return name.rsplit("/", 1)[-1]
+
+
+def served_revision(url: str) -> str:
+    response = httpx.get(f"{url}/health", timeout=10)
+    response.raise_for_status()
+    return str(response.json()["version"]["revision"])
+
+
+def ready(revision: run_v2.Revision) -> run_v2.Condition:
+    return next(c for c in revision.conditions if c.type_ == "Ready")
+
+
+def test_a_template_change_creates_a_revision_named_by_generation(
+    services, revisions, image
+) -> None:
+    first = create(services, image)
+    changed = run_v2.Service(first)
+    changed.template.containers[0].env.append(run_v2.EnvVar(name="FEATURE", value="on"))
+
+    updated = services.update_service(service=changed).result(timeout=OP_TIMEOUT)
+
+    service_id = short(first.name)
+    new_id = short(updated.latest_ready_revision)
+    assert re.fullmatch(rf"{service_id}-00002-[a-z0-9]{{3}}", new_id)
+    assert (
+        updated.generation == 2 and updated.latest_created_revision == updated.latest_ready_revision
+    )
+    assert served_revision(updated.uri) == new_id
+    listed = [short(r.name) for r in revisions.list_revisions(parent=first.name)]
+    assert listed == [new_id, short(first.latest_ready_revision)]
+
+
+def test_revision_fields_follow_the_template(services, revisions, image) -> None:
+    service = create(services, image)
+
+    revision = revisions.get_revision(name=service.latest_ready_revision)
+
+    assert revision.service == service.name
+    assert revision.containers[0].image == image
+    assert ready(revision).state == State.CONDITION_SUCCEEDED
+    assert {c.type_ for c in revision.conditions} == {
+        "Ready",
+        "ContainerHealthy",
+        "ResourcesAvailable",
+    }
+    assert not revision.reconciling and revision.observed_generation == revision.generation
+    assert revision.max_instance_request_concurrency == 80
+    assert revision.timeout.total_seconds() == 300
+    assert f"revision_name/{short(revision.name)}" in revision.log_uri
+    assert revision.create_time and revision.etag
+
+
+def test_get_of_an_unknown_revision_is_not_found(services, revisions, image) -> None:
+    service = create(services, image)
+    with pytest.raises(exceptions.NotFound, match="of kind 'REVISION'"):
+        revisions.get_revision(name=f"{service.name}/revisions/nothing-here")
+
+
+def test_a_crashing_revision_fails_the_update_and_keeps_traffic(services, revisions, image) -> None:
+    first = create(services, image)
+    broken = run_v2.Service(first)
+    broken.template = template(image, revision=f"{short(first.name)}-broken")
+    del broken.template.containers[0].env[0]  # MONGODB_URL
+
+    operation = services.update_service(service=broken)
+    with pytest.raises(exceptions.FailedPrecondition) as failure:
+        operation.result(timeout=OP_TIMEOUT)
+
+    assert "is not ready and cannot serve traffic" in failure.value.message
+    assert "Field required" in failure.value.message
+    after = services.get_service(name=first.name)
+    assert after.terminal_condition.state == State.CONDITION_FAILED
+    assert "Field required" in after.terminal_condition.message
+    assert after.observed_generation == after.generation == 2 and not after.reconciling
+    assert after.latest_created_revision.endswith("-broken")
+    assert after.latest_ready_revision == first.latest_ready_revision
+    assert served_revision(after.uri) == short(first.latest_ready_revision)
+    revision = revisions.get_revision(name=after.latest_created_revision)
+    assert ready(revision).state == State.CONDITION_FAILED
+    assert ready(revision).revision_reason == RevisionReason.HEALTH_CHECK_CONTAINER_ERROR
+    assert "mongodb_url" in ready(revision).message.lower()
+
+
+def test_the_revision_crash_fault_fails_the_next_revision(gcp, services, revisions, image) -> None:
+    gcp.faults.arm("revision_crash")
+    service_id = f"rev-{uuid.uuid4().hex[:8]}"
+
+    operation = services.create_service(
+        parent=PARENT, service_id=service_id, service=run_v2.Service(template=template(image))
+    )
+    with pytest.raises(exceptions.FailedPrecondition, match="sandbox fault"):
+        operation.result(timeout=OP_TIMEOUT)
+
+    service = services.get_service(name=f"{PARENT}/services/{service_id}")
+    assert service.terminal_condition.state == State.CONDITION_FAILED
+    assert not service.latest_ready_revision
+    revision = revisions.get_revision(name=service.latest_created_revision)
+    assert ready(revision).state == State.CONDITION_FAILED
+
+
+def test_an_unknown_image_fails_the_revision_as_container_missing(services, revisions) -> None:
+    missing = f"{REGION}-docker.pkg.dev/{PROJECT}/apps/ghost:v1"
+    operation = services.create_service(
+        parent=PARENT,
+        service_id=f"rev-{uuid.uuid4().hex[:8]}",
+        service=run_v2.Service(template=template(missing)),
+    )
+    with pytest.raises(
+        exceptions.FailedPrecondition, match=re.escape(f"Image '{missing}' not found.")
+    ):
+        operation.result(timeout=OP_TIMEOUT)
+    revision = revisions.get_revision(name=operation.metadata.latest_created_revision)
+    assert ready(revision).reason == Reason.CONTAINER_MISSING
+
+
+def test_secret_env_values_are_resolved_and_missing_ones_fail(gcp, services, image) -> None:
+    project = f"rev-{uuid.uuid4().hex[:6]}"
+    gcp.secrets.create_secret_with_value(project, "mongo-url", b"mongodb://db.invalid/app")
+    good = run_v2.RevisionTemplate(
+        containers=[
+            run_v2.Container(
+                image=image,
+                env=[
+                    run_v2.EnvVar(
+                        name="MONGODB_URL",
+                        value_source={"secret_key_ref": {"secret": "mongo-url", "version": "1"}},
+                    ),
+                    run_v2.EnvVar(
+                        name="SECRET_KEY",
+                        value_source={
+                            "secret_key_ref": {"secret": f"projects/{project}/secrets/nope"}
+                        },
+                    ),
+                ],
+            )
+        ]
+    )
+    parent = f"projects/{project}/locations/{REGION}"
+    operation = services.create_service(
+        parent=parent, service_id="secrets", service=run_v2.Service(template=good)
+    )
+    with pytest.raises(
+        exceptions.FailedPrecondition,
+        match=f"Secret projects/{project}/secrets/nope/versions/latest was not found",
+    ):
+        operation.result(timeout=OP_TIMEOUT)
+
+    gcp.secrets.create_secret_with_value(project, "nope", b"s3cret")
+    retried = run_v2.Service(services.get_service(name=f"{parent}/services/secrets"))
+    retried.template.labels["retry"] = "1"
+    service = services.update_service(service=retried).result(timeout=OP_TIMEOUT)
+    assert service.terminal_condition.state == State.CONDITION_SUCCEEDED
+
+
+def test_reusing_a_revision_name_with_another_template_is_rejected(services, image) -> None:
+    first = create(services, image)
+    named = run_v2.Service(first)
+    named.template = template(image, revision=f"{short(first.name)}-v2")
+    second = services.update_service(service=named).result(timeout=OP_TIMEOUT)
+    changed = run_v2.Service(second)
+    changed.template.containers[0].env.append(run_v2.EnvVar(name="FEATURE", value="on"))
+
+    with pytest.raises(exceptions.AlreadyExists) as conflict:
+        services.update_service(service=changed)
+
+    assert conflict.value.message == (
+        f"Revision named '{short(first.name)}-v2' with different configuration already exists."
+    )
+
+
+def test_reusing_a_revision_name_with_the_same_template_creates_nothing(
+    services, revisions, image
+) -> None:
+    first = create(services, image)
+    service = run_v2.Service(first)
+    service.labels["touched"] = "yes"
+
+    updated = services.update_service(service=service).result(timeout=OP_TIMEOUT)
+
+    assert updated.generation == 2
+    assert updated.latest_created_revision == first.latest_created_revision
+    assert len(list(revisions.list_revisions(parent=first.name))) == 1
+
+
+def test_a_revision_name_must_start_with_the_service_name(services, image) -> None:
+    first = create(services, image)
+    named = run_v2.Service(first)
+    named.template = template(image, revision="other-v2")
+    with pytest.raises(
+        exceptions.InvalidArgument, match=f'must have prefix "{short(first.name)}-"'
+    ):
+        services.update_service(service=named)
+
+
+def test_only_retired_revisions_can_be_deleted(gcp, services, revisions, image) -> None:
+    first = create(services, image)
+    old_id = short(first.latest_ready_revision)
+    changed = run_v2.Service(first)
+    changed.template.containers[0].env.append(run_v2.EnvVar(name="FEATURE", value="on"))
+    second = services.update_service(service=changed).result(timeout=OP_TIMEOUT)
+
+    with pytest.raises(exceptions.FailedPrecondition, match="Only retired revisions"):
+        revisions.delete_revision(name=second.latest_ready_revision)
+    deleted = revisions.delete_revision(name=first.latest_ready_revision).result(timeout=OP_TIMEOUT)
+
+    assert short(deleted.name) == old_id
+    assert gcp.run.processes.get(old_id) is None
+    with pytest.raises(exceptions.NotFound):
+        revisions.get_revision(name=first.latest_ready_revision)
