@@ -5,10 +5,22 @@ from __future__ import annotations
 import flask
 import functions_framework
 
-from deployer.front.http import respond
+from deployer.front import http
 
 
 @functions_framework.http
 def deployer_http(request: flask.Request) -> flask.Response:
-    """Every route of the webhook app in one function (`GET /healthz`, later Slack and GitHub)."""
-    return respond(request)
+    """Every route in one function: `POST /slack/events`, `POST /github/webhook`, `GET /healthz`."""
+    return http.respond(request)
+
+
+@functions_framework.http
+def slack_events(request: flask.Request) -> flask.Response:
+    """Slack's slash commands and button clicks, whatever path the function is deployed at."""
+    return http.slack_events(request)
+
+
+@functions_framework.http
+def github_webhook(request: flask.Request) -> flask.Response:
+    """GitHub's webhook deliveries, whatever path the function is deployed at."""
+    return http.github_webhook(request)

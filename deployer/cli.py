@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from deployer import logs
 from deployer.errors import DeployerError
 
 
@@ -48,8 +49,53 @@ def _parser() -> argparse.ArgumentParser:
     unlock = commands.add_parser("unlock", help="release ENV's lock")
     unlock.add_argument("environment", metavar="ENV")
 
+    env = commands.add_parser("env", help="move environment variables into Secret Manager")
+    env_commands = env.add_subparsers(dest="env_command", required=True, metavar="COMMAND")
+    env_import = env_commands.add_parser(
+        "import",
+        help="a dotenv file into Secret Manager, pinned in the config",
+        description="Create (or add a version to) one secret per variable of FILE, exactly as "
+        "written, and pin each in [environments.ENV.secrets] of $DEPLOYER_CONFIG. "
+        "Values are never printed.",
+    )
+    env_import.add_argument("file", metavar="FILE", type=Path, help="e.g. .env.prod")
+    env_import.add_argument("--env", required=True, metavar="ENV", dest="environment")
+    env_import.add_argument(
+        "--prefix", metavar="NAME", help="secret ids are NAME-variable-name (default: ENV)"
+    )
+    env_import.add_argument(
+        "--dry-run", action="store_true", help="show what would be written; change nothing"
+    )
+
+    check = commands.add_parser(
+        "check", help="preflight of config, secrets, service and rights, without deploying"
+    )
+    check.add_argument("environment", metavar="ENV", nargs="?", help="default: every environment")
+    check.add_argument("--ref", help="the ref a deploy would build (default HEAD)")
+
+    serve = commands.add_parser(
+        "serve", help="run the webhook server (the app main.py exposes) until stopped"
+    )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("PORT") or 8080),
+        help="default: $PORT or 8080",
+    )
+
     worker = commands.add_parser("worker", help="run (or resume) one saved deploy by id")
     worker.add_argument("deploy_id", metavar="DEPLOY_ID")
+
+    demo = commands.add_parser(
+        "demo",
+        help="watch /deploy prod unfold as a Slack thread, against the sandbox",
+        description="Start the sandbox, send a signed /deploy prod as Slack would, show the "
+        "thread live, then /deploy status. Exit 0 when the deploy succeeded.",
+    )
+    demo.add_argument(
+        "--timeout", type=float, default=300.0, help="seconds the whole demo may take"
+    )
 
     sandbox = commands.add_parser(
         "sandbox",
@@ -79,21 +125,59 @@ def _requester() -> str:
         return "cli:unknown"
 
 
+def _env_import(args: argparse.Namespace) -> int:
+    from deployer.adapters.secret_writer import SecretManagerWriter
+    from deployer.env_import import import_env, render_import
+
+    result = import_env(
+        args.file,
+        args.environment,
+        SecretManagerWriter(),
+        prefix=args.prefix,
+        dry_run=args.dry_run,
+    )
+    print("\n".join(render_import(result)))
+    return 0 if result.ok else 1
+
+
+def _check(args: argparse.Namespace) -> int:
+    from deployer.adapters.permissions import GooglePermissions
+    from deployer.checks import render_checks, run_checks
+    from deployer.engine import default_platform
+
+    report = run_checks(default_platform, GooglePermissions, args.environment, args.ref)
+    print("\n".join(render_checks(report)))
+    return 1 if report.failed else 0
+
+
 def _run(args: argparse.Namespace) -> int:
     from deployer import terminal
     from deployer.engine import Engine
+    from deployer.logs import log_events
+    from deployer.pipeline.events import fan_out
     from deployer.pipeline.record import State
 
+    if args.command == "serve":
+        from deployer.front.http import serve as serve_webhooks
+
+        return serve_webhooks(args.host, args.port)
+    if args.command == "env":
+        return _env_import(args)
+    if args.command == "check":
+        return _check(args)
     engine = Engine.from_environment()
+    progress = fan_out(terminal.TerminalProgress(), log_events)
     if args.command == "deploy":
         record = engine.new_deploy(args.environment, args.ref, _requester(), args.service)
-        done = engine.deploy(record, terminal.TerminalProgress(), dry_run=args.dry_run)
+        done = engine.deploy(record, progress, dry_run=args.dry_run)
         return 0 if done.state == State.SUCCEEDED else 1
     if args.command == "rollback":
-        done = engine.rollback(args.environment, args.to, _requester(), terminal.TerminalProgress())
+        done = engine.rollback(args.environment, args.to, _requester(), progress)
         return 0 if done.state == State.SUCCEEDED else 1
     if args.command == "worker":
-        done = engine.resume(args.deploy_id, terminal.TerminalProgress())
+        from deployer.front.worker import run_deploy
+
+        done = run_deploy(args.deploy_id, engine, progress=terminal.TerminalProgress())
         return 0 if done.state == State.SUCCEEDED else 1
     if args.command == "status":
         statuses = engine.status(args.environment)
@@ -121,11 +205,15 @@ def _run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `deployer` console script."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logs.configure()
     if args.command == "sandbox":
         from deployer.sandbox import lifecycle
 
         return lifecycle.run(args.state_file, with_demo=not args.no_demo, smoke=args.smoke)
+    if args.command == "demo":
+        from deployer.demo import run as run_demo
+
+        return run_demo(args.timeout)
     try:
         return _run(args)
     except DeployerError as error:

@@ -228,6 +228,10 @@ class Releases(_Frozen):
     channel: SlackChannel | None = None
 
 
+# Words of the `/deploy` grammar; no environment may be called one of them.
+COMMAND_WORDS = ("help", "status", "history", "rollback", "lock", "unlock")
+
+
 class Config(_Frozen):
     """The whole configuration."""
 
@@ -238,6 +242,9 @@ class Config(_Frozen):
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Config:
+        for name in self.environments:
+            if name in COMMAND_WORDS:
+                raise ValueError(f"environment {name!r} clashes with `/deploy {name}`; rename it")
         for name, environment in self.environments.items():
             if environment.service not in self.services:
                 raise ValueError(

@@ -47,8 +47,10 @@ def default_platform(host: str | None = None) -> Platform:
     """The real adapters: Google's APIs, or the sandbox at `host` / DEPLOYER_GCP_EMULATOR_HOST."""
     from google.cloud import run_v2, secretmanager_v1
     from google.cloud.devtools import cloudbuild_v1
+    from google.cloud.logging_v2.services.logging_service_v2 import LoggingServiceV2Client
 
     from deployer.adapters.cloud_build import CloudBuildBuilds
+    from deployer.adapters.cloud_logging import RevisionLogs
     from deployer.adapters.cloud_run import CloudRunRevisions
     from deployer.adapters.git_refs import GitRefs
     from deployer.adapters.google_clients import emulator_host, google_client
@@ -62,7 +64,9 @@ def default_platform(host: str | None = None) -> Platform:
             google_client(secretmanager_v1.SecretManagerServiceClient, host)
         ),
         revisions=CloudRunRevisions(
-            google_client(run_v2.ServicesClient, host), google_client(run_v2.RevisionsClient, host)
+            google_client(run_v2.ServicesClient, host),
+            google_client(run_v2.RevisionsClient, host),
+            RevisionLogs(google_client(LoggingServiceV2Client, host)),
         ),
         health=HttpHealth(None if (host or emulator_host()) else google_id_token),
     )
@@ -120,6 +124,19 @@ class Engine:
             return RollbackPipeline(self.config, self.platform, self.store, listener).run(record)
         return self.deploy(record, listener)
 
+    def new_rollback(
+        self, environment: str, to_revision: str | None, requester: str
+    ) -> DeployRecord:
+        """A rollback record ready to run by `resume` (not saved yet); None: the previous revision."""
+        return DeployRecord(
+            id=new_deploy_id(),
+            kind="rollback",
+            environment=environment,
+            service=self.resolve(environment),
+            requester=requester,
+            target_revision=to_revision,
+        )
+
     def rollback(
         self, environment: str, to_revision: str | None, requester: str, listener: Listener
     ) -> DeployRecord:
@@ -133,6 +150,13 @@ class Engine:
             target_revision=to_revision,
         )
         return RollbackPipeline(self.config, self.platform, self.store, listener).run(record)
+
+    def cancel(self, deploy_id: str, who: str) -> DeployRecord | None:
+        """Ask a running deploy to stop before traffic moves; the record (None if unknown)."""
+        record = self.store.get(deploy_id)
+        if record is not None and not record.state.finished:
+            self.store.request_cancel(deploy_id, who)
+        return record
 
     def history(self, environment: str, limit: int = 20) -> list[DeployRecord]:
         self.config.environment(environment)

@@ -36,8 +36,9 @@ _STATE_WORDS = {
 class TerminalProgress:
     """A pipeline listener printing one line per stage event, with elapsed time."""
 
-    def __init__(self, out: TextIO = sys.stdout) -> None:
-        self.out = out
+    def __init__(self, out: TextIO | None = None) -> None:
+        # Looked up now, not at import: whoever replaced sys.stdout since (a test) is heard.
+        self.out = out if out is not None else sys.stdout
         self.started = time.monotonic()
 
     def __call__(self, event: Event) -> None:

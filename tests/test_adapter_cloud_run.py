@@ -14,6 +14,7 @@ import pytest
 from google.cloud import run_v2
 from google.cloud.run_v2.services.services.transports import ServicesGrpcTransport
 
+from deployer.adapters.cloud_logging import RevisionLogs
 from deployer.adapters.cloud_run import CloudRunRevisions
 from deployer.adapters.google_clients import google_client
 from deployer.config import RunSettings, ServiceConfig, Source
@@ -236,7 +237,12 @@ def test_a_candidate_missing_a_required_variable_fails_with_the_containers_error
     outcome = world.adapter.wait(world.config, operation, TIMEOUT)
 
     assert not outcome.ok and not outcome.timed_out
-    assert "mongodb_url" in outcome.message and "Field required" in outcome.message
+    # Cloud Run's condition, then what the container logged (read from Cloud Logging).
+    condition, _, output = outcome.message.partition("\n\nContainer output (last ")
+    assert condition.startswith("The user-provided container failed to start and listen")
+    assert "Field required" not in condition
+    assert "mongodb_url" in output and "Field required" in output
+    assert output.endswith("Container called exit(1).")
     assert world.serving() == [(world.first, 100)]
     assert health(world.keep().uri)["version"]["revision"] == world.first
 
@@ -329,7 +335,11 @@ def test_revisions_are_listed_newest_first_with_readiness(world: World) -> None:
 
     assert [r.name for r in listed] == [broken, good, world.first]
     assert [r.ready for r in listed] == [False, True, True]
-    assert "Field required" in listed[0].message and listed[1].message == ""
+    # A listing carries the condition only; the container's words are one log read away.
+    assert "failed to start and listen" in listed[0].message and listed[1].message == ""
+    assert any(
+        "Field required" in line for line in RevisionLogs().tail(world.config, broken, 20, 10)
+    )
     assert listed[1].labels["deployer-deploy"] == "d-1"
     assert listed[1].image.startswith(world.config.image + "@sha256:")
     assert listed[0].created >= listed[1].created >= listed[2].created

@@ -34,7 +34,9 @@ def _start(tmp_path: Path, repo_root: Path) -> tuple[subprocess.Popen[bytes], Pa
     deadline = time.monotonic() + READY_TIMEOUT
     while not state_file.exists():
         if process.poll() is not None:
-            pytest.fail(f"deployer sandbox exited {process.returncode} before ready:\n{log.read_text()}")
+            pytest.fail(
+                f"deployer sandbox exited {process.returncode} before ready:\n{log.read_text()}"
+            )
         if time.monotonic() > deadline:
             process.kill()
             pytest.fail("deployer sandbox wrote no state file within 60 s")

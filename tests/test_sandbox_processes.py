@@ -137,22 +137,38 @@ def test_environment_is_minimal_base_plus_image_plus_revision(
     assert "PATH" in seen
 
 
-def test_missing_variable_crashes_with_pydantic_message(
+def _texts(processes: RevisionProcesses, revision: str) -> list[str]:
+    return [line.text for line in processes.logs(revision)]
+
+
+def test_missing_variable_crashes_with_pydantic_message_in_the_logs_not_the_condition(
     processes: RevisionProcesses, service_image: Image
 ) -> None:
-    running = processes.start(_revision(), service_image, {"SECRET_KEY": "s3cret"})
+    revision = _revision()
+    running = processes.start(revision, service_image, {"SECRET_KEY": "s3cret"})
 
     message = running.wait_ready(timeout=20)
 
-    assert message is not None
-    assert message.startswith(
+    # Cloud Run's words only: the container's output is in Cloud Logging.
+    assert message == (
         "The user-provided container failed to start and listen on the port defined provided "
-        f"by the PORT={running.port} environment variable within the allocated timeout."
+        f"by the PORT={running.port} environment variable within the allocated timeout. This "
+        "can happen when the container port is misconfigured or if the timeout is too short. "
+        "The health check timeout can be extended. Logs for this revision might contain more "
+        "information."
     )
-    assert "mongodb_url" in message
-    assert "Field required" in message
-    assert "Container called exit(1)." in message
     assert not running.alive()
+    processes.stop(revision)  # as the launcher does: the process is gone, its logs are not
+    assert processes.get(revision) is None
+    lines = processes.logs(revision)
+    texts = [line.text for line in lines]
+    assert "mongodb_url" in texts
+    assert any("Field required" in text for text in texts)
+    assert "s3cret" not in "\n".join(texts)
+    assert lines[-1].text == "Container called exit(1)." and lines[-1].system
+    assert not any(line.system for line in lines[:-1])
+    assert [line.timestamp for line in lines] == sorted(line.timestamp for line in lines)
+    assert len({line.number for line in lines}) == len(lines)
     assert "Field required" in running.log_path.read_text()
 
 
@@ -165,16 +181,19 @@ def test_crash_fault_replaces_the_container(
 
     message = doomed.wait_ready(timeout=10)
 
-    assert message is not None
-    assert "sandbox fault: container crashed at start-up" in message
+    assert message is not None and "within the allocated timeout" in message
     assert doomed.last_log_lines(2) == [
         "sandbox fault: container crashed at start-up",
         "Container called exit(1).",
     ]
+    assert _texts(processes, "doomed-rev") == doomed.last_log_lines(2)
     assert healthy.wait_ready(timeout=10) is None
+    assert "sandbox fault: container crashed at start-up" not in _texts(processes, "other-rev")
 
 
-def test_timeout_quotes_the_last_log_lines(processes: RevisionProcesses, tmp_path: Path) -> None:
+def test_timeout_is_reported_and_the_output_so_far_is_logged(
+    processes: RevisionProcesses, tmp_path: Path
+) -> None:
     (tmp_path / "slow.py").write_text(
         "import time\nprint('warming up', flush=True)\ntime.sleep(60)\n"
     )
@@ -185,8 +204,26 @@ def test_timeout_quotes_the_last_log_lines(processes: RevisionProcesses, tmp_pat
 
     assert message is not None
     assert "within the allocated timeout" in message
-    assert message.endswith("Last log lines:\nwarming up")
+    assert "warming up" not in message
+    assert _texts(processes, "slow-rev") == ["warming up"]
     assert running.alive()
+
+
+def test_logs_of_a_revision_accumulate_across_restarts(
+    processes: RevisionProcesses, faults: Faults, echo_image: Image
+) -> None:
+    faults.arm("revision_crash", revision="again-rev")
+    assert processes.start("again-rev", echo_image, {}).wait_ready(timeout=10) is not None
+    processes.stop("again-rev")
+
+    assert processes.start("again-rev", echo_image, {}).wait_ready(timeout=10) is None
+
+    assert _texts(processes, "again-rev") == [
+        "sandbox fault: container crashed at start-up",
+        "Container called exit(1).",
+        "listening",
+    ]
+    assert processes.logs("never-started") == []
 
 
 def test_stop_kills_the_process_and_frees_the_port(

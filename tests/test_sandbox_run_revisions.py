@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from google.api_core import exceptions
-from google.cloud import run_v2
+from google.cloud import logging_v2, run_v2
 
 from deployer.adapters.google_clients import google_client
 from deployer.sandbox.images import Image
@@ -36,6 +36,31 @@ def revisions(gcp: Sandbox) -> Iterator[run_v2.RevisionsClient]:
     client = google_client(run_v2.RevisionsClient)
     yield client
     client.transport.close()
+
+
+@pytest.fixture
+def logging_client(
+    gcp: Sandbox,
+) -> Iterator[logging_v2.services.logging_service_v2.LoggingServiceV2Client]:
+    client = google_client(logging_v2.services.logging_service_v2.LoggingServiceV2Client)
+    yield client
+    client.transport.close()
+
+
+def container_output(
+    client: logging_v2.services.logging_service_v2.LoggingServiceV2Client, revision_name: str
+) -> str:
+    """What the revision's containers logged, oldest first, read as a user would."""
+    _, project, _, location, _, service, _, revision = revision_name.split("/")
+    entries = client.list_log_entries(
+        resource_names=[f"projects/{project}"],
+        filter=(
+            f'resource.type="cloud_run_revision" AND resource.labels.location="{location}" '
+            f'AND resource.labels.service_name="{service}" '
+            f'AND resource.labels.revision_name="{revision}"'
+        ),
+    )
+    return "\n".join(entry.text_payload for entry in entries)
 
 
 @pytest.fixture
@@ -134,7 +159,9 @@ def test_get_of_an_unknown_revision_is_not_found(services, revisions, image) -> 
         revisions.get_revision(name=f"{service.name}/revisions/nothing-here")
 
 
-def test_a_crashing_revision_fails_the_update_and_keeps_traffic(services, revisions, image) -> None:
+def test_a_crashing_revision_fails_the_update_and_keeps_traffic(
+    services, revisions, logging_client, image
+) -> None:
     first = create(services, image)
     broken = run_v2.Service(first)
     broken.template = template(image, revision=f"{short(first.name)}-broken")
@@ -145,10 +172,10 @@ def test_a_crashing_revision_fails_the_update_and_keeps_traffic(services, revisi
         operation.result(timeout=OP_TIMEOUT)
 
     assert "is not ready and cannot serve traffic" in failure.value.message
-    assert "Field required" in failure.value.message
+    assert "failed to start and listen on the port" in failure.value.message
     after = services.get_service(name=first.name)
     assert after.terminal_condition.state == State.CONDITION_FAILED
-    assert "Field required" in after.terminal_condition.message
+    assert "failed to start and listen on the port" in after.terminal_condition.message
     assert after.observed_generation == after.generation == 2 and not after.reconciling
     assert after.latest_created_revision.endswith("-broken")
     assert after.latest_ready_revision == first.latest_ready_revision
@@ -156,17 +183,29 @@ def test_a_crashing_revision_fails_the_update_and_keeps_traffic(services, revisi
     revision = revisions.get_revision(name=after.latest_created_revision)
     assert ready(revision).state == State.CONDITION_FAILED
     assert ready(revision).revision_reason == RevisionReason.HEALTH_CHECK_CONTAINER_ERROR
-    assert "mongodb_url" in ready(revision).message.lower()
+    # As on Cloud Run, the condition points at the logs; the container's words are there.
+    message = ready(revision).message
+    assert "Field required" not in message
+    assert message.endswith(
+        f"\n\nLogs URL: {revision.log_uri}\nFor more troubleshooting guidance, see "
+        "https://cloud.google.com/run/docs/troubleshooting#container-failed-to-start"
+    )
+    assert "&advancedFilter=resource.type%3D%22cloud_run_revision%22%0A" in revision.log_uri
+    output = container_output(logging_client, revision.name)
+    assert "mongodb_url\n  Field required" in output
+    assert output.endswith("Container called exit(1).")
 
 
-def test_the_revision_crash_fault_fails_the_next_revision(gcp, services, revisions, image) -> None:
+def test_the_revision_crash_fault_fails_the_next_revision(
+    gcp, services, revisions, logging_client, image
+) -> None:
     gcp.faults.arm("revision_crash")
     service_id = f"rev-{uuid.uuid4().hex[:8]}"
 
     operation = services.create_service(
         parent=PARENT, service_id=service_id, service=run_v2.Service(template=template(image))
     )
-    with pytest.raises(exceptions.FailedPrecondition, match="sandbox fault"):
+    with pytest.raises(exceptions.FailedPrecondition, match="failed to start and listen"):
         operation.result(timeout=OP_TIMEOUT)
 
     service = services.get_service(name=f"{PARENT}/services/{service_id}")
@@ -174,6 +213,9 @@ def test_the_revision_crash_fault_fails_the_next_revision(gcp, services, revisio
     assert not service.latest_ready_revision
     revision = revisions.get_revision(name=service.latest_created_revision)
     assert ready(revision).state == State.CONDITION_FAILED
+    assert "sandbox fault: container crashed at start-up" in container_output(
+        logging_client, revision.name
+    )
 
 
 def test_an_unknown_image_fails_the_revision_as_container_missing(services, revisions) -> None:

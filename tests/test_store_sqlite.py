@@ -101,3 +101,22 @@ def test_unknown_store_url_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path:
     monkeypatch.setenv("DEPLOYER_STORE", f"sqlite:///{tmp_path}/s.db")
     open_store().save(_record())
     assert (tmp_path / "s.db").exists()
+
+
+def test_a_key_is_claimed_once(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "state.db")
+    assert store.claim("github-delivery:72d3162e")
+    assert not store.claim("github-delivery:72d3162e")
+    assert not SqliteStore(tmp_path / "state.db").claim("github-delivery:72d3162e")
+
+
+def test_a_cancel_request_survives_the_record_being_rewritten(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "state.db")
+    record = _record()
+    store.save(record)
+    assert store.cancel_requested(record.id) is None
+    assert store.request_cancel(record.id, "slack:U1")
+    store.save(record)  # the running pipeline saves its own copy after the request
+    assert store.cancel_requested(record.id) == "slack:U1"
+    assert not store.request_cancel(record.id, "slack:U2")
+    assert store.cancel_requested(record.id) == "slack:U1"

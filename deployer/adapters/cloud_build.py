@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 
 from google.api_core import exceptions
 from google.cloud.devtools import cloudbuild_v1
@@ -111,15 +112,28 @@ class CloudBuildBuilds:
         return BuildStarted(build_id=started.id, log_url=started.log_url)
 
     def wait(
-        self, service: ServiceConfig, build_id: str, timeout: float, progress: Progress
+        self,
+        service: ServiceConfig,
+        build_id: str,
+        timeout: float,
+        progress: Progress,
+        stop: Callable[[], bool] = lambda: False,
     ) -> BuildOutcome:
-        """Poll the build to its end, reporting each change; cancel it and say TIMEOUT at `timeout`."""
+        """Poll the build to its end, reporting each change; cancel it and say TIMEOUT at `timeout`.
+
+        When `stop()` turns true the build is cancelled and followed until Cloud Build says so.
+        """
         deadline = time.monotonic() + timeout
         delay = _FIRST_POLL
         seen: dict[int, Status] = {}  # -1: the build, 0..n: its steps
         last: Build | None = None
         unreachable = ""
+        stopping = False
         while True:
+            if not stopping and stop():
+                stopping = True
+                progress("cancelling the build")
+                self.cancel(service, build_id)
             left = deadline - time.monotonic()
             try:
                 build = self._get(service, build_id, max(0.5, min(left, _CALL_TIMEOUT)))

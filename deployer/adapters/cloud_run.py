@@ -2,7 +2,9 @@
 
     start_candidate  get -> candidate template + traffic pinned by revision -> update (etag)
     wait / route     poll until Cloud Run has reconciled, judged as gcloud does:
-                     observed_generation caught up, not reconciling, Ready true or false
+                     observed_generation caught up, not reconciling, Ready true or false;
+                     a failed candidate's message is its Ready condition's plus the last
+                     lines its container logged (Cloud Logging, `RevisionLogs`)
     current, revisions   reads
 
 Every write carries the etag it was read with, so a concurrent change is never
@@ -20,6 +22,7 @@ from google.api_core import exceptions
 from google.cloud import run_v2
 from google.longrunning import operations_pb2
 
+from deployer.adapters.cloud_logging import RevisionLogs
 from deployer.adapters.cloud_run_template import (
     candidate_template,
     candidate_traffic,
@@ -48,6 +51,10 @@ _WRITE_ATTEMPTS = 3  # the first write and two retries after an etag conflict
 # Fast first polls so a failure is seen within a second of Cloud Run reporting it.
 _FIRST_POLL, _MAX_POLL, _BACKOFF = 0.02, 0.5, 1.5
 _EPOCH = datetime.datetime.fromtimestamp(0, datetime.UTC)
+# Cloud Run's condition message does not quote the container: its last lines are read
+# from Cloud Logging, within this budget so a slow Logging API cannot stall the report.
+LOG_LINES = 20
+_LOG_TIMEOUT = 10.0
 
 
 def service_name(service: ServiceConfig) -> str:
@@ -68,9 +75,11 @@ class CloudRunRevisions:
         self,
         services: run_v2.ServicesClient | None = None,
         revisions: run_v2.RevisionsClient | None = None,
+        logs: RevisionLogs | None = None,
     ) -> None:
         self._services = services or google_client(run_v2.ServicesClient)
         self._revisions = revisions or google_client(run_v2.RevisionsClient)
+        self._logs = logs or RevisionLogs()
 
     # --- reads ---------------------------------------------------------------------------
 
@@ -143,7 +152,7 @@ class CloudRunRevisions:
 
     def wait(self, service: ServiceConfig, operation: str, timeout: float) -> RolloutOutcome:
         """Wait until Cloud Run has reconciled (observed_generation == generation) and say how it ended."""
-        return self._settle(service_name(service), operation, timeout, candidate=True)
+        return self._settle(service, operation, timeout, candidate=True)
 
     def route(
         self,
@@ -179,7 +188,7 @@ class CloudRunRevisions:
                 f"Cloud Run refused traffic {describe_traffic(wanted)}: {_words(error)}",
             )
         left = max(0.0, timeout - (time.monotonic() - started))
-        outcome = self._settle(name, operation, left, candidate=False)
+        outcome = self._settle(service, operation, left, candidate=False)
         if not outcome.ok or outcome.state is None:
             return outcome
         if not same_traffic(outcome.state.traffic, wanted):
@@ -235,8 +244,11 @@ class CloudRunRevisions:
             return None
         return found
 
-    def _settle(self, name: str, operation: str, timeout: float, candidate: bool) -> RolloutOutcome:
+    def _settle(
+        self, service: ServiceConfig, operation: str, timeout: float, candidate: bool
+    ) -> RolloutOutcome:
         """Poll the operation and the service until this change is reconciled, or `timeout`."""
+        name = service_name(service)
         deadline = time.monotonic() + timeout
         delay = _FIRST_POLL
         target: run_v2.Service | None = None  # the service as the change left it (metadata)
@@ -255,7 +267,7 @@ class CloudRunRevisions:
             failed_op = op is not None and op.done and op.HasField("error")
             if failed_op or _settled(found, generation):
                 revision = _candidate_revision(target, found) if candidate else ""
-                return self._outcome(found, op, revision)
+                return self._outcome(service, found, op, revision)
             if time.monotonic() >= deadline:
                 return RolloutOutcome(
                     False,
@@ -268,23 +280,28 @@ class CloudRunRevisions:
             delay = min(delay * _BACKOFF, _MAX_POLL)
 
     def _outcome(
-        self, found: run_v2.Service, op: operations_pb2.Operation | None, revision: str
+        self,
+        service: ServiceConfig,
+        found: run_v2.Service,
+        op: operations_pb2.Operation | None,
+        revision: str,
     ) -> RolloutOutcome:
         state = service_state(found)
         op_error = op.error.message if op is not None and op.HasField("error") else ""
         ready = found.terminal_condition.state == State.CONDITION_SUCCEEDED
         if ready and not op_error:
             return RolloutOutcome(True, state)
-        # The container's own last words live on the revision, not on the service.
-        message = self._revision_failure(found.name, revision) if revision else ""
+        # Why the candidate failed is on the revision; what its container said, in its logs.
+        message = self._revision_failure(service, revision) if revision else ""
         return RolloutOutcome(
             False, state, message or found.terminal_condition.message or op_error or "not ready"
         )
 
-    def _revision_failure(self, service: str, revision: str) -> str:
+    def _revision_failure(self, service: ServiceConfig, revision: str) -> str:
+        """The failed revision's Ready message and its container's last lines, or ""."""
         try:
             found = self._revisions.get_revision(
-                name=f"{service}/revisions/{revision}", timeout=_CALL_TIMEOUT
+                name=f"{service_name(service)}/revisions/{revision}", timeout=_CALL_TIMEOUT
             )
         except exceptions.GoogleAPICallError:
             return ""
@@ -292,7 +309,12 @@ class CloudRunRevisions:
         if condition is None or condition.state != State.CONDITION_FAILED:
             return ""
         message: str = condition.message
-        return message
+        since = _created(found) if "create_time" in found else None
+        lines = self._logs.tail(service, revision, LOG_LINES, _LOG_TIMEOUT, since=since)
+        if not lines:
+            return message
+        output = "\n".join(lines)
+        return f"{message}\n\nContainer output (last {len(lines)} lines):\n{output}"
 
 
 def _settled(found: run_v2.Service, generation: int) -> bool:

@@ -40,6 +40,8 @@ from deployer.pipeline.stages import Deadline, Done, StageFailed, StageRunner
 from deployer.store.protocol import Store
 
 CANDIDATE_TAG = "candidate"
+# Until traffic moves a deploy can stop cleanly; from promotion on, only a rollback undoes it.
+CANCELLABLE = (Stage.PREFLIGHT, Stage.BUILD, Stage.DEPLOY, Stage.READY, Stage.HEALTH)
 # Labels on every revision the deployer creates: status, history and rollback read them.
 DEPLOY_LABEL = "deployer-deploy"
 COMMIT_LABEL = "deployer-commit"
@@ -74,7 +76,10 @@ def split_towards(
     for index, share in enumerate(keep):
         part = rest - given if index == len(keep) - 1 else share.percent * rest // total
         given += part
-        shares.append(TrafficShare(share.revision, part, share.tag))
+        # The tag belongs to the candidate now (a first deploy leaves it on its revision):
+        # Cloud Run refuses two targets with one tag.
+        tag = "" if share.tag == CANDIDATE_TAG else share.tag
+        shares.append(TrafficShare(share.revision, part, tag))
     return shares
 
 
@@ -91,7 +96,7 @@ class DeployPipeline:
 
     def run(self, record: DeployRecord, dry_run: bool = False) -> DeployRecord:
         """Run (or continue) `record` to its end; the finished record."""
-        runner = StageRunner(record, None if dry_run else self.store, self.listener)
+        runner = StageRunner(record, None if dry_run else self.store, self.listener, CANCELLABLE)
         settings = self.config.environment(record.environment)
         timeouts = settings.timeouts
         record.state = State.RUNNING
@@ -112,7 +117,7 @@ class DeployPipeline:
             finally:
                 self.store.release_lock(record.environment, "deploy", record.id)
         else:
-            record.state = State.FAILED
+            record.state = _stopped(record)
         if not dry_run:
             runner.save()
         self.listener(DeployFinished(record))
@@ -131,7 +136,7 @@ class DeployPipeline:
         record = runner.record
         settings = self.config.environment(record.environment)
         service = self.config.services[settings.service]
-        check_locks(self.store, record.environment, record.requester)
+        check_locks(self.store, record.environment, record.requester, record.id)
         build = load_build(self.config, service)
         env, secret_env, warnings = resolve_env(self.platform.secrets, service, settings)
         current = current_service(self.platform.revisions, service)
@@ -168,7 +173,7 @@ class DeployPipeline:
         if not self._stage(
             runner, Stage.BUILD, timeouts.build, lambda d: self._build(runner, plan, d)
         ):
-            record.state = State.FAILED
+            record.state = _stopped(record)
             return
         operation: list[str] = []
         if not self._stage(
@@ -177,18 +182,18 @@ class DeployPipeline:
             timeouts.deploy,
             lambda d: self._candidate(runner, plan, operation),
         ):
-            record.state = State.FAILED
+            record.state = _stopped(record)
             return
         if not self._stage(
             runner, Stage.READY, timeouts.ready, lambda d: self._ready(runner, plan, operation, d)
         ):
-            record.state = State.FAILED
+            record.state = _stopped(record)
             self._confirm_untouched(runner, plan)
             return
         if not self._stage(
             runner, Stage.HEALTH, timeouts.health, lambda d: self._health(runner, plan, d)
         ):
-            record.state = State.FAILED
+            record.state = _stopped(record)
             self._confirm_untouched(runner, plan)
             return
         if self._stage(
@@ -218,7 +223,13 @@ class DeployPipeline:
             runner.save()
             runner.progress(f"build {started.build_id} started", started.log_url)
         try:
-            outcome = builds.wait(plan.service, record.build_id, deadline.left(), runner.progress)
+            outcome = builds.wait(
+                plan.service,
+                record.build_id,
+                deadline.left(),
+                runner.progress,
+                runner.cancel_requested,
+            )
         except BuildRejected as error:
             raise StageFailed(f"cannot follow build {record.build_id}", str(error)) from None
         link = outcome.log_url or record.build_log_url or ""
@@ -227,6 +238,8 @@ class DeployPipeline:
             kind = Outcome.TIMED_OUT if outcome.status == "TIMEOUT" else Outcome.FAILED
             if outcome.status == "CANCELLED":
                 kind = Outcome.CANCELLED
+                who = record.cancelled_by or "a request"
+                raise StageFailed(f"build cancelled by {who}", outcome.detail, kind, link)
             raise StageFailed(f"build {outcome.status}{step}", outcome.detail, kind, link)
         if outcome.commit and outcome.commit != record.commit:
             raise StageFailed(
@@ -406,6 +419,12 @@ class DeployPipeline:
 
         rolled = self._stage(runner, Stage.ROLLBACK, plan.settings.timeouts.promote, body)
         record.state = State.ROLLED_BACK if rolled else State.FAILED
+
+
+def _stopped(record: DeployRecord) -> State:
+    """The state of a deploy that ended before promotion: cancelled, or failed."""
+    last = record.stages[-1] if record.stages else None
+    return State.CANCELLED if last and last.outcome == Outcome.CANCELLED else State.FAILED
 
 
 def _tag_url(state: ServiceState | None) -> str:

@@ -40,3 +40,13 @@ Listener = Callable[[Event], None]
 
 def ignore(event: Event) -> None:
     """A listener that drops every event."""
+
+
+def fan_out(*listeners: Listener) -> Listener:
+    """One listener that hands every event to each of `listeners`, in order."""
+
+    def each(event: Event) -> None:
+        for listener in listeners:
+            listener(event)
+
+    return each

@@ -68,9 +68,17 @@ class Builds(Protocol):
         ...
 
     def wait(
-        self, service: ServiceConfig, build_id: str, timeout: float, progress: Progress
+        self,
+        service: ServiceConfig,
+        build_id: str,
+        timeout: float,
+        progress: Progress,
+        stop: Callable[[], bool] = ...,
     ) -> BuildOutcome:
-        """Follow the build to its end; on `timeout`, cancel it and report TIMEOUT."""
+        """Follow the build to its end; on `timeout`, cancel it and report TIMEOUT.
+
+        When `stop()` turns true, cancel the build and report how it ended (CANCELLED).
+        """
         ...
 
     def cancel(self, service: ServiceConfig, build_id: str) -> None:

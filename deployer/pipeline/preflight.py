@@ -79,13 +79,17 @@ class Plan:
         ]
 
 
-def check_locks(store: Store, environment: str, requester: str) -> None:
-    """Fail when someone else locked the environment or another deploy runs in it."""
+def check_locks(store: Store, environment: str, requester: str, deploy_id: str = "") -> None:
+    """Fail when someone else locked the environment or another deploy runs in it.
+
+    The deploy lock of `deploy_id` itself does not count: a worker that died
+    mid-deploy leaves it behind, and the resumed run carries on under it.
+    """
     for lock in store.locks(environment):
         if lock.kind == "manual" and lock.holder != requester:
             reason = f": {lock.reason}" if lock.reason else ""
             raise StageFailed(f"{environment} is locked by {lock.holder}{reason}")
-        if lock.kind == "deploy":
+        if lock.kind == "deploy" and lock.holder != deploy_id:
             raise StageFailed(f"deploy {lock.holder} is already running in {environment}")
 
 

@@ -100,6 +100,10 @@ class DeployRecord:
     stages: list[StageResult] = field(default_factory=list)
     error: str = ""
     cancel_requested: bool = False
+    cancelled_by: str | None = None
+    # Where the story is told: the Slack thread's parent message (channel, ts).
+    slack_channel: str | None = None
+    slack_ts: str | None = None
 
     def stage(self, stage: Stage) -> StageResult | None:
         """The latest result of `stage`, if it ran."""

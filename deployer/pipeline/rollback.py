@@ -61,7 +61,7 @@ class RollbackPipeline:
 
         def preflight(deadline: Deadline) -> Done:
             nonlocal locked
-            check_locks(self.store, record.environment, record.requester)
+            check_locks(self.store, record.environment, record.requester, record.id)
             state = current_service(self.platform.revisions, service)
             if state is None:
                 raise StageFailed(f"service {service.service} does not exist; nothing to roll back")

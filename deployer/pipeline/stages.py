@@ -50,11 +50,29 @@ class Deadline:
 class StageRunner:
     """Runs stages of one record, emitting events and saving the record as it goes."""
 
-    def __init__(self, record: DeployRecord, store: Store | None, listener: Listener) -> None:
+    def __init__(
+        self,
+        record: DeployRecord,
+        store: Store | None,
+        listener: Listener,
+        cancellable: tuple[Stage, ...] = (),
+    ) -> None:
         self.record = record
         self._store = store
         self._listener = listener
         self._current: Stage | None = None
+        self._last: Stage | None = None
+        self._cancellable = cancellable
+
+    def cancel_requested(self) -> bool:
+        """Whether someone asked (through the store) to cancel this record."""
+        if self._store is None:
+            return False
+        who = self._store.cancel_requested(self.record.id)
+        if who is None:
+            return False
+        self.record.cancel_requested, self.record.cancelled_by = True, who
+        return True
 
     def save(self) -> None:
         """Persist the record now (stage outputs are saved the moment they are known)."""
@@ -62,9 +80,14 @@ class StageRunner:
             self._store.save(self.record)
 
     def progress(self, message: str, link: str = "") -> None:
-        """Report progress of the stage that is running."""
-        if self._current is not None:
-            self._listener(StageProgressed(self.record, self._current, message, link))
+        """Report progress of the stage that is running, else of the one that just ended.
+
+        Between stages the pipeline still has news about the last one (after a
+        failure: "traffic untouched"); it is not dropped.
+        """
+        stage = self._current or self._last
+        if stage is not None:
+            self._listener(StageProgressed(self.record, stage, message, link))
 
     def run(self, stage: Stage, seconds: float, body: Callable[[Deadline], Done]) -> StageResult:
         """Run `body` as `stage` within `seconds`; StageFailed ends it with that outcome."""
@@ -73,6 +96,11 @@ class StageRunner:
         started_wall, started = time.time(), time.monotonic()
         deadline = Deadline(seconds)
         try:
+            if stage in self._cancellable and self.cancel_requested():
+                raise StageFailed(
+                    f"cancelled by {self.record.cancelled_by or 'request'}",
+                    outcome=Outcome.CANCELLED,
+                )
             done = body(deadline)
             outcome, summary, detail, link = Outcome.SUCCEEDED, done.summary, done.detail, done.link
         except StageFailed as failure:
@@ -95,6 +123,6 @@ class StageRunner:
         if outcome != Outcome.SUCCEEDED:
             self.record.error = f"{stage}: {summary}"
         self.save()
-        self._current = None
+        self._current, self._last = None, stage
         self._listener(StageFinished(self.record, result))
         return result

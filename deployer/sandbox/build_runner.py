@@ -1,12 +1,8 @@
-"""Runs one Cloud Build build on its own thread: fetch the source, interpret the steps, push.
+"""Runs one Cloud Build build on its own thread: fetch the source, run the steps in order, push.
 
-No container runs here. Steps whose builder is docker are interpreted (`build`,
-`push`, `pull`, `tag`), also inside `bash -c` scripts (`docker pull X || exit 0`);
-any other builder succeeds with a note in the log. `docker build` reads the
-Dockerfile and keeps what running the image needs: the final stage's exec-form
-CMD (after ENTRYPOINT) and its ENV, evaluated with the build args.
-
-    QUEUED -> WORKING -> SUCCESS | FAILURE | TIMEOUT | CANCELLED | INTERNAL_ERROR
+No container runs here: each step is interpreted by docker_steps.py. A build's
+statuses are those of build_status.py; faults `build_fail` and `build_hang`
+(faults.py) target one step.
 
 The runner owns its copy of the `Build` and hands snapshots to `publish` at every
 change; the last snapshot has a terminal status.
@@ -18,343 +14,36 @@ import hashlib
 import json
 import logging
 import posixpath
-import re
-import shlex
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from google.cloud.devtools import cloudbuild_v1 as cb
-from google.protobuf.timestamp_pb2 import Timestamp
 
+from deployer.sandbox.build_status import (
+    CANCELLED,
+    DEFAULT_TIMEOUT_S,
+    FAILURE,
+    INTERNAL_ERROR,
+    SUCCESS,
+    TIMEOUT,
+    WORKING,
+    FailureType,
+    Status,
+    StepFailed,
+)
+from deployer.sandbox.docker_steps import DockerSteps
 from deployer.sandbox.faults import Fault, Faults
-from deployer.sandbox.images import Image, ImageStore, split_reference
+from deployer.sandbox.images import ImageStore
+from deployer.sandbox.protos import clone, now
 from deployer.sandbox.sources import Checkout, SourceError, TreeStore
 
 log = logging.getLogger(__name__)
 
-Status = cb.Build.Status
-FailureType = cb.Build.FailureInfo.FailureType
-# Built by value so that type checkers see `Status` members, not ints.
-QUEUED, WORKING, SUCCESS, FAILURE, INTERNAL_ERROR, TIMEOUT, CANCELLED = map(
-    Status, (1, 2, 3, 4, 5, 6, 7)
-)
-TERMINAL = (SUCCESS, FAILURE, INTERNAL_ERROR, TIMEOUT, CANCELLED)
 Publish = Callable[[cb.Build], None]
-DOCKER_BUILDERS = ("gcr.io/cloud-builders/docker", "docker", "docker.io/library/docker")
-SHELLS = ("bash", "sh", "/bin/bash", "/bin/sh", "/usr/bin/bash")
 # The default error of an injected build failure, worded like BuildKit's.
 FAULT_MESSAGE = 'ERROR: failed to solve: process "/bin/sh -c exit 1" did not complete successfully'
-_VALUE_FLAGS = {"-t", "--tag", "-f", "--file", "--build-arg", "--cache-from", "--target"} | {
-    "--network", "--platform", "--label", "--progress", "--secret", "--ssh", "--iidfile",
-    "--add-host", "-o", "--output", "--cache-to", "--shm-size", "-m", "--memory",
-}  # fmt: skip
-_VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
-
-
-class StepFailed(Exception):
-    """A step exited non-zero; the message is what its log would end with."""
-
-
-def now() -> Timestamp:
-    """The current time as a protobuf Timestamp."""
-    stamp = Timestamp()
-    stamp.GetCurrentTime()
-    return stamp
-
-
-def copy_build(build: cb.Build) -> cb.Build:
-    """A deep copy of a Build message."""
-    copied: cb.Build = cb.Build.deserialize(cb.Build.serialize(build))
-    return copied
-
-
-def _expand(text: str, known: dict[str, str]) -> tuple[str, bool]:
-    """Expand `$X`, `${X}`, `${X:-d}` as Docker does; also say whether all names were known."""
-    complete = True
-
-    def one(match: re.Match[str]) -> str:
-        nonlocal complete
-        name = match.group(1) or match.group(3)
-        if name in known:
-            return known[name] or (match.group(2) or "")
-        if match.group(2) is not None:
-            return match.group(2)
-        complete = False
-        return ""
-
-    return _VAR.sub(one, text), complete
-
-
-@dataclass
-class _Stage:
-    entrypoint: tuple[str, ...] = ()
-    cmd: tuple[str, ...] = ()
-    env: dict[str, str] = field(default_factory=dict)
-    args: dict[str, str] = field(default_factory=dict)
-
-
-def _evaluate_dockerfile(
-    text: str, build_args: dict[str, str], target: str | None
-) -> tuple[tuple[str, ...], dict[str, str]]:
-    """(ENTRYPOINT + CMD, ENV) of the target stage (default: the last), from ARG and ENV lines.
-
-    ENV values that depend on the base image's environment (`PATH=/x:$PATH`) are
-    left out: a revision runs with the sandbox's own environment, not the image's.
-    """
-    stages: dict[str, _Stage] = {}
-    stage: _Stage | None = None
-    for raw in re.sub(r"\\[ \t]*\r?\n", " ", text).splitlines():
-        instruction, _, rest = raw.strip().partition(" ")
-        instruction, rest = instruction.upper(), rest.strip()
-        if instruction == "FROM":
-            words = [word for word in rest.split() if not word.startswith("--")]
-            base = stages.get(words[0].lower()) if words else None
-            stage = _Stage(base.entrypoint, base.cmd, dict(base.env)) if base else _Stage()
-            named = len(words) == 3 and words[1].upper() == "AS"
-            stages[words[2].lower() if named else f"#{len(stages)}"] = stage
-        elif stage is None or instruction.startswith("#"):
-            continue  # comments, and global ARGs that only feed FROM lines
-        elif instruction == "ARG":
-            key, has_default, default = rest.partition("=")
-            value = build_args.get(key.strip(), default.strip("\"'") if has_default else "")
-            stage.args[key.strip()] = _expand(value, {**stage.args, **stage.env})[0]
-        elif instruction == "ENV":
-            known = {**stage.args, **stage.env}
-            try:
-                pairs = shlex.split(rest)
-            except ValueError as error:
-                raise StepFailed(
-                    f"ERROR: failed to solve: dockerfile parse error: {error}"
-                ) from None
-            if pairs and "=" not in pairs[0]:  # legacy `ENV KEY value`
-                pairs = [f"{pairs[0]}={' '.join(pairs[1:])}"]
-            for pair in pairs:
-                key, _, value = pair.partition("=")
-                expanded, complete = _expand(value, known)
-                if complete and key != "PATH":
-                    stage.env[key] = expanded
-                else:
-                    stage.env.pop(key, None)
-        elif instruction in ("CMD", "ENTRYPOINT"):
-            try:
-                form = tuple(str(part) for part in json.loads(rest))
-            except (ValueError, TypeError):
-                form = ("/bin/sh", "-c", rest)
-            if instruction == "ENTRYPOINT":
-                stage.entrypoint, stage.cmd = form, ()
-            else:
-                stage.cmd = form
-    if target:
-        stage = stages.get(target.lower())
-        if stage is None:
-            raise StepFailed(f'ERROR: failed to solve: target stage "{target}" could not be found')
-    if stage is None:
-        raise StepFailed("ERROR: failed to solve: no build stage in current context")
-    return stage.entrypoint + stage.cmd, stage.env
-
-
-class _Docker:
-    """The docker CLI and daemon of one build: local tags, builds, pushes and pulls."""
-
-    def __init__(
-        self,
-        images: ImageStore,
-        workspace: Path,
-        checkout: Checkout | None,
-        say: Callable[[str], None],
-    ) -> None:
-        self._images = images
-        self._workspace = workspace
-        self._checkout = checkout
-        self._say = say
-        self.local: dict[tuple[str, str], Image] = {}
-
-    def run(self, step: cb.BuildStep, cwd: str) -> None:
-        """Interpret one step in `cwd` (workspace-relative); raise `StepFailed` if it fails."""
-        builder = split_reference(step.name)[0]
-        env = dict(entry.partition("=")[::2] for entry in step.env)
-        if step.script:
-            self._script(step.script, cwd, env, errexit=False)
-        elif step.entrypoint in SHELLS:
-            flags = [i for i, a in enumerate(step.args) if a.startswith("-") and "c" in a]
-            if not flags or flags[0] + 1 >= len(step.args):
-                self._say(f"(sandbox) script files are not run here: {shlex.join(step.args)}")
-                return
-            errexit = any(a.startswith("-") and "e" in a for a in step.args[: flags[0] + 1])
-            self._script(step.args[flags[0] + 1], cwd, env, errexit)
-        elif builder in DOCKER_BUILDERS and step.entrypoint in ("", "docker"):
-            self._command(list(step.args), cwd, env)
-        else:
-            self._say(
-                f"(sandbox) builder {step.name} is not run: no containers here; step succeeds"
-            )
-
-    def _script(self, script: str, cwd: str, env: dict[str, str], errexit: bool) -> None:
-        lexer = shlex.shlex(script.replace("\n", ";"), posix=True, punctuation_chars=";&|")
-        lexer.whitespace_split = True
-        commands: list[tuple[list[str], str]] = [([], ";")]
-        for token in lexer:
-            if token in (";", "&&", "||"):
-                commands.append(([], token))
-            else:
-                commands[-1][0].append(token)
-        error: StepFailed | None = None
-        for argv, operator in commands:
-            if not argv or (operator == "&&" and error) or (operator == "||" and not error):
-                continue
-            if argv[0] == "exit":
-                code = argv[1] if len(argv) > 1 else ("1" if error else "0")
-                if code == "0":
-                    return
-                raise error or StepFailed(f"script exited with status {code}")
-            if argv[:2] == ["set", "-e"] or (argv[0] == "set" and "e" in "".join(argv[1:])):
-                errexit = True
-            try:
-                error = None
-                if argv[0] == "docker":
-                    self._command(argv[1:], cwd, env)
-                elif argv[0] == "false":
-                    raise StepFailed("false exited with status 1")
-                elif argv[0] not in ("true", ":", "echo", "set"):
-                    self._say(f"(sandbox) `{argv[0]}` is not run here; treated as success")
-            except StepFailed as failed:
-                self._say(str(failed))
-                error = failed
-                if errexit and operator != "||":
-                    raise
-        if error:
-            raise error
-
-    def _command(self, args: list[str], cwd: str, env: dict[str, str]) -> None:
-        if args[:2] == ["buildx", "build"]:
-            args = args[1:]
-        verb, rest = (args[0], args[1:]) if args else ("", [])
-        if verb == "build":
-            self._build(rest, cwd, env)
-        elif verb == "push":
-            self._push(
-                [a for a in rest if not a.startswith("-")], "-a" in rest or "--all-tags" in rest
-            )
-        elif verb == "pull":
-            self._pull([a for a in rest if not a.startswith("-")])
-        elif verb == "tag" and len(rest) == 2:
-            self.local[self._key(rest[1])] = replace(
-                self._local(rest[0]), repository=self._key(rest[1])[0]
-            )
-        else:
-            self._say(f"(sandbox) docker {verb} is accepted and does nothing here")
-
-    def _key(self, reference: str) -> tuple[str, str]:
-        repository, tag, _ = split_reference(reference)
-        return repository, tag or "latest"
-
-    def _local(self, reference: str) -> Image:
-        image = self.local.get(self._key(reference))
-        if image is None:
-            raise StepFailed(f"Error response from daemon: No such image: {reference}")
-        return image
-
-    def _path(self, cwd: str, relative: str) -> str | None:
-        """Workspace-relative form of `relative` seen from `cwd`, or None if it leaves the workspace."""
-        joined = posixpath.normpath(posixpath.join(cwd, relative))
-        return None if joined == ".." or joined.startswith("../") else joined
-
-    def _build(self, args: list[str], cwd: str, env: dict[str, str]) -> None:
-        tags: list[str] = []
-        build_args: dict[str, str] = {}
-        dockerfile: str | None = None
-        target: str | None = None
-        positional: list[str] = []
-        words = iter(args)
-        for word in words:
-            flag, has_value, value = word.partition("=")
-            if flag in _VALUE_FLAGS:
-                value = value if has_value else next(words, "")
-                if flag in ("-t", "--tag"):
-                    tags.append(value)
-                elif flag in ("-f", "--file"):
-                    dockerfile = value
-                elif flag == "--target":
-                    target = value
-                elif flag == "--build-arg":
-                    key, has, given = value.partition("=")
-                    build_args[key] = given if has else env.get(key, "")
-            elif not word.startswith("-"):
-                positional.append(word)
-        if len(positional) != 1:
-            raise StepFailed('ERROR: "docker buildx build" requires exactly 1 argument.')
-        context = self._path(cwd, positional[0])
-        if context is None or not (self._workspace / context).is_dir():
-            raise StepFailed(f'ERROR: unable to prepare context: path "{positional[0]}" not found')
-        file_rel = (
-            self._path(cwd, dockerfile) if dockerfile else posixpath.join(context, "Dockerfile")
-        )
-        file_path = self._workspace / file_rel if file_rel else None
-        if file_path is None or not file_path.is_file():
-            raise StepFailed(
-                "ERROR: failed to solve: failed to read dockerfile: "
-                f"open /workspace/{posixpath.normpath(file_rel or dockerfile or '')}: "
-                "no such file or directory"
-            )
-        text = file_path.read_bytes()
-        cmd, image_env = _evaluate_dockerfile(text.decode(errors="replace"), build_args, target)
-        tree = self._checkout.tree_id(context) if self._checkout else None
-        digest = hashlib.sha256((tree or "no-source").encode() + b"\0" + text)
-        for key, value in sorted(build_args.items()):
-            digest.update(f"\0{key}={value}".encode())
-        digest.update(f"\0{target or ''}".encode())
-        image = Image(
-            repository="",
-            digest=f"sha256:{digest.hexdigest()}",
-            context=self._workspace / context,
-            cmd=cmd,
-            env=image_env,
-            commit=self._checkout.commit if self._checkout else None,
-        )
-        self._say(f"Successfully built {image.digest}")
-        for tag in tags:
-            repository, name = self._key(tag)
-            self.local[(repository, name)] = replace(image, repository=repository)
-            self._say(f"Successfully tagged {repository}:{name}")
-
-    def _push(self, references: list[str], all_tags: bool) -> None:
-        for reference in references:
-            repository, tag = self._key(reference)
-            keys = (
-                [k for k in self.local if k[0] == repository] if all_tags else [(repository, tag)]
-            )
-            if not keys or keys[0] not in self.local:
-                raise StepFailed(f"An image does not exist locally with the tag: {reference}")
-            for key in keys:
-                self._images.push(self.local[key], [key[1]])
-                self._say(f"{key[1]}: digest: {self.local[key].digest} size: 1024")
-
-    def _pull(self, references: list[str]) -> None:
-        for reference in references:
-            image = self._images.resolve(reference)
-            if image is None:
-                raise StepFailed(
-                    f"Error response from daemon: manifest for {reference} not found: "
-                    "manifest unknown: Requested entity was not found."
-                )
-            self.local[self._key(reference)] = image
-            self._say(f"Status: Downloaded newer image for {reference}")
-
-    def push_images(self, names: list[str]) -> list[cb.BuiltImage]:
-        """Push the build's `images` after its steps; raise `LookupError` naming missing ones."""
-        missing = [name for name in names if self._key(name) not in self.local]
-        if missing:
-            raise LookupError(missing)
-        results = []
-        for name in names:
-            started, image = now(), self.local[self._key(name)]
-            self._images.push(image, [self._key(name)[1]])
-            timing = cb.TimeSpan(start_time=started, end_time=now())
-            results.append(cb.BuiltImage(name=name, digest=image.digest, push_timing=timing))
-        return results
 
 
 class BuildRunner:
@@ -369,7 +58,7 @@ class BuildRunner:
         faults: Faults,
         publish: Publish,
     ) -> None:
-        self._build = copy_build(build)
+        self._build = clone(build)
         self._images = images
         self._trees = trees
         self._faults = faults
@@ -405,7 +94,7 @@ class BuildRunner:
             self._log.extend(f"{self._prefix}{line}" for line in text.splitlines() or [""])
 
     def _emit(self) -> None:
-        self._publish(copy_build(self._build))
+        self._publish(clone(self._build))
 
     def _finish(
         self, status: Status, detail: str = "", failure: cb.Build.FailureInfo | None = None
@@ -459,7 +148,7 @@ class BuildRunner:
         if self._cancelled.is_set():
             return self._finish(CANCELLED, "Build was cancelled.")
         build.status, build.start_time = WORKING, now()
-        deadline = time.monotonic() + (cb.Build.pb(build).timeout.seconds or 3600)
+        deadline = time.monotonic() + (cb.Build.pb(build).timeout.seconds or DEFAULT_TIMEOUT_S)
         self._emit()
         started = now()
         try:
@@ -472,7 +161,7 @@ class BuildRunner:
                 cb.Build.FailureInfo(type_=FailureType.FETCH_SOURCE_FAILED, detail=detail),
             )
         build.timing["FETCHSOURCE"] = cb.TimeSpan(start_time=started, end_time=now())
-        docker, started = _Docker(self._images, workspace, checkout, self._say), now()
+        docker, started = DockerSteps(self._images, workspace, checkout, self._say), now()
         for index, step in enumerate(build.steps):
             if self._cancelled.is_set():
                 return self._finish(CANCELLED, "Build was cancelled.")

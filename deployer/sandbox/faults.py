@@ -72,7 +72,9 @@ class Faults:
         if times is not None and (not isinstance(times, int) or times < 1):
             raise FaultError("times must be a positive integer")
         revision = params.pop("revision", None)
-        if revision is not None and (kind not in _BOUND_TO_REVISION or not isinstance(revision, str)):
+        if revision is not None and (
+            kind not in _BOUND_TO_REVISION or not isinstance(revision, str)
+        ):
             raise FaultError("revision applies only to revision_crash, health_500 and health_hang")
         if kind == "slack_429":
             params.setdefault("retry_after", 1)

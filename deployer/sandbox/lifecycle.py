@@ -1,4 +1,4 @@
-"""`deployer sandbox`: start the local cloud, seed the demo, publish its state, run until stopped."""
+"""`deployer sandbox`: start the local cloud, seed the demo, serve the front, publish the state."""
 
 from __future__ import annotations
 
@@ -12,12 +12,15 @@ import tempfile
 import threading
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from deployer.sandbox import demo as demo_seed
+from deployer.sandbox import webhook
 from deployer.sandbox.demo import Demo, DemoError
 from deployer.sandbox.server import Sandbox
+from deployer.sandbox.webhook import Front
 
 
 def state_of(sandbox: Sandbox, demo: Demo | None, signing: dict[str, str]) -> dict[str, Any]:
@@ -79,43 +82,81 @@ def smoke_check(demo: Demo) -> list[str]:
     return problems
 
 
+@dataclass
+class Running:
+    """A started sandbox: the local cloud, the seeded demo and the chat front on top."""
+
+    sandbox: Sandbox
+    demo: Demo | None
+    front: Front | None
+    state: dict[str, Any]
+    workdir: Path
+
+    def close(self) -> None:
+        """Stop the front, the cloud and every child process; remove the work folder."""
+        try:
+            if self.front is not None:
+                self.front.close()
+        finally:
+            self.sandbox.stop()
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def start(with_demo: bool = True, start_dir: Path | None = None) -> Running:
+    """Start the sandbox in this process (seeded, with the front, unless `with_demo` is False)."""
+    workdir = Path(tempfile.mkdtemp(prefix="deployer-sandbox-"))
+    sandbox = Sandbox(workdir / "cloud").start()
+    try:
+        demo, front = None, None
+        signing = {
+            "slack_signing_secret": secrets.token_hex(16),
+            "github_webhook_secret": secrets.token_hex(16),
+        }
+        if with_demo:
+            imports = webhook.warm_imports()
+            repo = demo_seed.repository_root(start_dir or Path.cwd())
+            demo = demo_seed.seed_demo(sandbox, repo, workdir)
+            imports.join(timeout=30)
+            try:
+                front = webhook.start_front(sandbox, demo, signing)
+            except Exception as error:
+                raise DemoError(f"the chat front could not start: {error}") from error
+        state = {**state_of(sandbox, demo, signing), **webhook.state_entries(front)}
+        return Running(sandbox, demo, front, state, workdir)
+    except BaseException:
+        sandbox.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+
+
 def run(state_file: Path | None, with_demo: bool, smoke: bool) -> int:
     """Run the sandbox until SIGINT/SIGTERM (or, with `smoke`, until checked); exit status."""
     started = time.monotonic()
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    workdir = Path(tempfile.mkdtemp(prefix="deployer-sandbox-"))
-    sandbox = Sandbox(workdir / "cloud").start()
     try:
-        demo = None
-        if with_demo:
-            repo = demo_seed.repository_root(Path.cwd())
-            demo = demo_seed.seed_demo(sandbox, repo, workdir)
-        signing = {
-            "slack_signing_secret": secrets.token_hex(16),
-            "github_webhook_secret": secrets.token_hex(16),
-        }
-        state = state_of(sandbox, demo, signing)
-        if state_file is not None:
-            write_atomically(state_file, json.dumps(state, indent=2) + "\n")
-        _announce(sandbox, demo, time.monotonic() - started, state_file)
-        if smoke:
-            return _smoke(demo)
-        stop.wait()
-        print("sandbox: stopping", file=sys.stderr)
-        return 0
+        running = start(with_demo)
     except DemoError as error:
         print(f"sandbox: {error}", file=sys.stderr)
         return 1
+    try:
+        if state_file is not None:
+            write_atomically(state_file, json.dumps(running.state, indent=2) + "\n")
+        _announce(running, time.monotonic() - started, state_file)
+        if smoke:
+            return _smoke(running)
+        stop.wait()
+        print("sandbox: stopping", file=sys.stderr)
+        return 0
     finally:
-        sandbox.stop()
+        running.close()
         if state_file is not None:
             state_file.unlink(missing_ok=True)
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _announce(sandbox: Sandbox, demo: Demo | None, elapsed: float, state_file: Path | None) -> None:
+def _announce(running: Running, elapsed: float, state_file: Path | None) -> None:
+    sandbox, demo, front = running.sandbox, running.demo, running.front
     lines = [
         f"sandbox ready in {elapsed:.1f} s",
         f"  Google APIs (gRPC)  DEPLOYER_GCP_EMULATOR_HOST={sandbox.grpc_address}",
@@ -130,16 +171,34 @@ def _announce(sandbox: Sandbox, demo: Demo | None, elapsed: float, state_file: P
             f"  Config              DEPLOYER_CONFIG={demo.config.path}",
             f"  Store               DEPLOYER_STORE={demo.store}",
         ]
+    if front is not None:
+        lines += [
+            f"  Webhooks            {front.url}/slack/events  {front.url}/github/webhook",
+            f"  Worker job          DEPLOYER_DISPATCH={front.job}",
+        ]
     if state_file is not None:
         lines.append(f"  State file          {state_file}")
     print("\n".join(lines), file=sys.stderr, flush=True)
 
 
-def _smoke(demo: Demo | None) -> int:
+def _front_problems(url: str) -> list[str]:
+    try:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=5) as answer:
+            if answer.status == 200:
+                return []
+            return [f"GET {url}/healthz answered {answer.status}"]
+    except OSError as error:
+        return [f"GET {url}/healthz failed: {error}"]
+
+
+def _smoke(running: Running) -> int:
+    demo = running.demo
     if demo is None:
         print("sandbox smoke check: nothing to check without the demo", file=sys.stderr)
         return 0
     problems = smoke_check(demo)
+    if running.front is not None:
+        problems += _front_problems(running.front.url)
     for problem in problems:
         print(f"sandbox smoke check: {problem}", file=sys.stderr)
     if not problems:

@@ -4,6 +4,9 @@
         -> spawn(image.cmd, cwd=image.context, env=base + image.env + env + PORT)
         -> RunningRevision: port, url, merged stdout/stderr in workdir/logs/<revision>.log
            and in a ring of recent lines, wait_ready() = "the port accepts TCP"
+    RevisionProcesses.logs(revision)
+        -> every timestamped line of every process the revision ran (kept after it
+           stopped), which the sandbox's Cloud Logging serves
 
 No child may outlive the sandbox. Every child gets its own session (so `stop()`
 can end its whole process group) and, on Linux, `PR_SET_PDEATHSIG=SIGKILL`, so
@@ -18,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import itertools
 import logging
 import os
 import queue
@@ -32,8 +36,9 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, NamedTuple
 
 from deployer.sandbox.faults import Faults
 from deployer.sandbox.images import Image
@@ -44,11 +49,15 @@ _PR_SET_PDEATHSIG = 1
 _SPAWN_TIMEOUT = 30.0
 _STOP_GRACE = 2.0
 _RING_LINES = 500
+# Lines kept per revision for the Logging API, across restarts and after the process ended.
+_HISTORY_LINES = 10_000
 # What a container may rely on from its platform; everything else comes from the
 # image and the revision. The sandbox's own environment (credentials, DEPLOYER_*)
 # must not leak into a revision.
 _INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SYSTEMROOT")
 
+# Cloud Run's wording. Like Cloud Run, the message does not quote the container's output:
+# that is in Cloud Logging (see `RevisionProcesses.logs`); the caller adds the Logs URL.
 _STARTUP_FAILURE = (
     "The user-provided container failed to start and listen on the port defined provided "
     "by the PORT={port} environment variable within the allocated timeout. This can happen "
@@ -231,16 +240,35 @@ def free_port(host: str = "127.0.0.1") -> int:
 # --- revisions -----------------------------------------------------------------------
 
 
+class LogLine(NamedTuple):
+    """One line a revision's instance logged, as Cloud Logging receives it."""
+
+    timestamp: datetime  # when the sandbox read it (UTC)
+    text: str
+    number: int  # increases with every line the sandbox records: a tie-breaker
+    system: bool = False  # the platform's own line ("Container called exit(1).")
+
+
+# (text, system): where a RunningRevision also sends each line it reads.
+LineSink = Callable[[str, bool], None]
+
+
 class RunningRevision:
     """One revision's container: its process, port and recent log lines."""
 
     def __init__(
-        self, revision: str, port: int, process: subprocess.Popen[bytes], log_path: Path
+        self,
+        revision: str,
+        port: int,
+        process: subprocess.Popen[bytes],
+        log_path: Path,
+        sink: LineSink | None = None,
     ) -> None:
         self.revision = revision
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = log_path
+        self._sink = sink
         self._process = process
         self._lock = threading.Lock()
         self._lines: deque[str] = deque(maxlen=_RING_LINES)
@@ -297,16 +325,13 @@ class RunningRevision:
             return False
 
     def _failure(self) -> str:
-        lines = self.last_log_lines()
-        tail = "\n".join(lines) if lines else "(the container wrote nothing)"
-        return (
-            f"{_STARTUP_FAILURE.format(port=self.port)}\n\n"
-            f"Logs URL: {self.log_path.as_uri()}\nLast log lines:\n{tail}"
-        )
+        return _STARTUP_FAILURE.format(port=self.port)
 
-    def _append(self, line: str, sink: IO[str]) -> None:
+    def _append(self, line: str, sink: IO[str], system: bool = False) -> None:
         with self._lock:
             self._lines.append(line)
+        if self._sink is not None:
+            self._sink(line, system)
         sink.write(line + "\n")
         sink.flush()
 
@@ -323,7 +348,7 @@ class RunningRevision:
                     returncode = self._process.wait(timeout=_STOP_GRACE)
                 except subprocess.TimeoutExpired:
                     return
-                self._append(exit_line(returncode), sink)
+                self._append(exit_line(returncode), sink, system=True)
         except Exception:
             log.exception("reading the logs of revision %s failed", self.revision)
         finally:
@@ -343,6 +368,10 @@ class RevisionProcesses:
         self._faults = faults
         self._lock = threading.Lock()
         self._running: dict[str, RunningRevision] = {}
+        # Its own lock: a reader thread records lines while `start` holds `_lock`.
+        self._history_lock = threading.Lock()
+        self._history: dict[str, deque[LogLine]] = {}
+        self._numbers = itertools.count(1)
         self._closed = False
 
     def start(self, revision: str, image: Image, env: Mapping[str, str]) -> RunningRevision:
@@ -357,7 +386,9 @@ class RevisionProcesses:
             if self._closed:
                 raise RuntimeError("the sandbox is shutting down; no new revision starts")
             process = spawn(argv, cwd=image.context, env=environment)
-            running = RunningRevision(revision, port, process, self._logs / _log_name(revision))
+            running = RunningRevision(
+                revision, port, process, self._logs / _log_name(revision), self._sink(revision)
+            )
             self._running[revision] = running
         log.info("revision %s started as pid %d on port %d", revision, process.pid, port)
         return running
@@ -373,6 +404,21 @@ class RevisionProcesses:
         """The revision's process, if one was started and not stopped."""
         with self._lock:
             return self._running.get(revision)
+
+    def logs(self, revision: str) -> list[LogLine]:
+        """Every line the revision's processes logged, oldest first; kept after they stopped."""
+        with self._history_lock:
+            return list(self._history.get(revision, ()))
+
+    def _sink(self, revision: str) -> LineSink:
+        with self._history_lock:
+            history = self._history.setdefault(revision, deque(maxlen=_HISTORY_LINES))
+
+        def record(text: str, system: bool) -> None:
+            with self._history_lock:
+                history.append(LogLine(datetime.now(UTC), text, next(self._numbers), system))
+
+        return record
 
     def close(self) -> None:
         """Stop every process; later starts fail. Idempotent, callable from any thread."""

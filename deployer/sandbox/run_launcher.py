@@ -2,6 +2,10 @@
 
 Cloud Run reads env secrets once, when an instance starts; so does the sandbox,
 each time it starts a revision's process (again after a scale to zero).
+
+A container that does not come up fails the revision with Cloud Run's own words
+and a Logs URL; as on Cloud Run, the container's output is not in the message but
+in Cloud Logging (the sandbox's `cloud_logging.py`).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from google.cloud import run_v2
 from deployer.sandbox.images import Image, ImageStore
 from deployer.sandbox.revision_processes import RevisionProcesses
 from deployer.sandbox.rpc import RpcError
-from deployer.sandbox.run_names import ServiceName
+from deployer.sandbox.run_names import ServiceName, log_uri
 from deployer.sandbox.secret_manager import SecretManager
 
 log = logging.getLogger(__name__)
@@ -24,6 +28,10 @@ log = logging.getLogger(__name__)
 Reason = run_v2.Condition.CommonReason
 RevisionReason = run_v2.Condition.RevisionReason
 
+_TROUBLESHOOTING = (
+    "For more troubleshooting guidance, see "
+    "https://cloud.google.com/run/docs/troubleshooting#container-failed-to-start"
+)
 # Without a startup probe the sandbox waits this long for the port (Cloud Run allows 240 s;
 # a local process that is not listening after 30 s is not going to).
 DEFAULT_STARTUP_TIMEOUT_S = 30.0
@@ -82,10 +90,15 @@ class RevisionLauncher:
             image = dataclasses.replace(image, cmd=(*container.command, *container.args))
         elif container.args:
             image = dataclasses.replace(image, cmd=tuple(container.args))
-        return self._start(revision_id, image, env, startup_timeout(container))
+        return self._start(service, revision_id, image, env, startup_timeout(container))
 
     def _start(
-        self, revision_id: str, image: Image, env: dict[str, str], timeout: float
+        self,
+        service: ServiceName,
+        revision_id: str,
+        image: Image,
+        env: dict[str, str],
+        timeout: float,
     ) -> Outcome:
         try:
             running = self._processes.start(revision_id, image, env)
@@ -99,8 +112,9 @@ class RevisionLauncher:
         failure = running.wait_ready(timeout)
         if failure is not None:
             self._processes.stop(revision_id)
+            message = f"{failure}\n\nLogs URL: {log_uri(service, revision_id)}\n{_TROUBLESHOOTING}"
             return Outcome(
-                None, failure, revision_reason=RevisionReason.HEALTH_CHECK_CONTAINER_ERROR
+                None, message, revision_reason=RevisionReason.HEALTH_CHECK_CONTAINER_ERROR
             )
         return Outcome(running.url)
 

@@ -14,6 +14,7 @@ import re
 import secrets
 import string
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from deployer.sandbox.rpc import RpcError, aborted, invalid, not_found
 
@@ -165,11 +166,16 @@ def revision_not_found(service: ServiceName, revision_id: str) -> RpcError:
 
 
 def log_uri(service: ServiceName, revision_id: str) -> str:
-    """The Cloud Logging viewer URL Cloud Run gives a revision."""
+    """The Cloud Logging viewer URL Cloud Run gives a revision (its `log_uri`, its failures)."""
+    query = (
+        'resource.type="cloud_run_revision"\n'
+        f'resource.labels.service_name="{service.service}"\n'
+        f'resource.labels.revision_name="{revision_id}"'
+    )
     return (
         f"https://console.cloud.google.com/logs/viewer?project={service.project}"
         f"&resource=cloud_run_revision/service_name/{service.service}"
-        f"/revision_name/{revision_id}"
+        f"/revision_name/{revision_id}&advancedFilter={quote(query, safe='')}"
     )
 
 

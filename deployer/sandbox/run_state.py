@@ -102,6 +102,17 @@ class RunState:
             if self._services.get(record.name.name) is record:
                 del self._services[record.name.name]
 
+    def revisions_in_project(self, project: str) -> list[tuple[ServiceName, str]]:
+        """(service, revision id) of every stored revision in `project`, in any location."""
+        prefix = f"projects/{project}/"
+        with self.lock:
+            return [
+                (record.name, revision_id)
+                for key, record in sorted(self._services.items())
+                if key.startswith(prefix)
+                for revision_id in record.revisions
+            ]
+
     def services_in(self, parent: str) -> list[run_v2.Service]:
         """Copies of every service under `parent`, sorted by name."""
         with self.lock:

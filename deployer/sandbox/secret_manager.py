@@ -5,47 +5,45 @@ Names are `projects/{p}/secrets/{s}[/versions/{n}]` or the regional
 resource from a global one of the same id, as in the real API. `latest` is an
 alias to the most recently created version whatever its state, so accessing it
 fails while that version is disabled or destroyed (the documented behaviour).
-Payloads are never logged.
+Payloads are never logged. Names and the errors about them are in secret_names.py;
+list filters and page tokens in secret_listing.py.
 """
 
 from __future__ import annotations
 
-import base64
 import itertools
-import re
 import threading
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import google_crc32c
 import grpc
 from google.cloud.secretmanager_v1.types import resources, service
-from google.protobuf import empty_pb2, timestamp_pb2
+from google.protobuf import empty_pb2
 
 from deployer.sandbox import rpc
-from deployer.sandbox.rpc import (
-    aborted,
-    already_exists,
-    failed_precondition,
-    invalid,
-    not_found,
-    unary,
+from deployer.sandbox.protos import clone, now
+from deployer.sandbox.rpc import invalid, unary
+from deployer.sandbox.secret_listing import matches_secret, matches_version, page
+from deployer.sandbox.secret_names import (
+    check_etag,
+    check_numbered_version,
+    check_parent,
+    check_secret_id,
+    check_secret_name,
+    is_secret_name,
+    no_versions,
+    parse_version,
+    secret_exists,
+    secret_not_found,
+    version_in_state,
+    version_not_found,
 )
 
 SERVICE = "google.cloud.secretmanager.v1.SecretManagerService"
 MAX_PAYLOAD_BYTES = 64 * 1024
 State = resources.SecretVersion.State
-
-_PARENT = r"projects/[^/]+(?:/locations/[^/]+)?"
-_PARENT_RE = re.compile(rf"^{_PARENT}$")
-_SECRET_ID_RE = re.compile(r"^[a-zA-Z0-9_-]{1,255}$")
-_SECRET = rf"{_PARENT}/secrets/[a-zA-Z0-9_-]{{1,255}}"
-_SECRET_RE = re.compile(rf"^{_SECRET}$")
-_VERSION_RE = re.compile(rf"^(?P<secret>{_SECRET})/versions/(?P<version>[1-9][0-9]*|latest)$")
 _UPDATABLE = ("labels", "annotations", "topics")
-
-M = TypeVar("M")
 
 
 @dataclass
@@ -62,53 +60,8 @@ class _Secret:
     last_number: int = 0
 
 
-def _now() -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.GetCurrentTime()
-    return stamp
-
-
-def _copy(message: M) -> M:
-    """A detached copy, so a response never aliases stored state."""
-    cls: Any = type(message)
-    copied: M = cls.deserialize(cls.serialize(message))
-    return copied
-
-
 def _crc32c(data: bytes) -> int:
     return int(google_crc32c.value(data))
-
-
-def _page(items: list[M], size: int, token: str) -> tuple[list[M], str]:
-    """One page of `items` and the token of the next; tokens are opaque offsets."""
-    if size < 0:
-        raise invalid("page_size must not be negative.")
-    start = 0
-    if token:
-        try:
-            start = int(base64.urlsafe_b64decode(token.encode()).decode().removeprefix("offset:"))
-        except ValueError:
-            raise invalid(f"Invalid page token [{token}].") from None
-    end = len(items) if size == 0 else start + size
-    if end >= len(items):
-        return items[start:], ""
-    return items[start:end], base64.urlsafe_b64encode(f"offset:{end}".encode()).decode()
-
-
-def _check_parent(parent: str) -> None:
-    if not _PARENT_RE.match(parent):
-        raise invalid(
-            f"The provided parent [{parent}] does not match the expected format "
-            "[projects/*] or [projects/*/locations/*]."
-        )
-
-
-def _check_etag(given: str, current: str) -> None:
-    if given and given != current:
-        raise aborted(
-            f"The etag provided in the request [{given}] does not match the current etag of "
-            "the resource."
-        )
 
 
 class SecretManager:
@@ -159,7 +112,7 @@ class SecretManager:
 
     def access(self, name: str) -> tuple[str, bytes]:
         """(concrete version name, payload) for a version, `latest`, or a bare secret name."""
-        if _SECRET_RE.match(name):
+        if is_secret_name(name):
             name = f"{name}/versions/latest"
         with self._lock:
             version = self._enabled_version(name)
@@ -192,12 +145,8 @@ class SecretManager:
     # --- secrets ---------------------------------------------------------------------------
 
     def _create_secret(self, request: service.CreateSecretRequest) -> resources.Secret:
-        _check_parent(request.parent)
-        if not _SECRET_ID_RE.match(request.secret_id):
-            raise invalid(
-                f"The provided Secret ID [{request.secret_id}] does not match the expected format: "
-                "1 to 255 letters, digits, hyphens and underscores."
-            )
+        check_parent(request.parent)
+        check_secret_id(request.secret_id)
         regional = "/locations/" in request.parent
         replication = request.secret.replication
         # Global secrets must say how they replicate; regional ones live in their location.
@@ -208,30 +157,30 @@ class SecretManager:
         name = f"{request.parent}/secrets/{request.secret_id}"
         with self._lock:
             if name in self._secrets:
-                raise already_exists(f"Secret [{name}] already exists.")
-            meta = _copy(request.secret)
+                raise secret_exists(name)
+            meta = clone(request.secret)
             meta.name = name
-            meta.create_time = _now()
+            meta.create_time = now()
             meta.etag = self._etag()
             self._secrets[name] = _Secret(meta)
-            return _copy(meta)
+            return clone(meta)
 
     def _get_secret(self, request: service.GetSecretRequest) -> resources.Secret:
         with self._lock:
-            return _copy(self._secret(request.name).meta)
+            return clone(self._secret(request.name).meta)
 
     def _list_secrets(self, request: service.ListSecretsRequest) -> service.ListSecretsResponse:
-        _check_parent(request.parent)
+        check_parent(request.parent)
         prefix = f"{request.parent}/secrets/"
         with self._lock:
             secrets = sorted(
                 (s.meta for n, s in self._secrets.items() if n.startswith(prefix)),
                 key=lambda meta: str(meta.name),
             )
-            matching = [s for s in secrets if _matches_secret(s, request.filter)]
-            page, token = _page(matching, request.page_size, request.page_token)
+            matching = [s for s in secrets if matches_secret(s, request.filter)]
+            found, token = page(matching, request.page_size, request.page_token)
             return service.ListSecretsResponse(
-                secrets=[_copy(s) for s in page], next_page_token=token, total_size=len(matching)
+                secrets=[clone(s) for s in found], next_page_token=token, total_size=len(matching)
             )
 
     def _update_secret(self, request: service.UpdateSecretRequest) -> resources.Secret:
@@ -245,19 +194,19 @@ class SecretManager:
             )
         with self._lock:
             stored = self._secret(request.secret.name)
-            _check_etag(request.secret.etag, stored.meta.etag)
+            check_etag(request.secret.etag, stored.meta.etag)
             target, source = resources.Secret.pb(stored.meta), resources.Secret.pb(request.secret)
             for path in paths:
                 # Maps and repeated fields are replaced whole, as a field mask means.
                 target.ClearField(path)
                 getattr(target, path).MergeFrom(getattr(source, path))
             stored.meta.etag = self._etag()
-            return _copy(stored.meta)
+            return clone(stored.meta)
 
     def _delete_secret(self, request: service.DeleteSecretRequest) -> empty_pb2.Empty:
         with self._lock:
             stored = self._secret(request.name)
-            _check_etag(request.etag, stored.meta.etag)
+            check_etag(request.etag, stored.meta.etag)
             del self._secrets[str(stored.meta.name)]
         return empty_pb2.Empty()
 
@@ -281,18 +230,18 @@ class SecretManager:
             number = stored.last_number
             meta = resources.SecretVersion(
                 name=f"{stored.meta.name}/versions/{number}",
-                create_time=_now(),
+                create_time=now(),
                 state=State.ENABLED,
                 etag=self._etag(),
                 client_specified_payload_checksum=client_checksum,
                 replication_status=_replication_status(stored.meta.replication),
             )
             stored.versions[number] = _Version(meta, bytes(payload.data), crc)
-            return _copy(meta)
+            return clone(meta)
 
     def _get_version(self, request: service.GetSecretVersionRequest) -> resources.SecretVersion:
         with self._lock:
-            return _copy(self._version(request.name).meta)
+            return clone(self._version(request.name).meta)
 
     def _list_versions(
         self, request: service.ListSecretVersionsRequest
@@ -301,10 +250,10 @@ class SecretManager:
             stored = self._secret(request.parent)
             # Newest first, as the real API lists them.
             versions = [stored.versions[n].meta for n in sorted(stored.versions, reverse=True)]
-            matching = [v for v in versions if _matches_version(v, request.filter)]
-            page, token = _page(matching, request.page_size, request.page_token)
+            matching = [v for v in versions if matches_version(v, request.filter)]
+            found, token = page(matching, request.page_size, request.page_token)
             return service.ListSecretVersionsResponse(
-                versions=[_copy(v) for v in page], next_page_token=token, total_size=len(matching)
+                versions=[clone(v) for v in found], next_page_token=token, total_size=len(matching)
             )
 
     def _access(
@@ -328,61 +277,44 @@ class SecretManager:
 
     def _transition(self, name: str, etag: str, state: Any) -> resources.SecretVersion:
         """Move a version to `state`; DESTROYED is final and drops the payload."""
-        if _VERSION_RE.match(name) and name.endswith("/versions/latest"):
-            raise invalid(
-                f"The provided Secret Version ID [{name}] does not match the expected format "
-                "[projects/*/secrets/*/versions/*]: a version number is required."
-            )
+        check_numbered_version(name)
         with self._lock:
             version = self._version(name)
-            _check_etag(etag, version.meta.etag)
+            check_etag(etag, version.meta.etag)
             if version.meta.state == State.DESTROYED:
-                raise failed_precondition(
-                    f"Secret Version [{version.meta.name}] is in DESTROYED state."
-                )
+                raise version_in_state(version.meta.name, "DESTROYED")
             version.meta.state = state
             if state == State.DESTROYED:
                 version.data, version.crc32c = b"", 0
-                version.meta.destroy_time = _now()
+                version.meta.destroy_time = now()
             version.meta.etag = self._etag()
-            return _copy(version.meta)
+            return clone(version.meta)
 
     # --- lookups (callers hold the lock) ---------------------------------------------------
 
     def _secret(self, name: str) -> _Secret:
-        if not _SECRET_RE.match(name):
-            raise invalid(
-                f"The provided Secret ID [{name}] does not match the expected format "
-                "[projects/*/secrets/*]"
-            )
+        check_secret_name(name)
         stored = self._secrets.get(name)
         if stored is None:
-            raise not_found(f"Secret [{name}] not found.")
+            raise secret_not_found(name)
         return stored
 
     def _version(self, name: str) -> _Version:
-        match = _VERSION_RE.match(name)
-        if match is None:
-            raise invalid(
-                f"The provided Secret Version ID [{name}] does not match the expected format "
-                "[projects/*/secrets/*/versions/*]"
-            )
-        secret_name, number = match["secret"], match["version"]
+        secret_name, number = parse_version(name)
         stored = self._secrets.get(secret_name)
         if number == "latest":
             if stored is None or not stored.versions:
-                raise not_found(f"Secret [{secret_name}] not found or has no versions.")
+                raise no_versions(secret_name)
             return stored.versions[max(stored.versions)]
         version = stored.versions.get(int(number)) if stored else None
         if version is None:
-            raise not_found(f"Secret Version [{name}] not found.")
+            raise version_not_found(name)
         return version
 
     def _enabled_version(self, name: str) -> _Version:
         version = self._version(name)
         if version.meta.state != State.ENABLED:
-            state = State(version.meta.state).name
-            raise failed_precondition(f"Secret Version [{version.meta.name}] is in {state} state.")
+            raise version_in_state(version.meta.name, State(version.meta.state).name)
         return version
 
     def _etag(self) -> str:
@@ -402,41 +334,6 @@ def _replication_status(replication: resources.Replication) -> resources.Replica
     if "automatic" in replication:
         return resources.ReplicationStatus(automatic=resources.ReplicationStatus.AutomaticStatus())
     return resources.ReplicationStatus()
-
-
-def _filter_terms(text: str) -> Iterable[tuple[str, str, str]]:
-    """(field, operator, value) for each space-separated `field:value` / `field=value` term."""
-    for term in text.split():
-        match = re.fullmatch(r"([A-Za-z_.\-0-9]+)([:=])(.*)", term)
-        if match is None:
-            raise invalid(f"Invalid filter [{text}]: cannot parse [{term}].")
-        yield match[1], match[2], match[3].strip('"')
-
-
-def _matches_secret(secret: resources.Secret, text: str) -> bool:
-    """The subset of the list filter syntax the sandbox supports: name and labels terms, ANDed."""
-    for key, op, value in _filter_terms(text):
-        if key == "name":
-            short = str(secret.name).rsplit("/", 1)[-1]
-            if not (value in short if op == ":" else value == short):
-                return False
-        elif key.startswith("labels."):
-            label = secret.labels.get(key.removeprefix("labels."))
-            if label is None or (value not in ("*", label) if op == ":" else value != label):
-                return False
-        else:
-            raise invalid(f"Unsupported filter field [{key}] in the sandbox.")
-    return True
-
-
-def _matches_version(version: resources.SecretVersion, text: str) -> bool:
-    """Supports `state:ENABLED`-style terms only."""
-    for key, _, value in _filter_terms(text):
-        if key != "state":
-            raise invalid(f"Unsupported filter field [{key}] in the sandbox.")
-        if State(version.state).name != value.upper():
-            return False
-    return True
 
 
 __all__ = ["MAX_PAYLOAD_BYTES", "SecretManager"]

@@ -1,13 +1,14 @@
 """Assembles the sandbox: one gRPC server for every Google API, one HTTP server for Slack.
 
-    Sandbox
-    ├── gRPC (plaintext, any credentials)
-    │   ├── google.longrunning.Operations        operations.py
-    │   ├── google.cloud.secretmanager.v1        secret_manager.py
-    │   ├── google.devtools.cloudbuild.v1        cloud_build.py  -> images.py
-    │   └── google.cloud.run.v2 (services, revisions, jobs, executions)
-    │                                            cloud_run.py    -> revision processes, router
-    └── HTTP: Slack Web API sink + control endpoint   http_front.py
+Sandbox
+├── gRPC (plaintext, any credentials)
+│   ├── google.longrunning.Operations        operations.py
+│   ├── google.cloud.secretmanager.v1        secret_manager.py
+│   ├── google.devtools.cloudbuild.v1        cloud_build.py  -> images.py
+│   ├── google.cloud.run.v2 (services, revisions, jobs, executions)
+│   │                                        cloud_run.py    -> revision processes, router
+│   └── google.logging.v2 (ListLogEntries)   cloud_logging.py -> revision processes' logs
+└── HTTP: Slack Web API sink + control endpoint   http_front.py
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import grpc
 
 from deployer.sandbox.cloud_build import CloudBuild
+from deployer.sandbox.cloud_logging import CloudLogging
 from deployer.sandbox.cloud_run import CloudRun
 from deployer.sandbox.faults import Faults
 from deployer.sandbox.http_front import SandboxHttp
@@ -41,16 +43,22 @@ class Sandbox:
         self.images = ImageStore()
         self.secrets = SecretManager()
         self.builds = CloudBuild(self.operations, self.images, self.faults, workdir / "builds")
-        self.run = CloudRun(self.operations, self.images, self.secrets, self.faults, workdir / "run")
+        self.run = CloudRun(
+            self.operations, self.images, self.secrets, self.faults, workdir / "run"
+        )
+        self.logging = CloudLogging(self.run.processes, self.run.state)
         self.http = SandboxHttp(self.faults, host=host)
         # Builds and reconciles run on their own threads; handlers only record and answer.
-        self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="rpc"))
+        self._grpc = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="rpc")
+        )
         self._grpc.add_generic_rpc_handlers(
             [
                 self.operations.handler(),
                 self.secrets.handler(),
                 self.builds.handler(),
                 *self.run.handlers(),
+                self.logging.handler(),
             ]
         )
         self._grpc_port = self._grpc.add_insecure_port(f"{host}:{grpc_port}")

@@ -39,6 +39,8 @@ _HANDLERS = {
     "chat.delete": "_delete",
     "users.info": "_users_info",
     "conversations.info": "_conversations_info",
+    "usergroups.users.list": "_usergroup_users",
+    "chat.getPermalink": "_permalink",
 }
 METHODS = tuple(_HANDLERS)
 
@@ -150,6 +152,7 @@ class SlackSink:
         self._last_us = 0
         self._users: dict[str, dict[str, Any]] = {}
         self._channels: dict[str, dict[str, Any]] = {}
+        self._usergroups: dict[str, dict[str, Any]] = {}
         self._messages: list[Message] = []
         self._response_urls: dict[str, _ResponseUrl] = {}
         self._calls: list[dict[str, Any]] = []
@@ -211,6 +214,14 @@ class SlackSink:
         }
         with self._lock:
             self._channels[id] = channel
+
+    def add_usergroup(
+        self, id: str, handle: str, users: Iterable[str], *, enabled: bool = True
+    ) -> None:
+        """Register a user group (`S...`) and its members, for `usergroups.users.list`."""
+        group = {"id": id, "handle": handle, "users": list(users), "enabled": enabled}
+        with self._lock:
+            self._usergroups[id] = group
 
     def post_as_user(self, channel: str, user: str, text: str) -> str:
         """Record a message a person wrote (the bot cannot edit it); return its ts."""
@@ -346,6 +357,24 @@ class SlackSink:
 
     def _conversations_info(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"channel": dict(self._channels[self._channel(params)])}
+
+    def _usergroup_users(self, params: dict[str, Any]) -> dict[str, Any]:
+        group = self._usergroups.get(_text(params, "usergroup") or "")
+        if group is None:
+            raise SlackError("no_such_subteam")
+        if not group["enabled"] and not flag(params.get("include_disabled")):
+            raise SlackError("no_such_subteam")
+        return {"users": list(group["users"])}
+
+    def _permalink(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = self._channel(params)
+        message = self._find(channel, _text(params, "message_ts"))
+        if message is None or message.ephemeral or message.deleted:
+            raise SlackError("message_not_found")
+        link = f"https://{TEAM_DOMAIN}.slack.com/archives/{channel}/p{message.ts.replace('.', '')}"
+        if message.thread_ts is not None and message.thread_ts != message.ts:
+            link += f"?thread_ts={message.thread_ts}&cid={channel}"
+        return {"channel": channel, "permalink": link}
 
     # -- response_url ----------------------------------------------------------
 

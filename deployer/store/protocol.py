@@ -29,3 +29,15 @@ class Store(Protocol):
     def locks(self, environment: str) -> list[Lock]:
         """The locks held on `environment`."""
         ...
+
+    def request_cancel(self, deploy_id: str, who: str) -> bool:
+        """Ask a running deploy to stop (kept apart from the record, which the run rewrites)."""
+        ...
+
+    def cancel_requested(self, deploy_id: str) -> str | None:
+        """Who asked `deploy_id` to stop, or None."""
+        ...
+
+    def claim(self, key: str) -> bool:
+        """Record `key` (e.g. a GitHub delivery id) once: True the first time, False after."""
+        ...

@@ -27,6 +27,15 @@ CREATE TABLE IF NOT EXISTS locks (
     created_at REAL NOT NULL,
     PRIMARY KEY (environment, kind)
 );
+CREATE TABLE IF NOT EXISTS cancels (
+    deploy_id TEXT PRIMARY KEY,
+    who TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS claims (
+    key TEXT PRIMARY KEY,
+    created_at REAL NOT NULL
+);
 """
 
 
@@ -113,3 +122,26 @@ class SqliteStore:
             (environment,),
         )
         return [Lock(*row) for row in rows]
+
+    def request_cancel(self, deploy_id: str, who: str) -> bool:
+        with self._transaction() as db:
+            inserted = db.execute(
+                "INSERT OR IGNORE INTO cancels (deploy_id, who, created_at) VALUES (?, ?, ?)",
+                (deploy_id, who, time.time()),
+            ).rowcount
+        return inserted > 0
+
+    def cancel_requested(self, deploy_id: str) -> str | None:
+        row = (
+            self._connection()
+            .execute("SELECT who FROM cancels WHERE deploy_id = ?", (deploy_id,))
+            .fetchone()
+        )
+        return str(row[0]) if row else None
+
+    def claim(self, key: str) -> bool:
+        with self._transaction() as db:
+            inserted = db.execute(
+                "INSERT OR IGNORE INTO claims (key, created_at) VALUES (?, ?)", (key, time.time())
+            ).rowcount
+        return inserted > 0

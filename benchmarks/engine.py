@@ -1,0 +1,146 @@
+"""The deployer's own overhead per deploy, and how fast it reports a platform failure.
+
+    uv run python benchmarks/engine.py [--deploys N] [--failures N]
+
+Against an in-process sandbox seeded with the demo (deployer.example.toml):
+- overhead = wall time of a deploy - the time the platform spent (the build,
+  from create_time to finish_time, and the candidate revision, from its
+  create_time to its Ready transition) - the waits the config asks for
+  (health: consecutive-1 intervals). Target <= 0.5 s.
+- failure latency = the moment the pipeline reports a failed stage - the
+  moment the platform recorded the failure (build finish_time; revision Ready
+  false transition). Target <= 1 s.
+Prints the figures and saves them to benchmarks/results/engine.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from google.cloud import run_v2
+from google.cloud.devtools import cloudbuild_v1
+
+from deployer.adapters.google_clients import google_client
+from deployer.engine import Engine, default_platform
+from deployer.pipeline.events import Event, StageFinished
+from deployer.pipeline.record import Outcome, Stage, State
+from deployer.sandbox import demo
+from deployer.sandbox.server import Sandbox
+from deployer.store.sqlite import SqliteStore
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "engine.json"
+
+
+def _seconds(timestamp: Any) -> float:
+    return float(timestamp.timestamp())
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {
+        "n": len(ordered),
+        "median": round(statistics.median(ordered), 4),
+        "max": round(ordered[-1], 4),
+        "min": round(ordered[0], 4),
+    }
+
+
+class Recorder:
+    """Keeps the wall-clock time each stage finished."""
+
+    def __init__(self) -> None:
+        self.finished: dict[Stage, tuple[float, Outcome]] = {}
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, StageFinished):
+            self.finished[event.result.stage] = (time.time(), event.result.outcome)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--deploys", type=int, default=8)
+    parser.add_argument("--failures", type=int, default=5)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        sandbox = Sandbox(Path(tmp) / "cloud").start()
+        try:
+            seeded = demo.seed_demo(sandbox, ROOT, Path(tmp))
+            config = seeded.config
+            service = config.services["backend"]
+            host = sandbox.grpc_address
+            engine = Engine(config, default_platform(host), SqliteStore(Path(tmp) / "bench.db"))
+            builds = google_client(cloudbuild_v1.CloudBuildClient, host)
+            revisions = google_client(run_v2.RevisionsClient, host)
+            policy = (service.health.consecutive - 1) * service.health.interval
+            parent = (
+                f"projects/{service.project}/locations/{service.region}/services/{service.service}"
+            )
+
+            overheads, totals, platform_times = [], [], []
+            for _ in range(args.deploys):
+                started = time.time()
+                record = engine.deploy(engine.new_deploy("prod", "HEAD", "bench"), Recorder())
+                total = time.time() - started
+                assert record.state == State.SUCCEEDED, record.error
+                build = builds.get_build(
+                    name=f"projects/{service.project}/locations/{service.region}/builds/{record.build_id}"
+                )
+                revision = revisions.get_revision(
+                    name=f"{parent}/revisions/{record.candidate_revision}"
+                )
+                ready = next(c for c in revision.conditions if c.type_ == "Ready")
+                platform = (_seconds(build.finish_time) - _seconds(build.create_time)) + (
+                    _seconds(ready.last_transition_time) - _seconds(revision.create_time)
+                )
+                totals.append(total)
+                platform_times.append(platform)
+                overheads.append(total - platform - policy)
+
+            latencies: dict[str, list[float]] = {"build_failure": [], "revision_crash": []}
+            for _ in range(args.failures):
+                sandbox.faults.arm("build_fail", step="build")
+                recorder = Recorder()
+                record = engine.deploy(engine.new_deploy("prod", "HEAD", "bench"), recorder)
+                build = builds.get_build(
+                    name=f"projects/{service.project}/locations/{service.region}/builds/{record.build_id}"
+                )
+                reported, outcome = recorder.finished[Stage.BUILD]
+                assert outcome == Outcome.FAILED
+                latencies["build_failure"].append(reported - _seconds(build.finish_time))
+
+                sandbox.faults.arm("revision_crash")
+                recorder = Recorder()
+                record = engine.deploy(engine.new_deploy("prod", "HEAD", "bench"), recorder)
+                revision = revisions.get_revision(
+                    name=f"{parent}/revisions/{record.candidate_revision}"
+                )
+                ready = next(c for c in revision.conditions if c.type_ == "Ready")
+                reported, outcome = recorder.finished[Stage.READY]
+                assert outcome == Outcome.FAILED
+                latencies["revision_crash"].append(reported - _seconds(ready.last_transition_time))
+        finally:
+            sandbox.stop()
+
+    figures = {
+        "deploy_total_s": summary(totals),
+        "platform_s": summary(platform_times),
+        "configured_waits_s": policy,
+        "overhead_s": summary(overheads),
+        "failure_report_latency_s": {kind: summary(v) for kind, v in latencies.items()},
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(figures, indent=2) + "\n")
+    print(json.dumps(figures, indent=2))
+    print(f"saved {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

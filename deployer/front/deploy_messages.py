@@ -1,0 +1,275 @@
+"""The deploy thread's words: the parent (headline, details, stage checklist, buttons) and replies.
+
+Failures get a reply with their detail (a build step, the container's last
+lines, the health answer); successes stay in the parent's checklist, except the
+health answer and a rollback done. User text is escaped everywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from deployer.front.mrkdwn import (
+    SlackMessage,
+    button,
+    code,
+    code_block,
+    context,
+    duration,
+    escape,
+    image_ref,
+    link,
+    person,
+    plain,
+    said,
+    says,
+    section,
+)
+from deployer.pipeline.record import (
+    DEPLOY_STAGES,
+    ROLLBACK_STAGES,
+    DeployRecord,
+    Outcome,
+    Stage,
+    StageResult,
+    State,
+)
+
+# Button action ids; each button's value is the deploy id.
+CANCEL, ROLLBACK, RETRY = "deploy_cancel", "deploy_rollback", "deploy_retry"
+
+_MARK = {
+    Outcome.SUCCEEDED: ("✓", "done in"),
+    Outcome.FAILED: ("✗", "failed after"),
+    Outcome.TIMED_OUT: ("⏱", "timed out after"),
+    Outcome.CANCELLED: ("⊘", "cancelled after"),
+}
+_FAILED_AT = {
+    Outcome.FAILED: "failed at",
+    Outcome.TIMED_OUT: "timed out at",
+    Outcome.CANCELLED: "was cancelled at",
+}
+
+
+def _stages(record: DeployRecord) -> list[Stage]:
+    stages = list(ROLLBACK_STAGES if record.kind == "rollback" else DEPLOY_STAGES)
+    if record.stage(Stage.ROLLBACK) is not None:
+        stages.append(Stage.ROLLBACK)
+    return stages
+
+
+def _guess_running(record: DeployRecord) -> Stage | None:
+    if record.state != State.RUNNING:
+        return None
+    if any(r.outcome != Outcome.SUCCEEDED for r in record.stages):
+        return Stage.ROLLBACK if record.stage(Stage.ROLLBACK) is None else None
+    return next((s for s in _stages(record) if record.stage(s) is None), None)
+
+
+def _checklist(
+    record: DeployRecord, now: float, running: Stage | None, since: float | None, activity: str
+) -> str:
+    running = running or _guess_running(record)
+    stages = _stages(record)
+    if running is not None and running not in stages:
+        stages.append(running)
+    if since is None and running is not None:
+        last = record.stages[-1] if record.stages else None
+        since = last.started_at + last.duration if last else record.created_at
+    lines = []
+    for stage in stages:
+        result = record.stage(stage)
+        if stage == running and record.state in (State.RUNNING, State.PENDING):
+            doing = f" · {escape(activity)}" if activity else ""
+            elapsed = duration(max(0.0, now - (since or now)))
+            lines.append(f"▶ *{stage}* — running for {elapsed}{doing}")
+        elif result is not None:
+            mark, words = _MARK[result.outcome]
+            lines.append(f"{mark} *{stage}* — {words} {duration(result.duration)}")
+        elif record.state.finished:
+            lines.append(f"- *{stage}* — skipped")
+        else:
+            lines.append(f"○ *{stage}* — pending")
+    return "\n".join(lines)
+
+
+def _failure(record: DeployRecord) -> StageResult | None:
+    return next(
+        (r for r in record.stages if r.outcome != Outcome.SUCCEEDED and r.stage != Stage.ROLLBACK),
+        None,
+    )
+
+
+def _headline(record: DeployRecord) -> str:
+    env = f"*{escape(record.environment)}*"
+    commit = code(record.commit[:12]) if record.commit else "its commit"
+    ref = code(record.ref) if record.ref else "the default branch"
+    if record.kind == "rollback":
+        target = f" to {code(record.target_revision)}" if record.target_revision else ""
+        if not record.state.finished:
+            return f"Rolling back {env}{target}" + ("…" if record.state == State.RUNNING else "")
+        if record.state == State.SUCCEEDED:
+            runs = f", which runs {commit}" if record.commit else ""
+            left = (
+                f"; traffic left {code(record.previous_revision)}"
+                if record.previous_revision
+                else ""
+            )
+            return f"{env} rolled back{target}{runs}{left}"
+        return f"Rollback of {env} {_why(record)}"
+    if record.state == State.PENDING:
+        return f"Deploy of {ref} to {env} is queued"
+    if record.state == State.RUNNING:
+        return f"Deploying {ref} to {env}…"
+    if record.state == State.SUCCEEDED:
+        return f"{env} now runs {commit} on {code(record.candidate_revision or 'the new revision')}"
+    return f"Deploy of {ref} to {env} {_why(record)}; {_traffic(record)}"
+
+
+def _why(record: DeployRecord) -> str:
+    failed = _failure(record)
+    if record.state == State.CANCELLED:
+        by = f" by {person(record.cancelled_by)}" if record.cancelled_by else ""
+        during = f" during {failed.stage}" if failed else ""
+        return f"was cancelled{by}{during}"
+    if failed is None:
+        return f"failed: {said(record.error or 'no stage ran')}"
+    return f"{_FAILED_AT[failed.outcome]} {failed.stage}: {said(failed.summary)}"
+
+
+def _traffic(record: DeployRecord) -> str:
+    previous = code(record.previous_revision) if record.previous_revision else None
+    rolled = record.stage(Stage.ROLLBACK)
+    if rolled is None:
+        return f"traffic stayed on {previous}" if previous else "no earlier revision was serving"
+    if rolled.outcome == Outcome.SUCCEEDED:
+        return f"rolled back to {previous}"
+    return (
+        f"the rollback to {previous} failed too ({said(rolled.summary)}): "
+        f"check `/deploy status {escape(record.environment)}` now"
+    )
+
+
+def _details(record: DeployRecord) -> str:
+    parts = [f"Environment *{escape(record.environment)}*", f"service {code(record.service)}"]
+    if record.kind == "rollback":
+        if record.previous_revision:
+            parts.append(f"from {code(record.previous_revision)}")
+    else:
+        parts.append(f"ref {code(record.ref)}" if record.ref else "default branch")
+    if record.commit:
+        parts.append(f"commit {code(record.commit[:12])}")
+    second = [f"Requested by {person(record.requester)}"]
+    if record.build_log_url:
+        second.append(link(record.build_log_url, "build log"))
+    if record.kind != "rollback" and record.candidate_revision:
+        second.append(f"revision {code(record.candidate_revision)}")
+    if record.kind != "rollback" and record.image:
+        second.append(f"image {image_ref(record.image)}")
+    if record.cancel_requested and not record.state.finished:
+        by = f" by {person(record.cancelled_by)}" if record.cancelled_by else ""
+        second.append(f"*cancel requested*{by}")
+    return " · ".join(parts) + "\n" + " · ".join(second)
+
+
+def _buttons(record: DeployRecord) -> list[dict[str, Any]]:
+    if record.kind == "rollback":
+        return []
+    env = escape(record.environment)
+    if not record.state.finished:
+        if record.cancel_requested:
+            return []
+        ask = (
+            "Cancel this deploy?",
+            f"Stop deploying to *{env}*? Traffic stays where it is.",
+            "Cancel it",
+            "Keep going",
+        )
+        return [button("Cancel", CANCEL, record.id, "danger", ask)]
+    if record.state == State.SUCCEEDED:
+        back = f" to {code(record.previous_revision)}" if record.previous_revision else ""
+        ask = ("Roll back?", f"Move *{env}* traffic back{back}?", "Roll back", "No")
+        return [button("Roll back", ROLLBACK, record.id, "danger", ask)]
+    return [button("Retry", RETRY, record.id, "primary")]
+
+
+def deploy_parent(
+    record: DeployRecord,
+    now: float,
+    *,
+    running: Stage | None = None,
+    since: float | None = None,
+    activity: str = "",
+) -> SlackMessage:
+    """The thread's parent: headline, details, stage checklist and the button that fits.
+
+    `running`/`since` name the stage in progress and its wall-clock start (guessed from
+    the record when omitted); `activity` is its latest progress line.
+    """
+    headline = _headline(record)
+    blocks = [
+        section(headline),
+        section(_details(record)),
+        section(_checklist(record, now, running, since, activity)),
+    ]
+    if buttons := _buttons(record):
+        blocks.append({"type": "actions", "block_id": "deploy_actions", "elements": buttons})
+    blocks.append(context(f"{escape(record.kind)} {code(record.id)}"))
+    return SlackMessage(plain(headline), blocks)
+
+
+_VERB = {
+    Outcome.FAILED: "failed",
+    Outcome.TIMED_OUT: "timed out",
+    Outcome.CANCELLED: "was cancelled",
+}
+
+
+def stage_reply(record: DeployRecord, result: StageResult) -> SlackMessage | None:
+    """The thread reply a finished stage deserves, if any: failures in full, a few successes."""
+    summary = said(result.summary)
+    if result.outcome == Outcome.SUCCEEDED:
+        if result.stage == Stage.HEALTH:
+            return says(f"Health check passed: {summary}")
+        if result.stage == Stage.ROLLBACK:
+            return says(f"Rolled back: {summary}")
+        return None
+    took = duration(result.duration)
+    if result.stage == Stage.ROLLBACK:
+        env = escape(record.environment)
+        text = (
+            f"*Rollback failed* after {took}: {summary}\n"
+            f"Traffic may be split: check `/deploy status {env}`."
+        )
+    else:
+        text = f"*{result.stage} {_VERB[result.outcome]}* after {took}: {summary}"
+    if result.detail.strip():
+        text += "\n" + code_block(result.detail)
+    if result.link:
+        text += "\n" + link(result.link, "build log" if result.stage == Stage.BUILD else "link")
+    return says(text)
+
+
+_STEPS = re.compile(r"\((\d+)/(\d+)\)$")
+
+
+def progress_reply(
+    record: DeployRecord, stage: Stage, message: str, link: str
+) -> SlackMessage | None:
+    """A reply for progress worth keeping: preflight warnings, traffic steps, a build cancel."""
+    if stage == Stage.PREFLIGHT:
+        return says(f"Warning: {escape(message)}")
+    if stage == Stage.PROMOTE and message.startswith("traffic "):
+        steps = _STEPS.search(message)
+        if steps is None or int(steps.group(2)) > 1:
+            return says(f"Traffic: {escape(message.removeprefix('traffic '))}")
+        return None
+    if stage == Stage.BUILD and message == "cancelling the build":
+        return says("Cancelling the build.")
+    return None
+
+
+def plan_reply(plan: tuple[str, ...]) -> SlackMessage:
+    """A dry run's plan, one line a step."""
+    return says("*Plan* (dry run, nothing changed):\n" + "\n".join(f"• {escape(p)}" for p in plan))

@@ -1,0 +1,198 @@
+"""Handing a saved deploy to whatever runs it (`DEPLOYER_DISPATCH`).
+
+    inline                                   a bounded pool of threads in this process
+                                             (`deployer serve`, local runs)
+    projects/P/locations/R/jobs/J            a Cloud Run job execution per deploy, running
+                                             `deployer worker DEPLOY_ID` (production)
+
+The front answers Slack within 3 s, and after a Cloud Function has answered its
+CPU is throttled to nearly nothing: the deploy must run elsewhere. `dispatch`
+returns as soon as the work is handed over. When it cannot be handed over, the
+record is marked failed with the reason and its Slack thread says so, so nothing
+is left "running" that never started.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+from slack_sdk import WebClient
+
+from deployer.pipeline.events import DeployFinished
+from deployer.pipeline.record import State
+from deployer.store.protocol import Store
+
+log = logging.getLogger(__name__)
+
+DISPATCH_ENV = "DEPLOYER_DISPATCH"
+INLINE = "inline"
+INLINE_WORKERS = 4
+RUN_JOB_TIMEOUT = 10.0  # seconds for the RunJob call itself, not the execution
+_JOB_NAME = re.compile(r"^projects/[^/]+/locations/[^/]+/jobs/[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+class Dispatcher(Protocol):
+    def dispatch(self, deploy_id: str) -> None:
+        """Start running the saved record `deploy_id`; return in well under a second.
+
+        Never raises: a deploy that cannot be started is marked failed, with the
+        reason, and its Slack thread says so.
+        """
+        ...
+
+
+class Failures:
+    """Marks a record that could not be dispatched as failed, and tells its Slack thread."""
+
+    def __init__(self, store: Store | None = None, slack: WebClient | None = None) -> None:
+        # Built on first use: most processes never fail to dispatch.
+        self._store = store
+        self._slack = slack
+
+    def record(self, deploy_id: str, reason: str) -> None:
+        """Mark `deploy_id` failed because it never started (or died); never raises."""
+        try:
+            if self._store is None:
+                from deployer.store import open_store
+
+                self._store = open_store()
+            record = self._store.get(deploy_id)
+            if record is None or record.state.finished:
+                return
+            record.state = State.FAILED
+            record.error = reason
+            record.updated_at = time.time()
+            self._store.save(record)
+        except Exception:
+            log.exception("could not mark deploy %s failed", deploy_id)
+            return
+        if not (record.slack_channel and record.slack_ts):
+            return
+        try:
+            from deployer.front.thread import SlackThread
+
+            if self._slack is None:
+                from deployer.front.slack_client import slack_web_client
+
+                self._slack = slack_web_client()
+            SlackThread(self._slack, record)(DeployFinished(record))
+        except Exception:
+            log.exception("could not tell the Slack thread of %s", deploy_id)
+
+
+class InlineDispatcher:
+    """Runs deploys on a bounded pool of threads in this process; one failing never stops it."""
+
+    def __init__(
+        self,
+        run: Callable[[str], Any],
+        workers: int = INLINE_WORKERS,
+        failures: Failures | None = None,
+    ) -> None:
+        self._run = run
+        self._failures = failures or Failures()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deploy")
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def dispatch(self, deploy_id: str) -> None:
+        with self._lock:
+            if self._closed:
+                self._failures.record(deploy_id, "the deployer was shutting down")
+                return
+            self._pool.submit(self._guarded, deploy_id)
+
+    def _guarded(self, deploy_id: str) -> None:
+        try:
+            self._run(deploy_id)
+        except Exception as error:
+            # A deploy's crash is logged and recorded; the pool keeps serving others.
+            log.exception("deploy %s crashed", deploy_id, extra={"deploy_id": deploy_id})
+            self._failures.record(deploy_id, f"the deploy stopped unexpectedly: {error}")
+
+    def close(self, wait: bool = True) -> None:
+        """Refuse new deploys; with `wait`, let the running ones finish."""
+        with self._lock:
+            self._closed = True
+        self._pool.shutdown(wait=wait, cancel_futures=not wait)
+
+
+class JobDispatcher:
+    """Starts one Cloud Run job execution per deploy, `args=["worker", DEPLOY_ID]`."""
+
+    def __init__(
+        self,
+        job: str,
+        host: str | None = None,
+        failures: Failures | None = None,
+        timeout: float = RUN_JOB_TIMEOUT,
+    ) -> None:
+        if not _JOB_NAME.match(job):
+            raise ValueError(
+                f"{DISPATCH_ENV}={job!r} is neither `inline` nor a Cloud Run job name "
+                "(projects/PROJECT/locations/REGION/jobs/JOB)"
+            )
+        self.job = job
+        self._host = host
+        self._failures = failures or Failures()
+        self._timeout = timeout
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def _jobs(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                from google.cloud import run_v2
+
+                from deployer.adapters.google_clients import google_client
+
+                self._client = google_client(run_v2.JobsClient, self._host)
+            return self._client
+
+    def dispatch(self, deploy_id: str) -> None:
+        from google.cloud import run_v2
+
+        overrides = run_v2.RunJobRequest.Overrides(
+            container_overrides=[
+                run_v2.RunJobRequest.Overrides.ContainerOverride(args=["worker", deploy_id])
+            ]
+        )
+        try:
+            # The call returns an operation at once; the execution is never waited for here.
+            operation = self._jobs().run_job(
+                request=run_v2.RunJobRequest(name=self.job, overrides=overrides),
+                timeout=self._timeout,
+            )
+        except Exception as error:
+            reason = f"could not start the Cloud Run job {self.job.rsplit('/', 1)[-1]}: {error}"
+            log.error("deploy %s: %s", deploy_id, reason, extra={"deploy_id": deploy_id})
+            self._failures.record(deploy_id, reason)
+            return
+        execution = getattr(operation.metadata, "name", "") if operation.metadata else ""
+        log.info(
+            "deploy %s dispatched to %s",
+            deploy_id,
+            execution or self.job,
+            extra={"deploy_id": deploy_id, "execution": execution},
+        )
+
+
+def dispatcher_from_environment(
+    run_inline: Callable[[str], Any],
+    store: Store | None = None,
+    slack: WebClient | None = None,
+    value: str | None = None,
+) -> Dispatcher:
+    """The dispatcher `DEPLOYER_DISPATCH` (or `value`) names: `inline` (default) or a job."""
+    chosen = (value if value is not None else os.environ.get(DISPATCH_ENV, "")).strip() or INLINE
+    failures = Failures(store, slack)
+    if chosen == INLINE:
+        return InlineDispatcher(run_inline, failures=failures)
+    return JobDispatcher(chosen, failures=failures)

@@ -1,0 +1,156 @@
+"""The `/deploy` grammar: text in, a command, a reply, or nothing to do.
+
+    /deploy help
+    /deploy status [ENV]
+    /deploy history ENV
+    /deploy rollback ENV [REVISION]
+    /deploy lock ENV [reason ...]
+    /deploy unlock ENV
+    /deploy [SERVICE] ENV [REF]
+
+Parsing never raises: a typo becomes a short reply only its author sees.
+Environments, services, refs and revisions are plain ASCII; anything else
+(`prod; id`, `PROD`, a Cyrillic look-alike letter) is refused by name, never guessed at.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from deployer.config import Config
+
+_REF = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/-]{1,200}$")
+_REVISION = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+MAX_REASON = 200
+
+
+@dataclass(frozen=True)
+class Deploy:
+    environment: str
+    ref: str | None = None
+    service: str | None = None
+
+
+@dataclass(frozen=True)
+class Status:
+    environment: str | None = None
+
+
+@dataclass(frozen=True)
+class History:
+    environment: str
+
+
+@dataclass(frozen=True)
+class Rollback:
+    environment: str
+    revision: str | None = None
+
+
+@dataclass(frozen=True)
+class LockEnvironment:
+    environment: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class UnlockEnvironment:
+    environment: str
+
+
+@dataclass(frozen=True)
+class Help:
+    pass
+
+
+@dataclass(frozen=True)
+class Reply:
+    """Not a command: tell the author this (ephemerally)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Ignore:
+    """Nothing to do and nothing to say."""
+
+
+Command = Deploy | Status | History | Rollback | LockEnvironment | UnlockEnvironment | Help
+Parsed = Command | Reply | Ignore
+
+
+def _known(config: Config) -> str:
+    return ", ".join(f"`{name}`" for name in sorted(config.environments))
+
+
+def _environment(word: str, config: Config) -> str | Reply:
+    if word in config.environments:
+        return word
+    shown = word if word.isascii() and word.isprintable() else repr(word)
+    return Reply(
+        f"I don't know the environment `{shown}`. Known: {_known(config)}. Try `/deploy help`."
+    )
+
+
+def parse(text: str, config: Config) -> Parsed:
+    """Parse the text after `/deploy`."""
+    words = text.split()
+    if not words:
+        return Help()
+    head, rest = words[0], words[1:]
+    if head == "help":
+        return Help()
+    if head == "status":
+        if len(rest) > 1:
+            return Reply("Usage: `/deploy status [ENV]`")
+        if not rest:
+            return Status()
+        found = _environment(rest[0], config)
+        return found if isinstance(found, Reply) else Status(found)
+    if head in ("history", "unlock"):
+        if len(rest) != 1:
+            return Reply(f"Usage: `/deploy {head} ENV`")
+        found = _environment(rest[0], config)
+        if isinstance(found, Reply):
+            return found
+        return History(found) if head == "history" else UnlockEnvironment(found)
+    if head == "rollback":
+        if not 1 <= len(rest) <= 2:
+            return Reply("Usage: `/deploy rollback ENV [REVISION]`")
+        found = _environment(rest[0], config)
+        if isinstance(found, Reply):
+            return found
+        if len(rest) == 2 and not _REVISION.match(rest[1]):
+            return Reply(
+                "A revision name is lower-case letters, digits and `-`, e.g. `backend-00042-abc`."
+            )
+        return Rollback(found, rest[1] if len(rest) == 2 else None)
+    if head == "lock":
+        if not rest:
+            return Reply("Usage: `/deploy lock ENV [reason]`")
+        found = _environment(rest[0], config)
+        if isinstance(found, Reply):
+            return found
+        reason = " ".join(rest[1:])
+        if len(reason) > MAX_REASON:
+            return Reply(f"Keep the lock reason under {MAX_REASON} characters.")
+        return LockEnvironment(found, reason)
+    return _deploy(words, config)
+
+
+def _deploy(words: list[str], config: Config) -> Parsed:
+    service = None
+    if len(words) >= 2 and words[0] in config.services and words[1] in config.environments:
+        service, words = words[0], words[1:]
+    if len(words) > 2:
+        return Reply("Usage: `/deploy [SERVICE] ENV [REF]`, e.g. `/deploy prod v1.4.2`.")
+    found = _environment(words[0], config)
+    if isinstance(found, Reply):
+        return found
+    if service is not None and config.environments[found].service != service:
+        return Reply(f"`{found}` deploys `{config.environments[found].service}`, not `{service}`.")
+    ref = words[1] if len(words) == 2 else None
+    if ref is not None and not _REF.match(ref):
+        return Reply("A ref is a branch, tag or commit: letters, digits and `._/-`, e.g. `v1.4.2`.")
+    return Deploy(found, ref, service)

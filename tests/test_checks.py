@@ -1,0 +1,189 @@
+"""`deployer check` against the sandbox: one line per check, exit 1 on any FAIL."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from google.cloud import secretmanager_v1
+
+from deployer import cli
+from deployer.adapters.google_clients import google_client
+from deployer.sandbox.server import Sandbox
+from tests.conftest import REGION
+
+CONFIG = """\
+[services.api]
+project = "{project}"
+region = "{region}"
+service = "api"
+image = "{region}-docker.pkg.dev/{project}/apps/api"
+build_config = {build_config}
+
+[services.api.source]
+git = {git}
+
+[environments.prod]
+service = "api"
+env = {{ LOG_LEVEL = "info" }}
+env_from_secret = "api-dotenv"
+
+[environments.prod.secrets]
+MONGODB_URL = "mongodb-url"
+SECRET_KEY = "secret-key:1"
+"""
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@dataclass
+class World:
+    config: Path
+    project: str
+    client: secretmanager_v1.SecretManagerServiceClient
+
+    def secret(self, secret_id: str, value: bytes) -> None:
+        created = self.client.create_secret(
+            parent=f"projects/{self.project}",
+            secret_id=secret_id,
+            secret=secretmanager_v1.Secret(
+                replication=secretmanager_v1.Replication(
+                    automatic=secretmanager_v1.Replication.Automatic()
+                )
+            ),
+        )
+        self.client.add_secret_version(
+            parent=created.name, payload=secretmanager_v1.SecretPayload(data=value)
+        )
+
+    def write(self, repo: Path, build_config: Path) -> None:
+        self.config.write_text(
+            CONFIG.format(
+                project=self.project,
+                region=REGION,
+                build_config=json.dumps(str(build_config)),
+                git=json.dumps(str(repo)),
+            ),
+            encoding="utf-8",
+        )
+
+
+@pytest.fixture
+def world(gcp: Sandbox, tmp_path: Path, repo_root: Path) -> World:
+    """A project holding every secret the config names; the service not deployed yet."""
+    project = f"chk-{uuid.uuid4().hex[:10]}"
+    config = tmp_path / "deployer.toml"
+    os.environ["DEPLOYER_CONFIG"] = str(config)
+    built = World(config, project, google_client(secretmanager_v1.SecretManagerServiceClient))
+    built.write(repo_root, repo_root / "cloudbuild.yaml")
+    built.secret("mongodb-url", b"mongodb://db.invalid:27017/app")
+    built.secret("secret-key", b"not-a-real-key-but-long-enough")
+    built.secret("api-dotenv", b'FEATURE_FLAGS="a,b=c"\nPORT=9000\n')
+    return built
+
+
+def _line(out: str, status: str, subject: str) -> str:
+    match = re.search(rf"^  {re.escape(status)} +{re.escape(subject)}: .*$", out, re.MULTILINE)
+    assert match, f"no `{status} {subject}` line in:\n{out}"
+    return match.group(0)
+
+
+def test_a_good_environment_passes(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["check", "prod"]) == 0
+    out = capsys.readouterr().out
+    assert "is valid: 1 service (api), 1 environment (prod)" in _line(out, "ok", "config")
+    assert "cloudbuild.yaml loads" in _line(out, "ok", "build config")
+    assert "mongodb-url:latest -> version 1, enabled" in _line(out, "ok", "secret MONGODB_URL")
+    assert "secret-key:1 -> version 1, enabled" in _line(out, "ok", "secret SECRET_KEY")
+    assert "api-dotenv:latest -> version 1: 1 variable parse" in _line(out, "ok", "env_from_secret")
+    assert "PORT from api-dotenv skipped: Cloud Run sets it" in _line(
+        out, "warn", "env_from_secret"
+    )
+    assert "will be created by the first deploy" in _line(out, "ok", "service api")
+    assert re.search(r"resolves to [0-9a-f]{12}$", _line(out, "ok", "ref HEAD"))
+    assert "Artifact Registry in europe-west1" in _line(out, "ok", "image")
+    # The sandbox has no IAM: reported, never failed.
+    assert "not checked (API does not answer)" in _line(out, "warn", "rights on secrets")
+    assert "not checked (API does not answer)" in _line(out, "warn", "runtime access to secrets")
+    assert "not checked (the service does not exist yet" in _line(out, "warn", "rights on service")
+    assert out.rstrip().endswith("0 FAIL: a deploy can go ahead")
+    assert "not-a-real-key" not in out and "db.invalid" not in out
+
+
+def test_a_missing_secret_fails_naming_it(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    world.config.write_text(
+        world.config.read_text().replace('"secret-key:1"', '"signing-key"'), encoding="utf-8"
+    )
+    assert cli.main(["check"]) == 1
+    out = capsys.readouterr().out
+    line = _line(out, "FAIL", "secret SECRET_KEY")
+    assert f"secret signing-key not found in project {world.project}" in line
+    _line(out, "ok", "secret MONGODB_URL")
+    assert out.rstrip().endswith("1 FAIL: would stop a deploy")
+
+
+def test_a_bad_build_config_fails(
+    world: World, tmp_path: Path, repo_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "cloudbuild.yaml"
+    broken.write_text("steps:\n- name: gcr.io/cloud-builders/docker\n  argz: [build]\n")
+    world.write(repo_root, broken)
+    assert cli.main(["check", "prod"]) == 1
+    line = _line(capsys.readouterr().out, "FAIL", "build config")
+    assert "build config is invalid" in line and "argz" in line
+
+
+def test_an_unknown_ref_and_environment_fail(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["check", "prod", "--ref", "no-such-branch-anywhere"]) == 1
+    assert "no-such-branch-anywhere" in _line(
+        capsys.readouterr().out, "FAIL", "ref no-such-branch-anywhere"
+    )
+    assert cli.main(["check", "staging"]) == 1
+    assert "no environment 'staging'" in _line(capsys.readouterr().out, "FAIL", "config")
+
+
+def test_an_invalid_config_fails_with_its_field(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world.config.write_text(
+        world.config.read_text().replace('service = "api"\nenv', 'service = "web"\nenv')
+    )
+    assert cli.main(["check"]) == 1
+    assert "environments.prod.service is 'web'" in _line(capsys.readouterr().out, "FAIL", "config")
+
+
+def test_a_deployed_service_is_reported_serving(
+    tmp_path: Path, repo_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from deployer.sandbox.demo import seed_demo
+
+    own = Sandbox(
+        tmp_path / "sandbox"
+    ).start()  # the demo's fixed names need a sandbox of their own
+    try:
+        demo = seed_demo(own, repo_root, tmp_path)
+        os.environ["DEPLOYER_GCP_EMULATOR_HOST"] = own.grpc_address
+        os.environ["DEPLOYER_CONFIG"] = str(demo.config.path)
+        assert cli.main(["check", "prod"]) == 0
+        out = capsys.readouterr().out
+        assert f"exists, serving {demo.revision} 100%" in _line(out, "ok", "service backend")
+        assert "not checked (API does not answer)" in _line(out, "warn", "rights on service")
+        assert "not checked (API does not answer)" in _line(out, "warn", "public access")
+    finally:
+        own.stop()

@@ -1,0 +1,199 @@
+"""GitHub deliveries, signed as GitHub signs them, through `main.py` as Cloud Functions loads it.
+
+Unknown repositories are refused with 403 (the hook's owner sees a failed
+delivery and why, in GitHub's UI) and start nothing; drafts, other actions and
+other events answer 200 and start nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import functions_framework
+import pytest
+
+from deployer.front.verify import github_signature
+from deployer.pipeline.deploy import COMMIT_LABEL
+from deployer.pipeline.record import DeployRecord, State
+from deployer.store.sqlite import SqliteStore
+from tests.engine_world import (  # noqa: F401  (fixtures)
+    ENVIRONMENT,
+    World,
+    empty_world_fixture,
+    git,
+    world_fixture,
+)
+from tests.front_requests import github_event, release_payload, send_flask
+from tests.slack_thread_text import assert_matches, render_thread
+
+REPOSITORY = "acme/content-api"
+SECRET = "github-test-secret-" + uuid.uuid4().hex[:8]
+DEPLOY_TIMEOUT = 60.0
+
+
+def _channel(world: World) -> str:
+    channel = "C" + uuid.uuid4().hex[:10].upper()
+    world.sandbox.http.sink.add_channel(channel, "releases")
+    return channel
+
+
+def _configure(world: World, channel: str, **releases: Any) -> None:
+    """Releases of REPOSITORY deploy prod, announced in `channel`; the front's environment."""
+    world.settings["releases"] = {
+        "repositories": [REPOSITORY],
+        "environment": ENVIRONMENT,
+        "channel": channel,
+        **releases,
+    }
+    world.reconfigure()
+    os.environ.update(
+        DEPLOYER_CONFIG=str(world.config_path),
+        DEPLOYER_STORE=world.store_url,
+        DEPLOYER_DISPATCH="inline",
+        SLACK_API_URL=world.sandbox.slack_api_url,
+        SLACK_BOT_TOKEN="xoxb-github-tests",
+        SLACK_SIGNING_SECRET="unused-in-these-tests",
+        GITHUB_WEBHOOK_SECRET=SECRET,
+    )
+
+
+@pytest.fixture
+def client(repo_root: Path) -> Iterator[Any]:
+    app = functions_framework.create_app("deployer_http", str(repo_root / "main.py"))
+    yield app.test_client()
+    from deployer.front.context import close_contexts
+
+    close_contexts()  # waits for inline deploys still running
+
+
+def _tag(world: World, tag: str) -> str:
+    commit = world.commit(f"release {tag}")
+    git(world.repo, "tag", "-a", tag, "-m", tag)
+    return commit
+
+
+def _finished(world: World, deploy_id: str) -> DeployRecord:
+    store = SqliteStore(world.store_path)
+    deadline = time.monotonic() + DEPLOY_TIMEOUT
+    while time.monotonic() < deadline:
+        record = store.get(deploy_id)
+        if record is not None and record.state.finished:
+            return record
+        time.sleep(0.1)
+    pytest.fail(f"deploy {deploy_id} did not finish within {DEPLOY_TIMEOUT} s")
+
+
+def _records(world: World) -> list[DeployRecord]:
+    return SqliteStore(world.store_path).history(ENVIRONMENT, 100)
+
+
+def _thread(world: World, channel: str) -> list[dict[str, Any]]:
+    return [m for m in world.sandbox.http.sink.messages(channel) if not m["ephemeral"]]
+
+
+def test_published_release_deploys_its_tag_in_a_new_thread(world: World, client: Any) -> None:
+    channel = _channel(world)
+    _configure(world, channel)
+    commit = _tag(world, "v1.2.0")
+    world.commit("main moved on after the release")  # target_commitish must not be built
+    delivery = github_event(SECRET, "release", release_payload(REPOSITORY, "v1.2.0"))
+
+    answer = send_flask(client, delivery)
+    assert answer.status == 202, answer.text
+    deploy_id = answer.text.strip().rsplit(" ", 1)[-1]
+    record = _finished(world, deploy_id)
+    assert record.state == State.SUCCEEDED, record.error
+    assert record.requester == f"github:{REPOSITORY}"
+    assert record.ref == "v1.2.0"
+    assert record.commit == commit
+
+    # The new revision carries the tag's commit and takes all traffic.
+    revision = record.candidate_revision or ""
+    assert world.revision(revision).labels[COMMIT_LABEL] == commit
+    assert world.serving() == [(revision, 100)]
+
+    # One thread in the releases channel: parent, then the release note naming the sender.
+    messages = _thread(world, channel)
+    parent = messages[0]
+    assert parent["ts"] == record.slack_ts and parent["thread_ts"] == record.slack_ts
+    replies = [m for m in messages[1:] if m["thread_ts"] == parent["ts"]]
+    assert len(replies) == len(messages) - 1 and replies
+    assert "v1.2.0" in replies[0]["text"] and "acme" in replies[0]["text"]
+    assert commit[:12] in parent["text"] and revision in parent["text"]
+    assert_matches(render_thread(messages, parent["ts"]), "threads/github_release")
+
+    # A redelivery (same X-GitHub-Delivery) is answered and starts nothing.
+    again = send_flask(client, delivery)
+    assert again.status == 200 and "already" in again.text
+    assert len(_records(world)) == 2  # the first deploy and the release's
+    assert len(_thread(world, channel)) == len(messages)
+
+
+def test_prerelease_deploys_to_the_prerelease_environment(world: World, client: Any) -> None:
+    channel = _channel(world)
+    # Published releases would go to staging (which nobody deploys here); prereleases to prod.
+    world.settings["environments.staging"] = {
+        **world.settings[f"environments.{ENVIRONMENT}"],
+        "allow": {"github_repositories": ["someone/else"]},
+    }
+    _configure(world, channel, environment="staging", prerelease_environment=ENVIRONMENT)
+    commit = _tag(world, "v2.0.0-rc.1")
+    payload = release_payload(REPOSITORY, "v2.0.0-rc.1", prerelease=True)
+
+    answer = send_flask(client, github_event(SECRET, "release", payload))
+    assert answer.status == 202, answer.text
+    record = _finished(world, answer.text.strip().rsplit(" ", 1)[-1])
+    assert (record.environment, record.commit, record.state) == (
+        ENVIRONMENT,
+        commit,
+        State.SUCCEEDED,
+    )
+
+    # The full release maps to staging, whose allow-list names another repository.
+    final = release_payload(REPOSITORY, "v2.0.0")
+    refused = send_flask(client, github_event(SECRET, "release", final))
+    assert refused.status == 403
+    assert SqliteStore(world.store_path).history("staging", 10) == []
+
+
+def test_what_deploys_nothing(empty_world: World, client: Any) -> None:
+    world = empty_world
+    channel = _channel(world)
+    _configure(world, channel)
+
+    def status(event: str, payload: dict[str, Any], secret: str = SECRET) -> int:
+        return send_flask(client, github_event(secret, event, payload)).status
+
+    assert status("ping", {"zen": "Keep it logically awesome.", "hook_id": 1}) == 200
+    assert status("release", release_payload(REPOSITORY, "v1.0.0", draft=True)) == 200
+    assert status("release", release_payload(REPOSITORY, "v1.0.0", action="released")) == 200
+    assert status("release", release_payload(REPOSITORY, "v1.0.0", action="created")) == 200
+    assert (
+        status("push", {"ref": "refs/heads/main", "repository": {"full_name": REPOSITORY}}) == 200
+    )
+    # Prereleases map nowhere unless configured.
+    assert status("release", release_payload(REPOSITORY, "v1.0.0-rc.1", prerelease=True)) == 200
+    # Unknown repository: refused, nothing started.
+    assert status("release", release_payload("evil/fork", "v1.0.0")) == 403
+    # Wrong secret, missing signature, body changed after signing.
+    assert status("release", release_payload(REPOSITORY, "v1.0.0"), secret="wrong") == 401
+    signed = github_event(SECRET, "release", release_payload(REPOSITORY, "v1.0.0"))
+    unsigned = {k: v for k, v in signed.headers.items() if k != "X-Hub-Signature-256"}
+    assert send_flask(client, replace(signed, headers=unsigned)).status == 401
+    tampered = replace(signed, body=signed.body.replace(b"v1.0.0", b"v6.6.6"))
+    assert send_flask(client, tampered).status == 401
+    # Not JSON, though correctly signed; a tag git would take for an option.
+    broken = github_event(SECRET, "release", {})
+    body = b"{not json"
+    headers = {**broken.headers, "X-Hub-Signature-256": github_signature(SECRET, body)}
+    assert send_flask(client, replace(broken, body=body, headers=headers)).status == 400
+    assert status("release", release_payload(REPOSITORY, "--upload-pack=id")) == 400
+
+    assert _records(world) == []
+    assert _thread(world, channel) == []
