@@ -13,6 +13,7 @@ gRPC; the only in-process shortcut is `sandbox.faults`, the fault registry.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import secrets
@@ -401,11 +402,9 @@ def make_world(sandbox: Sandbox, root: Path, source: Path, deploy_first: bool = 
 
 def close_world(world: World) -> None:
     """Delete the service (so its processes stop) and close the clients."""
-    try:
-        # Not waited for: the sandbox stops the revisions' processes on its own time.
+    # Not waited for: the sandbox stops the revisions' processes on its own time.
+    with contextlib.suppress(exceptions.NotFound):
         world.services.delete_service(name=world.service_name, timeout=30)
-    except exceptions.NotFound:
-        pass
     for client in (world.services, world.revisions, world.builds, world.secret_manager):
         client.transport.close()
 
