@@ -5,7 +5,11 @@ from __future__ import annotations
 import flask
 import functions_framework
 
+from deployer import logs
 from deployer.front import http
+
+# Structured JSON lines on Cloud Functions / Cloud Run (K_SERVICE is set there).
+logs.configure()
 
 
 @functions_framework.http

@@ -18,8 +18,7 @@ from typing import Protocol
 
 from deployer.config import Config, Environment, ServiceConfig, load_config
 from deployer.errors import ConfigError
-from deployer.pipeline.deploy import Platform
-from deployer.pipeline.ports import SecretProblem
+from deployer.pipeline.ports import Platform, SecretProblem
 from deployer.pipeline.preflight import current_service, load_build, resolve_env, resolve_ref
 from deployer.pipeline.stages import Deadline, StageFailed
 

@@ -7,9 +7,16 @@ from dataclasses import dataclass, field, replace
 
 from deployer.config import Config, load_config
 from deployer.errors import ConfigError
-from deployer.pipeline.deploy import COMMIT_LABEL, DEPLOY_LABEL, DeployPipeline, Platform
+from deployer.pipeline.deploy import DeployPipeline
 from deployer.pipeline.events import Listener
-from deployer.pipeline.ports import HealthOutcome, RevisionInfo, ServiceState
+from deployer.pipeline.ports import (
+    COMMIT_LABEL,
+    DEPLOY_LABEL,
+    HealthOutcome,
+    Platform,
+    RevisionInfo,
+    ServiceState,
+)
 from deployer.pipeline.record import DeployRecord, Lock, new_deploy_id
 from deployer.pipeline.rollback import RollbackPipeline
 from deployer.store import open_store

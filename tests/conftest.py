@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import pytest
+from google.cloud import run_v2
 
+from deployer.adapters.google_clients import google_client
+from deployer.sandbox.demo import Demo, seed_demo
+from deployer.sandbox.images import Image
 from deployer.sandbox.server import Sandbox
 
 PROJECT = "test-project"
 REGION = "europe-west1"
+
+C = TypeVar("C")
+
+
+class GoogleClients(Protocol):
+    def __call__(self, kind: type[C]) -> C: ...
 
 
 @pytest.fixture(autouse=True)
@@ -20,6 +33,16 @@ def _restore_environ() -> Iterator[None]:
     yield
     os.environ.clear()
     os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """`deployer` commands configure the root logger; each test starts from the same one."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +60,69 @@ def gcp(sandbox: Sandbox) -> Iterator[Sandbox]:
     sandbox.faults.clear()
     yield sandbox
     sandbox.faults.clear()
+
+
+@pytest.fixture
+def google_clients(gcp: Sandbox) -> Iterator[GoogleClients]:
+    """Builds clients the deployer's way against the sandbox; their channels close after the test."""
+    made: list[object] = []
+
+    def build(kind: type[C]) -> C:
+        client = google_client(kind)
+        made.append(client)
+        return client
+
+    yield build
+    for client in made:
+        client.transport.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def services(google_clients: GoogleClients) -> run_v2.ServicesClient:
+    return google_clients(run_v2.ServicesClient)
+
+
+@pytest.fixture
+def revisions(google_clients: GoogleClients) -> run_v2.RevisionsClient:
+    return google_clients(run_v2.RevisionsClient)
+
+
+@pytest.fixture
+def image(gcp: Sandbox, repo_root: Path) -> str:
+    """The sample service (`service/`), pushed under a repository of its own; its digest ref."""
+    repository = f"{REGION}-docker.pkg.dev/{PROJECT}/apps/sample-{uuid.uuid4().hex[:8]}"
+    digest = "sha256:" + uuid.uuid4().hex * 2
+    gcp.images.push(
+        Image(
+            repository=repository,
+            digest=digest,
+            context=repo_root / "service",
+            cmd=("python", "-m", "app"),
+            env={"APP_COMMIT": "abc"},
+            commit="abc",
+        ),
+        ["latest"],
+    )
+    return f"{repository}@{digest}"
+
+
+@pytest.fixture
+def project() -> str:
+    """A project of its own per test: the sandbox is shared by the session."""
+    return f"p-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def demo(tmp_path: Path, repo_root: Path) -> Iterator[Demo]:
+    """The demo, seeded into a sandbox of its own (its fixed names need one); the CLI aims at it."""
+    own = Sandbox(tmp_path / "sandbox").start()
+    try:
+        seeded = seed_demo(own, repo_root, tmp_path)
+        os.environ["DEPLOYER_GCP_EMULATOR_HOST"] = own.grpc_address
+        os.environ["DEPLOYER_CONFIG"] = str(seeded.config.path)
+        yield seeded
+    finally:
+        own.stop()
 
 
 @pytest.fixture

@@ -32,10 +32,11 @@ from google.cloud import run_v2, secretmanager_v1
 from google.cloud.devtools import cloudbuild_v1
 
 from deployer.adapters.google_clients import google_client
+from deployer.adapters.secret_writer import SecretManagerWriter
 from deployer.config import Config, load_config
 from deployer.engine import Engine, default_platform
-from deployer.pipeline.deploy import Platform
 from deployer.pipeline.events import Event, Listener, StageFinished, StageStarted
+from deployer.pipeline.ports import Platform
 from deployer.pipeline.record import DeployRecord, Stage, State
 from deployer.sandbox.server import Sandbox
 from deployer.store.sqlite import SqliteStore
@@ -297,21 +298,9 @@ class World:
 def _seed_secret(
     client: secretmanager_v1.SecretManagerServiceClient, project: str, secret_id: str, value: str
 ) -> None:
-    secret = client.create_secret(
-        parent=f"projects/{project}",
-        secret_id=secret_id,
-        secret=secretmanager_v1.Secret(
-            replication=secretmanager_v1.Replication(
-                automatic=secretmanager_v1.Replication.Automatic()
-            )
-        ),
-        timeout=30,
-    )
-    client.add_secret_version(
-        parent=secret.name,
-        payload=secretmanager_v1.SecretPayload(data=value.encode()),
-        timeout=30,
-    )
+    writer = SecretManagerWriter(client)
+    writer.create(project, secret_id, {})
+    writer.add_version(project, secret_id, value.encode())
 
 
 def base_settings(project: str, repo: Path, service_id: str) -> dict[str, Any]:

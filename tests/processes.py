@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -46,3 +47,12 @@ def wait_all_gone(pids: set[int], timeout: float) -> set[int]:
         time.sleep(0.05)
         left = {pid for pid in left if alive(pid)}
     return left
+
+
+def port_open(port: int, timeout: float = 1.0) -> bool:
+    """Whether something accepts connections on the loopback `port`."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout):
+            return True
+    except OSError:
+        return False

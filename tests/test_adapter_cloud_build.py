@@ -9,7 +9,8 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,23 +20,18 @@ from deployer.adapters.cloud_build import CloudBuildBuilds
 from deployer.adapters.google_clients import google_client
 from deployer.build_config import load_build_config
 from deployer.config import ServiceConfig, Source
-from deployer.pipeline.ports import BuildRejected
+from deployer.pipeline.ports import BuildOutcome, BuildRejected, BuildStarted
 from deployer.sandbox.server import Sandbox
+from tests.conftest import GoogleClients
 
 Status = cb.Build.Status
 DIGEST_REF = r"@sha256:[0-9a-f]{64}"
+Progress = Callable[[str], None]
 
 
 @pytest.fixture
-def client(gcp: Sandbox) -> Iterator[cb.CloudBuildClient]:
-    built = google_client(cb.CloudBuildClient)
-    yield built
-    built.transport.close()
-
-
-@pytest.fixture
-def builds(client: cb.CloudBuildClient) -> CloudBuildBuilds:
-    return CloudBuildBuilds(client)
+def client(google_clients: GoogleClients) -> cb.CloudBuildClient:
+    return google_clients(cb.CloudBuildClient)
 
 
 @pytest.fixture
@@ -51,92 +47,95 @@ def service(repo_root: Path) -> ServiceConfig:
     )
 
 
-@pytest.fixture
-def config(repo_root: Path) -> cb.Build:
-    return load_build_config((repo_root / "cloudbuild.yaml").read_text())
+@dataclass
+class Bench:
+    """The adapter building the repo's own service/ at HEAD with its own cloudbuild.yaml."""
+
+    client: cb.CloudBuildClient
+    builds: CloudBuildBuilds
+    service: ServiceConfig
+    config: cb.Build
+    head: str
+
+    def start(self, deploy_id: str, commit: str = "") -> BuildStarted:
+        return self.builds.start(self.service, self.config, commit or self.head, deploy_id)
+
+    def wait(
+        self, started: BuildStarted, timeout: int = 60, on_progress: Progress = lambda line: None
+    ) -> BuildOutcome:
+        return self.builds.wait(self.service, started.build_id, timeout, on_progress)
+
+    def read_back(self, build_id: str) -> cb.Build:
+        """The build as Cloud Build holds it."""
+        name = f"projects/{self.service.project}/locations/{self.service.region}/builds/{build_id}"
+        return self.client.get_build(request=cb.GetBuildRequest(name=name))
 
 
 @pytest.fixture
-def head(repo_root: Path) -> str:
-    return subprocess.run(
+def bench(client: cb.CloudBuildClient, service: ServiceConfig, repo_root: Path) -> Bench:
+    head = subprocess.run(
         ["git", "-C", str(repo_root), "rev-parse", "HEAD"],
         capture_output=True,
         text=True,
         check=True,
         timeout=30,
     ).stdout.strip()
-
-
-def read_back(client: cb.CloudBuildClient, service: ServiceConfig, build_id: str) -> cb.Build:
-    name = f"projects/{service.project}/locations/{service.region}/builds/{build_id}"
-    return client.get_build(request=cb.GetBuildRequest(name=name))
+    config = load_build_config((repo_root / "cloudbuild.yaml").read_text())
+    return Bench(client, CloudBuildBuilds(client), service, config, head)
 
 
 def test_success_reports_the_image_by_digest_and_the_commit_built(
-    gcp: Sandbox, builds: CloudBuildBuilds, service: ServiceConfig, config: cb.Build, head: str
+    gcp: Sandbox, bench: Bench
 ) -> None:
-    started = builds.start(service, config, head, "d-success-1")
+    started = bench.start("d-success-1")
     lines: list[str] = []
-    outcome = builds.wait(service, started.build_id, 60, lines.append)
+    outcome = bench.wait(started, 60, lines.append)
 
     assert outcome.ok, outcome
-    assert re.fullmatch(re.escape(service.image) + DIGEST_REF, outcome.image or "")
-    assert outcome.commit == head
+    assert re.fullmatch(re.escape(bench.service.image) + DIGEST_REF, outcome.image or "")
+    assert outcome.commit == bench.head
     assert outcome.log_url == started.log_url and started.build_id in started.log_url
     assert outcome.failing_step is None
     pushed = gcp.images.resolve(outcome.image or "")
-    assert pushed is not None and pushed.commit == head
+    assert pushed is not None and pushed.commit == bench.head
     assert {"step build done", "step push-latest done", "build SUCCESS"} <= set(lines)
     assert lines[-1] == "build SUCCESS"
     assert all(len(line) < 80 for line in lines)
 
 
-def test_only_substitutions_the_build_uses_are_sent_with_our_tags(
-    client: cb.CloudBuildClient,
-    builds: CloudBuildBuilds,
-    service: ServiceConfig,
-    config: cb.Build,
-    head: str,
-) -> None:
-    service = service.model_copy(update={"substitutions": {"_NOT_USED": "x"}})
-    started = builds.start(service, config, head, "d-subst-1")
-    outcome = builds.wait(service, started.build_id, 60, lambda line: None)
+def test_only_substitutions_the_build_uses_are_sent_with_our_tags(bench: Bench) -> None:
+    bench.service = bench.service.model_copy(update={"substitutions": {"_NOT_USED": "x"}})
+    started = bench.start("d-subst-1")
+    outcome = bench.wait(started)
 
     assert outcome.ok, outcome
-    sent = read_back(client, service, started.build_id)
+    sent = bench.read_back(started.build_id)
     # _REGION, _REPOSITORY, _IMAGE_NAME only fed the declared _IMAGE, which ours replaced.
-    assert dict(sent.substitutions) == {"_COMMIT_SHA": head, "_IMAGE": service.image}
-    assert {"deployer", "d-subst-1", f"commit-{head[:12]}"} <= set(sent.tags)
-    assert sent.source.git_source.revision == head
-    assert config.substitutions["_IMAGE"].startswith("${_REGION}")  # the caller's copy is intact
+    assert dict(sent.substitutions) == {"_COMMIT_SHA": bench.head, "_IMAGE": bench.service.image}
+    assert {"deployer", "d-subst-1", f"commit-{bench.head[:12]}"} <= set(sent.tags)
+    assert sent.source.git_source.revision == bench.head
+    # the caller's copy is intact
+    assert bench.config.substitutions["_IMAGE"].startswith("${_REGION}")
 
 
-def test_allow_loose_builds_get_every_substitution(
-    client: cb.CloudBuildClient,
-    builds: CloudBuildBuilds,
-    service: ServiceConfig,
-    config: cb.Build,
-    head: str,
-) -> None:
-    config.options.substitution_option = cb.BuildOptions.SubstitutionOption.ALLOW_LOOSE
-    service = service.model_copy(update={"substitutions": {"_NOT_USED": "x"}})
-    started = builds.start(service, config, head, "d-loose-1")
-    outcome = builds.wait(service, started.build_id, 60, lambda line: None)
+def test_allow_loose_builds_get_every_substitution(bench: Bench) -> None:
+    bench.config.options.substitution_option = cb.BuildOptions.SubstitutionOption.ALLOW_LOOSE
+    bench.service = bench.service.model_copy(update={"substitutions": {"_NOT_USED": "x"}})
+    started = bench.start("d-loose-1")
+    outcome = bench.wait(started)
 
     assert outcome.ok, outcome
-    sent = read_back(client, service, started.build_id)
+    sent = bench.read_back(started.build_id)
     assert sent.substitutions["_NOT_USED"] == "x"
     assert sent.substitutions["_REGION"] == "europe-west1"
 
 
-def test_a_failing_step_is_named_with_cloud_builds_detail(
-    gcp: Sandbox, builds: CloudBuildBuilds, service: ServiceConfig, config: cb.Build, head: str
-) -> None:
+def test_a_failing_step_is_named_with_cloud_builds_detail(gcp: Sandbox, bench: Bench) -> None:
     message = "ERROR: failed to solve: uv sync: README.md not found"
     gcp.faults.arm("build_fail", step="build", message=message)
-    started = builds.start(service, config, head, "d-fail-1")
+    started = bench.start("d-fail-1")
     lines: list[str] = []
-    outcome = builds.wait(service, started.build_id, 60, lines.append)
+    outcome = bench.wait(started, 60, lines.append)
 
     assert (outcome.status, outcome.failing_step, outcome.image) == ("FAILURE", "build", None)
     assert 'build step 1 "gcr.io/cloud-builders/docker" failed' in outcome.detail
@@ -146,81 +145,62 @@ def test_a_failing_step_is_named_with_cloud_builds_detail(
     assert lines[-2:] == ["step build failed", "build FAILURE"]
 
 
-def test_a_hanging_build_is_cancelled_at_the_timeout(
-    gcp: Sandbox,
-    client: cb.CloudBuildClient,
-    builds: CloudBuildBuilds,
-    service: ServiceConfig,
-    config: cb.Build,
-    head: str,
-) -> None:
+def test_a_hanging_build_is_cancelled_at_the_timeout(gcp: Sandbox, bench: Bench) -> None:
     gcp.faults.arm("build_hang", step="build")
-    started = builds.start(service, config, head, "d-hang-1")
+    started = bench.start("d-hang-1")
     began = time.monotonic()
-    outcome = builds.wait(service, started.build_id, 2, lambda line: None)
+    outcome = bench.wait(started, 2)
 
     assert time.monotonic() - began < 3.5
     assert (outcome.status, outcome.failing_step) == ("TIMEOUT", "build")
     assert "the deployer cancelled the build after 2 s" in outcome.detail
     assert outcome.log_url == started.log_url
-    status = Status(read_back(client, service, started.build_id).status)
+    status = Status(bench.read_back(started.build_id).status)
     assert status in (Status.CANCELLED, Status.TIMEOUT)
 
 
-def test_cancel_stops_a_running_build(
-    gcp: Sandbox, builds: CloudBuildBuilds, service: ServiceConfig, config: cb.Build, head: str
-) -> None:
+def test_cancel_stops_a_running_build(gcp: Sandbox, bench: Bench) -> None:
     gcp.faults.arm("build_hang", step="build")
-    started = builds.start(service, config, head, "d-cancel-1")
+    started = bench.start("d-cancel-1")
     cancelled = threading.Event()
 
     def on_progress(line: str) -> None:
         if line == "step build running" and not cancelled.is_set():
             cancelled.set()
-            builds.cancel(service, started.build_id)
+            bench.builds.cancel(bench.service, started.build_id)
 
     began = time.monotonic()
-    outcome = builds.wait(service, started.build_id, 30, on_progress)
+    outcome = bench.wait(started, 30, on_progress)
 
     assert cancelled.is_set()
     assert (outcome.status, outcome.failing_step) == ("CANCELLED", "build")
     assert time.monotonic() - began < 5
 
 
-def test_cancelling_a_finished_build_is_quiet(
-    client: cb.CloudBuildClient,
-    builds: CloudBuildBuilds,
-    service: ServiceConfig,
-    config: cb.Build,
-    head: str,
-) -> None:
-    started = builds.start(service, config, head, "d-done-1")
-    assert builds.wait(service, started.build_id, 60, lambda line: None).ok
+def test_cancelling_a_finished_build_is_quiet(bench: Bench) -> None:
+    started = bench.start("d-done-1")
+    assert bench.wait(started).ok
 
-    builds.cancel(service, started.build_id)
+    bench.builds.cancel(bench.service, started.build_id)
 
-    assert Status(read_back(client, service, started.build_id).status) == Status.SUCCESS
+    assert Status(bench.read_back(started.build_id).status) == Status.SUCCESS
 
 
-def test_an_unknown_commit_fails_the_build_naming_the_revision(
-    builds: CloudBuildBuilds, service: ServiceConfig, config: cb.Build
-) -> None:
+def test_an_unknown_commit_fails_the_build_naming_the_revision(bench: Bench) -> None:
     missing = secrets.token_hex(20)
-    started = builds.start(service, config, missing, "d-nocommit-1")
-    outcome = builds.wait(service, started.build_id, 60, lambda line: None)
+    started = bench.start("d-nocommit-1", commit=missing)
+    outcome = bench.wait(started)
 
     assert (outcome.status, outcome.commit, outcome.image) == ("FAILURE", None, None)
     assert missing in outcome.detail
     assert outcome.failing_step is None  # no step ran
 
 
-def test_a_build_the_api_refuses_raises_with_its_message(
-    builds: CloudBuildBuilds, service: ServiceConfig, config: cb.Build, head: str
-) -> None:
-    config.steps[0].args.append("$_NOWHERE_DEFINED")
+def test_a_build_the_api_refuses_raises_with_its_message(bench: Bench) -> None:
+    bench.config.steps[0].args.append("$_NOWHERE_DEFINED")
 
     with pytest.raises(BuildRejected, match=r"INVALID_ARGUMENT: .*_NOWHERE_DEFINED"):
-        builds.start(service, config, head, "d-refused-1")
+        bench.start("d-refused-1")
 
 
 def test_an_unreachable_api_is_retried_until_the_timeout(service: ServiceConfig) -> None:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +14,8 @@ from google.cloud import secretmanager_v1
 
 from deployer import cli
 from deployer.adapters.google_clients import google_client
+from deployer.adapters.secret_writer import SecretManagerWriter
+from deployer.sandbox.demo import Demo
 from deployer.sandbox.server import Sandbox
 from tests.conftest import REGION
 
@@ -41,15 +41,6 @@ SECRET_KEY = "secret-key:1"
 """
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
 @dataclass
 class World:
     config: Path
@@ -57,18 +48,9 @@ class World:
     client: secretmanager_v1.SecretManagerServiceClient
 
     def secret(self, secret_id: str, value: bytes) -> None:
-        created = self.client.create_secret(
-            parent=f"projects/{self.project}",
-            secret_id=secret_id,
-            secret=secretmanager_v1.Secret(
-                replication=secretmanager_v1.Replication(
-                    automatic=secretmanager_v1.Replication.Automatic()
-                )
-            ),
-        )
-        self.client.add_secret_version(
-            parent=created.name, payload=secretmanager_v1.SecretPayload(data=value)
-        )
+        writer = SecretManagerWriter(self.client)
+        writer.create(self.project, secret_id, {})
+        writer.add_version(self.project, secret_id, value)
 
     def write(self, repo: Path, build_config: Path) -> None:
         self.config.write_text(
@@ -169,21 +151,10 @@ def test_an_invalid_config_fails_with_its_field(
 
 
 def test_a_deployed_service_is_reported_serving(
-    tmp_path: Path, repo_root: Path, capsys: pytest.CaptureFixture[str]
+    demo: Demo, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from deployer.sandbox.demo import seed_demo
-
-    own = Sandbox(
-        tmp_path / "sandbox"
-    ).start()  # the demo's fixed names need a sandbox of their own
-    try:
-        demo = seed_demo(own, repo_root, tmp_path)
-        os.environ["DEPLOYER_GCP_EMULATOR_HOST"] = own.grpc_address
-        os.environ["DEPLOYER_CONFIG"] = str(demo.config.path)
-        assert cli.main(["check", "prod"]) == 0
-        out = capsys.readouterr().out
-        assert f"exists, serving {demo.revision} 100%" in _line(out, "ok", "service backend")
-        assert "not checked (API does not answer)" in _line(out, "warn", "rights on service")
-        assert "not checked (API does not answer)" in _line(out, "warn", "public access")
-    finally:
-        own.stop()
+    assert cli.main(["check", "prod"]) == 0
+    out = capsys.readouterr().out
+    assert f"exists, serving {demo.revision} 100%" in _line(out, "ok", "service backend")
+    assert "not checked (API does not answer)" in _line(out, "warn", "rights on service")
+    assert "not checked (API does not answer)" in _line(out, "warn", "public access")

@@ -15,7 +15,7 @@ from google.cloud import secretmanager_v1
 from deployer import cli
 from deployer.adapters.google_clients import google_client
 from deployer.config import SecretRef, load_config
-from deployer.env_import import pin_secret_refs
+from deployer.config_edit import pin_secret_refs
 from deployer.errors import ConfigError
 from deployer.sandbox.server import Sandbox
 from tests.conftest import REGION
@@ -67,17 +67,6 @@ MONGODB_URL = "mongodb-url"  # keep this comment
 [environments.prod.run]
 port = 8080
 """
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    import logging
-
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.fixture

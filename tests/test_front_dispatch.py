@@ -13,16 +13,17 @@ from typing import Any
 
 import pytest
 from google.cloud import run_v2
-from slack_sdk import WebClient
 
 from deployer.adapters.google_clients import EMULATOR_HOST_ENV, google_client
+from deployer.adapters.slack_chat import SlackChat
+from deployer.adapters.slack_client import slack_web_client
 from deployer.front.dispatch import (
     Failures,
     InlineDispatcher,
     JobDispatcher,
     dispatcher_from_environment,
 )
-from deployer.front.slack_client import slack_web_client
+from deployer.front.ports import Chat
 from deployer.front.thread import post_parent
 from deployer.front.worker import run_deploy
 from deployer.pipeline.record import DeployRecord, State
@@ -37,8 +38,8 @@ Completion = run_v2.ExecutionReference.CompletionStatus
 
 
 @pytest.fixture
-def slack(sandbox: Sandbox) -> Iterator[WebClient]:
-    yield slack_web_client("xoxb-dispatch-tests", sandbox.slack_api_url)
+def slack(sandbox: Sandbox) -> Iterator[Chat]:
+    yield SlackChat(slack_web_client("xoxb-dispatch-tests", sandbox.slack_api_url))
 
 
 def _channel(sandbox: Sandbox) -> str:
@@ -47,7 +48,7 @@ def _channel(sandbox: Sandbox) -> str:
     return channel
 
 
-def _saved(world: World, slack: WebClient) -> DeployRecord:
+def _saved(world: World, slack: Chat) -> DeployRecord:
     """A deploy record as the front leaves it: thread parent posted, saved, not started."""
     record = world.engine.new_deploy(ENVIRONMENT, None, "slack:U0TESTER1")
     record.slack_channel = _channel(world.sandbox)
@@ -72,7 +73,7 @@ def _parent(sandbox: Sandbox, record: DeployRecord) -> dict[str, Any]:
     return next(m for m in messages if m["ts"] == record.slack_ts)
 
 
-def test_a_job_execution_runs_the_deploy(world: World, slack: WebClient) -> None:
+def test_a_job_execution_runs_the_deploy(world: World, slack: Chat) -> None:
     host = world.sandbox.grpc_address
     parent = f"projects/{world.project}/locations/{REGION}"
     job = create_worker_job(
@@ -112,7 +113,7 @@ def test_a_job_execution_runs_the_deploy(world: World, slack: WebClient) -> None
     assert world.serving() == [(done.candidate_revision, 100)]
 
 
-def test_inline_dispatch_runs_the_deploy_in_this_process(world: World, slack: WebClient) -> None:
+def test_inline_dispatch_runs_the_deploy_in_this_process(world: World, slack: Chat) -> None:
     store = world.store()
     dispatcher = dispatcher_from_environment(
         lambda deploy_id: run_deploy(deploy_id, world.engine, slack), store, slack, "inline"
@@ -129,7 +130,7 @@ def test_inline_dispatch_runs_the_deploy_in_this_process(world: World, slack: We
 
 
 def test_a_job_that_cannot_start_fails_the_record_and_says_so(
-    gcp: Sandbox, tmp_path: Path, slack: WebClient
+    gcp: Sandbox, tmp_path: Path, slack: Chat
 ) -> None:
     store = SqliteStore(tmp_path / "state.db")
     record = DeployRecord(

@@ -19,7 +19,7 @@ import functions_framework
 import pytest
 
 from deployer.front.verify import github_signature
-from deployer.pipeline.deploy import COMMIT_LABEL
+from deployer.pipeline.ports import COMMIT_LABEL
 from deployer.pipeline.record import DeployRecord, State
 from deployer.store.sqlite import SqliteStore
 from tests.engine_world import (  # noqa: F401  (fixtures)

@@ -16,12 +16,12 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
+from deployer.adapters.slack_client import slack_web_client
 from deployer.config import Config
 from deployer.engine import EnvironmentStatus, RevisionStatus
 from deployer.front import grammar, messages
 from deployer.front.messages import SlackMessage
 from deployer.front.mrkdwn import code_block
-from deployer.front.slack_client import slack_web_client
 from deployer.pipeline.ports import HealthOutcome
 from deployer.pipeline.record import DeployRecord, Lock, Outcome, Stage, StageResult, State
 from deployer.sandbox.server import Sandbox

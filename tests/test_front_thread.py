@@ -9,10 +9,11 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
-from slack_sdk import WebClient
 
+from deployer.adapters.slack_chat import SlackChat
+from deployer.adapters.slack_client import slack_web_client
 from deployer.engine import Engine
-from deployer.front.slack_client import slack_web_client
+from deployer.front.ports import Chat
 from deployer.front.thread import SlackThread, post_parent
 from deployer.pipeline.events import (
     DeployFinished,
@@ -32,9 +33,9 @@ ASKER = "slack:U0TESTER1"
 
 
 @pytest.fixture
-def slack(sandbox: Sandbox) -> Iterator[WebClient]:
+def slack(sandbox: Sandbox) -> Iterator[Chat]:
     sandbox.faults.clear()
-    yield slack_web_client(TOKEN, sandbox.http.url + "/api/")
+    yield SlackChat(slack_web_client(TOKEN, sandbox.http.url + "/api/"))
     sandbox.faults.clear()
 
 
@@ -50,7 +51,7 @@ def channel(sandbox: Sandbox) -> str:
 
 
 def deploy_in_thread(
-    world: World, slack: WebClient, channel: str, engine: Engine | None = None
+    world: World, slack: Chat, channel: str, engine: Engine | None = None
 ) -> tuple[DeployRecord, Recorder]:
     """What the front does: the parent first, then the pipeline with the thread listening."""
     engine = engine or world.engine
@@ -69,7 +70,7 @@ def thread_of(world: World, sandbox: Sandbox, record: DeployRecord) -> str:
 
 
 def replay(
-    slack: WebClient, channel: str, events: list[Event], midway: Callable[[], object] = list
+    slack: Chat, channel: str, events: list[Event], midway: Callable[[], object] = list
 ) -> tuple[str | None, float]:
     """A fresh thread fed the recorded events (`midway` runs halfway); its ts and the time taken."""
     record = events[0].record
@@ -86,7 +87,7 @@ def replay(
 
 
 def test_a_deploy_and_a_rollback_tell_their_story(
-    world: World, sandbox: Sandbox, slack: WebClient, channel: str
+    world: World, sandbox: Sandbox, slack: Chat, channel: str
 ) -> None:
     record, events = deploy_in_thread(world, slack, channel)
     assert record.state == State.SUCCEEDED, record.error
@@ -122,7 +123,7 @@ def test_a_deploy_and_a_rollback_tell_their_story(
 
 
 def test_a_failed_build_names_its_step(
-    world: World, sandbox: Sandbox, slack: WebClient, channel: str
+    world: World, sandbox: Sandbox, slack: Chat, channel: str
 ) -> None:
     world.commit("broken")
     sandbox.faults.arm("build_fail", step="build", message="exit status 1: uv sync failed")
@@ -132,7 +133,7 @@ def test_a_failed_build_names_its_step(
 
 
 def test_a_crash_at_start_quotes_the_container(
-    world: World, sandbox: Sandbox, slack: WebClient, channel: str
+    world: World, sandbox: Sandbox, slack: Chat, channel: str
 ) -> None:
     engine = world.reconfigure(environment={"secrets": {"MONGODB_URL": None}})
     world.commit("forgot the database")
@@ -144,7 +145,7 @@ def test_a_crash_at_start_quotes_the_container(
 
 
 def test_a_lock_reason_cannot_ping_the_channel(
-    world: World, sandbox: Sandbox, slack: WebClient, channel: str
+    world: World, sandbox: Sandbox, slack: Chat, channel: str
 ) -> None:
     world.engine.lock(ENVIRONMENT, "slack:U0OTHER01", "<!channel> freeze & <@U0BOSS>")
     record, _ = deploy_in_thread(world, slack, channel)
@@ -179,7 +180,7 @@ def scripted(channel: str, ts: str | None) -> tuple[DeployRecord, list[Event]]:
 
 
 def test_progress_updates_the_parent_at_most_once_a_second(
-    sandbox: Sandbox, slack: WebClient, channel: str
+    sandbox: Sandbox, slack: Chat, channel: str
 ) -> None:
     record, events = scripted(channel, None)
     record.slack_ts = post_parent(slack, channel, record)
@@ -206,7 +207,7 @@ def closed_port() -> int:
 
 
 def test_slack_down_costs_the_deploy_little_and_raises_nothing() -> None:
-    down = slack_web_client(TOKEN, f"http://127.0.0.1:{closed_port()}/api/")
+    down = SlackChat(slack_web_client(TOKEN, f"http://127.0.0.1:{closed_port()}/api/"))
     _, events = scripted("C0NOWHERE1", None)
     ts, took = replay(down, "C0NOWHERE1", events)
     assert ts is None
@@ -215,7 +216,7 @@ def test_slack_down_costs_the_deploy_little_and_raises_nothing() -> None:
     assert took < 8
 
 
-def test_a_thread_without_a_parent_stays_silent(sandbox: Sandbox, slack: WebClient) -> None:
+def test_a_thread_without_a_parent_stays_silent(sandbox: Sandbox, slack: Chat) -> None:
     before = len(sandbox.http.sink.calls())
     record, events = scripted("C0NOWHERE2", None)
     for event in events:
@@ -224,7 +225,7 @@ def test_a_thread_without_a_parent_stays_silent(sandbox: Sandbox, slack: WebClie
 
 
 def test_slack_errors_are_logged_not_raised(
-    sandbox: Sandbox, slack: WebClient, caplog: pytest.LogCaptureFixture
+    sandbox: Sandbox, slack: Chat, caplog: pytest.LogCaptureFixture
 ) -> None:
     assert post_parent(slack, "C0NOSUCH99", scripted("C0NOSUCH99", None)[0]) is None
     record, events = scripted("C0NOSUCH99", "1700000000.000001")

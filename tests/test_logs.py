@@ -6,26 +6,15 @@ import io
 import json
 import logging
 import os
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from deployer import cli, logs
 from deployer.pipeline.events import DeployFinished, StageFinished, StageStarted
 from deployer.pipeline.record import DeployRecord, Outcome, Stage, StageResult, State
-from deployer.sandbox.server import Sandbox
+from deployer.sandbox.demo import Demo
 
 SIGNING_SECRET = "8f14e45fceea167a5a36dedd4bea2543"
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def _capture(environ: dict[str, str]) -> io.StringIO:
@@ -121,26 +110,10 @@ def test_pipeline_events_become_stage_lines() -> None:
     assert ended["state"] == "failed" and ended["severity"] == "ERROR"
 
 
-def test_the_cli_logs_a_deploy_as_json(
-    tmp_path: Path, repo_root: Path, capfd: pytest.CaptureFixture[str]
-) -> None:
-    from deployer.sandbox.demo import seed_demo
-
-    own = Sandbox(
-        tmp_path / "sandbox"
-    ).start()  # the demo's fixed names need a sandbox of their own
-    try:
-        demo = seed_demo(own, repo_root, tmp_path)
-        os.environ.update(
-            DEPLOYER_GCP_EMULATOR_HOST=own.grpc_address,
-            DEPLOYER_CONFIG=str(demo.config.path),
-            DEPLOYER_STORE=demo.store,
-            DEPLOYER_LOG_FORMAT="json",
-        )
-        capfd.readouterr()
-        assert cli.main(["deploy", "prod", "--dry-run"]) == 0
-    finally:
-        own.stop()
+def test_the_cli_logs_a_deploy_as_json(demo: Demo, capfd: pytest.CaptureFixture[str]) -> None:
+    os.environ.update(DEPLOYER_STORE=demo.store, DEPLOYER_LOG_FORMAT="json")
+    capfd.readouterr()
+    assert cli.main(["deploy", "prod", "--dry-run"]) == 0
     out, err = capfd.readouterr()
     assert "preflight ok" in out  # the terminal still shows progress
     entries = [json.loads(line) for line in err.splitlines() if line.startswith("{")]

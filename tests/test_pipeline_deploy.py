@@ -132,6 +132,8 @@ def test_the_first_deploy_creates_the_service(empty_world: World) -> None:
     assert record.state == State.SUCCEEDED, record.error
     assert record.previous_revision is None
     assert world.serving() == [(record.candidate_revision, 100)]
+    # The candidate tag only marks a revision under test; it does not outlive the deploy.
+    assert [target.tag for target in world.service().traffic] == [""]
     assert world.revision_names() == {record.candidate_revision}
     assert world.health()["version"]["commit"] == world.head()
     deploy = record.stage(Stage.DEPLOY)

@@ -5,15 +5,15 @@ from __future__ import annotations
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from google.api_core import exceptions
 from google.cloud.devtools import cloudbuild_v1 as cb
 
-from deployer.adapters.google_clients import google_client
 from deployer.sandbox.server import Sandbox
+from tests.conftest import GoogleClients
 
 Status = cb.Build.Status
 FailureType = cb.Build.FailureInfo.FailureType
@@ -70,16 +70,8 @@ def repo(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def client(gcp: Sandbox) -> Iterator[cb.CloudBuildClient]:
-    built = google_client(cb.CloudBuildClient)
-    yield built
-    built.transport.close()
-
-
-@pytest.fixture
-def project() -> str:
-    """A project of its own per test: the sandbox is shared by the session."""
-    return f"cb-{uuid.uuid4().hex[:10]}"
+def client(google_clients: GoogleClients) -> cb.CloudBuildClient:
+    return google_clients(cb.CloudBuildClient)
 
 
 def image_name(project: str) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -19,6 +18,7 @@ import pytest
 from deployer.sandbox.faults import Faults
 from deployer.sandbox.images import Image
 from deployer.sandbox.revision_processes import RevisionProcesses
+from tests.processes import port_open
 
 SERVICE_ENV = {"MONGODB_URL": "mongodb://db.invalid:27017/content", "SECRET_KEY": "s3cret"}
 
@@ -80,14 +80,6 @@ def _get(url: str) -> dict[str, object]:
     with urllib.request.urlopen(url, timeout=5) as response:
         payload: dict[str, object] = json.loads(response.read())
         return payload
-
-
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 def _pid_gone(pid: int, within: float) -> bool:
@@ -236,7 +228,7 @@ def test_stop_kills_the_process_and_frees_the_port(
 
     assert not running.alive()
     assert _pid_gone(running.pid, within=3)
-    assert not _port_open(running.port)
+    assert not port_open(running.port, timeout=0.2)
     assert processes.get("stop-rev") is None
 
 

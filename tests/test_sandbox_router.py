@@ -11,8 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
+from deployer.sandbox.child_processes import free_port
 from deployer.sandbox.faults import Faults
-from deployer.sandbox.revision_processes import free_port
 from deployer.sandbox.router import Router
 
 SERVICE = "projects/p/locations/europe-west1/services/content-api"

@@ -4,52 +4,26 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
-import httpx
 import pytest
 from google.api_core import exceptions
 from google.cloud import logging_v2, run_v2
 
-from deployer.adapters.google_clients import google_client
-from deployer.sandbox.images import Image
-from deployer.sandbox.server import Sandbox
-from tests.conftest import PROJECT, REGION
+from tests.conftest import PROJECT, REGION, GoogleClients
+from tests.run_world import OP_TIMEOUT, PARENT, State, served_revision, short, template, unique
+from tests.run_world import create as create_service
 
-PARENT = f"projects/{PROJECT}/locations/{REGION}"
-State = run_v2.Condition.State
 Reason = run_v2.Condition.CommonReason
 RevisionReason = run_v2.Condition.RevisionReason
-OP_TIMEOUT = 30
+LoggingClient = logging_v2.services.logging_service_v2.LoggingServiceV2Client
 
 
 @pytest.fixture
-def services(gcp: Sandbox) -> Iterator[run_v2.ServicesClient]:
-    client = google_client(run_v2.ServicesClient)
-    yield client
-    client.transport.close()
+def logging_client(google_clients: GoogleClients) -> LoggingClient:
+    return google_clients(LoggingClient)
 
 
-@pytest.fixture
-def revisions(gcp: Sandbox) -> Iterator[run_v2.RevisionsClient]:
-    client = google_client(run_v2.RevisionsClient)
-    yield client
-    client.transport.close()
-
-
-@pytest.fixture
-def logging_client(
-    gcp: Sandbox,
-) -> Iterator[logging_v2.services.logging_service_v2.LoggingServiceV2Client]:
-    client = google_client(logging_v2.services.logging_service_v2.LoggingServiceV2Client)
-    yield client
-    client.transport.close()
-
-
-def container_output(
-    client: logging_v2.services.logging_service_v2.LoggingServiceV2Client, revision_name: str
-) -> str:
+def container_output(client: LoggingClient, revision_name: str) -> str:
     """What the revision's containers logged, oldest first, read as a user would."""
     _, project, _, location, _, service, _, revision = revision_name.split("/")
     entries = client.list_log_entries(
@@ -63,50 +37,8 @@ def container_output(
     return "\n".join(entry.text_payload for entry in entries)
 
 
-@pytest.fixture
-def image(gcp: Sandbox, repo_root: Path) -> str:
-    repository = f"{REGION}-docker.pkg.dev/{PROJECT}/apps/rev-{uuid.uuid4().hex[:8]}"
-    digest = "sha256:" + uuid.uuid4().hex * 2
-    gcp.images.push(
-        Image(
-            repository,
-            digest,
-            repo_root / "service",
-            ("python", "-m", "app"),
-            {"APP_COMMIT": "abc"},
-            "abc",
-        ),
-        ["latest"],
-    )
-    return f"{repository}@{digest}"
-
-
-def env(**values: str) -> list[run_v2.EnvVar]:
-    return [run_v2.EnvVar(name=k, value=v) for k, v in values.items()]
-
-
-def template(image: str, revision: str = "", **extra: str) -> run_v2.RevisionTemplate:
-    values = {"MONGODB_URL": "mongodb://db.invalid/app", "SECRET_KEY": "s3cret", **extra}
-    return run_v2.RevisionTemplate(
-        revision=revision, containers=[run_v2.Container(image=image, env=env(**values))]
-    )
-
-
 def create(client: run_v2.ServicesClient, image: str) -> run_v2.Service:
-    service_id = f"rev-{uuid.uuid4().hex[:8]}"
-    return client.create_service(
-        parent=PARENT, service_id=service_id, service=run_v2.Service(template=template(image))
-    ).result(timeout=OP_TIMEOUT)
-
-
-def short(name: str) -> str:
-    return name.rsplit("/", 1)[-1]
-
-
-def served_revision(url: str) -> str:
-    response = httpx.get(f"{url}/health", timeout=10)
-    response.raise_for_status()
-    return str(response.json()["version"]["revision"])
+    return create_service(client, unique("rev"), image)
 
 
 def ready(revision: run_v2.Revision) -> run_v2.Condition:
@@ -200,7 +132,7 @@ def test_the_revision_crash_fault_fails_the_next_revision(
     gcp, services, revisions, logging_client, image
 ) -> None:
     gcp.faults.arm("revision_crash")
-    service_id = f"rev-{uuid.uuid4().hex[:8]}"
+    service_id = unique("rev")
 
     operation = services.create_service(
         parent=PARENT, service_id=service_id, service=run_v2.Service(template=template(image))
@@ -222,7 +154,7 @@ def test_an_unknown_image_fails_the_revision_as_container_missing(services, revi
     missing = f"{REGION}-docker.pkg.dev/{PROJECT}/apps/ghost:v1"
     operation = services.create_service(
         parent=PARENT,
-        service_id=f"rev-{uuid.uuid4().hex[:8]}",
+        service_id=unique("rev"),
         service=run_v2.Service(template=template(missing)),
     )
     with pytest.raises(

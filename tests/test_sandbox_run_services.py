@@ -3,81 +3,21 @@
 from __future__ import annotations
 
 import re
-import socket
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 from google.api_core import exceptions
 from google.cloud import run_v2
 
-from deployer.adapters.google_clients import google_client
-from deployer.sandbox.images import Image
-from deployer.sandbox.server import Sandbox
-from tests.conftest import PROJECT, REGION
-
-PARENT = f"projects/{PROJECT}/locations/{REGION}"
-State = run_v2.Condition.State
-LATEST = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
-OP_TIMEOUT = 30
+from tests.conftest import REGION
+from tests.processes import port_open
+from tests.run_world import LATEST, OP_TIMEOUT, PARENT, State, create, health, template
+from tests.run_world import unique as unique_id
 
 
-@pytest.fixture
-def services(gcp: Sandbox) -> Iterator[run_v2.ServicesClient]:
-    client = google_client(run_v2.ServicesClient)
-    yield client
-    client.transport.close()
-
-
-@pytest.fixture
-def image(gcp: Sandbox, repo_root: Path) -> str:
-    """The sample service, pushed under a repository of its own."""
-    repository = f"{REGION}-docker.pkg.dev/{PROJECT}/apps/svc-{uuid.uuid4().hex[:8]}"
-    digest = "sha256:" + uuid.uuid4().hex * 2
-    gcp.images.push(
-        Image(
-            repository=repository,
-            digest=digest,
-            context=repo_root / "service",
-            cmd=("python", "-m", "app"),
-            env={"APP_COMMIT": "abc"},
-            commit="abc",
-        ),
-        ["latest"],
-    )
-    return f"{repository}@{digest}"
-
-
-def unique(prefix: str = "svc") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def template(image: str, **env: str) -> run_v2.RevisionTemplate:
-    values = {"MONGODB_URL": "mongodb://db.invalid:27017/app", "SECRET_KEY": "s3cret", **env}
-    return run_v2.RevisionTemplate(
-        containers=[
-            run_v2.Container(
-                image=image, env=[run_v2.EnvVar(name=k, value=v) for k, v in values.items()]
-            )
-        ]
-    )
-
-
-def create(client: run_v2.ServicesClient, service_id: str, image: str) -> run_v2.Service:
-    operation = client.create_service(
-        parent=PARENT, service_id=service_id, service=run_v2.Service(template=template(image))
-    )
-    return operation.result(timeout=OP_TIMEOUT)
-
-
-def health(url: str) -> dict[str, object]:
-    response = httpx.get(f"{url}/health", timeout=10)
-    response.raise_for_status()
-    body: dict[str, object] = response.json()
-    return body
+def unique() -> str:
+    return unique_id("svc")
 
 
 def test_created_service_is_ready_and_its_uri_answers(services, image) -> None:
@@ -250,14 +190,6 @@ def test_list_services_returns_those_of_the_location(services, image) -> None:
     assert listed == ["alpha", "beta"]
 
 
-def refuses_connections(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return False
-    except OSError:
-        return True
-
-
 def test_delete_service_stops_its_processes_and_routes(gcp, services, image) -> None:
     service = create(services, unique(), image)
     running = gcp.run.processes.get(service.latest_ready_revision.rsplit("/", 1)[-1])
@@ -268,5 +200,5 @@ def test_delete_service_stops_its_processes_and_routes(gcp, services, image) -> 
     assert deleted.name == service.name
     with pytest.raises(exceptions.NotFound):
         services.get_service(name=service.name)
-    assert refuses_connections(running.port)
-    assert refuses_connections(urlsplit(service.uri).port or 0)
+    assert not port_open(running.port)
+    assert not port_open(urlsplit(service.uri).port or 0)

@@ -2,92 +2,25 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
-
 import httpx
 import pytest
 from google.api_core import exceptions
 from google.cloud import run_v2
 
-from deployer.adapters.google_clients import google_client
-from deployer.sandbox.images import Image
-from deployer.sandbox.server import Sandbox
-from tests.conftest import PROJECT, REGION
+from tests.run_world import LATEST, OP_TIMEOUT, State, short, unique
+from tests.run_world import create as create_service
+from tests.run_world import served_revision as served
+from tests.run_world import template as sample_template
 
-PARENT = f"projects/{PROJECT}/locations/{REGION}"
-State = run_v2.Condition.State
-Kind = run_v2.TrafficTargetAllocationType
-LATEST = Kind.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
-REVISION = Kind.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
-OP_TIMEOUT = 30
-
-
-@pytest.fixture
-def services(gcp: Sandbox) -> Iterator[run_v2.ServicesClient]:
-    client = google_client(run_v2.ServicesClient)
-    yield client
-    client.transport.close()
-
-
-@pytest.fixture
-def revisions(gcp: Sandbox) -> Iterator[run_v2.RevisionsClient]:
-    client = google_client(run_v2.RevisionsClient)
-    yield client
-    client.transport.close()
-
-
-@pytest.fixture
-def image(gcp: Sandbox, repo_root: Path) -> str:
-    repository = f"{REGION}-docker.pkg.dev/{PROJECT}/apps/traffic-{uuid.uuid4().hex[:8]}"
-    digest = "sha256:" + uuid.uuid4().hex * 2
-    gcp.images.push(
-        Image(
-            repository,
-            digest,
-            repo_root / "service",
-            ("python", "-m", "app"),
-            {"APP_COMMIT": "abc"},
-            "abc",
-        ),
-        ["latest"],
-    )
-    return f"{repository}@{digest}"
+REVISION = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
 
 
 def template(image: str, revision: str = "", commit: str = "abc") -> run_v2.RevisionTemplate:
-    values = {
-        "MONGODB_URL": "mongodb://db.invalid/app",
-        "SECRET_KEY": "s3cret",
-        "APP_COMMIT": commit,
-    }
-    return run_v2.RevisionTemplate(
-        revision=revision,
-        containers=[
-            run_v2.Container(
-                image=image, env=[run_v2.EnvVar(name=k, value=v) for k, v in values.items()]
-            )
-        ],
-    )
+    return sample_template(image, revision, APP_COMMIT=commit)
 
 
 def create(client: run_v2.ServicesClient, image: str) -> run_v2.Service:
-    return client.create_service(
-        parent=PARENT,
-        service_id=f"tr-{uuid.uuid4().hex[:8]}",
-        service=run_v2.Service(template=template(image)),
-    ).result(timeout=OP_TIMEOUT)
-
-
-def short(name: str) -> str:
-    return name.rsplit("/", 1)[-1]
-
-
-def served(url: str) -> str:
-    response = httpx.get(f"{url}/health", timeout=10)
-    response.raise_for_status()
-    return str(response.json()["version"]["revision"])
+    return create_service(client, unique("tr"), image)
 
 
 def pinned(revision: str, percent: int, tag: str = "") -> run_v2.TrafficTarget:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import google_crc32c
@@ -12,24 +10,15 @@ from google.api_core import exceptions
 from google.cloud import secretmanager_v1
 from google.protobuf import field_mask_pb2
 
-from deployer.adapters.google_clients import google_client
-from deployer.sandbox.server import Sandbox
+from tests.conftest import GoogleClients
 
 State = secretmanager_v1.SecretVersion.State
 AUTOMATIC = {"replication": {"automatic": {}}}
 
 
 @pytest.fixture
-def client(gcp: Sandbox) -> Iterator[secretmanager_v1.SecretManagerServiceClient]:
-    built = google_client(secretmanager_v1.SecretManagerServiceClient)
-    yield built
-    built.transport.close()
-
-
-@pytest.fixture
-def project() -> str:
-    """A project of its own per test: the sandbox is shared by the session."""
-    return f"sm-{uuid.uuid4().hex[:10]}"
+def client(google_clients: GoogleClients) -> secretmanager_v1.SecretManagerServiceClient:
+    return google_clients(secretmanager_v1.SecretManagerServiceClient)
 
 
 def crc32c(data: bytes) -> int:

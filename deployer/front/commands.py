@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
@@ -42,7 +42,9 @@ BUTTONS = (CANCEL, ROLLBACK, RETRY)
 class GroupMembers:
     """Slack user-group members (`usergroups.users.list`), cached briefly; empty when unknown."""
 
-    def __init__(self, list_users: Callable[[str], list[str]], ttl: float = MEMBERS_TTL) -> None:
+    def __init__(
+        self, list_users: Callable[[str], Iterable[str]], ttl: float = MEMBERS_TTL
+    ) -> None:
         self._list_users = list_users
         self._ttl = ttl
         self._cache: dict[str, tuple[float, set[str]]] = {}
@@ -171,7 +173,7 @@ class SlackCommands:
     def _start(self, record: DeployRecord, channel: str) -> SlackMessage | None:
         """Record, announce, save, dispatch: nothing heavier than a Slack post inside 3 s."""
         record.slack_channel = channel
-        record.slack_ts = post_parent(self.context.slack, channel, record)
+        record.slack_ts = post_parent(self.context.chat, channel, record)
         self.context.store.save(record)
         self.context.dispatcher.dispatch(record.id)
         if record.slack_ts is None:
@@ -186,12 +188,7 @@ class SlackCommands:
             return
         message = messages.follow_up(old, new)
         try:
-            self.context.slack.chat_postMessage(
-                channel=old.slack_channel,
-                thread_ts=old.slack_ts,
-                text=message.text,
-                blocks=message.blocks,
-            )
+            self.context.chat.post(old.slack_channel, message, thread_ts=old.slack_ts)
         except Exception as error:  # the new thread stands on its own
             log.warning("could not announce %s in %s's thread: %s", new.id, old.id, error)
 

@@ -6,13 +6,13 @@ import os
 import threading
 from dataclasses import dataclass
 
-from slack_sdk import WebClient
-
+from deployer.adapters.slack_chat import SlackChat
+from deployer.adapters.slack_client import slack_web_client
 from deployer.config import Config
 from deployer.engine import Engine
 from deployer.front.dispatch import Dispatcher, dispatcher_from_environment
+from deployer.front.ports import Chat
 from deployer.front.settings import FrontSettings
-from deployer.front.slack_client import slack_web_client
 from deployer.store.protocol import Store
 
 # The variables a context is built from: when one changes (tests do), a new context is built.
@@ -35,25 +35,25 @@ class FrontContext:
     config: Config
     store: Store
     engine: Engine
-    slack: WebClient
+    chat: Chat
     dispatcher: Dispatcher
 
 
 def front_context_from_environment() -> FrontContext:
-    """Config, store, engine, Slack client and dispatcher from the environment variables."""
+    """Config, store, engine, chat and dispatcher from the environment variables."""
     from deployer.front.worker import run_deploy
 
     settings = FrontSettings.from_environment()
     engine = Engine.from_environment()
-    slack = slack_web_client(settings.slack_bot_token, settings.slack_api_url)
+    chat = SlackChat(slack_web_client(settings.slack_bot_token, settings.slack_api_url))
     return FrontContext(
         settings=settings,
         config=engine.config,
         store=engine.store,
         engine=engine,
-        slack=slack,
+        chat=chat,
         dispatcher=dispatcher_from_environment(
-            lambda deploy_id: run_deploy(deploy_id, engine, slack), engine.store, slack
+            lambda deploy_id: run_deploy(deploy_id, engine, chat), engine.store, chat
         ),
     )
 

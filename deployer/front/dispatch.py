@@ -23,8 +23,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-from slack_sdk import WebClient
-
+from deployer.adapters.cloud_run_jobs import CloudRunJobs
+from deployer.front.ports import Chat
 from deployer.pipeline.events import DeployFinished
 from deployer.pipeline.record import State
 from deployer.store.protocol import Store
@@ -51,10 +51,10 @@ class Dispatcher(Protocol):
 class Failures:
     """Marks a record that could not be dispatched as failed, and tells its Slack thread."""
 
-    def __init__(self, store: Store | None = None, slack: WebClient | None = None) -> None:
+    def __init__(self, store: Store | None = None, chat: Chat | None = None) -> None:
         # Built on first use: most processes never fail to dispatch.
         self._store = store
-        self._slack = slack
+        self._chat = chat
 
     def record(self, deploy_id: str, reason: str) -> None:
         """Mark `deploy_id` failed because it never started (or died); never raises."""
@@ -78,11 +78,11 @@ class Failures:
         try:
             from deployer.front.thread import SlackThread
 
-            if self._slack is None:
-                from deployer.front.slack_client import slack_web_client
+            if self._chat is None:
+                from deployer.adapters.slack_chat import SlackChat
 
-                self._slack = slack_web_client()
-            SlackThread(self._slack, record)(DeployFinished(record))
+                self._chat = SlackChat()
+            SlackThread(self._chat, record)(DeployFinished(record))
         except Exception:
             log.exception("could not tell the Slack thread of %s", deploy_id)
 
@@ -140,42 +140,18 @@ class JobDispatcher:
                 "(projects/PROJECT/locations/REGION/jobs/JOB)"
             )
         self.job = job
-        self._host = host
+        self._jobs = CloudRunJobs(host)
         self._failures = failures or Failures()
         self._timeout = timeout
-        self._client: Any = None
-        self._lock = threading.Lock()
-
-    def _jobs(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                from google.cloud import run_v2
-
-                from deployer.adapters.google_clients import google_client
-
-                self._client = google_client(run_v2.JobsClient, self._host)
-            return self._client
 
     def dispatch(self, deploy_id: str) -> None:
-        from google.cloud import run_v2
-
-        overrides = run_v2.RunJobRequest.Overrides(
-            container_overrides=[
-                run_v2.RunJobRequest.Overrides.ContainerOverride(args=["worker", deploy_id])
-            ]
-        )
         try:
-            # The call returns an operation at once; the execution is never waited for here.
-            operation = self._jobs().run_job(
-                request=run_v2.RunJobRequest(name=self.job, overrides=overrides),
-                timeout=self._timeout,
-            )
+            execution = self._jobs.run(self.job, ["worker", deploy_id], self._timeout)
         except Exception as error:
             reason = f"could not start the Cloud Run job {self.job.rsplit('/', 1)[-1]}: {error}"
             log.error("deploy %s: %s", deploy_id, reason, extra={"deploy_id": deploy_id})
             self._failures.record(deploy_id, reason)
             return
-        execution = getattr(operation.metadata, "name", "") if operation.metadata else ""
         log.info(
             "deploy %s dispatched to %s",
             deploy_id,
@@ -187,12 +163,12 @@ class JobDispatcher:
 def dispatcher_from_environment(
     run_inline: Callable[[str], Any],
     store: Store | None = None,
-    slack: WebClient | None = None,
+    chat: Chat | None = None,
     value: str | None = None,
 ) -> Dispatcher:
     """The dispatcher `DEPLOYER_DISPATCH` (or `value`) names: `inline` (default) or a job."""
     chosen = (value if value is not None else os.environ.get(DISPATCH_ENV, "")).strip() or INLINE
-    failures = Failures(store, slack)
+    failures = Failures(store, chat)
     if chosen == INLINE:
         return InlineDispatcher(run_inline, failures=failures)
     return JobDispatcher(chosen, failures=failures)

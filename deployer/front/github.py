@@ -146,17 +146,13 @@ def _deploy(
     ).channel
     if channel:
         record.slack_channel = channel
-        record.slack_ts = post_parent(context.slack, channel, record)
+        record.slack_ts = post_parent(context.chat, channel, record)
     context.store.save(record)
     if record.slack_channel and record.slack_ts:
         url = release.get("html_url")
         note = messages.release_note(repository, tag, sender, url if isinstance(url, str) else "")
         try:
-            context.slack.chat_postMessage(
-                channel=record.slack_channel,
-                thread_ts=record.slack_ts,
-                **note.to_kwargs(),
-            )
+            context.chat.post(record.slack_channel, note, thread_ts=record.slack_ts)
         except Exception:
             # The thread is a courtesy; the release deploys whatever Slack says.
             log.exception("could not post the release note of %s", record.id)

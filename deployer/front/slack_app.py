@@ -14,16 +14,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from slack_bolt import Ack, App, BoltRequest
-from slack_sdk.webhook import WebhookClient
 
+from deployer.adapters.slack_client import slack_web_client
 from deployer.front.commands import BUTTONS, GroupMembers, SlackCommands
 from deployer.front.context import FrontContext
 from deployer.front.messages import SlackMessage
+from deployer.front.ports import Chat
 
 log = logging.getLogger(__name__)
 
 COMMAND = "/deploy"
-RESPONSE_URL_TIMEOUT = 2  # seconds; the answer must still fit in Slack's 3
 
 
 @dataclass(frozen=True)
@@ -33,25 +33,12 @@ class SlackAnswer:
     headers: dict[str, Sequence[str]] = field(default_factory=dict)
 
 
-def _usergroup_members(context: FrontContext) -> GroupMembers:
-    def list_users(group: str) -> list[str]:
-        users = context.slack.usergroups_users_list(usergroup=group).get("users") or []
-        return [str(user) for user in users]
-
-    return GroupMembers(list_users)
-
-
-def reply_via(response_url: str, message: SlackMessage) -> None:
+def reply_via(chat: Chat, response_url: str, message: SlackMessage) -> None:
     """Post an ephemeral answer to a response URL; failures are logged, not raised."""
     if not response_url:
         return
     try:
-        WebhookClient(response_url, timeout=RESPONSE_URL_TIMEOUT).send(
-            text=message.text,
-            blocks=message.blocks,
-            response_type="ephemeral",
-            replace_original=False,
-        )
+        chat.respond(response_url, message)
     except Exception as error:
         log.warning("could not answer through the response URL: %s", error)
 
@@ -61,10 +48,13 @@ class SlackFront:
 
     def __init__(self, context: FrontContext) -> None:
         self.context = context
-        self.commands = SlackCommands(context, _usergroup_members(context))
+        self.commands = SlackCommands(context, GroupMembers(context.chat.usergroup_members))
+        # bolt wants a WebClient of its own: the same token, URL and bounds as the chat's.
         self.app = App(
             signing_secret=context.settings.slack_signing_secret,
-            client=context.slack,
+            client=slack_web_client(
+                context.settings.slack_bot_token, context.settings.slack_api_url
+            ),
             process_before_response=True,
             token_verification_enabled=False,
         )
@@ -106,4 +96,4 @@ class SlackFront:
             str(channel),
         )
         if message is not None:
-            reply_via(str(body.get("response_url") or ""), message)
+            reply_via(self.context.chat, str(body.get("response_url") or ""), message)

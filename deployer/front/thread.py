@@ -1,20 +1,17 @@
 """The Slack thread of one deploy: a parent message kept current, and replies for what matters.
 
-Slack is told, never trusted: every call is bounded by the client's timeout and
-retry handlers, and a failure is logged and dropped, so a deploy ends the same
-whether Slack answered or not. After a network-level failure the thread stays
-quiet for a while instead of paying the timeout again on every event; the final
-update is always attempted.
+Slack is told, never trusted: every call is bounded by the `Chat` adapter's
+timeout and retry handlers, and a failure is logged and dropped, so a deploy
+ends the same whether Slack answered or not. After a network-level failure the
+thread stays quiet for a while instead of paying the timeout again on every
+event; the final update is always attempted.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any
-
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
+from collections.abc import Callable
 
 from deployer.front.messages import (
     SlackMessage,
@@ -23,6 +20,7 @@ from deployer.front.messages import (
     progress_reply,
     stage_reply,
 )
+from deployer.front.ports import Chat, ChatError
 from deployer.pipeline.events import (
     DeployFinished,
     Event,
@@ -38,31 +36,26 @@ PROGRESS_INTERVAL = 1.0  # at most one progress-driven parent update a second
 QUIET_AFTER_OUTAGE = 30.0  # seconds without Slack calls after a network-level failure
 
 
-def post_parent(client: WebClient, channel: str, record: DeployRecord) -> str | None:
+def post_parent(chat: Chat, channel: str, record: DeployRecord) -> str | None:
     """Post the thread's parent message for a new record; its ts (None if Slack failed)."""
     message = deploy_parent(record, time.time())
     try:
-        answer = client.chat_postMessage(channel=channel, **message.to_kwargs())
+        return chat.post(channel, message)
     except Exception as error:  # Slack failing must not stop the request
         log.warning("slack: cannot post the parent of %s in %s: %s", record.id, channel, error)
         return None
-    ts = answer.get("ts")
-    return ts if isinstance(ts, str) else None
 
 
 def _outage(error: Exception) -> bool:
     """True when Slack itself did not answer usefully (network, 429 or 5xx after retries)."""
-    if isinstance(error, SlackApiError):
-        status = getattr(error.response, "status_code", 200)
-        return isinstance(status, int) and (status == 429 or status >= 500)
-    return True
+    return error.outage if isinstance(error, ChatError) else True
 
 
 class SlackThread:
     """A pipeline listener telling one deploy's story in its Slack thread."""
 
-    def __init__(self, client: WebClient, record: DeployRecord) -> None:
-        self.client = client
+    def __init__(self, chat: Chat, record: DeployRecord) -> None:
+        self.chat = chat
         self.channel = record.slack_channel
         self.ts = record.slack_ts
         self._running: Stage | None = None
@@ -111,17 +104,19 @@ class SlackThread:
             activity=self._activity,
         )
         self._last_update = time.monotonic()
-        self._call("chat_update", final, ts=self.ts, **message.to_kwargs())
+        self._call("chat_update", final, lambda c, t: self.chat.update(c, t, message))
 
     def _reply(self, message: SlackMessage) -> None:
-        self._call("chat_postMessage", False, thread_ts=self.ts, **message.to_kwargs())
+        self._call("chat_postMessage", False, lambda c, t: self.chat.post(c, message, t))
 
-    def _call(self, method: str, always: bool, **kwargs: Any) -> None:
+    def _call(self, method: str, always: bool, call: Callable[[str, str], object]) -> None:
+        """`call(channel, ts)` unless Slack was found unreachable lately (`always` calls anyway)."""
         if not always and time.monotonic() < self._quiet_until:
             log.info("slack: skipped %s in thread %s (Slack unreachable)", method, self.ts)
             return
+        assert self.channel is not None and self.ts is not None  # __call__ checked both
         try:
-            getattr(self.client, method)(channel=self.channel, **kwargs)
+            call(self.channel, self.ts)
         except Exception as error:
             log.warning("slack: %s in thread %s failed: %s", method, self.ts, error)
             if _outage(error):

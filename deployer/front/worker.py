@@ -8,10 +8,9 @@ the pipeline picks up from the last stage output it saved.
 
 from __future__ import annotations
 
-from slack_sdk import WebClient
-
 from deployer.engine import Engine
 from deployer.errors import ConfigError
+from deployer.front.ports import Chat
 from deployer.logs import log_events
 from deployer.pipeline.events import Listener, fan_out
 from deployer.pipeline.record import DeployRecord
@@ -20,18 +19,18 @@ from deployer.pipeline.record import DeployRecord
 def run_deploy(
     deploy_id: str,
     engine: Engine | None = None,
-    slack: WebClient | None = None,
+    chat: Chat | None = None,
     progress: Listener | None = None,
 ) -> DeployRecord:
     """Run the saved record `deploy_id` to its end with the Slack thread (and log) listeners."""
-    from deployer.front.slack_client import slack_web_client
+    from deployer.adapters.slack_chat import SlackChat
     from deployer.front.thread import SlackThread
 
     engine = engine or Engine.from_environment()
     record = engine.store.get(deploy_id)
     if record is None:
         raise ConfigError(f"no deploy {deploy_id} in the store")
-    listeners: list[Listener] = [SlackThread(slack or slack_web_client(), record), log_events]
+    listeners: list[Listener] = [SlackThread(chat or SlackChat(), record), log_events]
     if progress is not None:
         listeners.append(progress)
     return engine.resume(deploy_id, fan_out(*listeners))

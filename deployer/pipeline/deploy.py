@@ -13,16 +13,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from deployer.config import Config
+from deployer.pipeline import traffic
 from deployer.pipeline.events import DeployFinished, Listener
 from deployer.pipeline.ports import (
+    COMMIT_LABEL,
+    DEPLOY_LABEL,
+    ENVIRONMENT_LABEL,
+    REQUESTER_ANNOTATION,
     BuildRejected,
-    Builds,
     CandidateSpec,
-    Health,
-    Refs,
-    Revisions,
+    Platform,
     RolloutRefused,
-    Secrets,
     ServiceState,
     TrafficShare,
 )
@@ -39,25 +40,8 @@ from deployer.pipeline.record import DeployRecord, Outcome, Stage, State
 from deployer.pipeline.stages import Deadline, Done, StageFailed, StageRunner
 from deployer.store.protocol import Store
 
-CANDIDATE_TAG = "candidate"
 # Until traffic moves a deploy can stop cleanly; from promotion on, only a rollback undoes it.
 CANCELLABLE = (Stage.PREFLIGHT, Stage.BUILD, Stage.DEPLOY, Stage.READY, Stage.HEALTH)
-# Labels on every revision the deployer creates: status, history and rollback read them.
-DEPLOY_LABEL = "deployer-deploy"
-COMMIT_LABEL = "deployer-commit"
-ENVIRONMENT_LABEL = "deployer-environment"
-REQUESTER_ANNOTATION = "deployer/requester"
-
-
-@dataclass(frozen=True)
-class Platform:
-    """The outside world, one narrow interface per system."""
-
-    refs: Refs
-    builds: Builds
-    secrets: Secrets
-    revisions: Revisions
-    health: Health
 
 
 def candidate_revision_name(service: str, commit: str, deploy_id: str) -> str:
@@ -65,34 +49,14 @@ def candidate_revision_name(service: str, commit: str, deploy_id: str) -> str:
     return f"{service}-{commit[:7]}-{deploy_id.rsplit('-', 1)[-1]}"
 
 
-def split_towards(
-    candidate: str, percent: int, keep: tuple[TrafficShare, ...]
-) -> list[TrafficShare]:
-    """`percent` to the candidate, the rest shared by the kept revisions in their proportions."""
-    rest = 100 - percent
-    total = sum(share.percent for share in keep) or 1
-    shares = [TrafficShare(candidate, percent, CANDIDATE_TAG)]
-    given = 0
-    for index, share in enumerate(keep):
-        part = rest - given if index == len(keep) - 1 else share.percent * rest // total
-        given += part
-        # The tag belongs to the candidate now (a first deploy leaves it on its revision):
-        # Cloud Run refuses two targets with one tag.
-        tag = "" if share.tag == CANDIDATE_TAG else share.tag
-        shares.append(TrafficShare(share.revision, part, tag))
-    return shares
-
-
+@dataclass
 class DeployPipeline:
     """Runs deploy records through the stages against a platform and a store."""
 
-    def __init__(
-        self, config: Config, platform: Platform, store: Store, listener: Listener
-    ) -> None:
-        self.config = config
-        self.platform = platform
-        self.store = store
-        self.listener = listener
+    config: Config
+    platform: Platform
+    store: Store
+    listener: Listener
 
     def run(self, record: DeployRecord, dry_run: bool = False) -> DeployRecord:
         """Run (or continue) `record` to its end; the finished record."""
@@ -164,7 +128,8 @@ class DeployPipeline:
         for warning in warnings:
             runner.progress(warning)
         return Done(
-            f"{plan.ref} is {commit[:12]}; {len(secret_env)} secrets pinned; serving {plan.previous_revision}"
+            f"{plan.ref} is {commit[:12]}; {_count(len(secret_env), 'secret')} pinned; "
+            f"serving {plan.previous_revision or 'nothing yet'}"
         )
 
     def _deploy(self, runner: StageRunner, plan: Plan) -> None:
@@ -267,7 +232,7 @@ class DeployPipeline:
                 ENVIRONMENT_LABEL: record.environment,
             },
             annotations={REQUESTER_ANNOTATION: record.requester, "deployer/ref": plan.ref},
-            tag=CANDIDATE_TAG,
+            tag=traffic.CANDIDATE_TAG,
         )
         revisions = self.platform.revisions
         try:
@@ -281,7 +246,7 @@ class DeployPipeline:
         runner.save()
         if plan.current is None:
             return Done(f"service {plan.service.service} created with revision {name}")
-        return Done(f"revision {name} created at 0% with tag {CANDIDATE_TAG}")
+        return Done(f"revision {name} created at 0% with tag {traffic.CANDIDATE_TAG}")
 
     def _ready(
         self, runner: StageRunner, plan: Plan, operation: list[str], deadline: Deadline
@@ -293,9 +258,9 @@ class DeployPipeline:
             raise StageFailed(
                 f"revision {record.candidate_revision} is not ready", outcome.message, kind
             )
-        url = _tag_url(outcome.state)
+        url = traffic.tag_url(outcome.state)
         if not url:
-            raise StageFailed(f"Cloud Run reported no URL for tag {CANDIDATE_TAG}")
+            raise StageFailed(f"Cloud Run reported no URL for tag {traffic.CANDIDATE_TAG}")
         record.candidate_url = url
         runner.save()
         return Done(f"revision {record.candidate_revision} ready", link=url)
@@ -324,9 +289,14 @@ class DeployPipeline:
         assert record.candidate_revision is not None and record.commit is not None
         steps = plan.settings.rollout.steps
         if not plan.keep:
-            return Done(f"first revision {record.candidate_revision} already takes 100%")
+            # The first revision already takes all traffic; only its candidate tag goes.
+            only = [TrafficShare(record.candidate_revision, 100, "")]
+            outcome = self.platform.revisions.route(plan.service, only, deadline.left())
+            if not outcome.ok:
+                raise StageFailed("could not clear the candidate tag", outcome.message)
+            return Done(f"first revision {record.candidate_revision} takes 100%")
         for number, percent in enumerate(steps, start=1):
-            split = split_towards(record.candidate_revision, percent, plan.keep)
+            split = traffic.split_towards(record.candidate_revision, percent, plan.keep)
             if percent == 100:
                 split = [TrafficShare(record.candidate_revision, 100, "")]
             outcome = self.platform.revisions.route(plan.service, split, deadline.left())
@@ -364,9 +334,9 @@ class DeployPipeline:
     def _verify(self, runner: StageRunner, plan: Plan, deadline: Deadline) -> Done:
         record = runner.record
         state = self.platform.revisions.current(plan.service)
-        serving = state.serving() if state else []
-        if [(s.revision, s.percent) for s in serving] != [(record.candidate_revision, 100)]:
-            found = ", ".join(f"{s.revision} {s.percent}%" for s in serving) or "nothing"
+        now = traffic.serving(state)
+        if now != [(record.candidate_revision, 100)]:
+            found = traffic.describe(now)
             raise StageFailed(f"traffic is {found}, expected 100% on {record.candidate_revision}")
         assert state is not None and record.commit is not None
         outcome = self.platform.health.check(
@@ -393,11 +363,9 @@ class DeployPipeline:
         if not plan.keep:
             runner.progress("first deploy: no earlier revision to keep serving")
             return
-        state = self.platform.revisions.current(plan.service)
-        now = [(s.revision, s.percent) for s in (state.serving() if state else [])]
-        kept = [(s.revision, s.percent) for s in plan.keep]
-        if now == kept:
-            runner.progress("traffic untouched: " + ", ".join(f"{r} {p}%" for r, p in now))
+        now = traffic.serving(self.platform.revisions.current(plan.service))
+        if now == traffic.shares(plan.keep):
+            runner.progress(f"traffic untouched: {traffic.describe(now)}")
         else:
             self._roll_back(runner, plan)
 
@@ -407,27 +375,24 @@ class DeployPipeline:
             runner.progress("first deploy: no earlier revision to roll back to")
             record.state = State.FAILED
             return
+        kept = traffic.shares(plan.keep)
 
         def body(deadline: Deadline) -> Done:
             outcome = self.platform.revisions.route(plan.service, list(plan.keep), deadline.left())
-            state = self.platform.revisions.current(plan.service)
-            now = [(s.revision, s.percent) for s in (state.serving() if state else [])]
-            kept = [(s.revision, s.percent) for s in plan.keep]
+            now = traffic.serving(self.platform.revisions.current(plan.service))
             if not outcome.ok or now != kept:
                 raise StageFailed("rollback did not restore traffic", outcome.message)
-            return Done("traffic back on " + ", ".join(f"{r} {p}%" for r, p in kept))
+            return Done(f"traffic back on {traffic.describe(kept)}")
 
         rolled = self._stage(runner, Stage.ROLLBACK, plan.settings.timeouts.promote, body)
         record.state = State.ROLLED_BACK if rolled else State.FAILED
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def _stopped(record: DeployRecord) -> State:
     """The state of a deploy that ended before promotion: cancelled, or failed."""
     last = record.stages[-1] if record.stages else None
     return State.CANCELLED if last and last.outcome == Outcome.CANCELLED else State.FAILED
-
-
-def _tag_url(state: ServiceState | None) -> str:
-    if state is None:
-        return ""
-    return next((share.uri for share in state.traffic if share.tag == CANDIDATE_TAG), "")

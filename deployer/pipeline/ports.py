@@ -16,6 +16,12 @@ from google.cloud.devtools import cloudbuild_v1
 
 from deployer.config import HealthCheck, RunSettings, SecretRef, ServiceConfig
 
+# Labels on every revision the deployer creates: status, history and rollback read them.
+DEPLOY_LABEL = "deployer-deploy"
+COMMIT_LABEL = "deployer-commit"
+ENVIRONMENT_LABEL = "deployer-environment"
+REQUESTER_ANNOTATION = "deployer/requester"
+
 Progress = Callable[[str], None]
 """Called with a short human line whenever a wait learns something new."""
 
@@ -225,3 +231,14 @@ class Health(Protocol):
     ) -> HealthOutcome:
         """Probe `url` until `check.consecutive` good answers in a row, or `timeout`."""
         ...
+
+
+@dataclass(frozen=True)
+class Platform:
+    """The outside world, one narrow interface per system."""
+
+    refs: Refs
+    builds: Builds
+    secrets: Secrets
+    revisions: Revisions
+    health: Health

@@ -8,11 +8,12 @@ target's commit when the deployer labelled it).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from deployer.config import Config, ServiceConfig
-from deployer.pipeline.deploy import COMMIT_LABEL, Platform
+from deployer.pipeline import traffic
 from deployer.pipeline.events import DeployFinished, Listener
-from deployer.pipeline.ports import RevisionInfo, ServiceState, TrafficShare
+from deployer.pipeline.ports import COMMIT_LABEL, Platform, RevisionInfo, ServiceState, TrafficShare
 from deployer.pipeline.preflight import check_locks, current_service, take_deploy_lock
 from deployer.pipeline.record import DeployRecord, Outcome, Stage, State
 from deployer.pipeline.stages import Deadline, Done, StageFailed, StageRunner
@@ -40,16 +41,14 @@ def choose_target(
     raise StageFailed("no earlier ready revision to roll back to")
 
 
+@dataclass
 class RollbackPipeline:
     """Moves an environment's traffic to an earlier revision and verifies it."""
 
-    def __init__(
-        self, config: Config, platform: Platform, store: Store, listener: Listener
-    ) -> None:
-        self.config = config
-        self.platform = platform
-        self.store = store
-        self.listener = listener
+    config: Config
+    platform: Platform
+    store: Store
+    listener: Listener
 
     def run(self, record: DeployRecord) -> DeployRecord:
         settings = self.config.environment(record.environment)
@@ -118,9 +117,9 @@ class RollbackPipeline:
         deadline: Deadline,
     ) -> Done:
         state = self.platform.revisions.current(service)
-        serving = [(s.revision, s.percent) for s in (state.serving() if state else [])]
-        if serving != [(target.name, 100)]:
-            raise StageFailed(f"traffic is {serving}, expected 100% on {target.name}")
+        now = traffic.serving(state)
+        if now != [(target.name, 100)]:
+            raise StageFailed(f"traffic is {traffic.describe(now)}, expected 100% on {target.name}")
         assert state is not None
         commit = target.labels.get(COMMIT_LABEL, "")
         check = service.health.model_copy(

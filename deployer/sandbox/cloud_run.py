@@ -4,7 +4,7 @@ CloudRun
 ├── google.cloud.run.v2.Services    run_services.py   -> run_reconciler.py (per-service queue)
 ├── google.cloud.run.v2.Revisions   run_revisions.py
 ├── google.cloud.run.v2.Jobs, ...   run_jobs.py
-├── RevisionLauncher                run_launcher.py   -> revision_processes.py
+├── RevisionLauncher                run_launcher.py   -> revision_processes.py -> child_processes.py
 └── Router                          router.py         (service and tag URLs)
 """
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from google.cloud import secretmanager_v1
 
 from deployer.adapters.google_clients import google_client
+from deployer.adapters.secret_writer import SecretManagerWriter
 from deployer.config import Config, load_config
 from deployer.engine import Engine, default_platform
 from deployer.pipeline.events import ignore
@@ -126,23 +127,14 @@ def seed_demo(sandbox: Sandbox, repo: Path, workdir: Path) -> Demo:
 
 
 def _seed_secrets(host: str, project: str, secret_ids: list[str]) -> None:
-    client = google_client(secretmanager_v1.SecretManagerServiceClient, host)
+    writer = SecretManagerWriter(google_client(secretmanager_v1.SecretManagerServiceClient, host))
     values = {
         "mongodb-url": b"mongodb://demo:demo@127.0.0.1:27017/content",
         # Fresh per sandbox: nothing real, and never printed.
         "secret-key": secrets.token_urlsafe(32).encode(),
     }
     for secret_id in secret_ids:
-        secret = client.create_secret(
-            parent=f"projects/{project}",
-            secret_id=secret_id,
-            secret=secretmanager_v1.Secret(
-                replication=secretmanager_v1.Replication(
-                    automatic=secretmanager_v1.Replication.Automatic()
-                )
-            ),
-        )
-        value = values.get(secret_id, secrets.token_urlsafe(16).encode())
-        client.add_secret_version(
-            parent=secret.name, payload=secretmanager_v1.SecretPayload(data=value)
+        writer.create(project, secret_id, {})
+        writer.add_version(
+            project, secret_id, values.get(secret_id, secrets.token_urlsafe(16).encode())
         )

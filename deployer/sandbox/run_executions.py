@@ -28,15 +28,15 @@ from typing import Any
 import grpc
 from google.cloud import run_v2
 
-from deployer.sandbox.images import ImageStore
-from deployer.sandbox.operations import Operations
-from deployer.sandbox.revision_processes import (
+from deployer.sandbox.child_processes import (
     exit_line,
     minimal_environment,
     resolve_command,
     spawn,
     terminate,
 )
+from deployer.sandbox.images import ImageStore
+from deployer.sandbox.operations import Operations
 from deployer.sandbox.rpc import RpcError, failed_precondition, invalid
 from deployer.sandbox.run_job_names import new_execution_id
 from deployer.sandbox.run_resources import clone, now

@@ -146,11 +146,12 @@ def create_worker_job(host: str, parent: str, env: dict[str, str], token_secret:
 
 def start_front(sandbox: Sandbox, demo: Demo, signing: dict[str, str]) -> Front:
     """Create the worker job and serve the webhook app wired to the sandbox and the demo."""
+    from deployer.adapters.slack_chat import SlackChat
+    from deployer.adapters.slack_client import slack_web_client
     from deployer.engine import Engine, default_platform
     from deployer.front.context import FrontContext
     from deployer.front.dispatch import Failures, JobDispatcher
     from deployer.front.settings import FrontSettings
-    from deployer.front.slack_client import slack_web_client
     from deployer.store import open_store
 
     host = sandbox.grpc_address
@@ -176,14 +177,14 @@ def start_front(sandbox: Sandbox, demo: Demo, signing: dict[str, str]) -> Front:
         dispatch=job,
     )
     store = open_store(demo.store)
-    slack = slack_web_client(token, sandbox.slack_api_url)
+    chat = SlackChat(slack_web_client(token, sandbox.slack_api_url))
     context = FrontContext(
         settings=settings,
         config=demo.config,
         store=store,
         engine=Engine(demo.config, default_platform(host), store),
-        slack=slack,
-        dispatcher=JobDispatcher(job, host=host, failures=Failures(store, slack)),
+        chat=chat,
+        dispatcher=JobDispatcher(job, host=host, failures=Failures(store, chat)),
     )
     return serve(context, job)
 

@@ -1,5 +1,8 @@
 """The one place a Slack `WebClient` is built: token, base URL, timeout and bounded retries.
 
+`SlackChat` (deployer/adapters/slack_chat.py) wraps it for the front; bolt's `App`
+gets one of its own from here.
+
 A 429 waits Retry-After and tries again (3 times at most); a 5xx (500, 503) or a
 dropped connection is retried twice after short backoffs. With the 5 s timeout a
 call's worst case is bounded, so Slack being slow or down never holds a deploy long.

@@ -1,0 +1,81 @@
+"""Slack's Web API and response URLs behind the front's `Chat` port.
+
+Each call is bounded by the client's timeout and retry handlers
+(deployer/adapters/slack_client.py); whatever goes wrong comes out as a
+`ChatError`, so the front never sees a slack_sdk type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.webhook import WebhookClient
+
+from deployer.adapters.slack_client import slack_web_client
+from deployer.front.mrkdwn import SlackMessage
+from deployer.front.ports import ChatError
+
+RESPONSE_URL_TIMEOUT = 2  # seconds; an answer through a response URL must fit in Slack's 3
+
+T = TypeVar("T")
+
+
+def _outage(error: Exception) -> bool:
+    """True when Slack itself did not answer usefully (network, 429 or 5xx after retries)."""
+    if isinstance(error, SlackApiError):
+        status = getattr(error.response, "status_code", 200)
+        return isinstance(status, int) and (status == 429 or status >= 500)
+    return True
+
+
+def _calling(call: Callable[[], T]) -> T:
+    """`call()`, with slack_sdk's and the network's failures turned into `ChatError`."""
+    try:
+        return call()
+    except (SlackClientError, OSError) as error:
+        code = error.response.get("error") if isinstance(error, SlackApiError) else None
+        raise ChatError(
+            str(error), code if isinstance(code, str) else "", _outage(error)
+        ) from error
+
+
+class SlackChat:
+    """`Chat` over one `WebClient` (default: SLACK_BOT_TOKEN at SLACK_API_URL)."""
+
+    def __init__(self, client: WebClient | None = None) -> None:
+        self.client = client or slack_web_client()
+
+    def post(self, channel: str, message: SlackMessage, thread_ts: str | None = None) -> str | None:
+        kwargs: dict[str, Any] = message.to_kwargs()
+        if thread_ts is not None:
+            kwargs["thread_ts"] = thread_ts
+        answer = _calling(lambda: self.client.chat_postMessage(channel=channel, **kwargs))
+        ts = answer.get("ts")
+        return ts if isinstance(ts, str) else None
+
+    def update(self, channel: str, ts: str, message: SlackMessage) -> None:
+        _calling(lambda: self.client.chat_update(channel=channel, ts=ts, **message.to_kwargs()))
+
+    def usergroup_members(self, group: str) -> set[str]:
+        answer = _calling(lambda: self.client.usergroups_users_list(usergroup=group))
+        return {str(user) for user in answer.get("users") or []}
+
+    def respond(self, response_url: str, message: SlackMessage) -> None:
+        hook = WebhookClient(response_url, timeout=RESPONSE_URL_TIMEOUT)
+        answer = _calling(
+            lambda: hook.send(
+                text=message.text,
+                blocks=message.blocks,
+                response_type="ephemeral",
+                replace_original=False,
+            )
+        )
+        if answer.status_code != 200:
+            raise ChatError(
+                f"the response URL answered {answer.status_code}: {answer.body}",
+                answer.body,
+                answer.status_code == 429 or answer.status_code >= 500,
+            )

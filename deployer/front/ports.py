@@ -1,0 +1,40 @@
+"""The narrow interface the front needs from chat: the slice of Slack it uses.
+
+`deployer/adapters/slack_chat.py` implements it over slack_sdk. Every call is
+bounded (timeout and retries live in the adapter) and raises `ChatError` when
+Slack refused or did not answer; the callers decide what a failure costs, and
+none of them lets it reach a deploy.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from deployer.front.mrkdwn import SlackMessage
+
+
+class ChatError(Exception):
+    """Slack refused a call (`error` says why) or did not answer (`outage`)."""
+
+    def __init__(self, message: str, error: str = "", outage: bool = False) -> None:
+        super().__init__(message)
+        self.error = error  # Slack's error code, e.g. channel_not_found; "" without an answer
+        self.outage = outage  # no useful answer: network, 429 or 5xx after the retries
+
+
+class Chat(Protocol):
+    def post(self, channel: str, message: SlackMessage, thread_ts: str | None = None) -> str | None:
+        """Post `message` in `channel` (in the thread `thread_ts`); its ts (None if Slack gave none)."""
+        ...
+
+    def update(self, channel: str, ts: str, message: SlackMessage) -> None:
+        """Replace the message `ts` in `channel` with `message`."""
+        ...
+
+    def usergroup_members(self, group: str) -> set[str]:
+        """The user IDs in the user group `group` (`S...`)."""
+        ...
+
+    def respond(self, response_url: str, message: SlackMessage) -> None:
+        """Answer through a response URL, seen only by the person who asked; the original stays."""
+        ...

@@ -1,0 +1,52 @@
+"""Traffic: the splits a rollout asks for, and looking at where traffic really is.
+
+Every claim the pipeline makes about traffic ("untouched", "back on X") is
+made after reading the service again, never from what it asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from deployer.pipeline.ports import ServiceState, TrafficShare
+
+CANDIDATE_TAG = "candidate"
+
+
+def split_towards(
+    candidate: str, percent: int, keep: tuple[TrafficShare, ...]
+) -> list[TrafficShare]:
+    """`percent` to the candidate, the rest shared by the kept revisions in their proportions."""
+    rest = 100 - percent
+    total = sum(share.percent for share in keep) or 1
+    shares = [TrafficShare(candidate, percent, CANDIDATE_TAG)]
+    given = 0
+    for index, share in enumerate(keep):
+        part = rest - given if index == len(keep) - 1 else share.percent * rest // total
+        given += part
+        # The tag belongs to the candidate now (a first deploy leaves it on its revision):
+        # Cloud Run refuses two targets with one tag.
+        tag = "" if share.tag == CANDIDATE_TAG else share.tag
+        shares.append(TrafficShare(share.revision, part, tag))
+    return shares
+
+
+def serving(state: ServiceState | None) -> list[tuple[str, int]]:
+    """(revision, percent) of every revision that receives requests."""
+    return [(share.revision, share.percent) for share in (state.serving() if state else [])]
+
+
+def shares(keep: Sequence[TrafficShare]) -> list[tuple[str, int]]:
+    return [(share.revision, share.percent) for share in keep if share.percent > 0]
+
+
+def describe(pairs: Sequence[tuple[str, int]]) -> str:
+    """`backend-00042-abc 90%, backend-00043-def 10%`, or `nothing`."""
+    return ", ".join(f"{revision} {percent}%" for revision, percent in pairs) or "nothing"
+
+
+def tag_url(state: ServiceState | None, tag: str = CANDIDATE_TAG) -> str:
+    """The URL Cloud Run gives `tag`, or ""."""
+    if state is None:
+        return ""
+    return next((share.uri for share in state.traffic if share.tag == tag), "")

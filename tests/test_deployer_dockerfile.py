@@ -1,0 +1,41 @@
+"""The deployer's own image (root Dockerfile): what the worker job runs, checked without Docker."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from tests.dockerfile_context import build_context, missing_sources, parse_dockerfile
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_copied_file_is_in_the_build_context() -> None:
+    assert missing_sources(ROOT, ROOT / "Dockerfile") == []
+
+
+def test_the_context_holds_the_package_and_nothing_of_the_rest() -> None:
+    context = build_context(ROOT, ROOT / "Dockerfile")
+    assert {"pyproject.toml", "uv.lock", "README.md", "main.py", "deployer/cli.py"} <= context
+    assert not {path for path in context if path.startswith(("tests", "service", ".git", ".venv"))}
+    assert not {path for path in context if "__pycache__" in path}
+
+
+def test_the_job_runs_deployer_worker_as_a_non_root_user() -> None:
+    final = parse_dockerfile((ROOT / "Dockerfile").read_text())[-1]
+    keywords = {i.keyword: i for i in final.instructions}
+    # The job's override args (["worker", DEPLOY_ID]) follow the entrypoint.
+    assert keywords["ENTRYPOINT"].arguments == ["deployer"]
+    assert keywords["USER"].arguments == ["deployer"]
+    # git resolves branches and tags to commits in preflight.
+    assert "git" in shlex.split(keywords["RUN"].raw)
+
+
+def test_dependencies_install_exactly_from_the_lock() -> None:
+    builder = parse_dockerfile((ROOT / "Dockerfile").read_text())[0]
+    syncs = [
+        shlex.split(i.raw)
+        for i in builder.instructions
+        if i.keyword == "RUN" and "uv sync" in i.raw
+    ]
+    assert syncs and all("--frozen" in words and "--no-dev" in words for words in syncs)
