@@ -153,7 +153,7 @@ def _check(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from deployer import terminal
     from deployer.engine import Engine
-    from deployer.logs import log_events
+    from deployer.logs import log_events, wants_json
     from deployer.pipeline.events import fan_out
     from deployer.pipeline.record import State
 
@@ -166,7 +166,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "check":
         return _check(args)
     engine = Engine.from_environment()
-    progress = fan_out(terminal.TerminalProgress(), log_events)
+    # The terminal already tells the story; log lines repeat it only where logs are collected.
+    progress = (
+        fan_out(terminal.TerminalProgress(), log_events)
+        if wants_json()
+        else terminal.TerminalProgress()
+    )
     if args.command == "deploy":
         record = engine.new_deploy(args.environment, args.ref, _requester(), args.service)
         done = engine.deploy(record, progress, dry_run=args.dry_run)

@@ -34,6 +34,8 @@ class RevisionStatus:
     image: str
     deploy_id: str
     created: str
+    deployed_by: str = ""  # requester of the deploy that created it, from the store
+    deployed_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -209,7 +211,7 @@ class Engine:
             return replace(base, problem=f"cannot read {service.service}: {error}")
         if state is None:
             return replace(base, problem=f"service {service.service} does not exist")
-        rows = _revision_rows(state, infos)
+        rows = [self._with_requester(row) for row in _revision_rows(state, infos)]
         serving = [row for row in rows if row.percent > 0]
         top = max(serving, key=lambda row: row.percent, default=None)
         # Report the commit check only when one labelled revision takes all traffic.
@@ -236,6 +238,13 @@ class Engine:
             tagged=[row for row in rows if row.percent == 0],
             health=health,
         )
+
+    def _with_requester(self, row: RevisionStatus) -> RevisionStatus:
+        """Who deployed the revision, and when: from the record its deploy label names."""
+        record = self.store.get(row.deploy_id) if row.deploy_id else None
+        if record is None:
+            return row
+        return replace(row, deployed_by=record.requester, deployed_at=record.created_at)
 
 
 def _revision_rows(state: ServiceState, infos: dict[str, RevisionInfo]) -> list[RevisionStatus]:

@@ -115,6 +115,11 @@ def render_status(statuses: list[EnvironmentStatus]) -> str:
                 lines.append(
                     f"  {row.percent:3d}% {row.name}  {commit}  {row.image or ''}".rstrip()
                 )
+                if row.deployed_by and row.deployed_at is not None:
+                    lines.append(
+                        f"       deployed by {row.deployed_by} at {_when(row.deployed_at)}"
+                        f" ({row.deploy_id})"
+                    )
             for row in status.tagged:
                 lines.append(f"    0% {row.name} (tag {row.tag})")
             if status.health is not None:

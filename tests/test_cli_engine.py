@@ -48,6 +48,9 @@ def test_status_says_what_runs_where(world: World, capsys: pytest.CaptureFixture
         (first.candidate_revision, 100, first.commit)
     ]
     assert status.serving[0].image == first.image
+    # Who deployed what serves now, and when: from the record its revision label names.
+    assert status.serving[0].deployed_by == "cli:first"
+    assert status.serving[0].deployed_at == first.created_at
     assert status.health is not None and status.health.ok
     assert status.last is not None and status.last.id == first.id
 
@@ -59,6 +62,7 @@ def test_status_says_what_runs_where(world: World, capsys: pytest.CaptureFixture
         rf"100% {first.candidate_revision}\s+{(first.commit or '')[:12]}\s+{re.escape(first.image or '')}",
         out,
     )
+    assert "deployed by cli:first at " in out
     assert "health now: healthy" in out
     assert f"last deploy: {first.id} by cli:first" in out
 

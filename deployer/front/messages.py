@@ -170,6 +170,8 @@ def _status_text(status: EnvironmentStatus) -> str:
     for row in status.serving:
         commit = code(row.commit[:12]) if row.commit else "unknown commit"
         deploy = f" · deploy {code(row.deploy_id)}" if row.deploy_id else ""
+        if row.deployed_by and row.deployed_at is not None:
+            deploy += f" by {person(row.deployed_by)} at {escape(when(row.deployed_at))}"
         lines.append(
             f"• {row.percent}% {code(row.name)} · commit {commit} · {image_ref(row.image)}{deploy}"
         )
