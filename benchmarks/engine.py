@@ -16,13 +16,12 @@ Prints the figures and saves them to benchmarks/results/engine.json.
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from figures import save, summary
 from google.cloud import run_v2
 from google.cloud.devtools import cloudbuild_v1
 
@@ -35,21 +34,10 @@ from deployer.sandbox.server import Sandbox
 from deployer.store.sqlite import SqliteStore
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results" / "engine.json"
 
 
 def _seconds(timestamp: Any) -> float:
     return float(timestamp.timestamp())
-
-
-def summary(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    return {
-        "n": len(ordered),
-        "median": round(statistics.median(ordered), 4),
-        "max": round(ordered[-1], 4),
-        "min": round(ordered[0], 4),
-    }
 
 
 class Recorder:
@@ -136,10 +124,7 @@ def main() -> None:
         "overhead_s": summary(overheads),
         "failure_report_latency_s": {kind: summary(v) for kind, v in latencies.items()},
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(figures, indent=2) + "\n")
-    print(json.dumps(figures, indent=2))
-    print(f"saved {RESULTS.relative_to(ROOT)}")
+    save("engine", figures)
 
 
 if __name__ == "__main__":

@@ -22,11 +22,9 @@ benchmarks/results/front.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -34,26 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from figures import save, summary
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results" / "front.json"
 DEPLOY_TIMEOUT = 90.0
-
-
-def summary(samples: list[float], scale: float = 1.0) -> dict[str, float]:
-    ordered = sorted(s * scale for s in samples)
-
-    def pick(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
-
-    return {
-        "n": len(ordered),
-        "median": round(statistics.median(ordered), 3),
-        "p95": pick(0.95),
-        "p99": pick(0.99),
-        "min": round(ordered[0], 3),
-        "max": round(ordered[-1], 3),
-    }
 
 
 class Slack:
@@ -243,9 +225,7 @@ def main() -> None:
         }
     finally:
         running.close()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
+    save("front", results)
 
 
 if __name__ == "__main__":

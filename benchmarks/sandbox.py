@@ -9,10 +9,8 @@ a 2-core machine: ready <= 3 s, revision Ready <= 2 s, RPC overhead <= 5 ms medi
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -20,6 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from figures import save, summary
 from google.cloud import run_v2, secretmanager_v1
 
 from deployer.adapters.google_clients import google_client
@@ -28,19 +27,7 @@ from deployer.sandbox.images import Image
 from deployer.sandbox.server import Sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results" / "sandbox.json"
 PROJECT, REGION = "bench-project", "europe-west1"
-
-
-def summary(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    return {
-        "n": len(ordered),
-        "median": round(statistics.median(ordered), 4),
-        "p95": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 4),
-        "min": round(ordered[0], 4),
-        "max": round(ordered[-1], 4),
-    }
 
 
 def start_to_ready(runs: int, demo: bool) -> list[float]:
@@ -158,10 +145,7 @@ def main() -> None:
             )
         finally:
             sandbox.stop()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(figures, indent=2) + "\n")
-    print(json.dumps(figures, indent=2))
-    print(f"saved {RESULTS.relative_to(ROOT)}")
+    save("sandbox", figures)
 
 
 if __name__ == "__main__":

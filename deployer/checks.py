@@ -4,7 +4,7 @@ One line per check, `ok`, `warn` or `FAIL`; any FAIL means a deploy would stop.
 The checks reuse the pipeline's own preflight functions, so `check` and a
 deploy cannot disagree about the config, the build config, secrets, the service
 or the ref. Rights are asked with `testIamPermissions` where the API has it;
-an API that does not answer (the sandbox) is reported, not failed.
+an API that does not answer (the sandbox's Secret Manager) is reported, not failed.
 """
 
 from __future__ import annotations
@@ -22,8 +22,11 @@ from deployer.pipeline.ports import Platform, SecretProblem
 from deployer.pipeline.preflight import current_service, load_build, resolve_env, resolve_ref
 from deployer.pipeline.stages import Deadline, StageFailed
 
-# What the deployer itself does to a service: read it, and roll out revisions and traffic.
-SERVICE_PERMISSIONS = ("run.services.get", "run.services.update")
+# What the deployer itself does to a service: read it, roll out revisions and traffic, and
+# read its IAM policy (each deploy compares it with allow_unauthenticated).
+SERVICE_PERMISSIONS = ("run.services.get", "run.services.update", "run.services.getIamPolicy")
+# Only needed when a deploy changes who may invoke the service; roles/run.developer lacks it.
+SET_POLICY_PERMISSION = "run.services.setIamPolicy"
 # Pinning reads metadata only; env_from_secret reads a value.
 PIN_PERMISSION = "secretmanager.versions.get"
 ACCESS_PERMISSION = "secretmanager.versions.access"
@@ -169,7 +172,7 @@ def _environment(
     exists = _service(platform, service, checks)
     checks.append(_ref(platform, service, settings, ref))
     checks.append(_image(service))
-    checks.append(_service_rights(rights, service, exists))
+    checks.append(_service_rights(rights, service, settings, exists))
     checks.append(_secret_rights(rights, service, settings, pinned))
     checks.append(_runtime_access(rights, service, settings, pinned))
     if exists:
@@ -286,11 +289,16 @@ def _not_checked(subject: str, note: str) -> Check:
     return Check(Status.WARN, subject, f"not checked ({note})")
 
 
-def _service_rights(rights: Permissions, service: ServiceConfig, exists: bool) -> Check:
+def _service_rights(
+    rights: Permissions, service: ServiceConfig, settings: Environment, exists: bool
+) -> Check:
     subject = "rights on service"
     if not exists:
+        public = settings.run.allow_unauthenticated
+        also = f", making it public {SET_POLICY_PERMISSION} (roles/run.admin)" if public else ""
         return _not_checked(
-            subject, "the service does not exist yet; creating it needs roles/run.developer"
+            subject,
+            f"the service does not exist yet; creating it needs roles/run.developer{also}",
         )
     grant = rights.on_service(service, SERVICE_PERMISSIONS)
     if not grant.checked:
@@ -362,6 +370,8 @@ def _runtime_access(
 
 
 def _public_access(rights: Permissions, service: ServiceConfig, settings: Environment) -> Check:
+    """Whether the service's IAM policy matches allow_unauthenticated, and if not, whether the
+    next deploy may change it."""
     subject = "public access"
     policy = rights.service_policy(service)
     if not policy.checked:
@@ -369,20 +379,28 @@ def _public_access(rights: Permissions, service: ServiceConfig, settings: Enviro
     public = "allUsers" in policy.members(frozenset({INVOKER_ROLE}))
     wanted = settings.run.allow_unauthenticated
     if public == wanted:
-        return Check(Status.OK, subject, "public" if public else "authenticated calls only")
-    if wanted:
         return Check(
-            Status.WARN,
+            Status.OK,
             subject,
-            "allow_unauthenticated = true, but allUsers lacks roles/run.invoker: run "
-            f"`gcloud run services add-iam-policy-binding {service.service} --region "
-            f"{service.region} --member allUsers --role {INVOKER_ROLE}`",
+            "public (allUsers may invoke)" if public else "authenticated calls only",
         )
-    return Check(
-        Status.WARN,
-        subject,
-        "the service is public (allUsers has roles/run.invoker) but allow_unauthenticated = false",
+    now = (
+        "the service is public (allUsers has roles/run.invoker) but allow_unauthenticated = false"
+        if public
+        else "allow_unauthenticated = true, but allUsers lacks roles/run.invoker"
     )
+    change = "makes it private" if public else "makes it public"
+    grant = rights.on_service(service, [SET_POLICY_PERMISSION])
+    if not grant.checked:
+        return _not_checked(subject, f"{now}; the next deploy {change}: {grant.note}")
+    if grant.missing:
+        return Check(
+            Status.FAIL,
+            subject,
+            f"{now}; the next deploy {change}, which needs {SET_POLICY_PERMISSION} on "
+            f"{service.service}: grant roles/run.admin",
+        )
+    return Check(Status.WARN, subject, f"{now}: the next deploy {change}")
 
 
 # --- what the user reads -----------------------------------------------------------------

@@ -63,7 +63,7 @@ def default_platform(host: str | None = None) -> Platform:
     from deployer.adapters.cloud_run import CloudRunRevisions
     from deployer.adapters.git_refs import GitRefs
     from deployer.adapters.google_clients import emulator_host, google_client
-    from deployer.adapters.health import HttpHealth, google_id_token
+    from deployer.adapters.health import HttpHealth, google_id_token, sandbox_id_token
     from deployer.adapters.secret_manager import SecretManagerSecrets
 
     return Platform(
@@ -77,7 +77,9 @@ def default_platform(host: str | None = None) -> Platform:
             google_client(run_v2.RevisionsClient, host),
             RevisionLogs(google_client(LoggingServiceV2Client, host)),
         ),
-        health=HttpHealth(None if (host or emulator_host()) else google_id_token),
+        # The sandbox's router lets any bearer token through to a private service (it
+        # cannot verify Google ID tokens), so probes there carry a fixed stand-in.
+        health=HttpHealth(sandbox_id_token if (host or emulator_host()) else google_id_token),
     )
 
 

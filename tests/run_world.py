@@ -10,6 +10,10 @@ from google.cloud import run_v2
 from tests.conftest import PROJECT, REGION
 
 PARENT = f"projects/{PROJECT}/locations/{REGION}"
+# Services created here keep Cloud Run's default IAM policy (private), so calls carry a
+# token, as `curl -H "Authorization: Bearer $(gcloud auth print-identity-token)"` does;
+# the sandbox takes any bearer token.
+INVOKER = {"Authorization": "Bearer test-identity-token"}
 OP_TIMEOUT = 30
 State = run_v2.Condition.State
 LATEST = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
@@ -47,7 +51,7 @@ def short(name: str) -> str:
 
 def health(url: str) -> dict[str, object]:
     """The sample service's `/health` answer at `url`."""
-    response = httpx.get(f"{url}/health", timeout=10)
+    response = httpx.get(f"{url}/health", headers=INVOKER, timeout=10)
     response.raise_for_status()
     body: dict[str, object] = response.json()
     return body

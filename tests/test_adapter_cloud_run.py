@@ -22,6 +22,7 @@ from deployer.pipeline.ports import CandidateSpec, PinnedSecret, ServiceState, T
 from deployer.sandbox.images import Image
 from deployer.sandbox.server import Sandbox
 from tests.conftest import REGION
+from tests.run_world import INVOKER
 
 TIMEOUT = 30.0
 MONGODB_URL = "mongodb://db.invalid:27017/app"
@@ -93,7 +94,8 @@ class World:
 
 
 def health(url: str) -> dict[str, Any]:
-    response = httpx.get(f"{url}/health", timeout=10)
+    # The adapter's `create` leaves the IAM policy alone: the service is private.
+    response = httpx.get(f"{url}/health", headers=INVOKER, timeout=10)
     response.raise_for_status()
     body: dict[str, Any] = response.json()
     return body

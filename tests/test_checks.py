@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from google.cloud import secretmanager_v1
+from google.cloud import run_v2, secretmanager_v1
+from google.iam.v1 import iam_policy_pb2
 
 from deployer import cli
 from deployer.adapters.google_clients import google_client
@@ -102,6 +103,7 @@ def test_a_good_environment_passes(world: World, capsys: pytest.CaptureFixture[s
     assert "not checked (API does not answer)" in _line(out, "warn", "rights on secrets")
     assert "not checked (API does not answer)" in _line(out, "warn", "runtime access to secrets")
     assert "not checked (the service does not exist yet" in _line(out, "warn", "rights on service")
+    assert "public access" not in out  # nothing to compare before the service exists
     assert out.rstrip().endswith("0 FAIL: a deploy can go ahead")
     assert "not-a-real-key" not in out and "db.invalid" not in out
 
@@ -156,5 +158,24 @@ def test_a_deployed_service_is_reported_serving(
     assert cli.main(["check", "prod"]) == 0
     out = capsys.readouterr().out
     assert f"exists, serving {demo.revision} 100%" in _line(out, "ok", "service backend")
-    assert "not checked (API does not answer)" in _line(out, "warn", "rights on service")
-    assert "not checked (API does not answer)" in _line(out, "warn", "public access")
+    # The sandbox answers IAM questions for Cloud Run: its caller may do anything.
+    assert "run.services.get, run.services.update, run.services.getIamPolicy on backend" in _line(
+        out, "ok", "rights on service"
+    )
+    # The demo config has allow_unauthenticated = true, and its first deploy applied it.
+    assert "public (allUsers may invoke)" in _line(out, "ok", "public access")
+
+
+def test_a_policy_that_differs_from_the_config_is_a_warning(
+    demo: Demo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    services = google_client(run_v2.ServicesClient)
+    name = f"projects/{demo.project}/locations/{demo.region}/services/{demo.service}"
+    read = services.get_iam_policy(request=iam_policy_pb2.GetIamPolicyRequest(resource=name))
+    del read.bindings[:]
+    services.set_iam_policy(request=iam_policy_pb2.SetIamPolicyRequest(resource=name, policy=read))
+
+    assert cli.main(["check", "prod"]) == 0
+    line = _line(capsys.readouterr().out, "warn", "public access")
+    assert "allow_unauthenticated = true, but allUsers lacks roles/run.invoker" in line
+    assert line.endswith("the next deploy makes it public")

@@ -51,9 +51,15 @@ def _echo_handler(name: str) -> type[BaseHTTPRequestHandler]:
     return Echo
 
 
+def _public(router: Router) -> Router:
+    """These tests are about routing: SERVICE lets anyone in (access: test_sandbox_run_iam.py)."""
+    router.set_public(SERVICE, True)
+    return router
+
+
 @pytest.fixture
 def router() -> Iterator[Router]:
-    running = Router(Faults())
+    running = _public(Router(Faults()))
     yield running
     running.close()
 
@@ -180,7 +186,7 @@ def test_split_must_sum_to_100(router: Router, backend: Backend) -> None:
 
 def test_health_500_sticks_to_its_revision(backend: Backend) -> None:
     faults = Faults()
-    router = Router(faults)
+    router = _public(Router(faults))
     try:
         r1, r2 = backend("r1"), backend("r2")
         router.update(SERVICE, [("r1", r1, 100)], {"r1": ("r1", r1), "r2": ("r2", r2)})
@@ -203,7 +209,7 @@ def test_health_500_sticks_to_its_revision(backend: Backend) -> None:
 
 def test_health_hang_holds_the_request(backend: Backend) -> None:
     faults = Faults()
-    router = Router(faults)
+    router = _public(Router(faults))
     try:
         r1 = backend("r1")
         router.update(SERVICE, [("r1", r1, 100)], {})

@@ -7,7 +7,7 @@ import pytest
 from google.api_core import exceptions
 from google.cloud import run_v2
 
-from tests.run_world import LATEST, OP_TIMEOUT, State, short, unique
+from tests.run_world import INVOKER, LATEST, OP_TIMEOUT, State, short, unique
 from tests.run_world import create as create_service
 from tests.run_world import served_revision as served
 from tests.run_world import template as sample_template
@@ -50,7 +50,7 @@ def test_no_traffic_candidate_then_promote_then_roll_back(services, revisions, i
     promote.traffic = [pinned(candidate, 100)]
     promoted = services.update_service(service=promote).result(timeout=OP_TIMEOUT)
     assert served(promoted.uri) == candidate
-    assert httpx.get(f"{tag_uri}/health", timeout=10).status_code == 404
+    assert httpx.get(f"{tag_uri}/health", headers=INVOKER, timeout=10).status_code == 404
 
     rollback = run_v2.Service(promoted)
     rollback.traffic = [pinned(current, 100)]

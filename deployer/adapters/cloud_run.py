@@ -22,6 +22,7 @@ from google.api_core import exceptions
 from google.cloud import run_v2
 from google.longrunning import operations_pb2
 
+from deployer.adapters import cloud_run_iam
 from deployer.adapters.cloud_logging import RevisionLogs
 from deployer.adapters.cloud_run_template import (
     candidate_template,
@@ -65,10 +66,9 @@ def service_name(service: ServiceConfig) -> str:
 class CloudRunRevisions:
     """`Revisions` over the Cloud Run Admin v2 API.
 
-    `RunSettings.allow_unauthenticated` is not applied here: it is an IAM binding
-    (`roles/run.invoker` for `allUsers` via `set_iam_policy`), which the sandbox
-    does not model; the deployer leaves the service's IAM policy as it finds it,
-    and only uses the setting to decide whether health probes carry an ID token.
+    `RunSettings.allow_unauthenticated` is applied by `set_public`, as gcloud's
+    `--[no-]allow-unauthenticated` does: the `allUsers` binding of
+    `roles/run.invoker` in the service's IAM policy (cloud_run_iam.py).
     """
 
     def __init__(
@@ -149,6 +149,16 @@ class CloudRunRevisions:
             ) from None
         operation_name: str = operation.operation.name
         return operation_name
+
+    def set_public(self, service: ServiceConfig, public: bool) -> bool:
+        """Grant (or revoke) `roles/run.invoker` to `allUsers`; whether the policy changed.
+
+        Other bindings stay as they are. Raises RolloutRefused (naming the missing
+        permission when denied) when Cloud Run refuses to read or write the policy.
+        """
+        return cloud_run_iam.set_public(
+            self._services, service_name(service), public, _CALL_TIMEOUT
+        )
 
     def wait(self, service: ServiceConfig, operation: str, timeout: float) -> RolloutOutcome:
         """Wait until Cloud Run has reconciled (observed_generation == generation) and say how it ended."""

@@ -36,6 +36,14 @@ def google_id_token(audience: str) -> str:
     return token
 
 
+SANDBOX_ID_TOKEN = "sandbox-id-token"  # a stand-in, not a secret
+
+
+def sandbox_id_token(audience: str) -> str:
+    """A fixed stand-in for an ID token: the sandbox accepts any bearer token, verifies none."""
+    return SANDBOX_ID_TOKEN
+
+
 def judge(status: int, body: bytes, check: HealthCheck, commit: str) -> str:
     """Why an answer is not healthy, or "" when it is."""
     if status != check.expect_status:
@@ -64,7 +72,7 @@ class HttpHealth:
     """`Health` by plain HTTP GETs, with an ID token when the service requires one."""
 
     def __init__(self, id_tokens: IdTokens | None = google_id_token) -> None:
-        # None: never authenticate (the sandbox serves like --allow-unauthenticated).
+        # None: never send a token, even to a service that requires one.
         self._id_tokens = id_tokens
 
     def check(

@@ -3,7 +3,7 @@
 `testIamPermissions` answers for the caller (whoever runs `deployer check`),
 never for another principal; the runtime service account's access is read
 from the secret's policy instead. An API that does not implement these calls
-(the sandbox) is reported as "not checked", never as a failure.
+(the sandbox's Secret Manager) is reported as "not checked", never as a failure.
 """
 
 from __future__ import annotations

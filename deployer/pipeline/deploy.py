@@ -244,9 +244,29 @@ class DeployPipeline:
             raise StageFailed(f"Cloud Run refused revision {name}", str(error)) from None
         record.candidate_revision = name
         runner.save()
+        access = self._access(runner, plan)
         if plan.current is None:
-            return Done(f"service {plan.service.service} created with revision {name}")
-        return Done(f"revision {name} created at 0% with tag {traffic.CANDIDATE_TAG}")
+            return Done(f"service {plan.service.service} created with revision {name}{access}")
+        return Done(f"revision {name} created at 0% with tag {traffic.CANDIDATE_TAG}{access}")
+
+    def _access(self, runner: StageRunner, plan: Plan) -> str:
+        """Who may invoke the service, as `allow_unauthenticated` says; "; what changed" or ""."""
+        public = plan.settings.run.allow_unauthenticated
+        # Read first, written only when it differs (right after creation on a first deploy).
+        try:
+            changed = self.platform.revisions.set_public(plan.service, public)
+        except RolloutRefused as error:
+            what = "public" if public else "private"
+            raise StageFailed(f"could not make {plan.service.service} {what}", str(error)) from None
+        if not changed:
+            return ""
+        line = (
+            "made public: allUsers may invoke"
+            if public
+            else "made private: allUsers may no longer invoke"
+        )
+        runner.progress(line)
+        return f"; {line}"
 
     def _ready(
         self, runner: StageRunner, plan: Plan, operation: list[str], deadline: Deadline

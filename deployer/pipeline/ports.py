@@ -189,6 +189,11 @@ class Revisions(Protocol):
         """Create the candidate revision at 0 % with its tag, traffic pinned as in `keep`; the operation name."""
         ...
 
+    def set_public(self, service: ServiceConfig, public: bool) -> bool:
+        """Grant (True) or revoke (False) `roles/run.invoker` for `allUsers`, leaving other
+        bindings alone; whether the policy changed. RolloutRefused when Cloud Run refuses."""
+        ...
+
     def wait(self, service: ServiceConfig, operation: str, timeout: float) -> RolloutOutcome:
         """Wait until Cloud Run has reconciled (observed_generation == generation) and say how it ended."""
         ...

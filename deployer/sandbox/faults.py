@@ -10,6 +10,8 @@ host, see `http_front.py`). Each kind is consumed where it happens:
     health_hang     the next created revision (or `revision`) never answers /health
     slack_429       the next `times` Slack calls answer 429 with `retry_after` seconds
     slack_5xx       the next `times` Slack calls answer `status` (default 503)
+    iam_denied      the next `times` SetIamPolicy calls on a service answer PERMISSION_DENIED
+    iam_conflict    the next SetIamPolicy finds the policy changed since it was read (ABORTED)
 
 Health faults stick to the revision they were bound to: a broken revision stays
 broken until the fault is cleared.
@@ -30,6 +32,8 @@ KINDS = (
     "health_hang",
     "slack_429",
     "slack_5xx",
+    "iam_denied",
+    "iam_conflict",
 )
 _BOUND_TO_REVISION = ("revision_crash", "health_500", "health_hang")
 

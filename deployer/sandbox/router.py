@@ -9,6 +9,13 @@ Each URL is its own listener so that, as on Cloud Run, a tag's URL keeps
 pointing at its revision whatever happens to the split. `/health` requests are
 where the health faults bite: `health_500` answers 500 in the revision's name,
 `health_hang` holds the request without answering (bounded).
+
+Access follows the service's IAM policy (`run_iam.py` calls `set_public`): a
+public service (allUsers holds roles/run.invoker) takes any request; a private
+one (the default) answers 403 with the page Google's front end gives, unless
+the request carries `Authorization: Bearer ...` (or Cloud Run's
+`X-Serverless-Authorization`). The sandbox cannot verify a Google ID token, so
+any bearer token passes: it tests that callers send one, not who they are.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from html import escape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
@@ -60,14 +68,34 @@ class _Refusal:
     text: str
 
 
-# A listener asks its route where a request goes: a revision, or an answer of its own.
-_Pick = Callable[[], "_Target | _Refusal"]
+@dataclass(frozen=True)
+class _Forbidden:
+    """The caller may not invoke this service: it is private and the request has no token."""
+
+
+# A listener asks its route where a request goes (saying whether the request carries a
+# bearer token): a revision, or an answer of its own.
+_Pick = Callable[[bool], "_Target | _Refusal | _Forbidden"]
+
+# Google's front end, refusing a request to a private Cloud Run service.
+_FORBIDDEN_PAGE = """<html><head>
+<meta http-equiv="content-type" content="text/html;charset=utf-8">
+<title>403 Forbidden</title>
+</head>
+<body text=#000000 bgcolor=#ffffff>
+<h1>Error: Forbidden</h1>
+<h2>Your client does not have permission to get URL <code>{path}</code> from this server.</h2>
+<h2></h2>
+</body></html>
+"""
+_AUTH_HEADERS = ("Authorization", "X-Serverless-Authorization")
 
 
 @dataclass
 class _Route:
     split: list[tuple[_Target, int]] = field(default_factory=list)
     tags: dict[str, _Target] = field(default_factory=dict)
+    public: bool = False  # allUsers may invoke (the service's IAM policy)
     service_listener: _Listener | None = None
     tag_listeners: dict[str, _Listener] = field(default_factory=dict)
 
@@ -131,7 +159,11 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 
     def _proxy(self) -> None:
         body = self._read_body()
-        choice = self.pick()
+        choice = self.pick(self._has_bearer())
+        if isinstance(choice, _Forbidden):
+            page = _FORBIDDEN_PAGE.format(path=escape(urlsplit(self.path).path or "/"))
+            self._answer(403, page, content_type="text/html; charset=UTF-8")
+            return
         if isinstance(choice, _Refusal):
             self._answer(choice.status, choice.text)
             return
@@ -156,6 +188,14 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(payload)
+
+    def _has_bearer(self) -> bool:
+        """Whether the request carries a bearer token (any: the sandbox cannot verify one)."""
+        for name in _AUTH_HEADERS:
+            scheme, _, token = (self.headers.get(name) or "").strip().partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return True
+        return False
 
     def _forward(
         self, target: _Target, body: bytes
@@ -274,7 +314,9 @@ class Router:
         with self._lock:
             route = self._route(service)
             if route.service_listener is None:
-                route.service_listener = self._listen(lambda: self._pick_split(service))
+                route.service_listener = self._listen(
+                    lambda bearer: self._pick_split(service, bearer)
+                )
             return route.service_listener.url
 
     def tag_url(self, service: str, tag: str) -> str:
@@ -283,7 +325,7 @@ class Router:
             route = self._route(service)
             listener = route.tag_listeners.get(tag)
             if listener is None:
-                listener = self._listen(lambda: self._pick_tag(service, tag))
+                listener = self._listen(lambda bearer: self._pick_tag(service, tag, bearer))
                 route.tag_listeners[tag] = listener
             return listener.url
 
@@ -304,6 +346,11 @@ class Router:
             route = self._route(service)
             route.split = targets
             route.tags = tagged
+
+    def set_public(self, service: str, public: bool) -> None:
+        """Whether anyone may call the service's URLs (else only requests with a bearer token)."""
+        with self._lock:
+            self._route(service).public = public
 
     def remove(self, service: str) -> None:
         """Stop every listener of the service; its URLs stop answering."""
@@ -329,10 +376,13 @@ class Router:
     def _listen(self, pick: _Pick) -> _Listener:
         return _Listener(self._host, pick, self._faults, self._closing, self._request_timeout)
 
-    def _pick_split(self, service: str) -> _Target | _Refusal:
+    def _pick_split(self, service: str, bearer: bool) -> _Target | _Refusal | _Forbidden:
         with self._lock:
             route = self._routes.get(service)
             split = list(route.split) if route else []
+            public = route is not None and route.public
+        if not (public or bearer):
+            return _Forbidden()
         live = [(target, percent) for target, percent in split if percent > 0]
         if not live:
             return _Refusal(503, "Service Unavailable: no revision is ready to serve traffic.")
@@ -341,10 +391,13 @@ class Router:
         )[0]
         return chosen
 
-    def _pick_tag(self, service: str, tag: str) -> _Target | _Refusal:
+    def _pick_tag(self, service: str, tag: str, bearer: bool) -> _Target | _Refusal | _Forbidden:
         with self._lock:
             route = self._routes.get(service)
             target = route.tags.get(tag) if route else None
+            public = route is not None and route.public
+        if not (public or bearer):
+            return _Forbidden()
         if target is None:
             return _Refusal(404, f"Not Found: no traffic tag {tag!r} on this service.")
         return target

@@ -17,6 +17,7 @@ from deployer.sandbox.faults import Faults
 from deployer.sandbox.operations import Operations
 from deployer.sandbox.router import Router
 from deployer.sandbox.rpc import already_exists, invalid, service, unary
+from deployer.sandbox.run_iam import ServiceIam
 from deployer.sandbox.run_launcher import RevisionLauncher
 from deployer.sandbox.run_names import (
     ServiceName,
@@ -89,6 +90,7 @@ class ServicesServicer:
         self._faults = faults
         self._queues = queues
         self._reconciler = Reconciler(state, launcher, router, operations)
+        self._iam = ServiceIam(state, router, faults)
 
     def handler(self) -> Any:
         op = operations_pb2.Operation
@@ -102,6 +104,7 @@ class ServicesServicer:
                 ),
                 "UpdateService": unary(self._update, run_v2.UpdateServiceRequest, op),
                 "DeleteService": unary(self._delete, run_v2.DeleteServiceRequest, op),
+                **self._iam.methods(),
             },
         )
 
@@ -159,6 +162,8 @@ class ServicesServicer:
             if validate_only:
                 return self._done(name, _with_status(spec, status))
             status.uri = self._router.service_url(name.name)
+            # A new service has an empty IAM policy: private, whatever an earlier namesake was.
+            self._router.set_public(name.name, False)
             status.urls.append(status.uri)
             mark_reconciling(status)
             record = ServiceRecord(name, _with_status(spec, status))

@@ -10,6 +10,7 @@ import threading
 from dataclasses import dataclass, field
 
 from google.cloud import run_v2
+from google.iam.v1 import policy_pb2
 
 from deployer.sandbox.run_names import (
     ServiceName,
@@ -19,6 +20,14 @@ from deployer.sandbox.run_names import (
     service_not_found,
 )
 from deployer.sandbox.run_resources import State, clone, new_etag, now
+
+# The etag Google gives a resource whose IAM policy was never set ("ACAB" in base64).
+EMPTY_POLICY_ETAG = b"\x00\x20\x01"
+
+
+def empty_policy() -> policy_pb2.Policy:
+    """The IAM policy of a service nobody has set one on: no bindings, so private."""
+    return policy_pb2.Policy(etag=EMPTY_POLICY_ETAG)
 
 
 @dataclass
@@ -54,6 +63,7 @@ class ServiceRecord:
     service: run_v2.Service
     revisions: dict[str, RevisionRecord] = field(default_factory=dict)
     deleted: bool = False
+    policy: policy_pb2.Policy = field(default_factory=empty_policy)  # run_iam.py
 
     def touch(self) -> None:
         """Record a change: new etag, new update time."""

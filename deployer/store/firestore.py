@@ -1,0 +1,307 @@
+"""The production store: Cloud Firestore (native mode), shared by the function and the job.
+
+`DEPLOYER_STORE` names it:
+
+    firestore                           project from GOOGLE_CLOUD_PROJECT, else ADC's
+    firestore://PROJECT                 that project
+    firestore://PROJECT/PREFIX          under deployers/PREFIX (deployers or tests sharing a project)
+    firestore:///PREFIX                 the environment's project, under deployers/PREFIX
+    ...?database=NAME                   a named database instead of "(default)"
+
+With `FIRESTORE_EMULATOR_HOST` set, the client talks to the emulator instead.
+Documents, under ROOT (the database root, or `deployers/PREFIX`):
+
+    ROOT/deploys/{deploy id}     body (the record's JSON, the truth), and for queries and
+                                 the console: environment, created_at, updated_at, kind,
+                                 state, service, requester
+    ROOT/locks/{env}:{kind}      environment, kind, holder, reason, created_at
+    ROOT/cancels/{deploy id}     deploy_id, who, token, created_at
+    ROOT/claims/{key or hash}    key, token, created_at
+
+Document ids are the plain text when it is a safe id, else `~` + its SHA-256
+(claim keys may hold `/`); the text is always kept as a field.
+
+Atomicity: a lock, a cancel request and a claim are taken with
+`DocumentReference.create()`, which fails with AlreadyExists when the document
+is there, so of several racers exactly one wins; the loser reads the winner. A
+release reads the lock in a transaction and deletes it only for its holder.
+Nothing expires on its own: a worker killed while holding a lock leaves it
+visible (`/deploy status`) until its deploy resumes and releases it, or someone
+deletes the document.
+
+Index: `history` queries `deploys` by environment ordered by created_at
+descending. The emulator needs no index; real Firestore needs the composite
+index (environment ASC, created_at DESC) on the collection group `deploys`,
+shipped in `infra/firestore.indexes.json` (with `body` exempt from indexing).
+PREFIX is a document, not part of a collection name, so that one index serves
+every prefix. Create it once per database (add `--database=NAME` for a named one):
+
+    gcloud firestore indexes composite create --collection-group=deploys \\
+        --query-scope=COLLECTION --field-config=field-path=environment,order=ascending \\
+        --field-config=field-path=created_at,order=descending
+
+The deployer's account needs `roles/datastore.user`. Any Firestore failure
+(unreachable, no rights, no index) is a RefusedError naming the store: a deploy
+never goes on without its lock store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from google.api_core import exceptions
+from google.api_core.retry import Retry, if_exception_type
+from google.auth.exceptions import GoogleAuthError
+from google.cloud import firestore
+from google.cloud.firestore_v1 import FieldFilter
+
+from deployer.adapters.firestore_client import firestore_client, firestore_emulator_host
+from deployer.errors import RefusedError
+from deployer.pipeline.record import DeployRecord, Lock
+
+ROOT_COLLECTION = "deployers"
+DEPLOYS, LOCKS, CANCELS, CLAIMS = "deploys", "locks", "cancels", "claims"
+# The composite index `history` needs, as in infra/firestore.indexes.json.
+HISTORY_INDEX = ((DEPLOYS, "environment", "ASCENDING"), (DEPLOYS, "created_at", "DESCENDING"))
+DEFAULT_TIMEOUT = 10.0
+
+_PLAIN_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
+_PREFIX = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
+_PROJECT = re.compile(r"^[a-z][a-z0-9.:-]{0,99}$")
+_DATABASE = re.compile(r"^[a-z0-9()-]{1,63}$")
+# Safe to repeat: set() is idempotent, and a repeated create() that had committed
+# reads back its own token (see _create).
+_TRANSIENT = if_exception_type(
+    exceptions.ServiceUnavailable,
+    exceptions.DeadlineExceeded,
+    exceptions.InternalServerError,
+    exceptions.Aborted,
+)
+_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class FirestoreLocation:
+    """Where the store lives: project (None: from the environment), database and prefix."""
+
+    project: str | None = None
+    database: str | None = None
+    prefix: str = ""
+
+
+def parse_firestore_url(url: str) -> FirestoreLocation:
+    """`firestore`, `firestore://PROJECT[/PREFIX][?database=NAME]` or `firestore:///PREFIX`."""
+    if url == "firestore":
+        return FirestoreLocation()
+    parts = urlsplit(url)
+    query = parse_qs(parts.query, keep_blank_values=True)
+    prefix = parts.path.removeprefix("/")
+    database = query.pop("database", [None])[-1]
+    problem = ""
+    if parts.scheme != "firestore" or parts.fragment or query:
+        problem = "it is not firestore://PROJECT/PREFIX?database=NAME"
+    elif parts.netloc and not _PROJECT.match(parts.netloc):
+        problem = f"{parts.netloc!r} is not a project id"
+    elif prefix and not _PREFIX.match(prefix):
+        problem = f"the prefix {prefix!r} must be one segment of letters, digits, '-' and '_'"
+    elif database is not None and not _DATABASE.match(database):
+        problem = f"{database!r} is not a database id"
+    if problem:
+        raise RefusedError(
+            f"DEPLOYER_STORE={url!r}: {problem}. Without a store there are no locks, "
+            "so nothing is deployed."
+        )
+    return FirestoreLocation(parts.netloc or None, database or None, prefix)
+
+
+def _document_id(text: str) -> str:
+    """`text` when it is a safe document id, else `~` + its SHA-256 (ids may not hold `/`)."""
+    if _PLAIN_ID.match(text) and text not in (".", "..") and not text.startswith("__"):
+        return text
+    return "~" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def _lock_from(fields: dict[str, Any]) -> Lock:
+    return Lock(
+        environment=str(fields["environment"]),
+        kind=str(fields["kind"]),
+        holder=str(fields["holder"]),
+        reason=str(fields["reason"]),
+        created_at=float(fields["created_at"]),
+    )
+
+
+class FirestoreStore:
+    """`Store` on Cloud Firestore: create() for one winner, transactions for releases."""
+
+    def __init__(
+        self, client: firestore.Client, prefix: str = "", timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
+        self._client = client
+        self._timeout = timeout
+        self._retry = Retry(
+            predicate=_TRANSIENT, initial=0.1, maximum=1.0, multiplier=2.0, timeout=timeout
+        )
+        root: Any = client.collection(ROOT_COLLECTION).document(prefix) if prefix else client
+        self._deploys = root.collection(DEPLOYS)
+        self._locks = root.collection(LOCKS)
+        self._cancels = root.collection(CANCELS)
+        self._claims = root.collection(CLAIMS)
+        emulator = firestore_emulator_host()
+        self.where = (
+            f"Firestore projects/{client.project}/databases/{client._database}"
+            + (f"/documents/{ROOT_COLLECTION}/{prefix}" if prefix else "")
+            + (f" (emulator {emulator})" if emulator else "")
+        )
+
+    @classmethod
+    def from_url(cls, url: str, timeout: float = DEFAULT_TIMEOUT) -> FirestoreStore:
+        """The store a `firestore...` URL names (see the module docstring)."""
+        location = parse_firestore_url(url)
+        client = firestore_client(location.project, location.database)
+        return cls(client, location.prefix, timeout)
+
+    @contextmanager
+    def _answering(self, what: str) -> Iterator[None]:
+        """Turn any Firestore failure into a RefusedError that names the store."""
+        try:
+            yield
+        except (exceptions.GoogleAPICallError, exceptions.RetryError, GoogleAuthError) as error:
+            raise RefusedError(
+                f"{self.where} failed to {what}: {error}. Check that Firestore is reachable, "
+                "the project and database exist, and the deployer has roles/datastore.user. "
+                "Without the lock store nothing is deployed."
+            ) from error
+
+    def _calls(self) -> dict[str, Any]:
+        return {"retry": self._retry, "timeout": self._timeout}
+
+    def _create(self, ref: Any, fields: dict[str, Any]) -> dict[str, Any]:
+        """Create the document, else read it; the fields it holds (ours when we won).
+
+        Our fields carry a random token, so a create() retried after a reply was
+        lost reads back its own document and still counts as the winner.
+        """
+        for _ in range(_ATTEMPTS):
+            try:
+                ref.create(fields, **self._calls())
+                return fields
+            except exceptions.AlreadyExists:
+                pass
+            snapshot = ref.get(**self._calls())
+            if snapshot.exists:
+                held: dict[str, Any] = snapshot.to_dict()
+                return held
+            # Deleted between our create and our read (a lock released): try again.
+        raise RefusedError(f"{self.where}: {ref.path} kept changing while it was being created")
+
+    # --- records -----------------------------------------------------------------------
+
+    def save(self, record: DeployRecord) -> None:
+        record.updated_at = time.time()
+        fields = {
+            "environment": record.environment,
+            "created_at": record.created_at,
+            "updated_at": record.updated_at,
+            "kind": record.kind,
+            "state": str(record.state),
+            "service": record.service,
+            "requester": record.requester,
+            "body": record.to_json(),
+        }
+        with self._answering(f"save deploy {record.id}"):
+            self._deploys.document(_document_id(record.id)).set(fields, **self._calls())
+
+    def get(self, deploy_id: str) -> DeployRecord | None:
+        with self._answering(f"read deploy {deploy_id}"):
+            snapshot = self._deploys.document(_document_id(deploy_id)).get(**self._calls())
+        return DeployRecord.from_json(snapshot.get("body")) if snapshot.exists else None
+
+    def history(self, environment: str, limit: int = 20) -> list[DeployRecord]:
+        query = (
+            self._deploys.where(filter=FieldFilter("environment", "==", environment))
+            .order_by("created_at", direction=firestore.Query.DESCENDING)
+            .limit(limit)
+        )
+        # Ties on created_at come newest id first: Firestore orders by the document
+        # name in the direction of the last order_by, as SQLite's `id DESC` does.
+        with self._answering(f"read the history of {environment}"):
+            return [
+                DeployRecord.from_json(doc.get("body")) for doc in query.stream(**self._calls())
+            ]
+
+    # --- locks -------------------------------------------------------------------------
+
+    def _lock_ref(self, environment: str, kind: str) -> Any:
+        return self._locks.document(_document_id(f"{environment}:{kind}"))
+
+    def acquire_lock(self, lock: Lock) -> Lock:
+        fields = {
+            "environment": lock.environment,
+            "kind": lock.kind,
+            "holder": lock.holder,
+            "reason": lock.reason,
+            "created_at": lock.created_at,
+        }
+        with self._answering(f"lock {lock.environment} ({lock.kind})"):
+            return _lock_from(self._create(self._lock_ref(lock.environment, lock.kind), fields))
+
+    def release_lock(self, environment: str, kind: str, holder: str) -> bool:
+        ref = self._lock_ref(environment, kind)
+
+        def held_by_holder(snapshot: Any) -> bool:
+            return bool(snapshot.exists and snapshot.get("holder") == holder)
+
+        @firestore.transactional
+        def release(transaction: firestore.Transaction) -> bool:
+            if not held_by_holder(ref.get(transaction=transaction)):
+                return False
+            transaction.delete(ref)
+            return True
+
+        with self._answering(f"unlock {environment} ({kind})"):
+            # A plain read first: most calls find nothing to release, and it fails
+            # within the store's timeout when Firestore is unreachable.
+            if not held_by_holder(ref.get(**self._calls())):
+                return False
+            try:
+                return bool(release(self._client.transaction(max_attempts=_ATTEMPTS)))
+            except ValueError as error:  # the library's "exceeded max attempts"
+                raise RefusedError(
+                    f"{self.where} could not unlock {environment}: {error}"
+                ) from error
+
+    def locks(self, environment: str) -> list[Lock]:
+        query = self._locks.where(filter=FieldFilter("environment", "==", environment))
+        with self._answering(f"read the locks of {environment}"):
+            found = [_lock_from(doc.to_dict()) for doc in query.stream(**self._calls())]
+        return sorted(found, key=lambda lock: lock.kind)
+
+    # --- cancels and claims ------------------------------------------------------------
+
+    def request_cancel(self, deploy_id: str, who: str) -> bool:
+        token = secrets.token_hex(8)
+        fields = {"deploy_id": deploy_id, "who": who, "token": token, "created_at": time.time()}
+        with self._answering(f"record a cancel request for {deploy_id}"):
+            held = self._create(self._cancels.document(_document_id(deploy_id)), fields)
+        return held.get("token") == token
+
+    def cancel_requested(self, deploy_id: str) -> str | None:
+        with self._answering(f"read the cancel request of {deploy_id}"):
+            snapshot = self._cancels.document(_document_id(deploy_id)).get(**self._calls())
+        return str(snapshot.get("who")) if snapshot.exists else None
+
+    def claim(self, key: str) -> bool:
+        token = secrets.token_hex(8)
+        fields = {"key": key, "token": token, "created_at": time.time()}
+        with self._answering(f"claim {key}"):
+            held = self._create(self._claims.document(_document_id(key)), fields)
+        return held.get("token") == token
