@@ -59,7 +59,7 @@ def default_platform(host: str | None = None) -> Platform:
     from google.cloud.logging_v2.services.logging_service_v2 import LoggingServiceV2Client
 
     from deployer.adapters.cloud_build import CloudBuildBuilds
-    from deployer.adapters.cloud_logging import RevisionLogs
+    from deployer.adapters.cloud_logging import BuildLogs, RevisionLogs
     from deployer.adapters.cloud_run import CloudRunRevisions
     from deployer.adapters.git_refs import GitRefs
     from deployer.adapters.google_clients import emulator_host, google_client
@@ -68,7 +68,10 @@ def default_platform(host: str | None = None) -> Platform:
 
     return Platform(
         refs=GitRefs(),
-        builds=CloudBuildBuilds(google_client(cloudbuild_v1.CloudBuildClient, host)),
+        builds=CloudBuildBuilds(
+            google_client(cloudbuild_v1.CloudBuildClient, host),
+            BuildLogs(google_client(LoggingServiceV2Client, host)),
+        ),
         secrets=SecretManagerSecrets(
             google_client(secretmanager_v1.SecretManagerServiceClient, host)
         ),

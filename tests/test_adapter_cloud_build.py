@@ -13,10 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import pytest
 from google.cloud.devtools import cloudbuild_v1 as cb
+from google.cloud.logging_v2.services.logging_service_v2 import LoggingServiceV2Client
 
-from deployer.adapters.cloud_build import CloudBuildBuilds
+from deployer.adapters.cloud_build import OUTPUT_LINES, CloudBuildBuilds
+from deployer.adapters.cloud_logging import BuildLogs
 from deployer.adapters.google_clients import google_client
 from deployer.build_config import load_build_config
 from deployer.config import ServiceConfig, Source
@@ -72,7 +75,12 @@ class Bench:
 
 
 @pytest.fixture
-def bench(client: cb.CloudBuildClient, service: ServiceConfig, repo_root: Path) -> Bench:
+def bench(
+    client: cb.CloudBuildClient,
+    google_clients: GoogleClients,
+    service: ServiceConfig,
+    repo_root: Path,
+) -> Bench:
     head = subprocess.run(
         ["git", "-C", str(repo_root), "rev-parse", "HEAD"],
         capture_output=True,
@@ -81,7 +89,8 @@ def bench(client: cb.CloudBuildClient, service: ServiceConfig, repo_root: Path) 
         timeout=30,
     ).stdout.strip()
     config = load_build_config((repo_root / "cloudbuild.yaml").read_text())
-    return Bench(client, CloudBuildBuilds(client), service, config, head)
+    logs = BuildLogs(google_clients(LoggingServiceV2Client))
+    return Bench(client, CloudBuildBuilds(client, logs), service, config, head)
 
 
 def test_success_reports_the_image_by_digest_and_the_commit_built(
@@ -145,6 +154,59 @@ def test_a_failing_step_is_named_with_cloud_builds_detail(gcp: Sandbox, bench: B
     assert lines[-2:] == ["step build failed", "build FAILURE"]
 
 
+def test_a_failed_steps_output_is_quoted_from_its_log(gcp: Sandbox, bench: Bench) -> None:
+    gcp.faults.arm("build_fail", step="build", message="npm ERR! missing script: build")
+    started = bench.start("d-npm-1")
+    outcome = bench.wait(started)
+
+    assert (outcome.status, outcome.failing_step) == ("FAILURE", "build")
+    status, blank, *quoted = outcome.detail.splitlines()
+    assert status.startswith("Build step failure: build step 1 ") and blank == ""
+    assert quoted == ["Build output (last line of step build):", "npm ERR! missing script: build"]
+
+
+def test_a_build_without_a_failing_step_quotes_the_end_of_its_log(bench: Bench) -> None:
+    missing = secrets.token_hex(20)
+    outcome = bench.wait(bench.start("d-nocommit-2", commit=missing))
+
+    assert outcome.failing_step is None
+    quoted = outcome.detail.partition("\n\nBuild output (last 2 lines of the build):\n")[2]
+    fetching, error = quoted.splitlines()
+    assert fetching.startswith("Fetching ") and missing in fetching
+    assert error.startswith("ERROR: failed to fetch source")
+
+
+def test_the_output_is_its_last_lines_at_most(gcp: Sandbox, bench: Bench) -> None:
+    lines = [f"npm ERR! line {n}" for n in range(OUTPUT_LINES + 5)]
+    gcp.faults.arm("build_fail", step="build", message="\n".join(lines))
+    outcome = bench.wait(bench.start("d-npm-2"))
+
+    quoted = outcome.detail.splitlines()
+    assert quoted[-OUTPUT_LINES - 1] == f"Build output (last {OUTPUT_LINES} lines of step build):"
+    assert quoted[-OUTPUT_LINES:] == lines[-OUTPUT_LINES:]
+    assert len(quoted) <= 15  # what the thread and the terminal show of a failure
+
+
+def test_a_failure_is_reported_when_its_log_cannot_be_read(
+    gcp: Sandbox, bench: Bench, caplog: pytest.LogCaptureFixture
+) -> None:
+    gcp.faults.arm("build_fail", step="build", message="npm ERR! missing script: build")
+    nobody = LoggingServiceV2Client(
+        transport=LoggingServiceV2Client.get_transport_class("grpc")(
+            channel=grpc.insecure_channel("127.0.0.1:9")
+        )
+    )
+    try:
+        builds = CloudBuildBuilds(bench.client, BuildLogs(nobody))
+        outcome = builds.wait(bench.service, bench.start("d-nologs-1").build_id, 60, lambda _: None)
+    finally:
+        nobody.transport.close()
+
+    assert (outcome.status, outcome.failing_step) == ("FAILURE", "build")
+    assert "non-zero status: 1" in outcome.detail and "Build output" not in outcome.detail
+    assert "reading the logs of build" in caplog.text
+
+
 def test_a_hanging_build_is_cancelled_at_the_timeout(gcp: Sandbox, bench: Bench) -> None:
     gcp.faults.arm("build_hang", step="build")
     started = bench.start("d-hang-1")
@@ -154,6 +216,9 @@ def test_a_hanging_build_is_cancelled_at_the_timeout(gcp: Sandbox, bench: Bench)
     assert time.monotonic() - began < 3.5
     assert (outcome.status, outcome.failing_step) == ("TIMEOUT", "build")
     assert "the deployer cancelled the build after 2 s" in outcome.detail
+    assert outcome.detail.endswith(
+        "Build output (last line of step build):\n(sandbox fault build_hang: this step never ends)"
+    )
     assert outcome.log_url == started.log_url
     status = Status(bench.read_back(started.build_id).status)
     assert status in (Status.CANCELLED, Status.TIMEOUT)
@@ -208,12 +273,15 @@ def test_an_unreachable_api_is_retried_until_the_timeout(service: ServiceConfig)
         spare.bind(("127.0.0.1", 0))
         closed = f"127.0.0.1:{spare.getsockname()[1]}"
     client = google_client(cb.CloudBuildClient, host=closed)
+    logs = google_client(LoggingServiceV2Client, host=closed)
     try:
         began = time.monotonic()
         lines: list[str] = []
-        outcome = CloudBuildBuilds(client).wait(service, "some-build", 1, lines.append)
+        builds = CloudBuildBuilds(client, BuildLogs(logs))
+        outcome = builds.wait(service, "some-build", 1, lines.append)
     finally:
         client.transport.close()
+        logs.transport.close()
 
     assert outcome.status == "TIMEOUT"
     assert "could not be cancelled" in outcome.detail

@@ -34,7 +34,7 @@ def build_status(world: World, build_id: str) -> BuildStatus:
 def test_a_failed_build_rolls_nothing_out_and_names_the_step(world: World) -> None:
     before = world.revision_names()
     world.commit("broken")
-    world.sandbox.faults.arm("build_fail", step="build")
+    world.sandbox.faults.arm("build_fail", step="build", message="npm ERR! missing script: build")
 
     record, events = world.deploy()
 
@@ -44,6 +44,10 @@ def test_a_failed_build_rolls_nothing_out_and_names_the_step(world: World) -> No
     assert build is not None and build.outcome == Outcome.FAILED
     assert build.summary == "build FAILURE at step build"
     assert 'build step 1 "gcr.io/cloud-builders/docker" failed' in build.detail
+    # The step's own words, from its log in Cloud Logging.
+    assert build.detail.endswith(
+        "Build output (last line of step build):\nnpm ERR! missing script: build"
+    )
     assert build.link and (record.build_id or "-") in build.link
     assert record.image is None and record.candidate_revision is None
     assert world.revision_names() == before

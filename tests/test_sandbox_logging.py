@@ -1,4 +1,4 @@
-"""Cloud Logging in the sandbox: a revision's container output, read through the real client."""
+"""Cloud Logging in the sandbox: revisions' and builds' logs, read through the real client."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import grpc
 import pytest
 from google.api_core import exceptions
 from google.cloud import logging_v2, run_v2
+from google.cloud.devtools import cloudbuild_v1 as cb
 
-from deployer.adapters.cloud_logging import RevisionLogs
+from deployer.adapters.cloud_logging import BuildLogs, RevisionLogs
 from deployer.adapters.google_clients import google_client
 from deployer.config import ServiceConfig, Source
 from deployer.sandbox.images import Image
@@ -24,6 +25,7 @@ LoggingClient = logging_v2.services.logging_service_v2.LoggingServiceV2Client
 OP_TIMEOUT = 30
 STDERR = "run.googleapis.com%2Fstderr"
 SYSTEM = "run.googleapis.com%2Fvarlog%2Fsystem"
+NPM_ERROR = "npm ERR! missing script: build\nnpm ERR! A complete log of this run can be found in:"
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,38 @@ def crashed(sandbox: Sandbox) -> Crashed:
     finally:
         services.transport.close()
     return Crashed(project, service_id, good, broken)
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A build in the crashed service's project whose third step, `compile`, failed."""
+
+    project: str
+    build_id: str
+
+    @property
+    def filter(self) -> str:
+        return f'resource.type="build" AND resource.labels.build_id="{self.build_id}"'
+
+
+@pytest.fixture(scope="module")
+def failed(sandbox: Sandbox, crashed: Crashed) -> Failed:
+    steps = [
+        cb.BuildStep(id="prepare", name="alpine"),
+        cb.BuildStep(name="busybox"),  # no id: its lines are labelled `Step #1`
+        cb.BuildStep(id="compile", name="node"),
+        cb.BuildStep(id="never", name="alpine"),
+    ]
+    builds = google_client(cb.CloudBuildClient, sandbox.grpc_address)
+    sandbox.faults.arm("build_fail", step="compile", message=NPM_ERROR)
+    try:
+        operation = builds.create_build(project_id=crashed.project, build=cb.Build(steps=steps))
+        with pytest.raises(exceptions.Unknown):
+            operation.result(timeout=OP_TIMEOUT)
+        return Failed(crashed.project, operation.metadata.build.id)
+    finally:
+        sandbox.faults.clear()
+        builds.transport.close()
 
 
 def entries(client: LoggingClient, crashed: Crashed, query: str, **fields: object) -> list:
@@ -255,6 +289,79 @@ def test_bad_request_fields_are_refused(client, crashed) -> None:
         )
 
 
+# --- build logs ------------------------------------------------------------------------
+
+
+def test_a_builds_log_is_read_as_cloud_build_writes_it(client, crashed, failed) -> None:
+    found = entries(client, crashed, failed.filter)
+
+    note = "(sandbox) builder {} is not run: no containers here; step succeeds"
+    assert [(e.labels["build_step"], e.text_payload) for e in found] == [
+        ('Step #0 - "prepare"', 'Step #0 - "prepare": ' + note.format("alpine")),
+        ("Step #1", "Step #1: " + note.format("busybox")),
+        ('Step #2 - "compile"', 'Step #2 - "compile": npm ERR! missing script: build'),
+        ('Step #2 - "compile"', 'Step #2 - "compile": ' + NPM_ERROR.splitlines()[1]),
+        ("MAIN", 'ERROR: build step 2 "node" failed: step exited with non-zero status: 1'),
+    ]
+    first = found[0]
+    assert first.resource.type == "build"
+    assert dict(first.resource.labels) == {
+        "project_id": crashed.project,
+        "build_id": failed.build_id,
+    }
+    assert all(e.log_name == f"projects/{crashed.project}/logs/cloudbuild" for e in found)
+    assert all(e.severity == 200 for e in found)  # INFO
+    stamps = [(entry.timestamp, entry.insert_id) for entry in found]
+    assert stamps == sorted(stamps)
+    assert len({entry.insert_id for entry in found}) == len(found)
+
+
+def test_a_builds_entries_filter_by_step_text_and_type(client, crashed, failed) -> None:
+    step = entries(
+        client, crashed, failed.filter + ' AND labels.build_step="Step #2 - \\"compile\\""'
+    )
+    assert [e.text_payload.partition(": ")[2] for e in step] == NPM_ERROR.splitlines()
+    assert entries(client, crashed, failed.filter + ' AND labels.build_step="Step #1"')
+    errors = entries(client, crashed, failed.filter + ' AND textPayload:"npm err!"')
+    assert [e.insert_id for e in errors] == [e.insert_id for e in step]
+    newest_first = entries(client, crashed, failed.filter, order_by="timestamp desc")
+    assert newest_first[0].labels["build_step"] == "MAIN"
+
+    whole_project = entries(client, crashed, f'resource.labels.project_id="{crashed.project}"')
+    assert {e.resource.type for e in whole_project} == {"build", "cloud_run_revision"}
+    revisions_only = entries(client, crashed, 'resource.type="cloud_run_revision"')
+    assert revisions_only and all(not e.labels for e in revisions_only)
+    # A label an entry lacks equals no value: revisions have no build_id, builds no service.
+    everything = entries(client, crashed, 'resource.labels.build_id!="x"', page_size=1000)
+    assert len(everything) == len(whole_project)
+    service_builds = f'resource.labels.service_name="{crashed.service}" resource.type="build"'
+    assert entries(client, crashed, service_builds) == []
+    assert entries(client, crashed, 'resource.labels.build_id="not-a-build"') == []
+    elsewhere = client.list_log_entries(resource_names=["projects/else"], filter=failed.filter)
+    assert list(elsewhere) == []
+
+
+def test_build_logs_tail_is_a_steps_newest_lines_without_their_prefix(
+    client, crashed, failed
+) -> None:
+    logs = BuildLogs(client)
+    config = _config(crashed)
+
+    step = logs.tail(config, failed.build_id, 20, 10, step='Step #2 - "compile"')
+    assert step == NPM_ERROR.splitlines()
+    assert logs.tail(config, failed.build_id, 1, 10, step='Step #2 - "compile"') == [
+        NPM_ERROR.splitlines()[-1]
+    ]
+    whole = logs.tail(config, failed.build_id, 2, 10)
+    assert whole == [
+        'Step #2 - "compile": npm ERR! A complete log of this run can be found in:',
+        'ERROR: build step 2 "node" failed: step exited with non-zero status: 1',
+    ]
+    assert logs.tail(config, failed.build_id, 20, 10, step='Step #3 - "never"') == []
+    since = datetime.now(UTC) + timedelta(hours=1)
+    assert logs.tail(config, failed.build_id, 20, 10, since=since) == []
+
+
 # --- the deployer's reader -----------------------------------------------------------
 
 
@@ -297,3 +404,19 @@ def test_revision_logs_answer_nothing_when_the_api_fails(
         nobody.transport.close()
 
     assert "reading the logs of revision" in caplog.text
+
+
+def test_build_logs_answer_nothing_when_the_api_fails(
+    crashed, failed, caplog: pytest.LogCaptureFixture
+) -> None:
+    nobody = LoggingClient(
+        transport=logging_v2.services.logging_service_v2.transports.LoggingServiceV2GrpcTransport(
+            channel=grpc.insecure_channel("127.0.0.1:9")
+        )
+    )
+    try:
+        assert BuildLogs(nobody).tail(_config(crashed), failed.build_id, 20, timeout=1) == []
+    finally:
+        nobody.transport.close()
+
+    assert f"reading the logs of build {failed.build_id} failed" in caplog.text

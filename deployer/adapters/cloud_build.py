@@ -3,7 +3,9 @@
     start   cloudbuild.yaml + the source at the commit + our substitutions
             -> CreateBuild (or RunBuildTrigger) -> the build id and log URL at once
     wait    GetBuild, polled from 20 ms backing off to 0.5 s, until a terminal
-            status -> status, failing step, failure detail, commit, image digest
+            status -> status, failing step, failure detail, commit, image digest;
+            a FAILURE or TIMEOUT also quotes the failing step's last log lines
+            (Cloud Logging, `BuildLogs`)
     cancel  CancelBuild; a build that already ended is left as it is
 
 The build is followed with GetBuild rather than the CreateBuild operation so that
@@ -13,13 +15,17 @@ the same way.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import re
 import time
 from collections.abc import Callable
+from typing import Any
 
 from google.api_core import exceptions
 from google.cloud.devtools import cloudbuild_v1
 
+from deployer.adapters.cloud_logging import BuildLogs
 from deployer.adapters.google_clients import google_client
 from deployer.build_config import referenced_substitutions
 from deployer.config import ServiceConfig
@@ -29,6 +35,11 @@ Build = cloudbuild_v1.Build
 Status = cloudbuild_v1.Build.Status
 
 _CALL_TIMEOUT = 30.0
+# The detail (status line, blank line, header, output) fits the 15 lines the Slack
+# thread and the terminal show of a failure, so the header stays in view.
+OUTPUT_LINES = 12
+_OUTPUT_TIMEOUT = 10.0  # for reading the output, however many queries it takes
+_QUOTED = ("FAILURE", "TIMEOUT")  # BuildOutcome.status, a Status name
 _FIRST_POLL, _MAX_POLL = 0.02, 0.5
 # Calls that may succeed when tried again: the network, not the request, failed.
 _TRANSIENT = (
@@ -64,10 +75,13 @@ _COMMIT = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 
 
 class CloudBuildBuilds:
-    """`Builds` over the Cloud Build v1 API."""
+    """`Builds` over the Cloud Build v1 API, quoting a failed build's log from Cloud Logging."""
 
-    def __init__(self, client: cloudbuild_v1.CloudBuildClient | None = None) -> None:
+    def __init__(
+        self, client: cloudbuild_v1.CloudBuildClient | None = None, logs: BuildLogs | None = None
+    ) -> None:
         self._client = client or google_client(cloudbuild_v1.CloudBuildClient)
+        self._logs = logs or BuildLogs()
 
     def start(
         self, service: ServiceConfig, build: cloudbuild_v1.Build, commit: str, deploy_id: str
@@ -145,7 +159,7 @@ class CloudBuildBuilds:
                 unreachable, last = "", build
                 _report(build, seen, progress)
                 if build.status in _TERMINAL:
-                    return _outcome(service, build)
+                    return self._quote_output(service, build, _outcome(service, build))
             if time.monotonic() >= deadline:
                 return self._timed_out(service, build_id, timeout, last, unreachable)
             time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
@@ -207,12 +221,46 @@ class CloudBuildBuilds:
             detail = f"the build ran past {timeout:.0f} s and could not be cancelled: {error}"
         if unreachable:
             detail += f"; Cloud Build was unreachable: {unreachable}"
-        return BuildOutcome(
+        outcome = BuildOutcome(
             status="TIMEOUT",
             log_url=last.log_url if last else "",
             failing_step=_failing_step(last) if last else None,
             detail=detail,
         )
+        return self._quote_output(service, last, outcome) if last else outcome
+
+    def _quote_output(
+        self, service: ServiceConfig, build: Build, outcome: BuildOutcome
+    ) -> BuildOutcome:
+        """`outcome` with the last lines of the failing step (else of the build) in its detail.
+
+        Only for FAILURE and TIMEOUT: a cancelled build was stopped on purpose, and an
+        internal error or an expired build ran no step of ours worth quoting.
+        """
+        if outcome.status not in _QUOTED or not build.id:
+            return outcome
+        deadline = time.monotonic() + _OUTPUT_TIMEOUT
+        since = _created(build)
+        index = _failing_index(build)
+        lines: list[str] = []
+        if index is not None:
+            where = f"step {_step_name(build, index)}"
+            label = _step_label(build, index)
+            lines = self._logs.tail(
+                service, build.id, OUTPUT_LINES, _OUTPUT_TIMEOUT, step=label, since=since
+            )
+        if not lines:
+            # No step, or its lines are not labelled as expected: the build's own tail.
+            where = "the build"
+            left = deadline - time.monotonic()
+            lines = self._logs.tail(service, build.id, OUTPUT_LINES, left, since=since)
+        if not lines:
+            return outcome
+        count = "line" if len(lines) == 1 else f"{len(lines)} lines"
+        output = "\n".join(lines)
+        quoted = f"Build output (last {count} of {where}):\n{output}"
+        detail = f"{outcome.detail}\n\n{quoted}" if outcome.detail else quoted
+        return dataclasses.replace(outcome, detail=detail)
 
 
 def _parent(service: ServiceConfig) -> str:
@@ -302,14 +350,32 @@ def _step_name(build: Build, index: int) -> str:
     return build.steps[index].id or f"#{index}"
 
 
-def _failing_step(build: Build) -> str | None:
+def _created(build: Build) -> datetime.datetime | None:
+    # proto-plus hands timestamps out as datetimes, whatever the stubs say.
+    stamp: Any = build.create_time if "create_time" in build else None
+    return stamp if isinstance(stamp, datetime.datetime) else None
+
+
+def _step_label(build: Build, index: int) -> str:
+    """The step's `build_step` label in Cloud Logging, and its log lines' prefix."""
+    step_id = build.steps[index].id
+    return f'Step #{index} - "{step_id}"' if step_id else f"Step #{index}"
+
+
+def _failing_index(build: Build) -> int | None:
     """The first step that failed; else, for a build that was stopped, the step it stopped in."""
     statuses = [Status(step.status) for step in build.steps]
     for wanted in (_FAILED_STEP, _STOPPED_STEP):
         for index, status in enumerate(statuses):
             if status in wanted:
-                return _step_name(build, index)
+                return index
     return None
+
+
+def _failing_step(build: Build) -> str | None:
+    """The name of `_failing_index`'s step."""
+    index = _failing_index(build)
+    return None if index is None else _step_name(build, index)
 
 
 def _outcome(service: ServiceConfig, build: Build) -> BuildOutcome:

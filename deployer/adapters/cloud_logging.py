@@ -1,4 +1,4 @@
-"""Cloud Logging v2: the last lines a Cloud Run revision's containers wrote.
+"""Cloud Logging v2: the last lines a Cloud Run revision's containers, or a build's step, wrote.
 
 Cloud Run's failure message for a revision that never listened says only that
 ("... Logs for this revision might contain more information. Logs URL: ..."); the
@@ -6,9 +6,16 @@ container's own words (a traceback, pydantic's "mongodb_url Field required") are
 in Cloud Logging under resource type `cloud_run_revision`. `RevisionLogs.tail`
 reads them so the deploy thread can quote them.
 
+Cloud Build's failure detail says only which step exited non-zero; the step's own
+words ("npm ERR! missing script: build", a Dockerfile error) are in its log, which
+Cloud Build writes to Cloud Logging (`options.logging` CLOUD_LOGGING_ONLY or the
+default; not GCS_ONLY or NONE) under resource type `build`, log `cloudbuild`, one
+entry per line with the entry label `build_step` (`Step #1 - "build"`).
+`BuildLogs.tail` reads them.
+
 Reading logs is a courtesy to the reader of a failure: any API error gives no
 lines (the error is logged), never an exception. Lines are returned as the
-container wrote them; this module logs none of them.
+container or step wrote them; this module logs none of them.
 """
 
 from __future__ import annotations
@@ -40,32 +47,44 @@ def revision_filter(service: ServiceConfig, revision: str) -> str:
     )
 
 
-class RevisionLogs:
-    """Reads a revision's recent log lines through `LoggingServiceV2Client`."""
+def build_filter(service: ServiceConfig, build_id: str, step: str | None = None) -> str:
+    """The Logging filter for one build's log lines, or one step's (its `build_step` label)."""
+    query = (
+        f'logName="projects/{service.project}/logs/cloudbuild"'
+        ' AND resource.type="build"'
+        f' AND resource.labels.build_id="{build_id}"'
+    )
+    if step is not None:
+        query += f" AND labels.build_step={_quoted(step)}"
+    return query
+
+
+class _LogReader:
+    """The newest lines a Logging filter selects, read through `LoggingServiceV2Client`."""
 
     def __init__(self, client: LoggingServiceV2Client | None = None) -> None:
         self._client = client or google_client(LoggingServiceV2Client)
 
-    def tail(
+    def _newest(
         self,
-        service: ServiceConfig,
-        revision: str,
+        project: str,
+        query: str,
         lines: int,
         timeout: float,
-        since: datetime.datetime | None = None,
+        since: datetime.datetime | None,
+        what: str,
     ) -> list[str]:
-        """The revision's last `lines` log lines, newest last; [] when they cannot be read.
+        """The texts of the newest `lines` entries, newest last; [] (logged) on any error.
 
-        `since` (the revision's creation time) bounds the search, which keeps the
-        query cheap on a project with a long log history.
+        `since` (when the revision or build was created) bounds the search, which keeps
+        the query cheap on a project with a long log history.
         """
         if lines <= 0:
             return []
-        query = revision_filter(service, revision)
         if since is not None:
             query += f' AND timestamp>="{_rfc3339(since)}"'
         request = ListLogEntriesRequest(
-            resource_names=[f"projects/{service.project}"],
+            resource_names=[f"projects/{project}"],
             filter=query,
             order_by="timestamp desc",
             page_size=min(lines, _MAX_LINES),
@@ -92,17 +111,73 @@ class RevisionLogs:
                     break
         except exceptions.GoogleAPICallError as error:
             log.warning(
-                "reading the logs of revision %s failed: %s: %s",
-                revision,
+                "reading the logs of %s failed: %s: %s",
+                what,
                 type(error).__name__,
                 error.message,
             )
             return []
         except Exception as error:  # a courtesy read must never fail a deploy report
-            log.warning("reading the logs of revision %s failed: %r", revision, error)
+            log.warning("reading the logs of %s failed: %r", what, error)
             return []
         texts = [_text(entry) for entry in reversed(page)]
         return [text for text in texts if text]
+
+
+class RevisionLogs(_LogReader):
+    """Reads a revision's recent log lines through `LoggingServiceV2Client`."""
+
+    def tail(
+        self,
+        service: ServiceConfig,
+        revision: str,
+        lines: int,
+        timeout: float,
+        since: datetime.datetime | None = None,
+    ) -> list[str]:
+        """The revision's last `lines` log lines, newest last; [] when they cannot be read.
+
+        `since` is the revision's creation time.
+        """
+        query = revision_filter(service, revision)
+        return self._newest(service.project, query, lines, timeout, since, f"revision {revision}")
+
+
+class BuildLogs(_LogReader):
+    """Reads the last lines of a build's log, or of one of its steps.
+
+    A build's log holds whatever its steps printed, secrets included when a step
+    echoes one (`set -x`, a verbose tool); the deployer quotes it as Cloud Build
+    shows it to anyone allowed to read the project's logs. Only the deployer's own
+    log records are redacted (deployer/logs.py); these lines are returned, not logged.
+    """
+
+    def tail(
+        self,
+        service: ServiceConfig,
+        build_id: str,
+        lines: int,
+        timeout: float,
+        step: str | None = None,
+        since: datetime.datetime | None = None,
+    ) -> list[str]:
+        """The build's last `lines` log lines, newest last; [] when they cannot be read.
+
+        With `step` (a `build_step` label, `Step #1 - "build"`), only that step's lines,
+        without the `Step #1 - "build": ` prefix Cloud Build puts before each one.
+        `since` is the build's creation time.
+        """
+        query = build_filter(service, build_id, step)
+        texts = self._newest(service.project, query, lines, timeout, since, f"build {build_id}")
+        if step is None:
+            return texts
+        prefix = f"{step}: "
+        return [text.removeprefix(prefix) for text in texts]
+
+
+def _quoted(value: str) -> str:
+    """`value` as a quoted string of the Logging query language."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _text(entry: LogEntry) -> str:

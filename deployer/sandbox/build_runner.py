@@ -17,7 +17,9 @@ import posixpath
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from google.cloud.devtools import cloudbuild_v1 as cb
 
@@ -44,6 +46,17 @@ log = logging.getLogger(__name__)
 Publish = Callable[[cb.Build], None]
 # The default error of an injected build failure, worded like BuildKit's.
 FAULT_MESSAGE = 'ERROR: failed to solve: process "/bin/sh -c exit 1" did not complete successfully'
+# The `build_step` label of the build's own lines (fetching, pushing, DONE / ERROR).
+MAIN = "MAIN"
+
+
+class BuildLogLine(NamedTuple):
+    """One line of a build's log, as Cloud Logging receives it."""
+
+    timestamp: datetime  # when the runner wrote it (UTC), never before the line above
+    number: int  # 0, 1, ... within the build: a tie-breaker
+    step: str  # 'Step #1 - "build"', 'Step #2' (a step without id) or MAIN
+    text: str  # with the step's prefix, as the build log shows it: 'Step #1 - "build": ...'
 
 
 class BuildRunner:
@@ -65,7 +78,7 @@ class BuildRunner:
         self._publish = publish
         self._cancelled = threading.Event()
         self._lock = threading.Lock()
-        self._log: list[str] = []
+        self._log: list[BuildLogLine] = []
         self._prefix = ""
         self.done = threading.Event()
         self._thread = threading.Thread(
@@ -87,11 +100,22 @@ class BuildRunner:
     def log_lines(self) -> list[str]:
         """The build's log so far."""
         with self._lock:
+            return [line.text for line in self._log]
+
+    def log_entries(self) -> list[BuildLogLine]:
+        """The build's log so far, with each line's time and step."""
+        with self._lock:
             return list(self._log)
 
     def _say(self, text: str) -> None:
+        step = self._prefix.removesuffix(": ") or MAIN
         with self._lock:
-            self._log.extend(f"{self._prefix}{line}" for line in text.splitlines() or [""])
+            stamp = datetime.now(UTC)
+            if self._log and stamp < self._log[-1].timestamp:
+                stamp = self._log[-1].timestamp  # the wall clock stepped back
+            for line in text.splitlines() or [""]:
+                number = len(self._log)
+                self._log.append(BuildLogLine(stamp, number, step, f"{self._prefix}{line}"))
 
     def _emit(self) -> None:
         self._publish(clone(self._build))

@@ -25,7 +25,7 @@ from google.cloud.devtools import cloudbuild_v1 as cb
 from google.longrunning import operations_pb2
 
 from deployer.sandbox.build_requests import build_filter, build_name, check_build, parse_parent
-from deployer.sandbox.build_runner import BuildRunner
+from deployer.sandbox.build_runner import BuildLogLine, BuildRunner
 from deployer.sandbox.build_status import (
     CANCELLED,
     DEFAULT_TIMEOUT_S,
@@ -85,6 +85,16 @@ class CloudBuild:
         with self._lock:
             runners = [r.runner for r in self._records.values() if r.build.id == build_id]
         return runners[0].log_lines() if runners and runners[0] else []
+
+    def project_logs(self, project: str) -> list[tuple[str, list[BuildLogLine]]]:
+        """(build id, its log lines) for each build of `project`, any location, oldest first."""
+        with self._lock:
+            runners = [
+                (r.build.id, r.runner)
+                for r in self._records.values()
+                if r.build.project_id == project and r.runner is not None
+            ]
+        return [(build_id, runner.log_entries()) for build_id, runner in runners]
 
     def close(self) -> None:
         """Cancel running builds and wait (bounded) for their threads to end."""

@@ -1,8 +1,10 @@
-"""Cloud Logging v2 in the sandbox: the log entries of Cloud Run revisions, read-only.
+"""Cloud Logging v2 in the sandbox: Cloud Run revisions' and Cloud Build builds' logs, read-only.
 
     google.logging.v2.LoggingServiceV2/ListLogEntries
-        resource_names ["projects/P", ...]  -> the revisions RunState holds in those projects
-        filter (a conjunction, below)       -> their lines from RevisionProcesses.logs()
+        resource_names ["projects/P", ...]  -> the revisions RunState holds and the builds
+                                               CloudBuild ran in those projects
+        filter (a conjunction, below)       -> their lines, from RevisionProcesses.logs()
+                                               and CloudBuild.project_logs()
         order_by "timestamp asc" | "timestamp desc", page_size (default 50, at most 1000),
         page_token (opaque, bound to the request that made it)
 
@@ -17,15 +19,25 @@ labels project_id, location, service_name, revision_name, configuration_name):
 - the platform's own line ("Container called exit(1)."): severity WARNING, log
   `projects/P/logs/run.googleapis.com%2Fvarlog%2Fsystem`.
 
-Timestamps are when the sandbox read the line. Entries live as long as the sandbox
-(Cloud Logging keeps them 30 days) and go with their service when it is deleted.
+And as Cloud Build writes a build's log with `options.logging: CLOUD_LOGGING_ONLY`
+(or CLOUD_LOGGING / the default): resource type `build`, labels project_id and
+build_id (build_trigger_id, set on builds a trigger started, is not modelled: the
+sandbox has no triggers), log `projects/P/logs/cloudbuild`, severity INFO, the line
+in `textPayload` with its step's prefix (`Step #1 - "build": npm ERR! ...`), and the
+entry label `build_step`: `Step #1 - "build"` (`Step #1` for a step without id), or
+`MAIN` for the build's own lines (fetching the source, pushing, `DONE`, `ERROR: ...`).
+
+Timestamps are when the sandbox read (or the build runner wrote) the line. Entries
+live as long as the sandbox (Cloud Logging keeps them 30 days); a revision's go with
+its service when it is deleted.
 
 Filters: comparisons joined by `AND` or by white space, over `resource.type`,
-`resource.labels.{project_id,location,service_name,revision_name,configuration_name}`,
-`logName` (= and !=), `severity` (=, !=, <, <=, >, >=, by name or number),
-`timestamp` (<, <=, >, >=, = with RFC 3339 values) and `textPayload` (= exact,
-`:` contains, `=~` regular expression). Anything else the Logging query language
-has (OR, NOT, parentheses, other fields) is INVALID_ARGUMENT saying so, never
+`resource.labels.{project_id,location,service_name,revision_name,configuration_name,
+build_id}`, `labels.KEY` (the entry's own labels: build_step), `logName` (= and !=),
+`severity` (=, !=, <, <=, >, >=, by name or number), `timestamp` (<, <=, >, >=, = with
+RFC 3339 values) and `textPayload` (= exact, `:` contains, `=~` regular expression). A
+label the entry lacks equals nothing (so `!=` holds). Anything else the Logging query
+language has (OR, NOT, parentheses, other fields) is INVALID_ARGUMENT saying so, never
 silently ignored.
 """
 
@@ -37,7 +49,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
@@ -46,6 +58,8 @@ from google.api import monitored_resource_pb2
 from google.cloud.logging_v2.types import ListLogEntriesRequest, ListLogEntriesResponse, LogEntry
 from google.logging.type import log_severity_pb2
 
+from deployer.sandbox.build_runner import BuildLogLine
+from deployer.sandbox.cloud_build import CloudBuild
 from deployer.sandbox.revision_processes import LogLine, RevisionProcesses
 from deployer.sandbox.rpc import invalid, service, unary
 from deployer.sandbox.run_names import ServiceName
@@ -53,6 +67,8 @@ from deployer.sandbox.run_state import RunState
 
 SERVICE = "google.logging.v2.LoggingServiceV2"
 RESOURCE_TYPE = "cloud_run_revision"
+BUILD_RESOURCE_TYPE = "build"
+BUILD_LOG = "cloudbuild"
 CONTAINER_LOG = "run.googleapis.com%2Fstderr"
 SYSTEM_LOG = "run.googleapis.com%2Fvarlog%2Fsystem"
 DEFAULT_PAGE_SIZE = 50
@@ -62,11 +78,18 @@ MAX_FILTER_CHARS = 20_000
 
 Severity = log_severity_pb2.LogSeverity
 _SEVERITIES: dict[str, int] = dict(Severity.items())
-_LABELS = ("project_id", "location", "service_name", "revision_name", "configuration_name")
+_LABELS = (
+    "project_id",
+    "location",
+    "service_name",
+    "revision_name",
+    "configuration_name",
+    "build_id",
+)
 _SUPPORTED = (
     "resource.type, resource.labels.{"
     + ",".join(_LABELS)
-    + "}, logName, severity, timestamp and textPayload, joined by AND"
+    + "}, labels.KEY, logName, severity, timestamp and textPayload, joined by AND"
 )
 _PROJECT = re.compile(r"projects/([^/]+)")
 _COMPARISON = re.compile(
@@ -85,7 +108,9 @@ class _Row:
     log_name: str
     severity: int
     text: str
-    labels: dict[str, str]
+    labels: dict[str, str]  # the resource's
+    resource_type: str = RESOURCE_TYPE
+    entry_labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> tuple[datetime, str]:
@@ -95,13 +120,14 @@ class _Row:
         return LogEntry(
             log_name=self.log_name,
             resource=monitored_resource_pb2.MonitoredResource(
-                type=RESOURCE_TYPE, labels=self.labels
+                type=self.resource_type, labels=self.labels
             ),
             text_payload=self.text,
             timestamp=self.timestamp,
             receive_timestamp=self.timestamp,
             severity=self.severity,
             insert_id=self.insert_id,
+            labels=self.entry_labels,
         )
 
 
@@ -114,11 +140,12 @@ class _Clause:
 
 
 class CloudLogging:
-    """`google.logging.v2.LoggingServiceV2` over the revisions' process logs. Thread-safe."""
+    """`google.logging.v2.LoggingServiceV2` over revisions' and builds' logs. Thread-safe."""
 
-    def __init__(self, processes: RevisionProcesses, state: RunState) -> None:
+    def __init__(self, processes: RevisionProcesses, state: RunState, builds: CloudBuild) -> None:
         self._processes = processes
         self._state = state
+        self._builds = builds
 
     def handler(self) -> Any:
         return service(
@@ -150,15 +177,30 @@ class CloudLogging:
         )
 
     def _rows(self, projects: list[str], clauses: list[_Clause]) -> list[_Row]:
-        # Narrow by the label equalities first: only those revisions' lines are built.
-        wanted = {c.field: c.value for c in clauses if c.op == "=" and c.field in _LABEL_FIELDS}
+        # Narrow by the type and label equalities first: only those resources' lines are built.
+        wanted = {
+            c.field: c.value
+            for c in clauses
+            if c.op == "=" and (c.field in _LABEL_FIELDS or c.field == "resource.type")
+        }
+        kind = wanted.pop("resource.type", None)
+
+        def skipped(labels: dict[str, str]) -> bool:
+            return any(labels.get(_LABEL_FIELDS[f]) != v for f, v in wanted.items())
+
         rows: list[_Row] = []
         for project in projects:
-            for name, revision_id in self._state.revisions_in_project(project):
-                labels = _labels(name, revision_id)
-                if any(labels[_LABEL_FIELDS[f]] != v for f, v in wanted.items()):
-                    continue
-                rows.extend(_row(name, labels, line) for line in self._processes.logs(revision_id))
+            if kind in (None, RESOURCE_TYPE):
+                for name, revision_id in self._state.revisions_in_project(project):
+                    labels = _labels(name, revision_id)
+                    if not skipped(labels):
+                        lines = self._processes.logs(revision_id)
+                        rows.extend(_row(name, labels, line) for line in lines)
+            if kind in (None, BUILD_RESOURCE_TYPE):
+                for build_id, build_lines in self._builds.project_logs(project):
+                    labels = {"project_id": project, "build_id": build_id}
+                    if not skipped(labels):
+                        rows.extend(_build_row(labels, line) for line in build_lines)
         return rows
 
 
@@ -185,6 +227,19 @@ def _row(name: ServiceName, labels: dict[str, str], line: LogLine) -> _Row:
         severity=Severity.WARNING if line.system else Severity.DEFAULT,
         text=line.text,
         labels=labels,
+    )
+
+
+def _build_row(labels: dict[str, str], line: BuildLogLine) -> _Row:
+    return _Row(
+        timestamp=line.timestamp,
+        insert_id=f"{labels['build_id']}-{line.number:08d}",
+        log_name=f"projects/{labels['project_id']}/logs/{BUILD_LOG}",
+        severity=Severity.INFO,
+        text=line.text,
+        labels=labels,
+        resource_type=BUILD_RESOURCE_TYPE,
+        entry_labels={"build_step": line.step},
     )
 
 
@@ -304,11 +359,17 @@ def _unsupported(field: str, op: str, allowed: str) -> Any:
 
 
 def _clause(field: str, op: str, value: str) -> _Clause:
-    if field == "resource.type" or field in _LABEL_FIELDS or field == "logName":
+    labels = field in _LABEL_FIELDS or _ENTRY_LABEL.fullmatch(field) is not None
+    if field == "resource.type" or labels or field == "logName":
         if op not in ("=", "!="):
             raise _unsupported(field, op, "= and !=")
         get = _getter(field)
-        equal = (lambda a, b: unquote(a) == unquote(b)) if field == "logName" else str.__eq__
+
+        def equal(got: str | None, wanted: str) -> bool:
+            if got is None:  # a label the entry lacks
+                return False
+            return unquote(got) == unquote(wanted) if field == "logName" else got == wanted
+
         if op == "=":
             return _Clause(field, op, value, lambda row: equal(get(row), value))
         return _Clause(field, op, value, lambda row: not equal(get(row), value))
@@ -345,13 +406,20 @@ def _clause(field: str, op: str, value: str) -> _Clause:
     )
 
 
-def _getter(field: str) -> Callable[[_Row], str]:
+_ENTRY_LABEL = re.compile(r"labels\.(\w+)")
+
+
+def _getter(field: str) -> Callable[[_Row], str | None]:
     if field == "resource.type":
-        return lambda row: RESOURCE_TYPE
+        return lambda row: row.resource_type
     if field == "logName":
         return lambda row: row.log_name
+    entry_label = _ENTRY_LABEL.fullmatch(field)
+    if entry_label is not None:
+        key = entry_label.group(1)
+        return lambda row: row.entry_labels.get(key)
     label = _LABEL_FIELDS[field]
-    return lambda row: row.labels[label]
+    return lambda row: row.labels.get(label)
 
 
 def _severity(value: str) -> int:

@@ -46,7 +46,7 @@ class Sandbox:
         self.run = CloudRun(
             self.operations, self.images, self.secrets, self.faults, workdir / "run"
         )
-        self.logging = CloudLogging(self.run.processes, self.run.state)
+        self.logging = CloudLogging(self.run.processes, self.run.state, self.builds)
         self.http = SandboxHttp(self.faults, host=host)
         # Builds and reconciles run on their own threads; handlers only record and answer.
         self._grpc = grpc.server(
