@@ -27,15 +27,7 @@ from deployer.pipeline.ports import (
     ServiceState,
     TrafficShare,
 )
-from deployer.pipeline.preflight import (
-    Plan,
-    check_locks,
-    current_service,
-    load_build,
-    resolve_env,
-    resolve_ref,
-    take_deploy_lock,
-)
+from deployer.pipeline.preflight import Plan, make_plan, take_deploy_lock
 from deployer.pipeline.record import DeployRecord, Outcome, Stage, State
 from deployer.pipeline.stages import Deadline, Done, StageFailed, StageRunner
 from deployer.store.protocol import Store
@@ -98,37 +90,17 @@ class DeployPipeline:
         self, runner: StageRunner, deadline: Deadline, out: list[Plan], dry_run: bool
     ) -> Done:
         record = runner.record
-        settings = self.config.environment(record.environment)
-        service = self.config.services[settings.service]
-        check_locks(self.store, record.environment, record.requester, record.id)
-        build = load_build(self.config, service)
-        env, secret_env, warnings = resolve_env(self.platform.secrets, service, settings)
-        current = current_service(self.platform.revisions, service)
-        commit = record.commit or resolve_ref(self.platform.refs, service, record.ref, deadline)
-        if deadline.expired():
-            raise StageFailed("preflight ran out of time", outcome=Outcome.TIMED_OUT)
-        plan = Plan(
-            environment=record.environment,
-            settings=settings,
-            service=service,
-            build=build,
-            ref=record.ref or "HEAD",
-            commit=commit,
-            env=env,
-            secret_env=secret_env,
-            current=current,
-            warnings=warnings,
-        )
+        plan = make_plan(self.config, self.platform, self.store, record, deadline)
         if not dry_run:
             take_deploy_lock(self.store, record.environment, record.id, time.time())
-            record.commit = commit
+            record.commit = plan.commit
             record.previous_revision = record.previous_revision or plan.previous_revision
             runner.save()
         out.append(plan)
-        for warning in warnings:
+        for warning in plan.warnings:
             runner.progress(warning)
         return Done(
-            f"{plan.ref} is {commit[:12]}; {_count(len(secret_env), 'secret')} pinned; "
+            f"{plan.ref} is {plan.commit[:12]}; {_count(len(plan.secret_env), 'secret')} pinned; "
             f"serving {plan.previous_revision or 'nothing yet'}"
         )
 

@@ -17,6 +17,7 @@ from deployer.dotenv import parse_dotenv
 from deployer.errors import DotenvError
 from deployer.pipeline.ports import (
     PinnedSecret,
+    Platform,
     RefNotFound,
     Refs,
     Revisions,
@@ -25,7 +26,7 @@ from deployer.pipeline.ports import (
     ServiceState,
     TrafficShare,
 )
-from deployer.pipeline.record import Lock
+from deployer.pipeline.record import DeployRecord, Lock, Outcome
 from deployer.pipeline.stages import Deadline, StageFailed
 from deployer.store.protocol import Store
 
@@ -166,3 +167,30 @@ def resolve_ref(refs: Refs, service: ServiceConfig, ref: str | None, deadline: D
         return refs.resolve(service, ref, timeout=max(1.0, deadline.left()))
     except RefNotFound as error:
         raise StageFailed(str(error), "push the branch or tag, or check its spelling") from None
+
+
+def make_plan(
+    config: Config, platform: Platform, store: Store, record: DeployRecord, deadline: Deadline
+) -> Plan:
+    """Every check that needs no change: locks, build config, secrets, the service, the ref."""
+    settings = config.environment(record.environment)
+    service = config.services[settings.service]
+    check_locks(store, record.environment, record.requester, record.id)
+    build = load_build(config, service)
+    env, secret_env, warnings = resolve_env(platform.secrets, service, settings)
+    current = current_service(platform.revisions, service)
+    commit = record.commit or resolve_ref(platform.refs, service, record.ref, deadline)
+    if deadline.expired():
+        raise StageFailed("preflight ran out of time", outcome=Outcome.TIMED_OUT)
+    return Plan(
+        environment=record.environment,
+        settings=settings,
+        service=service,
+        build=build,
+        ref=record.ref or "HEAD",
+        commit=commit,
+        env=env,
+        secret_env=secret_env,
+        current=current,
+        warnings=warnings,
+    )
