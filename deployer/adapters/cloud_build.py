@@ -10,24 +10,37 @@
 
 The build is followed with GetBuild rather than the CreateBuild operation so that
 a worker resuming a deploy in a new process, with only the build id saved, waits
-the same way.
+the same way. The request is built in `build_request.py`; what a build's status
+says (progress, failing step, outcome) is read in `build_outcome.py`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import re
 import time
 from collections.abc import Callable
-from typing import Any
 
 from google.api_core import exceptions
 from google.cloud.devtools import cloudbuild_v1
 
+from deployer.adapters.build_outcome import (
+    TERMINAL,
+    created_at,
+    failing_index,
+    failing_step,
+    read_outcome,
+    report_changes,
+    step_label,
+    step_name,
+)
+from deployer.adapters.build_request import (
+    build_name,
+    build_parent,
+    prepare_build,
+    wanted_substitutions,
+)
 from deployer.adapters.cloud_logging import BuildLogs
 from deployer.adapters.google_clients import google_client
-from deployer.build_config import referenced_substitutions
 from deployer.config import ServiceConfig
 from deployer.pipeline.ports import BuildOutcome, BuildRejected, BuildStarted, Progress
 
@@ -48,30 +61,6 @@ _TRANSIENT = (
     exceptions.InternalServerError,
     exceptions.TooManyRequests,
 )
-_TERMINAL = frozenset(
-    {
-        Status.SUCCESS,
-        Status.FAILURE,
-        Status.INTERNAL_ERROR,
-        Status.TIMEOUT,
-        Status.CANCELLED,
-        Status.EXPIRED,
-    }
-)
-_FAILED_STEP = (Status.FAILURE, Status.TIMEOUT, Status.INTERNAL_ERROR)
-_STOPPED_STEP = (Status.CANCELLED, Status.WORKING)
-_STEP_WORDS = {
-    Status.WORKING: "running",
-    Status.SUCCESS: "done",
-    Status.FAILURE: "failed",
-    Status.TIMEOUT: "timed out",
-    Status.CANCELLED: "cancelled",
-    Status.INTERNAL_ERROR: "hit an internal error",
-    Status.EXPIRED: "expired",
-}
-# Build tags (not image tags) must match this, or CreateBuild answers INVALID_ARGUMENT.
-_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
-_COMMIT = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 
 
 class CloudBuildBuilds:
@@ -93,7 +82,7 @@ class CloudBuildBuilds:
             if source.trigger:
                 operation = self._client.run_build_trigger(
                     request=cloudbuild_v1.RunBuildTriggerRequest(
-                        name=f"{_parent(service)}/triggers/{source.trigger}",
+                        name=f"{build_parent(service)}/triggers/{source.trigger}",
                         project_id=service.project,
                         trigger_id=source.trigger,
                         source=cloudbuild_v1.RepoSource(
@@ -101,7 +90,7 @@ class CloudBuildBuilds:
                             commit_sha=commit,
                             dir_=source.dir,
                             # The trigger brings its own config: send only what ours uses.
-                            substitutions=_wanted(build, ours, keep_declared=False),
+                            substitutions=wanted_substitutions(build, ours, keep_declared=False),
                         ),
                     ),
                     timeout=_CALL_TIMEOUT,
@@ -109,9 +98,9 @@ class CloudBuildBuilds:
             else:
                 operation = self._client.create_build(
                     request=cloudbuild_v1.CreateBuildRequest(
-                        parent=_parent(service),
+                        parent=build_parent(service),
                         project_id=service.project,
-                        build=_prepare(service, build, commit, deploy_id, ours),
+                        build=prepare_build(service, build, commit, deploy_id, ours),
                     ),
                     timeout=_CALL_TIMEOUT,
                 )
@@ -157,9 +146,9 @@ class CloudBuildBuilds:
                 unreachable = _reason(error)
             else:
                 unreachable, last = "", build
-                _report(build, seen, progress)
-                if build.status in _TERMINAL:
-                    return self._quote_output(service, build, _outcome(service, build))
+                report_changes(build, seen, progress)
+                if build.status in TERMINAL:
+                    return self._quote_output(service, build, read_outcome(service, build))
             if time.monotonic() >= deadline:
                 return self._timed_out(service, build_id, timeout, last, unreachable)
             time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
@@ -170,13 +159,13 @@ class CloudBuildBuilds:
         try:
             self._client.cancel_build(
                 request=cloudbuild_v1.CancelBuildRequest(
-                    name=_name(service, build_id), project_id=service.project, id=build_id
+                    name=build_name(service, build_id), project_id=service.project, id=build_id
                 ),
                 timeout=_CALL_TIMEOUT,
             )
         except (exceptions.FailedPrecondition, exceptions.InvalidArgument) as error:
             # Cancelling a build that already ended answers 400; there is nothing to stop.
-            if Status(self._get(service, build_id, _CALL_TIMEOUT).status) in _TERMINAL:
+            if Status(self._get(service, build_id, _CALL_TIMEOUT).status) in TERMINAL:
                 return
             raise BuildRejected(
                 f"Cloud Build did not cancel build {build_id}: {_reason(error)}"
@@ -190,7 +179,7 @@ class CloudBuildBuilds:
         try:
             build: Build = self._client.get_build(
                 request=cloudbuild_v1.GetBuildRequest(
-                    name=_name(service, build_id), project_id=service.project, id=build_id
+                    name=build_name(service, build_id), project_id=service.project, id=build_id
                 ),
                 # The library's default retry waits up to 600 s; our loop retries instead.
                 retry=None,
@@ -224,7 +213,7 @@ class CloudBuildBuilds:
         outcome = BuildOutcome(
             status="TIMEOUT",
             log_url=last.log_url if last else "",
-            failing_step=_failing_step(last) if last else None,
+            failing_step=failing_step(last) if last else None,
             detail=detail,
         )
         return self._quote_output(service, last, outcome) if last else outcome
@@ -240,12 +229,12 @@ class CloudBuildBuilds:
         if outcome.status not in _QUOTED or not build.id:
             return outcome
         deadline = time.monotonic() + _OUTPUT_TIMEOUT
-        since = _created(build)
-        index = _failing_index(build)
+        since = created_at(build)
+        index = failing_index(build)
         lines: list[str] = []
         if index is not None:
-            where = f"step {_step_name(build, index)}"
-            label = _step_label(build, index)
+            where = f"step {step_name(build, index)}"
+            label = step_label(build, index)
             lines = self._logs.tail(
                 service, build.id, OUTPUT_LINES, _OUTPUT_TIMEOUT, step=label, since=since
             )
@@ -261,174 +250,6 @@ class CloudBuildBuilds:
         quoted = f"Build output (last {count} of {where}):\n{output}"
         detail = f"{outcome.detail}\n\n{quoted}" if outcome.detail else quoted
         return dataclasses.replace(outcome, detail=detail)
-
-
-def _parent(service: ServiceConfig) -> str:
-    return f"projects/{service.project}/locations/{service.region}"
-
-
-def _name(service: ServiceConfig, build_id: str) -> str:
-    return f"{_parent(service)}/builds/{build_id}"
-
-
-def _prepare(
-    service: ServiceConfig, config: Build, commit: str, deploy_id: str, ours: dict[str, str]
-) -> Build:
-    """The build to submit: the config with the source at `commit`, substitutions and tags."""
-    build: Build = Build.deserialize(Build.serialize(config))  # the caller's copy stays as it was
-    source = service.source
-    if source.git:
-        build.source = cloudbuild_v1.Source(
-            git_source=cloudbuild_v1.GitSource(url=source.git, revision=commit, dir_=source.dir)
-        )
-    elif source.connected_repository:
-        build.source = cloudbuild_v1.Source(
-            connected_repository=cloudbuild_v1.ConnectedRepository(
-                repository=source.connected_repository, revision=commit, dir_=source.dir
-            )
-        )
-    substitutions = _wanted(build, ours, keep_declared=True)
-    build.substitutions.clear()
-    build.substitutions.update(substitutions)
-    tags = [*build.tags, "deployer", _tag(deploy_id), _tag(f"commit-{commit[:12]}")]
-    build.tags = list(dict.fromkeys(tag for tag in tags if tag))
-    return build
-
-
-def _wanted(build: Build, ours: dict[str, str], *, keep_declared: bool) -> dict[str, str]:
-    """Our substitutions merged into the declared ones, minus keys nothing uses.
-
-    Cloud Build refuses a build whose substitutions include a key no template uses
-    ("key ... in the substitution data is not matched in the template") unless
-    `options.substitution_option` is ALLOW_LOOSE. Overriding `_IMAGE` can also
-    orphan keys that only fed the declared `_IMAGE` value (`_REGION`, ...).
-    """
-    merged = {**(build.substitutions if keep_declared else {}), **ours}
-    loose = (
-        build.options.substitution_option
-        == cloudbuild_v1.BuildOptions.SubstitutionOption.ALLOW_LOOSE
-    )
-    if loose:
-        return merged
-    bare: Build = Build.deserialize(Build.serialize(build))
-    bare.substitutions.clear()
-    used = referenced_substitutions(bare)
-    if build.options.dynamic_substitutions:
-        # Values are expanded too, so a key another used key's value refers to is used.
-        pending = [key for key in used if key in merged]
-        while pending:
-            value = merged[pending.pop()]
-            for key in referenced_substitutions(Build(substitutions={"_V": value})):
-                if key not in used and key in merged:
-                    used.add(key)
-                    pending.append(key)
-    return {key: value for key, value in merged.items() if key in used}
-
-
-def _tag(text: str) -> str:
-    """`text` as a valid build tag: other characters become '-', at most 128 of them."""
-    cleaned = re.sub(r"[^\w.-]", "-", text).lstrip(".-")[:128]
-    return cleaned if _TAG.match(cleaned) else ""
-
-
-def _report(build: Build, seen: dict[int, Status], progress: Progress) -> None:
-    """Tell `progress` what changed since the last look: the build's status, then each step's."""
-    status = Status(build.status)
-    if seen.get(-1) != status and status not in _TERMINAL:
-        progress(f"build {status.name}")
-    for index, step in enumerate(build.steps):
-        step_status = Status(step.status)
-        if step_status in _STEP_WORDS and seen.get(index) != step_status:
-            progress(f"step {_step_name(build, index)} {_STEP_WORDS[step_status]}")
-        seen[index] = step_status
-    if status in _TERMINAL:
-        progress(f"build {status.name}")  # last, after the step that ended it
-    seen[-1] = status
-
-
-def _step_name(build: Build, index: int) -> str:
-    return build.steps[index].id or f"#{index}"
-
-
-def _created(build: Build) -> datetime.datetime | None:
-    # proto-plus hands timestamps out as datetimes, whatever the stubs say.
-    stamp: Any = build.create_time if "create_time" in build else None
-    return stamp if isinstance(stamp, datetime.datetime) else None
-
-
-def _step_label(build: Build, index: int) -> str:
-    """The step's `build_step` label in Cloud Logging, and its log lines' prefix."""
-    step_id = build.steps[index].id
-    return f'Step #{index} - "{step_id}"' if step_id else f"Step #{index}"
-
-
-def _failing_index(build: Build) -> int | None:
-    """The first step that failed; else, for a build that was stopped, the step it stopped in."""
-    statuses = [Status(step.status) for step in build.steps]
-    for wanted in (_FAILED_STEP, _STOPPED_STEP):
-        for index, status in enumerate(statuses):
-            if status in wanted:
-                return index
-    return None
-
-
-def _failing_step(build: Build) -> str | None:
-    """The name of `_failing_index`'s step."""
-    index = _failing_index(build)
-    return None if index is None else _step_name(build, index)
-
-
-def _outcome(service: ServiceConfig, build: Build) -> BuildOutcome:
-    status = Status(build.status)
-    image = _image(service, build)
-    detail = _detail(build)
-    if status == Status.SUCCESS and image is None:
-        pushed = ", ".join(i.name for i in build.results.images) or "nothing"
-        detail = (
-            f"the build pushed no image of {service.image} (pushed: {pushed}); "
-            f"list {service.image}:$_COMMIT_SHA under `images:` in {service.build_config}"
-        )
-    return BuildOutcome(
-        status=status.name,
-        log_url=build.log_url,
-        commit=_commit(build),
-        image=image,
-        failing_step=None if status == Status.SUCCESS else _failing_step(build),
-        detail=detail,
-    )
-
-
-def _image(service: ServiceConfig, build: Build) -> str | None:
-    """`image@sha256:...` of the service's image among the pushed images, whatever its tag."""
-    for pushed in build.results.images:
-        repository = pushed.name.partition("@")[0]
-        head, _, last = repository.rpartition("/")
-        if ":" in last:
-            repository = f"{head}/{last.partition(':')[0]}"
-        if repository == service.image and pushed.digest.startswith("sha256:"):
-            return f"{service.image}@{pushed.digest}"
-    return None
-
-
-def _commit(build: Build) -> str | None:
-    """The commit the build really fetched, as Cloud Build resolved it for each source kind."""
-    provenance = build.source_provenance
-    for candidate in (
-        provenance.resolved_git_source.revision,
-        provenance.resolved_connected_repository.revision,
-        provenance.resolved_repo_source.commit_sha,
-        build.substitutions.get("COMMIT_SHA", ""),  # set on builds a trigger started
-    ):
-        if _COMMIT.match(candidate):
-            return candidate
-    return None
-
-
-def _detail(build: Build) -> str:
-    """status_detail and failure_info.detail, without saying the same thing twice."""
-    parts = [part for part in (build.status_detail, build.failure_info.detail) if part]
-    kept = [p for p in parts if not any(p != other and p in other for other in parts)]
-    return "; ".join(dict.fromkeys(kept))
 
 
 def _reason(error: exceptions.GoogleAPICallError) -> str:

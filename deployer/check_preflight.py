@@ -1,0 +1,121 @@
+"""The checks a deploy's preflight makes: build config, secrets, service, ref and image."""
+
+from __future__ import annotations
+
+import re
+
+from deployer.check_results import Check, Status, plural
+from deployer.config import Config, Environment, ServiceConfig
+from deployer.pipeline.ports import Platform, SecretProblem
+from deployer.pipeline.preflight import current_service, load_build, resolve_env, resolve_ref
+from deployer.pipeline.stages import Deadline, StageFailed
+
+_REGISTRY_REGION = re.compile(r"^(?P<region>[a-z0-9-]+)-docker\.pkg\.dev/")
+
+
+def check_build(config: Config, service: ServiceConfig) -> Check:
+    """Whether the build config loads, as the deploy loads it."""
+    try:
+        build = load_build(config, service)
+    except StageFailed as failure:
+        detail = f": {failure.detail}" if failure.detail else ""
+        return Check(Status.FAIL, "build config", failure.summary + detail)
+    steps = len(build.steps)
+    return Check(
+        Status.OK,
+        "build config",
+        f"{config.build_config_path(service)} loads ({plural(steps, 'step')})",
+    )
+
+
+def check_secrets(
+    platform: Platform, service: ServiceConfig, settings: Environment, checks: list[Check]
+) -> list[str]:
+    """One check per secret reference (and env_from_secret); the ids that exist."""
+    usable: list[str] = []
+    for name, ref in settings.secrets.items():
+        try:
+            pinned = platform.secrets.pin(service.project, ref)
+        except SecretProblem as problem:
+            checks.append(Check(Status.FAIL, f"secret {name}", f"{ref}: {problem}"))
+            continue
+        usable.append(ref.secret)
+        checks.append(
+            Check(Status.OK, f"secret {name}", f"{ref} -> version {pinned.version}, enabled")
+        )
+    source = settings.env_from_secret
+    if source is None:
+        return usable
+    subject = "env_from_secret"
+    try:
+        pinned = platform.secrets.pin(service.project, source)
+        # The deploy's own reading: CRC32C-checked, parsed exactly, reserved names skipped.
+        alone = settings.model_copy(update={"secrets": {}, "env": {}})
+        env, _, warnings = resolve_env(platform.secrets, service, alone)
+    except SecretProblem as problem:
+        checks.append(Check(Status.FAIL, subject, f"{source}: {problem}"))
+        return usable
+    except StageFailed as failure:
+        checks.append(Check(Status.FAIL, subject, f"{source}: {failure.summary}"))
+        return usable
+    usable.append(source.secret)
+    shadowed = sorted(set(env) & (set(settings.secrets) | set(settings.env)))
+    note = f"; {', '.join(shadowed)} set by the config instead" if shadowed else ""
+    checks.append(
+        Check(
+            Status.OK,
+            subject,
+            f"{source} -> version {pinned.version}: {plural(len(env), 'variable')} parse{note}",
+        )
+    )
+    checks.extend(Check(Status.WARN, subject, warning) for warning in warnings)
+    return usable
+
+
+def check_service(platform: Platform, service: ServiceConfig, checks: list[Check]) -> bool:
+    """Add the Cloud Run service's check; whether the service exists."""
+    subject = f"service {service.service}"
+    try:
+        state = current_service(platform.revisions, service)
+    except StageFailed as failure:
+        checks.append(Check(Status.FAIL, subject, failure.summary))
+        return True
+    except Exception as error:  # any API failure is this check's answer, not a crash
+        checks.append(Check(Status.FAIL, subject, f"cannot read it: {error}"))
+        return False
+    if state is None:
+        checks.append(
+            Check(Status.OK, subject, "does not exist yet: will be created by the first deploy")
+        )
+        return False
+    serving = ", ".join(f"{share.revision} {share.percent}%" for share in state.serving())
+    checks.append(Check(Status.OK, subject, f"exists, serving {serving}"))
+    return True
+
+
+def check_ref(
+    platform: Platform, service: ServiceConfig, settings: Environment, ref: str | None
+) -> Check:
+    """Whether the ref resolves to a commit, as the deploy resolves it."""
+    subject = f"ref {ref or 'HEAD'}"
+    try:
+        commit = resolve_ref(platform.refs, service, ref, Deadline(settings.timeouts.preflight))
+    except StageFailed as failure:
+        return Check(Status.FAIL, subject, failure.summary)
+    return Check(Status.OK, subject, f"resolves to {commit[:12]}")
+
+
+def check_image(service: ServiceConfig) -> Check:
+    """Whether the image's Artifact Registry is in the service's region."""
+    match = _REGISTRY_REGION.match(service.image)
+    if match is None:  # the config's own validation makes this unreachable today
+        return Check(Status.FAIL, "image", f"{service.image} is not an Artifact Registry image")
+    region = match["region"]
+    if region != service.region:
+        return Check(
+            Status.WARN,
+            "image",
+            f"{service.image}: Artifact Registry in {region}, but the service runs in "
+            f"{service.region} (slower, billed cross-region pulls)",
+        )
+    return Check(Status.OK, "image", f"{service.image}: Artifact Registry in {region}")
