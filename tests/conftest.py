@@ -11,6 +11,7 @@ from typing import Protocol, TypeVar
 
 import pytest
 from google.cloud import run_v2
+from google.cloud.logging_v2.services.logging_service_v2 import LoggingServiceV2Client
 
 from deployer.adapters.google_clients import google_client
 from deployer.sandbox.demo import Demo, seed_demo
@@ -128,3 +129,11 @@ def demo(tmp_path: Path, repo_root: Path) -> Iterator[Demo]:
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def unreachable_logging() -> Iterator[LoggingServiceV2Client]:
+    """A Cloud Logging client aimed at the discard port: every call fails."""
+    client = google_client(LoggingServiceV2Client, "127.0.0.1:9")
+    yield client
+    client.transport.close()

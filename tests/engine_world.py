@@ -19,6 +19,7 @@ import json
 import secrets
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -293,6 +294,17 @@ class World:
         everything = "\n".join([*texts, *self.seen, self.records_text()])
         for secret_id, value in self.secret_values.items():
             assert value not in everything, f"the value of secret {secret_id} leaked"
+
+
+def wait_finished(store: SqliteStore, deploy_id: str, timeout: float = 60.0) -> DeployRecord:
+    """The record once its deploy ended (run by a worker elsewhere), or the test fails."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record = store.get(deploy_id)
+        if record is not None and record.state.finished:
+            return record
+        time.sleep(0.1)
+    pytest.fail(f"deploy {deploy_id} did not finish within {timeout} s")
 
 
 def _seed_secret(

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
 import pytest
 from google.cloud.devtools import cloudbuild_v1 as cb
 from google.cloud.logging_v2.services.logging_service_v2 import LoggingServiceV2Client
@@ -188,19 +187,14 @@ def test_the_output_is_its_last_lines_at_most(gcp: Sandbox, bench: Bench) -> Non
 
 
 def test_a_failure_is_reported_when_its_log_cannot_be_read(
-    gcp: Sandbox, bench: Bench, caplog: pytest.LogCaptureFixture
+    gcp: Sandbox,
+    bench: Bench,
+    unreachable_logging: LoggingServiceV2Client,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     gcp.faults.arm("build_fail", step="build", message="npm ERR! missing script: build")
-    nobody = LoggingServiceV2Client(
-        transport=LoggingServiceV2Client.get_transport_class("grpc")(
-            channel=grpc.insecure_channel("127.0.0.1:9")
-        )
-    )
-    try:
-        builds = CloudBuildBuilds(bench.client, BuildLogs(nobody))
-        outcome = builds.wait(bench.service, bench.start("d-nologs-1").build_id, 60, lambda _: None)
-    finally:
-        nobody.transport.close()
+    builds = CloudBuildBuilds(bench.client, BuildLogs(unreachable_logging))
+    outcome = builds.wait(bench.service, bench.start("d-nologs-1").build_id, 60, lambda _: None)
 
     assert (outcome.status, outcome.failing_step) == ("FAILURE", "build")
     assert "non-zero status: 1" in outcome.detail and "Build output" not in outcome.detail

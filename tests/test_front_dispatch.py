@@ -31,9 +31,8 @@ from deployer.sandbox.server import Sandbox
 from deployer.sandbox.webhook import create_worker_job, store_bot_token
 from deployer.store.sqlite import SqliteStore
 from tests.conftest import REGION
-from tests.engine_world import ENVIRONMENT, World, world_fixture  # noqa: F401  (fixture)
+from tests.engine_world import ENVIRONMENT, World, wait_finished, world_fixture  # noqa: F401  (fixture)
 
-DEPLOY_TIMEOUT = 60.0
 Completion = run_v2.ExecutionReference.CompletionStatus
 
 
@@ -56,16 +55,6 @@ def _saved(world: World, slack: Chat) -> DeployRecord:
     assert record.slack_ts
     world.store().save(record)
     return record
-
-
-def _finished(store: SqliteStore, deploy_id: str, timeout: float = DEPLOY_TIMEOUT) -> DeployRecord:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        record = store.get(deploy_id)
-        if record is not None and record.state.finished:
-            return record
-        time.sleep(0.1)
-    pytest.fail(f"deploy {deploy_id} did not finish within {timeout} s")
 
 
 def _parent(sandbox: Sandbox, record: DeployRecord) -> dict[str, Any]:
@@ -94,7 +83,7 @@ def test_a_job_execution_runs_the_deploy(world: World, slack: Chat) -> None:
     dispatcher.dispatch(record.id)
     assert time.monotonic() - started < 1.0  # handed over, not waited for
 
-    done = _finished(world.store(), record.id)
+    done = wait_finished(world.store(), record.id)
     assert done.state == State.SUCCEEDED, done.error
     jobs = google_client(run_v2.JobsClient, host)
     deadline = time.monotonic() + 15
@@ -123,7 +112,7 @@ def test_inline_dispatch_runs_the_deploy_in_this_process(world: World, slack: Ch
     started = time.monotonic()
     dispatcher.dispatch(record.id)
     assert time.monotonic() - started < 0.5
-    done = _finished(store, record.id)
+    done = wait_finished(store, record.id)
     dispatcher.close()
     assert done.state == State.SUCCEEDED, done.error
     assert done.candidate_revision in _parent(world.sandbox, done)["text"]

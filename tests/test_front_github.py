@@ -8,7 +8,6 @@ other events answer 200 and start nothing.
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -27,6 +26,7 @@ from tests.engine_world import (  # noqa: F401  (fixtures)
     World,
     empty_world_fixture,
     git,
+    wait_finished,
     world_fixture,
 )
 from tests.front_requests import github_event, release_payload, send_flask
@@ -34,7 +34,6 @@ from tests.slack_thread_text import assert_matches, render_thread
 
 REPOSITORY = "acme/content-api"
 SECRET = "github-test-secret-" + uuid.uuid4().hex[:8]
-DEPLOY_TIMEOUT = 60.0
 
 
 def _channel(world: World) -> str:
@@ -78,17 +77,6 @@ def _tag(world: World, tag: str) -> str:
     return commit
 
 
-def _finished(world: World, deploy_id: str) -> DeployRecord:
-    store = SqliteStore(world.store_path)
-    deadline = time.monotonic() + DEPLOY_TIMEOUT
-    while time.monotonic() < deadline:
-        record = store.get(deploy_id)
-        if record is not None and record.state.finished:
-            return record
-        time.sleep(0.1)
-    pytest.fail(f"deploy {deploy_id} did not finish within {DEPLOY_TIMEOUT} s")
-
-
 def _records(world: World) -> list[DeployRecord]:
     return SqliteStore(world.store_path).history(ENVIRONMENT, 100)
 
@@ -107,7 +95,7 @@ def test_published_release_deploys_its_tag_in_a_new_thread(world: World, client:
     answer = send_flask(client, delivery)
     assert answer.status == 202, answer.text
     deploy_id = answer.text.strip().rsplit(" ", 1)[-1]
-    record = _finished(world, deploy_id)
+    record = wait_finished(world.store(), deploy_id)
     assert record.state == State.SUCCEEDED, record.error
     assert record.requester == f"github:{REPOSITORY}"
     assert record.ref == "v1.2.0"
@@ -148,7 +136,7 @@ def test_prerelease_deploys_to_the_prerelease_environment(world: World, client: 
 
     answer = send_flask(client, github_event(SECRET, "release", payload))
     assert answer.status == 202, answer.text
-    record = _finished(world, answer.text.strip().rsplit(" ", 1)[-1])
+    record = wait_finished(world.store(), answer.text.strip().rsplit(" ", 1)[-1])
     assert (record.environment, record.commit, record.state) == (
         ENVIRONMENT,
         commit,
