@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import os
 import sys
+import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from deployer import logs
 from deployer.errors import DeployerError
+from deployer.pipeline.record import DeployRecord, Lock, State
+
+if TYPE_CHECKING:
+    from deployer.engine import Engine
+    from deployer.front.outbox import ThreadBox
+    from deployer.pipeline.events import Listener
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,10 +41,16 @@ def _parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="what runs where")
     status.add_argument("environment", metavar="ENV", nargs="?")
+    status.add_argument("--json", action="store_true", help="a JSON list, one entry per ENV")
 
     history = commands.add_parser("history", help="deploys and rollbacks of ENV, newest first")
     history.add_argument("environment", metavar="ENV")
     history.add_argument("--limit", type=int, default=20)
+    history.add_argument("--json", action="store_true", help="a JSON list of records")
+
+    show = commands.add_parser("show", help="one deploy or rollback in full")
+    show.add_argument("deploy_id", metavar="ID")
+    show.add_argument("--json", action="store_true", help="the record as JSON")
 
     rollback = commands.add_parser(
         "rollback", help="move ENV's traffic back to an earlier revision"
@@ -48,6 +64,19 @@ def _parser() -> argparse.ArgumentParser:
 
     unlock = commands.add_parser("unlock", help="release ENV's lock")
     unlock.add_argument("environment", metavar="ENV")
+    unlock.add_argument(
+        "--force",
+        action="store_true",
+        help="clear a deploy's lock too: the deploy is abandoned, its build stopped, "
+        "and the traffic that served before it put back and verified",
+    )
+    unlock.add_argument("--reason", default="", help="why, kept with the abandoned deploy")
+
+    commands.add_parser(
+        "sweep",
+        help="resume or abandon deploys whose worker died, start queued deploys, drain Slack",
+        description="One pass of the time-driven work (Cloud Scheduler runs it every minute).",
+    )
 
     env = commands.add_parser("env", help="move environment variables into Secret Manager")
     env_commands = env.add_subparsers(dest="env_command", required=True, metavar="COMMAND")
@@ -115,6 +144,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="check the demo service answers /health with the commit it was built from, then exit",
     )
+    sandbox.add_argument(
+        "--slack-rate-scale",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="Slack's rate limits, X times faster (default 1: Slack's own; 0: no limits)",
+    )
     return parser
 
 
@@ -150,12 +186,89 @@ def _check(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def _force_unlock(engine: Engine, environment: str, reason: str, progress: Listener) -> int:
+    """`deployer unlock ENV --force`: clear every lock; abandon the deploy holding it, here."""
+    from deployer.front.worker import run_deploy
+
+    cleared = engine.force_unlock(environment, _requester(), reason)
+    if cleared.manual is not None:
+        print(f"{environment}: lifted {cleared.manual.holder}'s lock")
+    if cleared.abandoned is None:
+        if cleared.manual is None:
+            print(f"{environment} was not locked")
+        return 0
+    done = run_deploy(cleared.abandoned.id, engine, progress=progress)
+    return 0 if done.state == State.ABANDONED else 1
+
+
+def _sweep(engine: Engine) -> int:
+    """`deployer sweep`: one pass; deploys it resumes inline run to their end before it exits."""
+    from deployer.front.context import front_context
+    from deployer.front.settings import FrontSettings
+    from deployer.front.sweep import Sweeper
+
+    context = front_context(FrontSettings.from_environment(), engine)
+    report = Sweeper(context).sweep()
+    close = getattr(context.dispatcher, "close", None)
+    if callable(close):
+        close()
+    print("\n".join(report.lines()))
+    return 0
+
+
+def _thread(engine: Engine, deploy_id: str) -> ThreadBox | None:
+    """The deploy's Slack thread as the outbox keeps it (it knows the link the record lacks)."""
+    from deployer.front.outbox import ThreadBox
+
+    found = engine.store.outbox_read(deploy_id)
+    return ThreadBox.from_json(found.body) if found else None
+
+
+def _record_json(
+    engine: Engine, record: DeployRecord, locks: list[Lock], now: float
+) -> dict[str, Any]:
+    from deployer import records_json
+
+    # A stop asked for but not yet seen by the run is in the store, not in the record.
+    unseen = not record.state.finished and not record.cancel_requested
+    asked = engine.store.cancel_requested(record.id) if unseen else None
+    return records_json.record(record, now, _thread(engine, record.id), locks, asked)
+
+
+def _show(engine: Engine, deploy_id: str, as_json: bool) -> int:
+    """`deployer show ID`: the record in full, with its thread and its hold on the lock."""
+    from deployer import terminal
+    from deployer.pipeline.lease import DEPLOY
+
+    record = engine.store.get(deploy_id)
+    if record is None:
+        print(f"deployer: no deploy {deploy_id} in the store", file=sys.stderr)
+        return 1
+    now = time.time()
+    locks = engine.store.locks(record.environment)
+    document = _record_json(engine, record, locks, now)
+    if as_json:
+        print(json.dumps(document, indent=2))
+        return 0
+    shown = replace(
+        record,
+        slack_channel=document["slack_channel"],
+        slack_ts=document["slack_ts"],
+        cancel_requested=document["cancel_requested"],
+        cancelled_by=document["cancelled_by"],
+    )
+    held = [lock for lock in locks if lock.kind == DEPLOY and lock.holder == record.id]
+    print(
+        terminal.render_record(shown, document["thread_url"] or "", held[0] if held else None, now)
+    )
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     from deployer import terminal
     from deployer.engine import Engine
     from deployer.logs import log_events, wants_json
     from deployer.pipeline.events import fan_out
-    from deployer.pipeline.record import State
 
     if args.command == "serve":
         from deployer.front.http import serve as serve_webhooks
@@ -182,17 +295,33 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "worker":
         from deployer.front.worker import run_deploy
 
-        done = run_deploy(args.deploy_id, engine, progress=terminal.TerminalProgress())
-        return 0 if done.state == State.SUCCEEDED else 1
+        run_deploy(args.deploy_id, engine, progress=terminal.TerminalProgress())
+        # Any end is finished work; only a worker that dies before it asks for a retry.
+        return 0
+    if args.command == "sweep":
+        return _sweep(engine)
     if args.command == "status":
+        from deployer import records_json
+
         statuses = engine.status(args.environment)
-        print(terminal.render_status(statuses))
+        if args.json:
+            now = time.time()
+            documents = [records_json.environment_status(s, now) for s in statuses]
+            print(json.dumps(documents, indent=2))
+        else:
+            print(terminal.render_status(statuses))
         return 0 if all(not s.problem for s in statuses) else 1
     if args.command == "history":
-        print(
-            terminal.render_history(args.environment, engine.history(args.environment, args.limit))
-        )
+        records = engine.history(args.environment, args.limit)
+        if args.json:
+            now, locks = time.time(), engine.store.locks(args.environment)
+            documents = [_record_json(engine, record, locks, now) for record in records]
+            print(json.dumps(documents, indent=2))
+        else:
+            print(terminal.render_history(args.environment, records))
         return 0
+    if args.command == "show":
+        return _show(engine, args.deploy_id, args.json)
     if args.command == "lock":
         held = engine.lock(args.environment, _requester(), args.reason)
         if held.holder != _requester():
@@ -200,6 +329,8 @@ def _run(args: argparse.Namespace) -> int:
             return 1
         print(f"{args.environment} locked")
         return 0
+    if args.command == "unlock" and args.force:
+        return _force_unlock(engine, args.environment, args.reason, progress)
     if args.command == "unlock":
         released = engine.unlock(args.environment, _requester())
         print(f"{args.environment} unlocked" if released else f"{args.environment} was not locked")
@@ -214,7 +345,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "sandbox":
         from deployer.sandbox import lifecycle
 
-        return lifecycle.run(args.state_file, with_demo=not args.no_demo, smoke=args.smoke)
+        return lifecycle.run(
+            args.state_file,
+            with_demo=not args.no_demo,
+            smoke=args.smoke,
+            slack_rate_scale=args.slack_rate_scale,
+        )
     if args.command == "demo":
         from deployer.demo import run as run_demo
 

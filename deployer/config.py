@@ -187,12 +187,17 @@ class Timeouts(_Frozen):
 
 
 class Access(_Frozen):
-    """Who may deploy: Slack users, user groups and channels; GitHub repositories."""
+    """Who may deploy: Slack users, user groups and channels; GitHub repositories.
+
+    `admins` (Slack users and user groups) may also force the environment's locks open
+    (`/deploy unlock ENV force`); nobody may by default.
+    """
 
     slack_users: list[SlackUser] = Field(default_factory=list)
     slack_usergroups: list[SlackUserGroup] = Field(default_factory=list)
     slack_channels: list[SlackChannel] = Field(default_factory=list)
     github_repositories: list[Repository] = Field(default_factory=list)
+    admins: list[SlackUser | SlackUserGroup] = Field(default_factory=list)
 
 
 class Environment(_Frozen):
@@ -228,6 +233,22 @@ class Releases(_Frozen):
     channel: SlackChannel | None = None
 
 
+class DeployerSettings(_Frozen):
+    """How the deployer itself runs: leases, the lock queue, retries of lost workers."""
+
+    # Seconds a worker's hold on its deploy lock lasts without a heartbeat; a worker
+    # silent for longer is presumed dead and its deploy resumed (or abandoned).
+    lease: Seconds = 60
+    # Seconds a deploy may wait in an environment's queue (`--queue`) before it gives up.
+    queue_timeout: Seconds = 3600
+    # Runs a deploy may have; a deploy whose worker was lost this often is abandoned.
+    max_attempts: int = Field(3, ge=1, le=20)
+    # Seconds the deployer keeps trying to tell Slack something before dropping it.
+    outbox_deadline: Seconds = 24 * 3600
+    # Seconds between two sweeps run by `deployer serve` (and the sandbox).
+    sweep_interval: Seconds = 60
+
+
 # Words of the `/deploy` grammar; no environment may be called one of them.
 COMMAND_WORDS = ("help", "status", "history", "rollback", "lock", "unlock")
 
@@ -238,6 +259,7 @@ class Config(_Frozen):
     services: dict[ServiceKey, ServiceConfig]
     environments: dict[EnvironmentName, Environment]
     releases: Releases | None = None
+    deployer: DeployerSettings = Field(default_factory=DeployerSettings)
     path: Path = Field(default=Path("deployer.toml"), exclude=True)
 
     @model_validator(mode="after")

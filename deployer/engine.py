@@ -9,6 +9,7 @@ from deployer.config import Config, load_config
 from deployer.errors import ConfigError
 from deployer.pipeline.deploy import DeployPipeline
 from deployer.pipeline.events import Listener
+from deployer.pipeline.lease import ABANDON_OWNER, DEPLOY
 from deployer.pipeline.ports import (
     COMMIT_LABEL,
     DEPLOY_LABEL,
@@ -18,7 +19,7 @@ from deployer.pipeline.ports import (
     ServiceState,
 )
 from deployer.pipeline.record import DeployRecord, Lock, new_deploy_id
-from deployer.pipeline.rollback import RollbackPipeline
+from deployer.pipeline.runs import Runs
 from deployer.store import open_store
 from deployer.store.protocol import Store
 
@@ -36,6 +37,15 @@ class RevisionStatus:
     created: str
     deployed_by: str = ""  # requester of the deploy that created it, from the store
     deployed_at: float | None = None
+
+
+@dataclass(frozen=True)
+class ForcedUnlock:
+    """What `force_unlock` cleared: a person's lock, and the deploy handed over to be abandoned."""
+
+    environment: str
+    manual: Lock | None
+    abandoned: DeployRecord | None
 
 
 @dataclass(frozen=True)
@@ -93,6 +103,7 @@ class Engine:
         self.config = config
         self.platform = platform
         self.store = store
+        self.runs = Runs(config, platform, store)
 
     @classmethod
     def from_environment(cls) -> Engine:
@@ -124,19 +135,18 @@ class Engine:
     def deploy(
         self, record: DeployRecord, listener: Listener, dry_run: bool = False
     ) -> DeployRecord:
-        """Run a deploy record (new, or saved by an earlier run that stopped) to its end."""
-        return DeployPipeline(self.config, self.platform, self.store, listener).run(record, dry_run)
+        """Run a new deploy record to its end here (a terminal): lock, run, release."""
+        if dry_run:
+            pipeline = DeployPipeline(self.config, self.platform, self.store, listener)
+            return pipeline.run(record, dry_run=True)
+        return self.runs.run(record, listener)
 
-    def resume(self, deploy_id: str, listener: Listener) -> DeployRecord:
-        """Continue the saved deploy `deploy_id` from where it stopped."""
+    def resume(self, deploy_id: str, listener: Listener, owner: str | None = None) -> DeployRecord:
+        """Run the saved deploy `deploy_id` from where it stopped (a worker's job)."""
         record = self.store.get(deploy_id)
         if record is None:
             raise ConfigError(f"no deploy {deploy_id} in the store")
-        if record.state.finished:
-            return record
-        if record.kind == "rollback":
-            return RollbackPipeline(self.config, self.platform, self.store, listener).run(record)
-        return self.deploy(record, listener)
+        return self.runs.run(record, listener, owner)
 
     def new_rollback(
         self, environment: str, to_revision: str | None, requester: str
@@ -155,15 +165,7 @@ class Engine:
         self, environment: str, to_revision: str | None, requester: str, listener: Listener
     ) -> DeployRecord:
         """Move the environment's traffic back to `to_revision` (default: the previous one)."""
-        record = DeployRecord(
-            id=new_deploy_id(),
-            kind="rollback",
-            environment=environment,
-            service=self.resolve(environment),
-            requester=requester,
-            target_revision=to_revision,
-        )
-        return RollbackPipeline(self.config, self.platform, self.store, listener).run(record)
+        return self.runs.run(self.new_rollback(environment, to_revision, requester), listener)
 
     def cancel(self, deploy_id: str, who: str) -> DeployRecord | None:
         """Ask a running deploy to stop before traffic moves; the record (None if unknown)."""
@@ -189,6 +191,40 @@ class Engine:
             return False
         # Anyone allowed to deploy may unlock: a lock is a courtesy, not a permission.
         return self.store.release_lock(environment, "manual", locks[0].holder)
+
+    def force_unlock(self, environment: str, who: str, reason: str) -> ForcedUnlock:
+        """Clear every lock of `environment`; a deploy holding it is handed over to be abandoned.
+
+        The deploy is then abandoned by whatever runs it next (`resume`, a worker, the
+        sweep): it takes the lock over as its abandoner, cancels its build, and puts
+        back and verifies the traffic that served before it began.
+        """
+        self.config.environment(environment)
+        now = time.time()
+        manual: Lock | None = None
+        handed: DeployRecord | None = None
+        for lock in self.store.locks(environment):
+            if lock.kind == "manual":
+                if self.store.release_lock(environment, "manual", lock.holder):
+                    manual = lock
+                continue
+            record = self.store.get(lock.holder)
+            self.store.release_lock(environment, DEPLOY, lock.holder)
+            if record is None or record.state.finished:
+                continue  # a lock its deploy forgot: gone now
+            because = f"forced unlock by {who}: {reason or 'no reason given'}"
+            handover = Lock(
+                environment,
+                DEPLOY,
+                record.id,
+                because,
+                now,
+                ABANDON_OWNER + record.id,
+                now + self.config.deployer.lease,
+            )
+            if self.store.acquire_lock(handover, now).owner == handover.owner:
+                handed = record
+        return ForcedUnlock(environment, manual, handed)
 
     def status(self, environment: str | None = None) -> list[EnvironmentStatus]:
         """What runs where: one entry per environment (or just `environment`)."""

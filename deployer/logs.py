@@ -28,6 +28,7 @@ from typing import Any, TextIO
 from deployer.pipeline.events import (
     DeployFinished,
     Event,
+    Noted,
     StageFinished,
     StageProgressed,
     StageStarted,
@@ -198,6 +199,10 @@ def log_events(event: Event) -> None:
                 "duration_s": round(result.duration, 3),
                 "link": result.link,
             },
+        )
+    elif isinstance(event, Noted):
+        pipeline_log.warning(
+            "%s %s: %s", record.kind, record.id, event.text, extra={**fields, "note": event.text}
         )
     elif isinstance(event, DeployFinished):
         ok = record.state == State.SUCCEEDED

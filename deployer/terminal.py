@@ -11,11 +11,12 @@ from deployer.engine import EnvironmentStatus
 from deployer.pipeline.events import (
     DeployFinished,
     Event,
+    Noted,
     StageFinished,
     StageProgressed,
     StageStarted,
 )
-from deployer.pipeline.record import DeployRecord, Lock, Outcome, State
+from deployer.pipeline.record import DeployRecord, Lock, Outcome, Share, StageResult, State
 
 _MARK = {
     Outcome.SUCCEEDED: "ok",
@@ -30,6 +31,8 @@ _STATE_WORDS = {
     State.CANCELLED: "was cancelled",
     State.RUNNING: "is still running",
     State.PENDING: "has not started",
+    State.QUEUED: "waits for the environment's lock",
+    State.ABANDONED: "was abandoned",
 }
 
 
@@ -58,6 +61,8 @@ class TerminalProgress:
                     self._print(f"           | {line}")
             if result.link:
                 self._print(f"           {result.link}")
+        elif isinstance(event, Noted):
+            self._print(f"{elapsed} note: {event.text}")
         elif isinstance(event, DeployFinished):
             if event.plan:
                 self._print("plan (dry run, nothing changed):")
@@ -82,6 +87,9 @@ def summary(record: DeployRecord) -> str:
         )
     if record.commit:
         lines.append(f"  commit: {record.commit}")
+    if record.final_traffic is not None:
+        serving = ", ".join(f"{s.revision} {s.percent}%" for s in record.final_traffic)
+        lines.append(f"  traffic now (read back): {serving or 'nothing'}")
     if record.image:
         lines.append(f"  image: {record.image}")
     if record.build_log_url:
@@ -148,3 +156,87 @@ def render_history(environment: str, records: list[DeployRecord]) -> str:
             f"{commit:12}  {target or '-'}  {record.requester}"
         )
     return "\n".join(lines)
+
+
+def _shares(shares: list[Share] | None, empty: str) -> str:
+    if shares is None:
+        return "not read yet"
+    text = ", ".join(
+        f"{s.revision} {s.percent}%" + (f" (tag {s.tag})" if s.tag else "") for s in shares
+    )
+    return text or empty
+
+
+def _stage_line(result: StageResult) -> list[str]:
+    lines = [
+        f"  {result.stage:9} {_MARK[result.outcome]:9} {result.duration:6.1f}s  {result.summary}"
+    ]
+    if result.detail and result.outcome != Outcome.SUCCEEDED:
+        lines.extend(f"      | {line}" for line in result.detail.strip().splitlines()[-15:])
+    if result.link:
+        lines.append(f"      {result.link}")
+    return lines
+
+
+def render_record(
+    record: DeployRecord, thread_url: str = "", lock: Lock | None = None, now: float | None = None
+) -> str:
+    """One deploy or rollback in full: `deployer show ID`."""
+    now = time.time() if now is None else now
+    lines = [
+        f"{record.kind} {record.id} of {record.environment} ({record.service}): {record.state}"
+    ]
+    ref = f", ref {record.ref}" if record.ref else ""
+    lines.append(f"  requested by {record.requester} at {_when(record.created_at)}{ref}")
+    if record.queued_at is not None:
+        lines.append(f"  queued at {_when(record.queued_at)}")
+    if record.commit:
+        lines.append(f"  commit: {record.commit}")
+    if record.kind == "rollback":
+        lines.append(f"  traffic: {record.previous_revision} -> {record.target_revision}")
+    elif record.candidate_revision:
+        lines.append(
+            f"  revision: {record.candidate_revision} (previous {record.previous_revision})"
+        )
+    lines.append(f"  attempt {record.attempt}; last saved {_when(record.updated_at)}")
+    if record.running_stage is not None:
+        lines.append(f"  now in: {record.running_stage}")
+    if record.cancel_requested or record.cancelled_by:
+        asked = "cancelled" if record.state == State.CANCELLED else "cancel requested"
+        lines.append(f"  {asked} by {record.cancelled_by or 'a request'}")
+    if record.abandoned_by:
+        lines.append(f"  abandoned by {record.abandoned_by}")
+    if record.error:
+        lines.append(f"  error: {record.error}")
+    lines.append("stages:" if record.stages else "stages: none yet")
+    for result in record.stages:
+        lines.extend(_stage_line(result))
+    if record.notes:
+        lines.append("notes:")
+        lines.extend(f"  {_when(item.at)}  {item.text}" for item in record.notes)
+    lines.append(f"traffic before: {_shares(record.baseline_traffic, 'none (no service yet)')}")
+    lines.append(f"traffic after (read back): {_shares(record.final_traffic, 'none')}")
+    if record.build_id:
+        lines.append(f"build: {record.build_id}")
+    if record.build_log_url:
+        lines.append(f"build log: {record.build_log_url}")
+    if record.image:
+        lines.append(f"image: {record.image}")
+    if thread_url:
+        lines.append(f"thread: {thread_url}")
+    elif record.slack_channel:
+        lines.append(
+            f"thread: channel {record.slack_channel}, ts {record.slack_ts or 'not posted yet'}"
+        )
+    lines.append(f"lock: {_lease(lock, now)}")
+    return "\n".join(lines)
+
+
+def _lease(lock: Lock | None, now: float) -> str:
+    if lock is None:
+        return "not held"
+    owner = lock.owner or "nobody yet (handed over)"
+    if not lock.lease_until:
+        return f"held by {owner}, no lease"
+    expired = " (expired: the run is presumed dead)" if lock.expired(now) else ""
+    return f"held by {owner}, lease until {_when(lock.lease_until)}{expired}"

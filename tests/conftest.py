@@ -17,9 +17,16 @@ from deployer.adapters.google_clients import google_client
 from deployer.sandbox.demo import Demo, seed_demo
 from deployer.sandbox.images import Image
 from deployer.sandbox.server import Sandbox
+from tests.firestore_emulator import firestore_emulator  # noqa: F401  (a fixture)
 
 PROJECT = "test-project"
 REGION = "europe-west1"
+# Slack's rate limits in the test sandboxes, this many times faster than Slack's own.
+# Measured: test_concurrent_posts_get_distinct_increasing_ts sends 40 posts into one
+# channel from 8 threads in about 40 ms (~1000 a second); its channel needed a scale of
+# up to 1650 on a busy 2-core machine. 10000 leaves room for faster ones; the limits'
+# own tests build sandboxes with scales of their own (tests/test_sandbox_slack_limits.py).
+SLACK_RATE_SCALE = 10_000.0
 
 C = TypeVar("C")
 
@@ -49,7 +56,7 @@ def _restore_logging() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     """One in-process sandbox for the whole session; tests use their own resource names."""
-    running = Sandbox(tmp_path_factory.mktemp("sandbox")).start()
+    running = Sandbox(tmp_path_factory.mktemp("sandbox"), slack_rate_scale=SLACK_RATE_SCALE).start()
     yield running
     running.stop()
 
@@ -116,7 +123,7 @@ def project() -> str:
 @pytest.fixture
 def demo(tmp_path: Path, repo_root: Path) -> Iterator[Demo]:
     """The demo, seeded into a sandbox of its own (its fixed names need one); the CLI aims at it."""
-    own = Sandbox(tmp_path / "sandbox").start()
+    own = Sandbox(tmp_path / "sandbox", slack_rate_scale=SLACK_RATE_SCALE).start()
     try:
         seeded = seed_demo(own, repo_root, tmp_path)
         os.environ["DEPLOYER_GCP_EMULATOR_HOST"] = own.grpc_address

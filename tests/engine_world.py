@@ -36,10 +36,12 @@ from deployer.adapters.google_clients import google_client
 from deployer.adapters.secret_writer import SecretManagerWriter
 from deployer.config import Config, load_config
 from deployer.engine import Engine, default_platform
+from deployer.front.outbox import ThreadBox
 from deployer.pipeline.events import Event, Listener, StageFinished, StageStarted
 from deployer.pipeline.ports import Platform
 from deployer.pipeline.record import DeployRecord, Stage, State
 from deployer.sandbox.server import Sandbox
+from deployer.store.protocol import Store
 from deployer.store.sqlite import SqliteStore
 from deployer.terminal import TerminalProgress
 from tests.conftest import REGION
@@ -177,7 +179,10 @@ class World:
     # --- configuration ---
 
     def reconfigure(
-        self, service: Mapping[str, Any] | None = None, environment: Mapping[str, Any] | None = None
+        self,
+        service: Mapping[str, Any] | None = None,
+        environment: Mapping[str, Any] | None = None,
+        deployer: Mapping[str, Any] | None = None,
     ) -> Engine:
         """Rewrite deployer.toml with changes (None removes a key); the engine that reads it."""
         service_table, env_table = f"services.{SERVICE_KEY}", f"environments.{ENVIRONMENT}"
@@ -185,6 +190,7 @@ class World:
             **self.settings,
             service_table: _merged(self.settings[service_table], service or {}),
             env_table: _merged(self.settings[env_table], environment or {}),
+            "deployer": _merged(self.settings.get("deployer", {}), deployer or {}),
         }
         self.config_path.write_text(to_toml(self.settings), encoding="utf-8")
         self.engine = Engine(load_config(self.config_path), self.platform, self.store())
@@ -296,15 +302,22 @@ class World:
             assert value not in everything, f"the value of secret {secret_id} leaked"
 
 
-def wait_finished(store: SqliteStore, deploy_id: str, timeout: float = 60.0) -> DeployRecord:
-    """The record once its deploy ended (run by a worker elsewhere), or the test fails."""
+def wait_finished(store: Store, deploy_id: str, timeout: float = 60.0) -> DeployRecord:
+    """The record once its deploy ended (run by a worker elsewhere) and its Slack thread
+    shows everything the deployer meant to say, or the test fails."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         record = store.get(deploy_id)
-        if record is not None and record.state.finished:
+        if record is not None and record.state.finished and thread_sent(store, deploy_id):
             return record
         time.sleep(0.1)
-    pytest.fail(f"deploy {deploy_id} did not finish within {timeout} s")
+    pytest.fail(f"deploy {deploy_id} did not finish (and tell its thread) within {timeout} s")
+
+
+def thread_sent(store: Store, deploy_id: str) -> bool:
+    """Whether the deploy's outbox has nothing left to send (or it has no thread)."""
+    found = store.outbox_read(deploy_id)
+    return found is None or not ThreadBox.from_json(found.body).pending()
 
 
 def _seed_secret(

@@ -3,6 +3,8 @@
     slash_command(secret, "prod v1.4.2", user=..., channel=...)   POST /slack/events (form)
     block_action(secret, "deploy_cancel", deploy_id, ...)          POST /slack/events (payload=JSON)
     github_event(secret, "release", release_payload(...))          POST /github/webhook (JSON)
+    signed_form(secret, [(name, value), ...])                      any form, names repeated and all
+    signed_payload(secret, anything)                               any JSON as the `payload` field
 
 Each builds a `WireRequest` (method, path, headers, raw body) that can be sent
 through a functions-framework test client (`send_flask`) or over real HTTP
@@ -15,10 +17,10 @@ import json
 import secrets
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qs, parse_qsl, quote, urlencode
 
 import httpx
 
@@ -156,6 +158,32 @@ def block_action(
         headers["X-Slack-Retry-Num"] = str(retry_num)
         headers["X-Slack-Retry-Reason"] = "http_timeout"
     return WireRequest("POST", SLACK_PATH, headers, body)
+
+
+def signed_form(
+    secret: str, fields: Sequence[tuple[str, str]], *, timestamp: int | None = None
+) -> WireRequest:
+    """Any form (names repeated, values of any text) percent-encoded and signed as Slack signs."""
+    body = urlencode(list(fields), quote_via=quote).encode("ascii")
+    return WireRequest("POST", SLACK_PATH, slack_headers(secret, body, timestamp), body)
+
+
+def signed_payload(secret: str, payload: Any, *, timestamp: int | None = None) -> WireRequest:
+    """Any JSON value as the `payload` field of an interactive request, signed as Slack signs."""
+    text = json.dumps(payload, separators=(",", ":"))
+    return signed_form(secret, [("payload", text)], timestamp=timestamp)
+
+
+def form_fields(request: WireRequest) -> list[tuple[str, str]]:
+    """The fields of a signed form such as `slash_command` builds, in order (to alter, sign again)."""
+    return parse_qsl(request.body.decode("ascii"), keep_blank_values=True)
+
+
+def interactive_payload(request: WireRequest) -> dict[str, Any]:
+    """The JSON `payload` of a signed interactive request such as `block_action` builds."""
+    (payload,) = parse_qs(request.body.decode("ascii"))["payload"]
+    data: dict[str, Any] = json.loads(payload)
+    return data
 
 
 def release_payload(

@@ -31,7 +31,8 @@ import functions_framework
 
 from deployer.pipeline.record import DeployRecord
 from deployer.sandbox.server import Sandbox
-from tests.engine_world import ENVIRONMENT, World
+from deployer.store.protocol import Store
+from tests.engine_world import ENVIRONMENT, World, thread_sent
 from tests.front_requests import (
     Answer,
     WireRequest,
@@ -63,6 +64,7 @@ class FrontWorld:
     ephemeral: list[str] = field(default_factory=list)  # ack bodies, rendered
     served: subprocess.Popen[str] | None = None
     people: dict[str, str] = field(default_factory=dict)  # Slack user id -> stable name
+    job: str = ""  # the worker job deploys are dispatched to, when not inline
 
     # --- requests ---
 
@@ -114,19 +116,29 @@ class FrontWorld:
         return self.records()[0]
 
     def wait(
-        self, check: Callable[[DeployRecord], bool], deploy_id: str, timeout: float = 60
+        self,
+        check: Callable[[DeployRecord], bool],
+        deploy_id: str,
+        timeout: float = 60,
+        store: Store | None = None,
     ) -> DeployRecord:
+        store = store or self.world.store()
         deadline = time.monotonic() + timeout
         while True:
-            record = self.world.store().get(deploy_id)
+            record = store.get(deploy_id)
             if record is not None and check(record):
                 return record
             assert time.monotonic() < deadline, f"{deploy_id} never got there: {record}"
             time.sleep(0.1)
 
-    def finished(self, deploy_id: str, timeout: float = 60) -> DeployRecord:
-        """The record once it ended and its thread stopped changing."""
-        record = self.wait(lambda r: r.state.finished, deploy_id, timeout)
+    def finished(
+        self, deploy_id: str, timeout: float = 60, store: Store | None = None
+    ) -> DeployRecord:
+        """The record once it ended, its outbox sent everything, and its thread stopped changing."""
+        store = store or self.world.store()
+        record = self.wait(
+            lambda r: r.state.finished and thread_sent(store, deploy_id), deploy_id, timeout, store
+        )
         self.settle()
         return record
 

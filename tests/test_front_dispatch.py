@@ -23,10 +23,10 @@ from deployer.front.dispatch import (
     JobDispatcher,
     dispatcher_from_environment,
 )
-from deployer.front.ports import Chat
-from deployer.front.thread import post_parent
+from deployer.front.outbox import Outbox
+from deployer.front.thread import open_thread
 from deployer.front.worker import run_deploy
-from deployer.pipeline.record import DeployRecord, State
+from deployer.pipeline.record import DeployRecord, Lock, State
 from deployer.sandbox.server import Sandbox
 from deployer.sandbox.webhook import create_worker_job, store_bot_token
 from deployer.store.sqlite import SqliteStore
@@ -37,8 +37,14 @@ Completion = run_v2.ExecutionReference.CompletionStatus
 
 
 @pytest.fixture
-def slack(sandbox: Sandbox) -> Iterator[Chat]:
-    yield SlackChat(slack_web_client("xoxb-dispatch-tests", sandbox.slack_api_url))
+def slack(sandbox: Sandbox) -> Iterator[SlackChat]:
+    yield SlackChat(
+        slack_web_client("xoxb-dispatch-tests", sandbox.slack_api_url, retries=False, timeout=2)
+    )
+
+
+def outbox_of(store: SqliteStore, slack: SlackChat) -> Outbox:
+    return Outbox(store, slack)
 
 
 def _channel(sandbox: Sandbox) -> str:
@@ -47,13 +53,24 @@ def _channel(sandbox: Sandbox) -> str:
     return channel
 
 
-def _saved(world: World, slack: Chat) -> DeployRecord:
-    """A deploy record as the front leaves it: thread parent posted, saved, not started."""
+def _saved(world: World, slack: SlackChat) -> DeployRecord:
+    """A deploy record as the front leaves it: locked, thread parent posted, saved, not started."""
     record = world.engine.new_deploy(ENVIRONMENT, None, "slack:U0TESTER1")
-    record.slack_channel = _channel(world.sandbox)
-    record.slack_ts = post_parent(slack, record.slack_channel, record)
-    assert record.slack_ts
-    world.store().save(record)
+    return _taken_in(world.store(), slack, record, _channel(world.sandbox))
+
+
+def _taken_in(
+    store: SqliteStore, slack: SlackChat, record: DeployRecord, channel: str
+) -> DeployRecord:
+    now = time.time()
+    lock = Lock(record.environment, "deploy", record.id, "deploy", now, "", now + 60)
+    assert store.acquire_lock(lock, now) == lock
+    outbox = outbox_of(store, slack)
+    open_thread(outbox, channel, record)
+    box = outbox.drain(record.id, 2)
+    assert box is not None and box.ts
+    record.slack_ts = box.ts
+    store.save(record)
     return record
 
 
@@ -62,7 +79,7 @@ def _parent(sandbox: Sandbox, record: DeployRecord) -> dict[str, Any]:
     return next(m for m in messages if m["ts"] == record.slack_ts)
 
 
-def test_a_job_execution_runs_the_deploy(world: World, slack: Chat) -> None:
+def test_a_job_execution_runs_the_deploy(world: World, slack: SlackChat) -> None:
     host = world.sandbox.grpc_address
     parent = f"projects/{world.project}/locations/{REGION}"
     job = create_worker_job(
@@ -77,7 +94,9 @@ def test_a_job_execution_runs_the_deploy(world: World, slack: Chat) -> None:
         store_bot_token(host, world.project, "xoxb-dispatch-worker"),
     )
     record = _saved(world, slack)
-    dispatcher = JobDispatcher(job, host=host, failures=Failures(world.store(), slack))
+    dispatcher = JobDispatcher(
+        job, host=host, failures=Failures(world.store(), outbox_of(world.store(), slack))
+    )
 
     started = time.monotonic()
     dispatcher.dispatch(record.id)
@@ -102,10 +121,11 @@ def test_a_job_execution_runs_the_deploy(world: World, slack: Chat) -> None:
     assert world.serving() == [(done.candidate_revision, 100)]
 
 
-def test_inline_dispatch_runs_the_deploy_in_this_process(world: World, slack: Chat) -> None:
+def test_inline_dispatch_runs_the_deploy_in_this_process(world: World, slack: SlackChat) -> None:
     store = world.store()
+    outbox = outbox_of(store, slack)
     dispatcher = dispatcher_from_environment(
-        lambda deploy_id: run_deploy(deploy_id, world.engine, slack), store, slack, "inline"
+        lambda deploy_id: run_deploy(deploy_id, world.engine, outbox), store, outbox, "inline"
     )
     assert isinstance(dispatcher, InlineDispatcher)
     record = _saved(world, slack)
@@ -118,19 +138,19 @@ def test_inline_dispatch_runs_the_deploy_in_this_process(world: World, slack: Ch
     assert done.candidate_revision in _parent(world.sandbox, done)["text"]
 
 
-def test_a_job_that_cannot_start_fails_the_record_and_says_so(
-    gcp: Sandbox, tmp_path: Path, slack: Chat
+def test_a_job_that_cannot_start_fails_the_record_frees_prod_and_says_so(
+    gcp: Sandbox, tmp_path: Path, slack: SlackChat
 ) -> None:
     store = SqliteStore(tmp_path / "state.db")
     record = DeployRecord(
         id="d-dispatch-" + uuid.uuid4().hex[:6], kind="deploy", environment="prod",
         service="backend", requester="slack:U0TESTER1",
     )  # fmt: skip
-    record.slack_channel = _channel(gcp)
-    record.slack_ts = post_parent(slack, record.slack_channel, record)
-    store.save(record)
+    _taken_in(store, slack, record, _channel(gcp))
     missing = "projects/nowhere/locations/europe-west1/jobs/deployer-worker"
-    dispatcher = JobDispatcher(missing, host=gcp.grpc_address, failures=Failures(store, slack))
+    dispatcher = JobDispatcher(
+        missing, host=gcp.grpc_address, failures=Failures(store, outbox_of(store, slack))
+    )
 
     dispatcher.dispatch(record.id)  # never raises: the failure is recorded and told
 
@@ -138,6 +158,7 @@ def test_a_job_that_cannot_start_fails_the_record_and_says_so(
     assert failed is not None and failed.state == State.FAILED
     assert "could not start the Cloud Run job deployer-worker" in failed.error
     assert "does not exist" in failed.error
+    assert store.locks("prod") == []
     parent = _parent(gcp, failed)
     assert parent["edits"], "the thread's parent should show the failure"
     assert parent["text"] != parent["original"]["text"]
@@ -167,9 +188,9 @@ def test_the_inline_pool_survives_a_crashing_deploy(
             dispatcher.dispatch(deploy_id)
         dispatcher.close(wait=True)
     assert sorted(ran) == sorted(good)
+    # A crashed run is left to its lease and the sweep, as a job task that died would be.
     crashed = store.get(bad.id)
-    assert crashed is not None and crashed.state == State.FAILED
-    assert "the worker blew up" in crashed.error
+    assert crashed is not None and crashed.state == State.PENDING
     assert any("d-bad-1 crashed" in r.getMessage() for r in caplog.records)
     # After close, a dispatch is refused (recorded failed), never lost silently.
     late = DeployRecord("d-late-1", "deploy", "prod", "backend", "cli:tester")

@@ -23,7 +23,15 @@ from deployer.front import grammar, messages
 from deployer.front.messages import SlackMessage
 from deployer.front.mrkdwn import code_block
 from deployer.pipeline.ports import HealthOutcome
-from deployer.pipeline.record import DeployRecord, Lock, Outcome, Stage, StageResult, State
+from deployer.pipeline.record import (
+    DeployRecord,
+    Lock,
+    Outcome,
+    Share,
+    Stage,
+    StageResult,
+    State,
+)
 from deployer.sandbox.server import Sandbox
 from tests.slack_thread_text import assert_matches, render_message
 
@@ -55,6 +63,7 @@ def deploy(**changes: Any) -> DeployRecord:
         created_at=T0,
         commit=COMMIT,
         previous_revision=OLD,
+        baseline_traffic=[Share(OLD, 100)],
     )
     for key, value in changes.items():
         setattr(record, key, value)
@@ -88,6 +97,7 @@ def test_success_parent() -> None:
         image=IMAGE,
         candidate_revision=NEW,
         stages=[PREFLIGHT, BUILT, *AFTER_BUILD, VERIFIED],
+        final_traffic=[Share(NEW, 100)],
     )
     message = messages.deploy_parent(record, T0 + 60)
     assert_matches(text_of(message), "parent_success")
@@ -111,11 +121,12 @@ def test_failure_parent() -> None:
         build_log_url=LOG,
         stages=[PREFLIGHT, failed],
         error="build: build FAILURE at step build",
+        final_traffic=[Share(OLD, 100)],
     )
     message = messages.deploy_parent(record, T0 + 30)
     assert_matches(text_of(message), "parent_failure")
     assert message.text.startswith(
-        f"Deploy of v1.4.2 to prod failed at build: build FAILURE at step build; traffic stayed on {OLD}"
+        f"Deploy of v1.4.2 to prod failed at build: build FAILURE at step build; traffic stayed on {OLD} 100%"
     )
     buttons = [e for b in message.blocks if b["type"] == "actions" for e in b["elements"]]
     assert [(b["action_id"], b["value"]) for b in buttons] == [("deploy_retry", record.id)]
@@ -131,11 +142,12 @@ def test_rolled_back_parent() -> None:
         image=IMAGE,
         candidate_revision=NEW,
         stages=[PREFLIGHT, BUILT, *AFTER_BUILD, unhealthy, back],
+        final_traffic=[Share(OLD, 100)],
     )
     text = text_of(messages.deploy_parent(record, T0 + 60))
     assert (
-        f"failed at verify: service URL unhealthy after promotion: 500; rolled back to `{OLD}`"
-        in text
+        "failed at verify: service URL unhealthy after promotion: 500; "
+        f"rolled back: traffic on `{OLD}` 100%" in text
     )
     assert "✓ *rollback* — done in 1.9s" in text
 

@@ -28,8 +28,8 @@ def test_traffic_steps_move_traffic_gradually_to_100_percent(world: World) -> No
     new = record.candidate_revision or ""
     steps = [m for m in progress_of(events.events, Stage.PROMOTE) if m.startswith("traffic ")]
     assert steps == [
-        f"traffic 10% on {new} (1/3)",
-        f"traffic 50% on {new} (2/3)",
+        f"traffic 10% on {new}, 90% on {old} (1/3)",
+        f"traffic 50% on {new}, 50% on {old} (2/3)",
         f"traffic 100% on {new} (3/3)",
     ]
     assert seen_splits == [
@@ -61,10 +61,10 @@ def test_a_revision_failing_during_the_steps_is_rolled_back(world: World) -> Non
     assert record.state == State.ROLLED_BACK
     promote = record.stage(Stage.PROMOTE)
     assert promote is not None and promote.outcome == Outcome.FAILED
-    assert promote.summary.startswith("service unhealthy during rollout")
+    assert promote.summary.startswith("candidate unhealthy at 50%")
     rollback = record.stage(Stage.ROLLBACK)
     assert rollback is not None and rollback.outcome == Outcome.SUCCEEDED
-    assert rollback.summary == f"traffic back on {old} 100%"
+    assert rollback.summary.startswith(f"traffic back on {old} 100% (was ")
     assert Stage.VERIFY not in [s.stage for s in record.stages]
     assert world.serving() == [(old, 100)]
     assert world.health()["version"]["commit"] == world.first.commit

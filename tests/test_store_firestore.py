@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
-import socket
-import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from google.api_core import exceptions
+from google.cloud import firestore
 
 from deployer.cli import main
 from deployer.config import load_config
@@ -30,77 +26,20 @@ from deployer.pipeline.record import Lock, State
 from deployer.sandbox.server import Sandbox
 from deployer.store import open_store
 from deployer.store.firestore import (
+    DEPLOYS,
     HISTORY_INDEX,
+    LOCKS,
+    OUTBOX,
+    ROOT_COLLECTION,
     FirestoreLocation,
     FirestoreStore,
     parse_firestore_url,
 )
 from tests.engine_world import ENVIRONMENT, close_world, make_world
-from tests.processes import descendants, port_open, wait_all_gone
+from tests.firestore_emulator import free_port
 from tests.store_contract import StoreContract, make_record
 
 PROJECT = "deployer-tests"
-START_TIMEOUT = 40.0
-READY_LINE = "Dev App Server is now running"
-
-
-def _unavailable(reason: str) -> None:
-    """Fail under CI (the emulator is part of the suite there), skip elsewhere."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true and {reason}")
-    pytest.skip(reason)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@pytest.fixture(scope="session")
-def firestore_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The emulator's host:port; stopped with every process it started at the end."""
-    missing = [tool for tool in ("gcloud", "java") if shutil.which(tool) is None]
-    if missing:
-        _unavailable(f"the Firestore emulator needs {' and '.join(missing)} on PATH")
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("firestore-emulator") / "emulator.log"
-    with log_path.open("wb") as log:
-        # A session of its own: gcloud starts a shell that starts java; the whole
-        # group is stopped at the end.
-        emulator = subprocess.Popen(
-            ["gcloud", "emulators", "firestore", "start", f"--host-port=127.0.0.1:{port}"],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while READY_LINE not in log_path.read_text(errors="replace") and not port_open(port):
-            if emulator.poll() is not None or time.monotonic() > deadline:
-                output = log_path.read_text(errors="replace")[-2000:]
-                _unavailable(f"the Firestore emulator did not start:\n{output}")
-            time.sleep(0.1)
-        while not port_open(port):  # the line can come just before the port listens
-            if time.monotonic() > deadline:
-                _unavailable(f"the Firestore emulator never listened on {port}")
-            time.sleep(0.05)
-        yield f"127.0.0.1:{port}"
-    finally:
-        family = {emulator.pid} | descendants(emulator.pid)
-        os.killpg(emulator.pid, signal.SIGTERM)
-        try:
-            emulator.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(emulator.pid, signal.SIGKILL)
-            emulator.wait(5)
-        left = wait_all_gone(family, 10)
-        if left:
-            os.killpg(emulator.pid, signal.SIGKILL)
-        assert not left, f"Firestore emulator processes outlived the session: {sorted(left)}"
-        assert not port_open(port)
 
 
 @pytest.fixture
@@ -184,6 +123,54 @@ def test_the_shipped_index_is_the_one_history_queries(repo_root: Path) -> None:
         )
         == HISTORY_INDEX
     )
+    # The other queries (unfinished, outbox_due) need no composite index; the JSON bodies
+    # are never queried, so they are kept out of the indexes.
+    exempt = {
+        (override["collectionGroup"], override["fieldPath"])
+        for override in shipped["fieldOverrides"]
+        if override["indexes"] == []
+    }
+    assert exempt == {(DEPLOYS, "body"), (OUTBOX, "body")}
+
+
+def test_locks_written_before_leases_read_back_without_owner_or_lease(firestore_url: str) -> None:
+    # Written with the raw client where the module docstring says locks live, as a
+    # deployer released before leases wrote them.
+    location = parse_firestore_url(firestore_url)
+    client = firestore.Client(project=location.project)
+    try:
+        locks = client.collection(ROOT_COLLECTION).document(location.prefix).collection(LOCKS)
+        for kind, holder, reason, created_at in (
+            ("deploy", "d-old", "deploy", 1.5),
+            ("manual", "slack:U1", "freeze", 2.5),
+        ):
+            fields = {"environment": "prod", "kind": kind, "holder": holder, "reason": reason}
+            locks.document(f"prod:{kind}").create({**fields, "created_at": created_at})
+
+        store = open_store(firestore_url)
+        old_deploy = Lock("prod", "deploy", "d-old", "deploy", 1.5, owner="", lease_until=0.0)
+        old_manual = Lock("prod", "manual", "slack:U1", "freeze", 2.5, owner="", lease_until=0.0)
+        assert store.locks("prod") == [old_deploy, old_manual]
+        # Still held against everyone else, and the old deploy's next run takes it over.
+        now = time.time()
+        other = Lock("prod", "deploy", "d-new", "deploy", now, "w9", now + 60)
+        assert store.acquire_lock(other, now + 10**6) == old_deploy
+        run = Lock("prod", "deploy", "d-old", "deploy", now, "w1", now + 60)
+        assert store.acquire_lock(run, now) == run
+        assert store.renew_lock("prod", "deploy", "d-old", "w1", now + 120)
+        renewed = Lock("prod", "deploy", "d-old", "deploy", now, "w1", now + 120)
+        assert store.locks("prod") == [renewed, old_manual]
+        assert locks.document("prod:deploy").get().to_dict() == {
+            "environment": "prod",
+            "kind": "deploy",
+            "holder": "d-old",
+            "reason": "deploy",
+            "created_at": now,
+            "owner": "w1",
+            "lease_until": now + 120,
+        }
+    finally:
+        client.close()
 
 
 # --- refusals -------------------------------------------------------------------------
@@ -198,7 +185,7 @@ def test_no_project_or_credentials_is_refused(tmp_path: Path) -> None:
 
 
 def test_an_unreachable_firestore_is_refused_within_the_timeout() -> None:
-    os.environ["FIRESTORE_EMULATOR_HOST"] = f"127.0.0.1:{_free_port()}"  # nobody listens
+    os.environ["FIRESTORE_EMULATOR_HOST"] = f"127.0.0.1:{free_port()}"  # nobody listens
     store = FirestoreStore.from_url(f"firestore://{PROJECT}/down", timeout=1.0)
     started = time.monotonic()
     with pytest.raises(
@@ -213,7 +200,7 @@ def test_a_deploy_without_its_lock_store_changes_nothing(
 ) -> None:
     world = make_world(gcp, tmp_path / "world", repo_root, deploy_first=False)
     try:
-        os.environ["FIRESTORE_EMULATOR_HOST"] = f"127.0.0.1:{_free_port()}"  # nobody listens
+        os.environ["FIRESTORE_EMULATOR_HOST"] = f"127.0.0.1:{free_port()}"  # nobody listens
         store = FirestoreStore.from_url(f"firestore://{PROJECT}/down", timeout=1.0)
         engine = Engine(load_config(world.config_path), world.platform, store)
         with pytest.raises(RefusedError, match="nothing is deployed"):

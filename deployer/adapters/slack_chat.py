@@ -31,6 +31,21 @@ def _outage(error: Exception) -> bool:
     return True
 
 
+def _retry_after(error: Exception) -> float | None:
+    """The seconds a 429's `Retry-After` header asks for, if it says."""
+    if not isinstance(error, SlackApiError):
+        return None
+    headers = getattr(error.response, "headers", None) or {}
+    for name, value in headers.items():
+        if name.lower() == "retry-after":
+            text = value[0] if isinstance(value, list) else value
+            try:
+                return max(0.0, float(text))
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
 def _calling(call: Callable[[], T]) -> T:
     """`call()`, with slack_sdk's and the network's failures turned into `ChatError`."""
     try:
@@ -38,7 +53,7 @@ def _calling(call: Callable[[], T]) -> T:
     except (SlackClientError, OSError) as error:
         code = error.response.get("error") if isinstance(error, SlackApiError) else None
         raise ChatError(
-            str(error), code if isinstance(code, str) else "", _outage(error)
+            str(error), code if isinstance(code, str) else "", _outage(error), _retry_after(error)
         ) from error
 
 
@@ -58,6 +73,10 @@ class SlackChat:
 
     def update(self, channel: str, ts: str, message: SlackMessage) -> None:
         _calling(lambda: self.client.chat_update(channel=channel, ts=ts, **message.to_kwargs()))
+
+    def permalink(self, channel: str, ts: str) -> str:
+        answer = _calling(lambda: self.client.chat_getPermalink(channel=channel, message_ts=ts))
+        return str(answer.get("permalink") or "")
 
     def usergroup_members(self, group: str) -> set[str]:
         answer = _calling(lambda: self.client.usergroups_users_list(usergroup=group))

@@ -37,17 +37,30 @@ class _SmallJitter(Jitter):
         return duration + random.random() * BACKOFF
 
 
-def slack_web_client(token: str | None = None, base_url: str | None = None) -> WebClient:
-    """A WebClient for `token` (default SLACK_BOT_TOKEN) at `base_url` (default SLACK_API_URL, then Slack's)."""
+def slack_web_client(
+    token: str | None = None,
+    base_url: str | None = None,
+    *,
+    retries: bool = True,
+    timeout: float = TIMEOUT,
+) -> WebClient:
+    """A WebClient for `token` (default SLACK_BOT_TOKEN) at `base_url` (default SLACK_API_URL, then Slack's).
+
+    Without `retries` every call is tried once: the outbox, which keeps what it
+    could not send and tries again later, must never sleep through a Retry-After.
+    """
     url = base_url or os.environ.get("SLACK_API_URL") or SLACK_API_URL
     if not url.endswith("/"):
         url += "/"
     backoff = BackoffRetryIntervalCalculator(backoff_factor=BACKOFF, jitter=_SmallJitter())
+    # slack_sdk's timeout is whole seconds in its signature but a float works with urllib.
     return WebClient(
         token=token if token is not None else os.environ.get("SLACK_BOT_TOKEN"),
         base_url=url,
-        timeout=TIMEOUT,
-        retry_handlers=[
+        timeout=timeout,  # type: ignore[arg-type]
+        retry_handlers=[]
+        if not retries
+        else [
             RateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES),
             ServerErrorRetryHandler(
                 max_retry_count=SERVER_ERROR_RETRIES, interval_calculator=backoff

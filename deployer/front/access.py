@@ -44,3 +44,18 @@ def github_denial(config: Config, environment: str, repository: str) -> str | No
     if allowed and repository not in allowed:
         return f"{repository} may not deploy {environment}"
     return None
+
+
+def slack_admin_denial(
+    config: Config, environment: str, user: str, members: UserGroupMembers
+) -> str | None:
+    """Why `user` may not force `environment`'s locks open, or None when they may."""
+    admins = config.environment(environment).allow.admins
+    if user in admins:
+        return None
+    for group in admins:
+        if group.startswith("S") and user in members(group):
+            return None
+    if not admins:
+        return f"Nobody may force `{environment}` open from Slack: it names no admins."
+    return f"Only `{environment}`'s admins may force its locks open."

@@ -12,6 +12,7 @@ Refusals start nothing.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -23,17 +24,24 @@ from deployer.config import Config
 from deployer.engine import EnvironmentStatus
 from deployer.errors import DeployerError
 from deployer.front import grammar, messages
-from deployer.front.access import slack_denial
+from deployer.front.access import slack_admin_denial, slack_denial
 from deployer.front.context import FrontContext
+from deployer.front.intake import (
+    Queued,
+    Started,
+    blocking_manual_lock,
+    revive,
+    take_in,
+    waiters,
+)
 from deployer.front.messages import SlackMessage
-from deployer.front.thread import post_parent
-from deployer.pipeline.record import DeployRecord, Lock, Outcome, Stage
+from deployer.pipeline.record import DeployRecord, Outcome, Stage, State
 
 log = logging.getLogger(__name__)
 
 STATUS_WAIT = 2.4  # seconds: what is left of Slack's 3 s after the round trips
 MEMBERS_TTL = 60.0  # seconds a user group's members are trusted
-PENDING_WINDOW = 15 * 60  # a saved, unstarted record this young still holds its environment
+ANNOUNCE_BUDGET = 0.5  # seconds to post "see the new thread" in the old one; then the outbox
 
 CANCEL, ROLLBACK, RETRY = "deploy_cancel", "deploy_rollback", "deploy_retry"
 BUTTONS = (CANCEL, ROLLBACK, RETRY)
@@ -76,8 +84,14 @@ class SlackCommands:
 
     # --- slash command ---
 
-    def command(self, text: str, user: str, channel: str) -> SlackMessage | None:
-        """Run `/deploy <text>` for `user` in `channel`; the ephemeral answer."""
+    def command(
+        self, text: str, user: str, channel: str, trigger_id: str = ""
+    ) -> SlackMessage | None:
+        """Run `/deploy <text>` for `user` in `channel`; the ephemeral answer.
+
+        A command that changes anything acts once per `trigger_id`: the same signed
+        request sent again (a replay, a retry) starts nothing.
+        """
         config = self.context.config
         parsed = grammar.parse(text, config)
         if isinstance(parsed, grammar.Ignore):
@@ -95,29 +109,48 @@ class SlackCommands:
         denial = slack_denial(config, parsed.environment, user, channel, self.members)
         if denial is not None:
             return messages.denied(denial)
+        if trigger_id and not self.context.store.claim(f"slack-trigger:{trigger_id}"):
+            return None  # this very request was handled already
         who = f"slack:{user}"
         engine = self.context.engine
         if isinstance(parsed, grammar.LockEnvironment):
             held = engine.lock(parsed.environment, who, parsed.reason)
             return messages.lock_taken(held) if held.holder == who else messages.locked_out(held)
         if isinstance(parsed, grammar.UnlockEnvironment):
-            return messages.unlocked(parsed.environment, engine.unlock(parsed.environment, who))
-        blocking = self._blocking_lock(parsed.environment, who)
-        if blocking is not None:
-            return messages.locked_out(blocking)
+            return self._unlock(parsed, user, who)
         if isinstance(parsed, grammar.Rollback):
             record = engine.new_rollback(parsed.environment, parsed.revision, who)
+            return self._start(record, channel)
+        record = engine.new_deploy(parsed.environment, parsed.ref, who, parsed.service)
+        return self._start(record, channel, parsed.queue)
+
+    def _unlock(
+        self, parsed: grammar.UnlockEnvironment, user: str, who: str
+    ) -> SlackMessage | None:
+        environment = parsed.environment
+        if not parsed.force:
+            released = self.context.engine.unlock(environment, who)
+            if released:
+                waiters(self.context).start_next(environment)
+            return messages.unlocked(environment, released)
+        denial = slack_admin_denial(self.context.config, environment, user, self.members)
+        if denial is not None:
+            return messages.denied(denial)
+        cleared = self.context.engine.force_unlock(environment, who, parsed.reason)
+        if cleared.abandoned is not None:
+            # Its worker (or this dispatch) abandons it: build stopped, traffic put back.
+            self.context.dispatcher.dispatch(cleared.abandoned.id)
         else:
-            record = engine.new_deploy(parsed.environment, parsed.ref, who, parsed.service)
-        return self._start(record, channel)
+            waiters(self.context).start_next(environment)
+        return messages.forced(environment, cleared.manual, cleared.abandoned)
 
     # --- buttons ---
 
-    def button(
-        self, action_id: str, deploy_id: str, user: str, channel: str
-    ) -> SlackMessage | None:
+    def button(self, action_id: str, value: str, user: str, channel: str) -> SlackMessage | None:
         """A click on a thread's button (the caller claimed the click already)."""
-        record = self.context.store.get(deploy_id)
+        if action_id == messages.QUEUE:
+            return self._queue_click(value, user, channel)
+        record = self.context.store.get(value)
         if record is None or action_id not in BUTTONS:
             return messages.reply("That deploy is no longer known here.")
         denial = slack_denial(self.context.config, record.environment, user, channel, self.members)
@@ -137,67 +170,98 @@ class SlackCommands:
             follow_up = self.context.engine.new_deploy(
                 record.environment, record.ref, who, record.service
             )
-        blocking = self._blocking_lock(record.environment, who)
-        if blocking is not None:
-            return messages.locked_out(blocking)
         if not self.context.store.claim(f"slack-{action_id}:{record.id}"):
             return messages.reply("That was done already: see the newer thread in this channel.")
         answer = self._start(follow_up, record.slack_channel or channel)
+        if isinstance(answer, SlackMessage) and self.context.store.get(follow_up.id) is None:
+            return answer  # refused: nothing to announce
         self._announce(record, follow_up)
         return answer
+
+    def _queue_click(self, value: str, user: str, channel: str) -> SlackMessage | None:
+        wanted = _queue_request(value, self.context.config)
+        if wanted is None:
+            return messages.reply("That request can no longer be queued; send it again.")
+        environment, ref, service, kind, revision = wanted
+        denial = slack_denial(self.context.config, environment, user, channel, self.members)
+        if denial is not None:
+            return messages.denied(denial)
+        who = f"slack:{user}"
+        engine = self.context.engine
+        if kind == "rollback":
+            record = engine.new_rollback(environment, revision, who)
+        else:
+            record = engine.new_deploy(environment, ref, who, service)
+        return self._start(record, channel, queue=True)
 
     def _cancel(self, record: DeployRecord, who: str) -> SlackMessage | None:
         if record.state.finished:
             return messages.reply(f"This {record.kind} has already ended ({record.state}).")
+        if record.state == State.QUEUED:
+            record.state, record.cancelled_by = State.CANCELLED, who
+            record.error = "taken out of the queue"
+            self.context.store.save(record)
+            waiters(self.context).tell(record)
+            return None
         health = record.stage(Stage.HEALTH)
         if record.kind == "rollback" or (health and health.outcome == Outcome.SUCCEEDED):
             return messages.reply(
                 "Too late to cancel: traffic is already moving. Roll back once it ends."
             )
         self.context.engine.cancel(record.id, who)
+        self._notice_lost(record)  # a deploy whose worker died still hears the cancel
         return None
 
     # --- the shared path of deploys and rollbacks ---
 
-    def _blocking_lock(self, environment: str, who: str) -> Lock | None:
-        """Someone else's manual lock, or a deploy that runs (or waits to) in `environment`."""
-        for lock in self.context.store.locks(environment):
-            if lock.kind == "deploy" or lock.holder != who:
-                return lock
-        # A dispatched record takes its deploy lock only when its preflight starts.
-        for record in self.context.store.history(environment, 5):
-            if not record.state.finished and time.time() - record.created_at < PENDING_WINDOW:
-                return Lock(environment, "deploy", record.id, record.kind, record.created_at)
-        return None
-
-    def _start(self, record: DeployRecord, channel: str) -> SlackMessage | None:
-        """Record, announce, save, dispatch: nothing heavier than a Slack post inside 3 s."""
-        record.slack_channel = channel
-        record.slack_ts = post_parent(self.context.chat, channel, record)
-        self.context.store.save(record)
-        self.context.dispatcher.dispatch(record.id)
-        if record.slack_ts is None:
-            return messages.reply(
-                f"Started {record.kind} `{record.id}`, but I could not post its thread here. "
-                "Follow it with `/deploy status`."
-            )
-        return None
+    def _start(
+        self, record: DeployRecord, channel: str, queue: bool = False
+    ) -> SlackMessage | None:
+        """Lock, record, announce, dispatch; or tell who holds the environment."""
+        who = record.requester
+        manual = blocking_manual_lock(self.context, record.environment, who)
+        if manual is not None and not queue:
+            return messages.locked_out(manual)
+        outcome = take_in(self.context, record, channel, queue)
+        if isinstance(outcome, Started):
+            return None if outcome.posted else messages.started_unposted(record)
+        if isinstance(outcome, Queued):
+            return messages.queued(outcome.record, outcome.position, outcome.holder)
+        permalink = outcome.thread.permalink if outcome.thread else ""
+        return messages.busy(
+            outcome.holder, outcome.record, permalink, outcome.reviving, _queue_value(record)
+        )
 
     def _announce(self, old: DeployRecord, new: DeployRecord) -> None:
-        if old.slack_channel is None or old.slack_ts is None or new.slack_ts is None:
+        if old.slack_channel is None:
             return
-        message = messages.follow_up(old, new)
         try:
-            self.context.chat.post(old.slack_channel, message, thread_ts=old.slack_ts)
+            self.context.outbox.reply(old.id, messages.follow_up(old, new))
+            self.context.outbox.drain(old.id, ANNOUNCE_BUDGET)
         except Exception as error:  # the new thread stands on its own
             log.warning("could not announce %s in %s's thread: %s", new.id, old.id, error)
+
+    def _notice_lost(self, record: DeployRecord) -> bool:
+        """Resume `record` now when its worker was lost (its lease ran out); whether it is."""
+        now = time.time()
+        for lock in self.context.store.locks(record.environment):
+            if lock.holder == record.id and lock.kind == "deploy" and lock.expired(now):
+                return revive(self.context, record, lock)
+        return False
 
     # --- status, bounded ---
 
     def _status(self, environment: str | None) -> list[EnvironmentStatus]:
-        """Each environment's status, read in parallel; what is not back in time says so."""
+        """Each environment's status, read in parallel; what is not back in time says so.
+
+        A deploy whose worker was lost is noticed here too, and resumed.
+        """
         engine = self.context.engine
         names = [environment] if environment else sorted(self.context.config.environments)
+        for name in names:
+            for record in self.context.store.history(name, 3):
+                if not record.state.finished:
+                    self._notice_lost(record)
         futures: list[Future[list[EnvironmentStatus]]] = [
             self._status_pool.submit(engine.status, name) for name in names
         ]
@@ -211,6 +275,47 @@ class SlackCommands:
             except DeployerError as error:
                 statuses.append(_unanswered(engine.config, name, str(error)))
         return statuses
+
+
+def _queue_value(record: DeployRecord) -> str:
+    """What the busy answer's Queue button carries: the request, to send again queued."""
+    return json.dumps(
+        {
+            "kind": record.kind,
+            "environment": record.environment,
+            "ref": record.ref,
+            "service": record.service,
+            "revision": record.target_revision,
+        },
+        separators=(",", ":"),
+    )
+
+
+def _queue_request(
+    value: str, config: Config
+) -> tuple[str, str | None, str | None, str, str | None] | None:
+    """The request a Queue button carries, checked again (it came back from a client)."""
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    environment, kind = data.get("environment"), data.get("kind")
+    ref, service, revision = data.get("ref"), data.get("service"), data.get("revision")
+    if not isinstance(environment, str) or environment not in config.environments:
+        return None
+    if kind not in ("deploy", "rollback"):
+        return None
+    text = " ".join(str(part) for part in (environment, ref) if part)
+    parsed = grammar.parse(text, config) if kind == "deploy" else None
+    if kind == "deploy" and not isinstance(parsed, grammar.Deploy):
+        return None
+    if revision is not None and not isinstance(revision, str):
+        return None
+    if service is not None and service != config.environments[environment].service:
+        return None
+    return environment, ref if isinstance(ref, str) else None, service, str(kind), revision
 
 
 def _unanswered(config: Config, environment: str, problem: str) -> EnvironmentStatus:

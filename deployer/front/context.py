@@ -11,9 +11,15 @@ from deployer.adapters.slack_client import slack_web_client
 from deployer.config import Config
 from deployer.engine import Engine
 from deployer.front.dispatch import Dispatcher, dispatcher_from_environment
+from deployer.front.outbox import Outbox
 from deployer.front.ports import Chat
 from deployer.front.settings import FrontSettings
 from deployer.store.protocol import Store
+
+# A request gives Slack at most this long per call (the outbox retries later, never here).
+REQUEST_SLACK_TIMEOUT = 0.8
+# A worker's calls may take longer: it waits on nobody.
+WORKER_SLACK_TIMEOUT = 5.0
 
 # The variables a context is built from: when one changes (tests do), a new context is built.
 CONTEXT_VARIABLES = (
@@ -35,27 +41,51 @@ class FrontContext:
     config: Config
     store: Store
     engine: Engine
-    chat: Chat
+    chat: Chat  # answers through response URLs, user groups: short, never retried
     dispatcher: Dispatcher
+    outbox: Outbox  # every thread message, kept before it is sent
+
+
+def outbox_chat(settings: FrontSettings, timeout: float = WORKER_SLACK_TIMEOUT) -> SlackChat:
+    """Slack for an outbox: one try per call, bounded by `timeout`; the outbox retries."""
+    return SlackChat(
+        slack_web_client(
+            settings.slack_bot_token, settings.slack_api_url, retries=False, timeout=timeout
+        )
+    )
+
+
+def front_context(
+    settings: FrontSettings,
+    engine: Engine,
+    dispatch: str | None = None,
+    host: str | None = None,
+) -> FrontContext:
+    """The front over `engine`, talking to Slack as `settings` say, dispatching to `dispatch`
+    (default: `settings.dispatch`); `host`: the sandbox, when the jobs API is there."""
+    from deployer.front.worker import run_deploy
+
+    chat = outbox_chat(settings, REQUEST_SLACK_TIMEOUT)
+    outbox = Outbox(engine.store, chat, engine.config.deployer.outbox_deadline)
+    worker_outbox = Outbox(
+        engine.store, outbox_chat(settings), engine.config.deployer.outbox_deadline
+    )
+    dispatchers: list[Dispatcher] = []  # the inline runs dispatch the next waiter with it
+    dispatcher = dispatcher_from_environment(
+        lambda deploy_id: run_deploy(deploy_id, engine, worker_outbox, None, dispatchers[0]),
+        engine.store,
+        worker_outbox,
+        dispatch if dispatch is not None else settings.dispatch,
+        engine.config,
+        host,
+    )
+    dispatchers.append(dispatcher)
+    return FrontContext(settings, engine.config, engine.store, engine, chat, dispatcher, outbox)
 
 
 def front_context_from_environment() -> FrontContext:
     """Config, store, engine, chat and dispatcher from the environment variables."""
-    from deployer.front.worker import run_deploy
-
-    settings = FrontSettings.from_environment()
-    engine = Engine.from_environment()
-    chat = SlackChat(slack_web_client(settings.slack_bot_token, settings.slack_api_url))
-    return FrontContext(
-        settings=settings,
-        config=engine.config,
-        store=engine.store,
-        engine=engine,
-        chat=chat,
-        dispatcher=dispatcher_from_environment(
-            lambda deploy_id: run_deploy(deploy_id, engine, chat), engine.store, chat
-        ),
-    )
+    return front_context(FrontSettings.from_environment(), Engine.from_environment())
 
 
 _built: dict[tuple[str | None, ...], FrontContext] = {}

@@ -119,16 +119,26 @@ def _headline(record: DeployRecord) -> str:
             return f"{env} rolled back{target}{runs}{left}"
         return f"Rollback of {env} {_why(record)}"
     if record.state == State.PENDING:
-        return f"Deploy of {ref} to {env} is queued"
+        return f"Deploy of {ref} to {env} is starting"
+    if record.state == State.QUEUED:
+        return f"Deploy of {ref} to {env} is queued: it starts when {env} is free"
     if record.state == State.RUNNING:
         return f"Deploying {ref} to {env}…"
     if record.state == State.SUCCEEDED:
-        return f"{env} now runs {commit} on {code(record.candidate_revision or 'the new revision')}"
+        candidate = record.candidate_revision or "the new revision"
+        serving = _serving(record)
+        if serving is None or serving == [(candidate, 100)]:
+            return f"{env} now runs {commit} on {code(candidate)}"
+        return f"{env} was deployed to {code(candidate)}; traffic now {_describe(serving)}"
     return f"Deploy of {ref} to {env} {_why(record)}; {_traffic(record)}"
 
 
 def _why(record: DeployRecord) -> str:
     failed = _failure(record)
+    if record.state == State.ABANDONED:
+        return f"was abandoned: {said(record.error.removeprefix('abandoned '))}"
+    if record.state == State.CANCELLED and failed is None:
+        return f"was cancelled: {said(record.error or 'before it started')}"
     if record.state == State.CANCELLED:
         by = f" by {person(record.cancelled_by)}" if record.cancelled_by else ""
         during = f" during {failed.stage}" if failed else ""
@@ -138,17 +148,34 @@ def _why(record: DeployRecord) -> str:
     return f"{_FAILED_AT[failed.outcome]} {failed.stage}: {said(failed.summary)}"
 
 
+def _serving(record: DeployRecord) -> list[tuple[str, int]] | None:
+    """What the service served when the deploy ended, as read back (None: not read)."""
+    if record.final_traffic is None:
+        return None
+    return [(share.revision, share.percent) for share in record.final_traffic if share.percent]
+
+
+def _describe(serving: list[tuple[str, int]]) -> str:
+    return ", ".join(f"{code(revision)} {percent}%" for revision, percent in serving) or "nothing"
+
+
 def _traffic(record: DeployRecord) -> str:
-    previous = code(record.previous_revision) if record.previous_revision else None
+    """Where traffic is, as read back from the service when the deploy ended."""
+    serving = _serving(record)
+    status = f"check `/deploy status {escape(record.environment)}` now"
+    if record.state == State.QUEUED or (record.baseline_traffic is None and not record.stages):
+        return "nothing was changed"
+    if serving is None:
+        return f"traffic could not be read back: {status}"
+    now = _describe(serving)
     rolled = record.stage(Stage.ROLLBACK)
-    if rolled is None:
-        return f"traffic stayed on {previous}" if previous else "no earlier revision was serving"
-    if rolled.outcome == Outcome.SUCCEEDED:
-        return f"rolled back to {previous}"
-    return (
-        f"the rollback to {previous} failed too ({said(rolled.summary)}): "
-        f"check `/deploy status {escape(record.environment)}` now"
-    )
+    if rolled is not None and rolled.outcome != Outcome.SUCCEEDED:
+        return f"putting traffic back failed ({said(rolled.summary)}); it serves {now}: {status}"
+    if rolled is not None:
+        return f"rolled back: traffic on {now}"
+    if record.baseline_traffic == []:
+        return f"no earlier revision was serving; traffic on {now}"
+    return f"traffic stayed on {now}"
 
 
 def _details(record: DeployRecord) -> str:
@@ -177,6 +204,9 @@ def _buttons(record: DeployRecord) -> list[dict[str, Any]]:
     if record.kind == "rollback":
         return []
     env = escape(record.environment)
+    if record.state == State.QUEUED:
+        ask = ("Stop waiting?", f"Take this deploy out of *{env}*'s queue?", "Stop waiting", "Wait")
+        return [button("Cancel", CANCEL, record.id, "danger", ask)]
     if not record.state.finished:
         if record.cancel_requested:
             return []
@@ -268,6 +298,11 @@ def progress_reply(
     if stage == Stage.BUILD and message == "cancelling the build":
         return says("Cancelling the build.")
     return None
+
+
+def note_reply(text: str) -> SlackMessage:
+    """Something that happened between stages (a lost worker resumed, an abandonment)."""
+    return says(said(text[:1].upper() + text[1:]))
 
 
 def plan_reply(plan: tuple[str, ...]) -> SlackMessage:

@@ -24,8 +24,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from deployer.adapters.cloud_run_jobs import CloudRunJobs
-from deployer.front.ports import Chat
-from deployer.pipeline.events import DeployFinished
+from deployer.config import Config
+from deployer.front.outbox import Outbox
+from deployer.pipeline.lease import DEPLOY
 from deployer.pipeline.record import State
 from deployer.store.protocol import Store
 
@@ -35,6 +36,7 @@ DISPATCH_ENV = "DEPLOYER_DISPATCH"
 INLINE = "inline"
 INLINE_WORKERS = 4
 RUN_JOB_TIMEOUT = 10.0  # seconds for the RunJob call itself, not the execution
+DRAIN_BUDGET = 2.0  # seconds to get a "never started" into the thread before the sweep does
 _JOB_NAME = re.compile(r"^projects/[^/]+/locations/[^/]+/jobs/[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$")
 
 
@@ -49,40 +51,46 @@ class Dispatcher(Protocol):
 
 
 class Failures:
-    """Marks a record that could not be dispatched as failed, and tells its Slack thread."""
+    """Ends a record that could not be handed over, frees its environment, tells its thread."""
 
-    def __init__(self, store: Store | None = None, chat: Chat | None = None) -> None:
+    def __init__(
+        self, store: Store | None = None, outbox: Outbox | None = None, config: Config | None = None
+    ) -> None:
         # Built on first use: most processes never fail to dispatch.
         self._store = store
-        self._chat = chat
+        self._outbox = outbox
+        self._config = config
 
     def record(self, deploy_id: str, reason: str) -> None:
-        """Mark `deploy_id` failed because it never started (or died); never raises."""
+        """Mark `deploy_id` failed because it never started; never raises.
+
+        A deploy that did start (a revived one) is left as it is: its lease runs out
+        again and the next sweep tries once more, or gives it up safely.
+        """
         try:
             if self._store is None:
                 from deployer.store import open_store
 
                 self._store = open_store()
             record = self._store.get(deploy_id)
-            if record is None or record.state.finished:
+            if record is None or record.state != State.PENDING or record.attempt:
                 return
             record.state = State.FAILED
             record.error = reason
-            record.updated_at = time.time()
+            record.note(f"never started: {reason}")
             self._store.save(record)
+            self._store.release_lock(record.environment, DEPLOY, record.id, "")
         except Exception:
             log.exception("could not mark deploy %s failed", deploy_id)
             return
-        if not (record.slack_channel and record.slack_ts):
+        if record.slack_channel is None or self._outbox is None:
             return
         try:
-            from deployer.front.thread import SlackThread
+            from deployer.front.messages import deploy_parent, note_reply
 
-            if self._chat is None:
-                from deployer.adapters.slack_chat import SlackChat
-
-                self._chat = SlackChat()
-            SlackThread(self._chat, record)(DeployFinished(record))
+            self._outbox.reply(record.id, note_reply(f"never started: {reason}"))
+            self._outbox.parent(record.id, deploy_parent(record, time.time()))
+            self._outbox.drain(record.id, DRAIN_BUDGET)
         except Exception:
             log.exception("could not tell the Slack thread of %s", deploy_id)
 
@@ -112,10 +120,10 @@ class InlineDispatcher:
     def _guarded(self, deploy_id: str) -> None:
         try:
             self._run(deploy_id)
-        except Exception as error:
-            # A deploy's crash is logged and recorded; the pool keeps serving others.
+        except Exception:
+            # As a job task that exits non-zero: the deploy's lease runs out, and the
+            # sweep resumes it (or gives it up safely). The pool keeps serving others.
             log.exception("deploy %s crashed", deploy_id, extra={"deploy_id": deploy_id})
-            self._failures.record(deploy_id, f"the deploy stopped unexpectedly: {error}")
 
     def close(self, wait: bool = True) -> None:
         """Refuse new deploys; with `wait`, let the running ones finish."""
@@ -163,12 +171,17 @@ class JobDispatcher:
 def dispatcher_from_environment(
     run_inline: Callable[[str], Any],
     store: Store | None = None,
-    chat: Chat | None = None,
+    outbox: Outbox | None = None,
     value: str | None = None,
+    config: Config | None = None,
+    host: str | None = None,
 ) -> Dispatcher:
-    """The dispatcher `DEPLOYER_DISPATCH` (or `value`) names: `inline` (default) or a job."""
+    """The dispatcher `DEPLOYER_DISPATCH` (or `value`) names: `inline` (default) or a job.
+
+    `host`: the sandbox serving the Cloud Run jobs API (default: as google_client finds it).
+    """
     chosen = (value if value is not None else os.environ.get(DISPATCH_ENV, "")).strip() or INLINE
-    failures = Failures(store, chat)
+    failures = Failures(store, outbox, config)
     if chosen == INLINE:
         return InlineDispatcher(run_inline, failures=failures)
-    return JobDispatcher(chosen, failures=failures)
+    return JobDispatcher(chosen, host=host, failures=failures)

@@ -7,7 +7,7 @@
         repository not in [releases] / allow-list       403, nothing done
         X-GitHub-Delivery seen before                   200, nothing done (a redelivery)
     anything else (released, created, drafts, pushes)   200, nothing done
-    body not JSON after a valid signature               400
+    body not JSON, or a release not shaped as GitHub    400 (`payloads.release`)
 
 Only `tag_name` is built, never `target_commitish` (usually a branch that may
 have moved on). The deploy is announced as a new thread in `releases.channel`
@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
+from deployer.front import payloads
 from deployer.front.access import github_denial
 from deployer.front.verify import github_refusal
 
@@ -34,9 +35,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Git's own ref rules, narrowed: no leading dash (an option to git), no "..", no spaces.
-_TAG = re.compile(r"^(?!-)[A-Za-z0-9._/+-]{1,128}$")
-_REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$")
 _DELIVERY = re.compile(r"^[A-Za-z0-9-]{1,100}$")
 
 Answer = tuple[int, str]
@@ -62,7 +60,7 @@ def _payload(headers: Mapping[str, str], body: bytes) -> dict[str, Any] | None:
             data = json.loads(values[0])
         else:
             data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
         return None
     return data if isinstance(data, dict) else None
 
@@ -89,27 +87,20 @@ def handle_github(
 
 
 def _release(payload: dict[str, Any], delivery: str, context: FrontContext) -> Answer:
-    release = payload.get("release")
-    repository = (payload.get("repository") or {}).get("full_name")
-    action = payload.get("action")
-    if not isinstance(release, dict) or not isinstance(repository, str):
+    release = payloads.release(payload)
+    if isinstance(release, payloads.Malformed):
+        log.warning("github release refused: %s", release.reason, extra={"delivery": delivery})
         return 400, "bad request\n"
-    if action != "published":
-        return 200, f"ignored: release {action} deploys nothing\n"
-    if release.get("draft") is not False:
+    if release.action != "published":
+        return 200, f"ignored: release {release.action} deploys nothing\n"
+    if release.draft:
         return 200, "ignored: drafts deploy nothing\n"
-    tag = release.get("tag_name")
-    if not isinstance(tag, str) or not _TAG.match(tag) or ".." in tag:
-        return 400, "bad request\n"
-    if not _REPOSITORY.match(repository):
-        return 400, "bad request\n"
+    repository, tag = release.repository, release.tag
 
     releases = context.config.releases
     if releases is None:
         return 403, "releases are not configured to deploy\n"
-    environment = (
-        releases.prerelease_environment if release.get("prerelease") else (releases.environment)
-    )
+    environment = releases.prerelease_environment if release.prerelease else releases.environment
     if environment is None:
         return 200, "ignored: prereleases deploy nothing here\n"
     denial = github_denial(context.config, environment, repository)
@@ -119,12 +110,7 @@ def _release(payload: dict[str, Any], delivery: str, context: FrontContext) -> A
     # Claimed only now: a delivery that was refused above may be fixed and redelivered.
     if not context.store.claim(f"github-delivery:{delivery}"):
         return 200, "already handled\n"
-    return _deploy(context, environment, tag, repository, _sender(payload), release)
-
-
-def _sender(payload: dict[str, Any]) -> str:
-    login = (payload.get("sender") or {}).get("login")
-    return login if isinstance(login, str) else ""
+    return _deploy(context, environment, tag, repository, release.sender, payload["release"])
 
 
 def _deploy(
@@ -135,34 +121,29 @@ def _deploy(
     sender: str,
     release: dict[str, Any],
 ) -> Answer:
+    """Take the release in as a deploy; while the environment is busy or locked it waits in
+    the queue, so no release is lost to bad timing."""
     from deployer.front import messages
-    from deployer.front.thread import post_parent
+    from deployer.front.intake import Queued, take_in
 
-    engine = context.engine
-    record = engine.new_deploy(environment, tag, f"github:{repository}")
+    record = context.engine.new_deploy(environment, tag, f"github:{repository}")
     releases = context.config.releases
     channel = (releases.channel if releases else None) or context.config.environment(
         environment
     ).channel
-    if channel:
-        record.slack_channel = channel
-        record.slack_ts = post_parent(context.chat, channel, record)
-    context.store.save(record)
-    if record.slack_channel and record.slack_ts:
-        url = release.get("html_url")
-        note = messages.release_note(repository, tag, sender, url if isinstance(url, str) else "")
-        try:
-            context.chat.post(record.slack_channel, note, thread_ts=record.slack_ts)
-        except Exception:
-            # The thread is a courtesy; the release deploys whatever Slack says.
-            log.exception("could not post the release note of %s", record.id)
-    context.dispatcher.dispatch(record.id)
+    url = release.get("html_url")
+    note = messages.release_note(repository, tag, sender, url if isinstance(url, str) else "")
+    outcome = take_in(context, record, channel, queue=True, first_reply=note)
+    queued = isinstance(outcome, Queued)
     log.info(
-        "release %s of %s deploys to %s as %s",
+        "release %s of %s %s %s as %s",
         tag,
         repository,
+        "waits for" if queued else "deploys to",
         environment,
         record.id,
         extra={"deploy_id": record.id, "environment": environment},
     )
+    if queued:
+        return 202, f"queued {tag} for {environment} (busy): {record.id}\n"
     return 202, f"deploying {tag} to {environment}: {record.id}\n"

@@ -5,8 +5,8 @@
     /deploy history ENV
     /deploy rollback ENV [REVISION]
     /deploy lock ENV [reason ...]
-    /deploy unlock ENV
-    /deploy [SERVICE] ENV [REF]
+    /deploy unlock ENV [force [reason ...]]
+    /deploy [SERVICE] ENV [REF] [--queue]
 
 Parsing never raises: a typo becomes a short reply only its author sees.
 Environments, services, refs and revisions are plain ASCII; anything else
@@ -30,6 +30,7 @@ class Deploy:
     environment: str
     ref: str | None = None
     service: str | None = None
+    queue: bool = False  # wait for the environment's lock instead of being refused
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,8 @@ class LockEnvironment:
 @dataclass(frozen=True)
 class UnlockEnvironment:
     environment: str
+    force: bool = False  # clear a deploy's lock too (admins only): the deploy is abandoned
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -108,13 +111,21 @@ def parse(text: str, config: Config) -> Parsed:
             return Status()
         found = _environment(rest[0], config)
         return found if isinstance(found, Reply) else Status(found)
-    if head in ("history", "unlock"):
+    if head == "history":
         if len(rest) != 1:
-            return Reply(f"Usage: `/deploy {head} ENV`")
+            return Reply("Usage: `/deploy history ENV`")
+        found = _environment(rest[0], config)
+        return found if isinstance(found, Reply) else History(found)
+    if head == "unlock":
+        if not rest or (len(rest) > 1 and rest[1] != "force"):
+            return Reply("Usage: `/deploy unlock ENV [force [reason]]`")
         found = _environment(rest[0], config)
         if isinstance(found, Reply):
             return found
-        return History(found) if head == "history" else UnlockEnvironment(found)
+        reason = " ".join(rest[2:])
+        if len(reason) > MAX_REASON:
+            return Reply(f"Keep the reason under {MAX_REASON} characters.")
+        return UnlockEnvironment(found, force=len(rest) > 1, reason=reason)
     if head == "rollback":
         if not 1 <= len(rest) <= 2:
             return Reply("Usage: `/deploy rollback ENV [REVISION]`")
@@ -140,11 +151,15 @@ def parse(text: str, config: Config) -> Parsed:
 
 
 def _deploy(words: list[str], config: Config) -> Parsed:
+    queue = "--queue" in words
+    words = [word for word in words if word != "--queue"]
+    if not words:
+        return Reply("Usage: `/deploy [SERVICE] ENV [REF] [--queue]`")
     service = None
     if len(words) >= 2 and words[0] in config.services and words[1] in config.environments:
         service, words = words[0], words[1:]
     if len(words) > 2:
-        return Reply("Usage: `/deploy [SERVICE] ENV [REF]`, e.g. `/deploy prod v1.4.2`.")
+        return Reply("Usage: `/deploy [SERVICE] ENV [REF] [--queue]`, e.g. `/deploy prod v1.4.2`.")
     found = _environment(words[0], config)
     if isinstance(found, Reply):
         return found
@@ -153,4 +168,4 @@ def _deploy(words: list[str], config: Config) -> Parsed:
     ref = words[1] if len(words) == 2 else None
     if ref is not None and not _REF.match(ref):
         return Reply("A ref is a branch, tag or commit: letters, digits and `._/-`, e.g. `v1.4.2`.")
-    return Deploy(found, ref, service)
+    return Deploy(found, ref, service, queue)

@@ -1,27 +1,28 @@
 """Routes of the webhook app shared by Cloud Functions (`main.py`) and `deployer serve`.
 
     GET  /healthz         {"status": "ok"}
-    POST /slack/events    size -> signature and timestamp -> form -> bolt (`slack_app`)
+    POST /slack/events    size -> signature and timestamp -> fields (`payloads`) -> bolt (`slack_app`)
     POST /github/webhook  size -> signature -> `github.handle_github`
     anything else         404, or 405 with `Allow`
 
 Nothing is parsed before the raw body passed its checks; refusals have generic
-bodies. The heavy context (config, store, clients) is built on the first
-request that needs it (`context.current_context`) unless one is given, and reused.
+bodies. A signed Slack body whose fields are not what Slack sends is refused
+with 400 before bolt sees it (bolt would answer 500, or fail to build its
+request), and a signed `ssl_check=1` is answered 200 and goes no further. The
+heavy context (config, store, clients) is built on the first request that needs
+it (`context.current_context`) unless one is given, and reused.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qs
 
 import flask
 
-from deployer.front import verify
+from deployer.front import payloads, verify
 from deployer.front.settings import FrontSettings
 from deployer.front.verify import Refusal
 
@@ -73,24 +74,6 @@ def healthz(request: flask.Request, context: FrontContext | None = None) -> flas
     return _text(200, '{"status": "ok"}\n', "application/json")
 
 
-def _slack_form_refusal(body: bytes) -> Refusal | None:
-    """A Slack body is a form with a `command` (slash command) or a JSON `payload` (buttons)."""
-    try:
-        form = parse_qs(body.decode("utf-8"), strict_parsing=True)
-    except (UnicodeDecodeError, ValueError):
-        return verify.BAD_FORM
-    if "command" in form:
-        return None
-    payload = form.get("payload")
-    if payload is None or len(payload) != 1:
-        return verify.BAD_FORM
-    try:
-        data = json.loads(payload[0])
-    except ValueError:
-        return verify.BAD_FORM
-    return None if isinstance(data, dict) else verify.BAD_FORM
-
-
 def slack_events(request: flask.Request, context: FrontContext | None = None) -> flask.Response:
     """`POST /slack/events`: slash commands and interactive buttons."""
     if request.method != "POST":
@@ -105,9 +88,15 @@ def slack_events(request: flask.Request, context: FrontContext | None = None) ->
     refusal = verify.slack_refusal(headers, body, settings.slack_signing_secret)
     if refusal is None and not verify.is_form(request.content_type or ""):
         refusal = verify.WRONG_TYPE
-    refusal = refusal or _slack_form_refusal(body)
     if refusal is not None:
         return _refused(refusal)
+    # A slash command or a button click with every field the listeners need, as bolt reads it.
+    form = payloads.slack_form(body)
+    if isinstance(form, payloads.Malformed):
+        log.warning("refused a signed Slack request: %s", form.reason)
+        return _refused(verify.BAD_FORM)
+    if isinstance(form, payloads.SslCheck):
+        return _text(200, "")  # Slack checking the certificate wants a 200 and nothing else
     if request.headers.get("X-Slack-Retry-Num"):
         return _text(200, "")  # the first delivery was (or is being) handled
     front = _slack_front(_context(context))
@@ -203,8 +192,11 @@ def serve(host: str, port: int) -> int:
     from werkzeug.serving import make_server
 
     from deployer.front.context import close_contexts, current_context
+    from deployer.front.sweep import Sweeper, SweepTimer
 
-    current_context()  # fail fast on a bad configuration, and answer the first request warm
+    # Fail fast on a bad configuration, and answer the first request warm.
+    context = current_context()
+    sweeps = SweepTimer(Sweeper(context), context.config.deployer.sweep_interval)
     server = make_server(host, port, create_app(), threaded=True)
     stop = threading.Event()
 
@@ -224,6 +216,7 @@ def serve(host: str, port: int) -> int:
         server.shutdown()
         server.server_close()
         print("deployer serve: stopping; running deploys finish first", file=sys.stderr, flush=True)
+        sweeps.stop()
         close_contexts()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

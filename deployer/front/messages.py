@@ -19,6 +19,7 @@ from deployer.front.deploy_messages import (
     RETRY,
     ROLLBACK,
     deploy_parent,
+    note_reply,
     plan_reply,
     progress_reply,
     stage_reply,
@@ -27,6 +28,7 @@ from deployer.front.mrkdwn import (
     MAX_BLOCKS,
     STATE_WORDS,
     SlackMessage,
+    button,
     code,
     code_block,
     context,
@@ -46,19 +48,24 @@ __all__ = [
     "RETRY",
     "ROLLBACK",
     "SlackMessage",
+    "busy",
     "denied",
     "deploy_parent",
     "escape",
     "follow_up",
+    "forced",
     "help_message",
     "history_message",
     "lock_taken",
     "locked_out",
+    "note_reply",
     "plan_reply",
     "progress_reply",
+    "queued",
     "release_note",
     "reply",
     "stage_reply",
+    "started_unposted",
     "status_message",
     "unlocked",
 ]
@@ -71,8 +78,8 @@ _USAGE = (
     "/deploy history ENV",
     "/deploy rollback ENV [REVISION]",
     "/deploy lock ENV [reason ...]",
-    "/deploy unlock ENV",
-    "/deploy [SERVICE] ENV [REF]",
+    "/deploy unlock ENV [force [reason ...]]",
+    "/deploy [SERVICE] ENV [REF] [--queue]",
 )
 _WHAT = {
     "help": "this message",
@@ -80,9 +87,11 @@ _WHAT = {
     "history": "the last deploys and rollbacks of ENV",
     "rollback": "traffic back to the previous (or the named) revision",
     "lock": "stop others deploying ENV until it is unlocked",
-    "unlock": "lift the lock on ENV",
+    "unlock": "lift the lock on ENV; force (admins): end a deploy stuck in it too",
 }
-_DEPLOY_WHAT = "build REF (default: the default branch) and roll it out to ENV"
+_DEPLOY_WHAT = (
+    "build REF (default: the default branch) and roll it out to ENV; `--queue` waits if ENV is busy"
+)
 
 
 def _usage() -> list[str]:
@@ -114,6 +123,78 @@ def denied(reason: str) -> SlackMessage:
     parts = _LIVE.split(reason)
     safe = "".join(part if _LIVE.fullmatch(part) else escape(part) for part in parts)
     return says(f"Not allowed. {safe}")
+
+
+QUEUE = "deploy_queue"  # the busy answer's button: wait in line instead
+
+
+def _thread_link(permalink: str) -> str:
+    return f" · {link(permalink, 'its thread')}" if permalink else ""
+
+
+def busy(
+    lock: Lock,
+    holder: DeployRecord | None,
+    permalink: str,
+    reviving: bool,
+    queue_value: str,
+) -> SlackMessage:
+    """Refusal while another deploy holds the environment: the true holder, and a Queue button."""
+    env = escape(lock.environment)
+    what = f"{escape(holder.kind)} {code(lock.holder)}" if holder else f"deploy {code(lock.holder)}"
+    by = f" by {person(holder.requester)}" if holder else ""
+    since = when(holder.created_at if holder else lock.created_at)
+    stage = ""
+    if holder is not None and holder.running_stage:
+        stage = f", in {escape(str(holder.running_stage))}"
+    text = f"*{env}* is busy: {what}{by} since {since}{stage}{_thread_link(permalink)}."
+    if reviving:
+        text += " Its worker was lost; it is being resumed now."
+    text += f" Wait for it, or queue behind it: `/deploy {env} … --queue`."
+    blocks = [section(text)]
+    if queue_value:
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": "busy_actions",
+                "elements": [button("Queue", QUEUE, queue_value, "primary")],
+            }
+        )
+    return SlackMessage(plain(text), blocks)
+
+
+def queued(record: DeployRecord, position: int, holder: Lock) -> SlackMessage:
+    """The answer to a deploy that now waits in line."""
+    env = escape(record.environment)
+    ahead = "next in line" if position <= 1 else f"number {position} in line"
+    return says(
+        f"Queued {code(record.id)} for *{env}*, {ahead} behind {code(holder.holder)}: "
+        "it starts by itself when the environment is free. Cancel it in its thread."
+    )
+
+
+def started_unposted(record: DeployRecord) -> SlackMessage:
+    """A deploy started whose thread Slack did not show in time: it will, shortly."""
+    return says(
+        f"Started {escape(record.kind)} {code(record.id)} of *{escape(record.environment)}*. "
+        "Slack is slow to show its thread; it will appear here. `/deploy status` meanwhile."
+    )
+
+
+def forced(environment: str, manual: Lock | None, abandoned: DeployRecord | None) -> SlackMessage:
+    """The answer to `/deploy unlock ENV force`."""
+    env = f"*{escape(environment)}*"
+    parts = []
+    if manual is not None:
+        parts.append(f"lifted {person(manual.holder)}'s lock")
+    if abandoned is not None:
+        parts.append(
+            f"abandoned {escape(abandoned.kind)} {code(abandoned.id)}: its build is stopped and "
+            "the traffic that served before it is being put back (its thread says when)"
+        )
+    if not parts:
+        return says(f"{env} was not locked.")
+    return says(f"{env}: " + "; ".join(parts) + ".")
 
 
 def locked_out(lock: Lock) -> SlackMessage:

@@ -15,12 +15,14 @@ MAX_TEXT = 3000  # the notification text we send (Slack allows more; nobody read
 CODE_LINES = 15  # a container's error: its last lines matter
 
 STATE_WORDS = {
-    State.PENDING: "queued",
+    State.PENDING: "starting",
+    State.QUEUED: "queued",
     State.RUNNING: "running",
     State.SUCCEEDED: "succeeded",
     State.FAILED: "failed",
     State.ROLLED_BACK: "failed, rolled back",
     State.CANCELLED: "cancelled",
+    State.ABANDONED: "abandoned",
 }
 
 _SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,30}$")

@@ -16,10 +16,17 @@ from deployer.front.mrkdwn import SlackMessage
 class ChatError(Exception):
     """Slack refused a call (`error` says why) or did not answer (`outage`)."""
 
-    def __init__(self, message: str, error: str = "", outage: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        error: str = "",
+        outage: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.error = error  # Slack's error code, e.g. channel_not_found; "" without an answer
         self.outage = outage  # no useful answer: network, 429 or 5xx after the retries
+        self.retry_after = retry_after  # seconds Slack asked us to wait (a 429's Retry-After)
 
 
 class Chat(Protocol):
@@ -29,6 +36,10 @@ class Chat(Protocol):
 
     def update(self, channel: str, ts: str, message: SlackMessage) -> None:
         """Replace the message `ts` in `channel` with `message`."""
+        ...
+
+    def permalink(self, channel: str, ts: str) -> str:
+        """A link to the message `ts` in `channel` (`chat.getPermalink`)."""
         ...
 
     def usergroup_members(self, group: str) -> set[str]:

@@ -1,29 +1,31 @@
 """The Slack thread of one deploy: a parent message kept current, and replies for what matters.
 
-Slack is told, never trusted: every call is bounded by the `Chat` adapter's
-timeout and retry handlers, and a failure is logged and dropped, so a deploy
-ends the same whether Slack answered or not. After a network-level failure the
-thread stays quiet for a while instead of paying the timeout again on every
-event; the final update is always attempted.
+The listener never calls Slack itself: it writes what the thread should say into
+the deploy's outbox box (outbox.py), which the store keeps, and wakes a
+`Courier` that sends it on a thread of its own. A deploy therefore runs at the
+same speed whether Slack answers, is slow, rate-limits or is down; what Slack
+did not take is sent later by the next drain (this worker's, or the sweep's).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable
 
 from deployer.front.messages import (
     SlackMessage,
     deploy_parent,
+    note_reply,
     plan_reply,
     progress_reply,
     stage_reply,
 )
-from deployer.front.ports import Chat, ChatError
+from deployer.front.outbox import Outbox
 from deployer.pipeline.events import (
     DeployFinished,
     Event,
+    Noted,
     StageFinished,
     StageProgressed,
     StageStarted,
@@ -32,70 +34,132 @@ from deployer.pipeline.record import DeployRecord, Stage
 
 log = logging.getLogger(__name__)
 
-PROGRESS_INTERVAL = 1.0  # at most one progress-driven parent update a second
-QUIET_AFTER_OUTAGE = 30.0  # seconds without Slack calls after a network-level failure
+PROGRESS_INTERVAL = 1.0  # at most one progress-driven parent rendering a second
+DRAIN_SLICE = 5.0  # seconds one background drain may take before it looks again
+FINAL_FLUSH = 20.0  # seconds a worker spends at the end making Slack show the final state
 
 
-def post_parent(chat: Chat, channel: str, record: DeployRecord) -> str | None:
-    """Post the thread's parent message for a new record; its ts (None if Slack failed)."""
-    message = deploy_parent(record, time.time())
-    try:
-        return chat.post(channel, message)
-    except Exception as error:  # Slack failing must not stop the request
-        log.warning("slack: cannot post the parent of %s in %s: %s", record.id, channel, error)
-        return None
+def open_thread(outbox: Outbox, channel: str, record: DeployRecord) -> None:
+    """Start `record`'s thread in `channel` (kept in the store; sent by the next drain)."""
+    record.slack_channel = channel
+    outbox.open(record.id, channel, deploy_parent(record, time.time()))
 
 
-def _outage(error: Exception) -> bool:
-    """True when Slack itself did not answer usefully (network, 429 or 5xx after retries)."""
-    return error.outage if isinstance(error, ChatError) else True
+class Courier:
+    """Drains one deploy's box on a background thread whenever woken; `flush` at the end."""
+
+    def __init__(self, outbox: Outbox, deploy_id: str) -> None:
+        self.outbox = outbox
+        self.deploy_id = deploy_id
+        self._linked = False
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"slack-{deploy_id}", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(timeout=self._until_due())
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            self._drain(DRAIN_SLICE)
+
+    def _until_due(self) -> float:
+        box = self.outbox.get(self.deploy_id)
+        due = box.due_at() if box else None
+        return 30.0 if due is None else min(30.0, max(0.05, due - time.time()))
+
+    def _drain(self, budget: float) -> None:
+        try:
+            box = self.outbox.drain(self.deploy_id, budget)
+            if box is not None and box.ts and not box.permalink and not self._linked:
+                self._linked = True
+                self.outbox.link(self.deploy_id)
+        except Exception:  # the thread is told later; the deploy goes on regardless
+            log.exception("slack: draining the thread of %s failed", self.deploy_id)
+
+    def flush(self, budget: float = FINAL_FLUSH) -> bool:
+        """Stop the background drains; send what is left within `budget`; whether all went."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=DRAIN_SLICE + 5)
+        end = time.monotonic() + budget
+        while True:
+            box = self.outbox.get(self.deploy_id)
+            if box is None or not box.pending():
+                return True
+            left = end - time.monotonic()
+            due = box.due_at()
+            due = time.time() if due is None else due
+            if left <= 0 or due - time.time() > left:
+                log.warning(
+                    "slack: the thread of %s is left to the sweep (%s)",
+                    self.deploy_id,
+                    box.last_error or "not due yet",
+                )
+                return False
+            time.sleep(max(0.0, due - time.time()))
+            self._drain(max(0.1, end - time.monotonic()))
 
 
 class SlackThread:
-    """A pipeline listener telling one deploy's story in its Slack thread."""
+    """A pipeline listener writing one deploy's story into its Slack thread's outbox."""
 
-    def __init__(self, chat: Chat, record: DeployRecord) -> None:
-        self.chat = chat
-        self.channel = record.slack_channel
-        self.ts = record.slack_ts
+    def __init__(
+        self, outbox: Outbox, record: DeployRecord, courier: Courier | None = None
+    ) -> None:
+        self.outbox = outbox
+        self.deploy_id = record.id
+        self.enabled = record.slack_channel is not None
+        self.courier = courier
         self._running: Stage | None = None
         self._since: float | None = None
         self._activity = ""
-        self._last_update = float("-inf")
-        self._quiet_until = float("-inf")
+        self._last_render = float("-inf")
 
     def __call__(self, event: Event) -> None:
-        if self.channel is None or self.ts is None:
+        if not self.enabled:
             return
         try:
             self._handle(event)
-        except Exception:  # a rendering bug must not break the deploy either
-            log.exception("slack: thread %s could not handle %s", self.ts, type(event).__name__)
+        except Exception:  # a rendering or store bug must not break the deploy either
+            log.exception(
+                "slack: thread of %s could not take %s", self.deploy_id, type(event).__name__
+            )
+        if self.courier is not None:
+            self.courier.wake()
 
     def _handle(self, event: Event) -> None:
         if isinstance(event, StageStarted):
             self._running, self._since, self._activity = event.stage, time.time(), ""
-            self._update(event.record)
+            self._render(event.record)
         elif isinstance(event, StageProgressed):
             self._activity = event.message
             reply = progress_reply(event.record, event.stage, event.message, event.link)
             if reply is not None:
                 self._reply(reply)
-            if time.monotonic() - self._last_update >= PROGRESS_INTERVAL:
-                self._update(event.record)
+            if time.monotonic() - self._last_render >= PROGRESS_INTERVAL:
+                self._render(event.record)
         elif isinstance(event, StageFinished):
             self._running, self._since, self._activity = None, None, ""
-            self._update(event.record)
+            self._render(event.record)
             reply = stage_reply(event.record, event.result)
             if reply is not None:
                 self._reply(reply)
+        elif isinstance(event, Noted):
+            self._reply(note_reply(event.text))
+            self._render(event.record)
         elif isinstance(event, DeployFinished):
             self._running, self._since, self._activity = None, None, ""
             if event.plan:
                 self._reply(plan_reply(event.plan))
-            self._update(event.record, final=True)
+            self._render(event.record)
 
-    def _update(self, record: DeployRecord, final: bool = False) -> None:
+    def _render(self, record: DeployRecord) -> None:
         message = deploy_parent(
             record,
             time.time(),
@@ -103,23 +167,10 @@ class SlackThread:
             since=self._since,
             activity=self._activity,
         )
-        self._last_update = time.monotonic()
-        self._call("chat_update", final, lambda c, t: self.chat.update(c, t, message))
+        self._last_render = time.monotonic()
+        box = self.outbox.parent(self.deploy_id, message)
+        if box is not None and box.ts and record.slack_ts is None:
+            record.slack_ts = box.ts  # saved with the record's next save
 
     def _reply(self, message: SlackMessage) -> None:
-        self._call("chat_postMessage", False, lambda c, t: self.chat.post(c, message, t))
-
-    def _call(self, method: str, always: bool, call: Callable[[str, str], object]) -> None:
-        """`call(channel, ts)` unless Slack was found unreachable lately (`always` calls anyway)."""
-        if not always and time.monotonic() < self._quiet_until:
-            log.info("slack: skipped %s in thread %s (Slack unreachable)", method, self.ts)
-            return
-        assert self.channel is not None and self.ts is not None  # __call__ checked both
-        try:
-            call(self.channel, self.ts)
-        except Exception as error:
-            log.warning("slack: %s in thread %s failed: %s", method, self.ts, error)
-            if _outage(error):
-                self._quiet_until = time.monotonic() + QUIET_AFTER_OUTAGE
-        else:
-            self._quiet_until = float("-inf")
+        self.outbox.reply(self.deploy_id, message)

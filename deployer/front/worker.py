@@ -2,35 +2,75 @@
 
 This is what the Cloud Run job execution runs in production (`args=["worker",
 DEPLOY_ID]`), and what the inline dispatcher runs on a thread of the serving
-process. The record was saved by the front, with its thread's channel and ts;
-the pipeline picks up from the last stage output it saved.
+process. The record was saved by the front, with its thread's channel; the run
+takes the deploy's lock over, picks up from the last stage output saved, and
+sends the thread through the outbox as it goes. At the end it frees the
+environment for the next deploy waiting in its queue.
+
+Exit status: 0 once the deploy has reached an end, whatever the end (a failed
+deploy is finished work), or when another run owns it; anything else (a crash,
+the store unreachable, SIGKILL) is non-zero, which asks the job to retry.
 """
 
 from __future__ import annotations
 
 from deployer.engine import Engine
 from deployer.errors import ConfigError
-from deployer.front.ports import Chat
+from deployer.front.dispatch import Dispatcher, dispatcher_from_environment
+from deployer.front.outbox import Outbox
+from deployer.front.thread import Courier, SlackThread, open_thread
+from deployer.front.waiters import Waiters
 from deployer.logs import log_events
 from deployer.pipeline.events import Listener, fan_out
 from deployer.pipeline.record import DeployRecord
 
 
+def worker_outbox(engine: Engine) -> Outbox:
+    """The outbox a worker sends its thread through (SLACK_BOT_TOKEN at SLACK_API_URL)."""
+    from deployer.front.context import outbox_chat
+    from deployer.front.settings import FrontSettings
+
+    chat = outbox_chat(FrontSettings.from_environment())
+    return Outbox(engine.store, chat, engine.config.deployer.outbox_deadline)
+
+
 def run_deploy(
     deploy_id: str,
     engine: Engine | None = None,
-    chat: Chat | None = None,
+    outbox: Outbox | None = None,
     progress: Listener | None = None,
+    dispatcher: Dispatcher | None = None,
 ) -> DeployRecord:
-    """Run the saved record `deploy_id` to its end with the Slack thread (and log) listeners."""
-    from deployer.adapters.slack_chat import SlackChat
-    from deployer.front.thread import SlackThread
+    """Run the saved record `deploy_id` to its end with the Slack thread (and log) listeners.
 
+    Then the first deploy waiting for the environment is dispatched with `dispatcher`
+    (default: the one `DEPLOYER_DISPATCH` names).
+    """
     engine = engine or Engine.from_environment()
     record = engine.store.get(deploy_id)
     if record is None:
         raise ConfigError(f"no deploy {deploy_id} in the store")
-    listeners: list[Listener] = [SlackThread(chat or SlackChat(), record), log_events]
+    outbox = outbox or worker_outbox(engine)
+    courier = None
+    if record.slack_channel:
+        if outbox.get(deploy_id) is None:
+            open_thread(outbox, record.slack_channel, record)
+        courier = Courier(outbox, deploy_id)
+    listeners: list[Listener] = [SlackThread(outbox, record, courier), log_events]
     if progress is not None:
         listeners.append(progress)
-    return engine.resume(deploy_id, fan_out(*listeners))
+    try:
+        done = engine.resume(deploy_id, fan_out(*listeners))
+    finally:
+        if courier is not None:
+            courier.flush()
+    if done.state.finished:
+        if dispatcher is None:
+            dispatcher = dispatcher_from_environment(
+                lambda next_id: run_deploy(next_id, engine, outbox),
+                engine.store,
+                outbox,
+                config=engine.config,
+            )
+        Waiters(engine.config, engine.store, outbox, dispatcher).start_next(done.environment)
+    return done

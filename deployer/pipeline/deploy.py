@@ -1,20 +1,22 @@
 """The deploy pipeline: preflight -> build -> deploy -> ready -> health -> promote -> verify.
 
-Any failure before promotion leaves traffic where it was (and says so after
-checking); a failure during or after promotion moves traffic back to what
-served before and verifies it. Stage outputs are saved the moment they are
-known, so running the same record again continues where it stopped.
+Any unsuccessful end (a failure, a timeout, a cancel, at any stage, on any run)
+leaves the traffic that served when the deploy first began: read back, and put
+back and verified when it is not what serves (restore.py). Stage outputs are
+saved the moment they are known, so running the same record again continues
+where it stopped: the build is followed, not restarted; an existing candidate
+is not created twice; traffic steps resume from what the candidate serves.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from deployer.config import Config
-from deployer.pipeline import traffic
+from deployer.config import Config, ServiceConfig
+from deployer.pipeline import failpoints, traffic
 from deployer.pipeline.events import DeployFinished, Listener
+from deployer.pipeline.lease import Lease
 from deployer.pipeline.ports import (
     COMMIT_LABEL,
     DEPLOY_LABEL,
@@ -24,11 +26,11 @@ from deployer.pipeline.ports import (
     CandidateSpec,
     Platform,
     RolloutRefused,
-    ServiceState,
-    TrafficShare,
 )
-from deployer.pipeline.preflight import Plan, make_plan, take_deploy_lock
+from deployer.pipeline.preflight import Plan, make_plan
 from deployer.pipeline.record import DeployRecord, Outcome, Stage, State
+from deployer.pipeline.restore import keep_safe, read_back
+from deployer.pipeline.rollout import Rollout
 from deployer.pipeline.stages import Deadline, Done, StageFailed, StageRunner
 from deployer.store.protocol import Store
 
@@ -50,34 +52,54 @@ class DeployPipeline:
     store: Store
     listener: Listener
 
-    def run(self, record: DeployRecord, dry_run: bool = False) -> DeployRecord:
-        """Run (or continue) `record` to its end; the finished record."""
-        runner = StageRunner(record, None if dry_run else self.store, self.listener, CANCELLABLE)
+    def run(
+        self, record: DeployRecord, dry_run: bool = False, lease: Lease | None = None
+    ) -> DeployRecord:
+        """Run (or continue) `record` to its end; the finished record.
+
+        The caller holds the environment's deploy lock (`lease`) and releases it.
+        """
+        store = None if dry_run else self.store
+        runner = StageRunner(record, store, self.listener, CANCELLABLE, lease)
         settings = self.config.environment(record.environment)
-        timeouts = settings.timeouts
+        service = self.config.services[settings.service]
         record.state = State.RUNNING
-        plan_holder: list[Plan] = []
+        plans: list[Plan] = []
         if self._stage(
             runner,
             Stage.PREFLIGHT,
-            timeouts.preflight,
-            lambda d: self._preflight(runner, d, plan_holder, dry_run),
+            settings.timeouts.preflight,
+            lambda d: self._preflight(runner, d, plans, dry_run),
         ):
-            plan = plan_holder[0]
             if dry_run:
                 record.state = State.SUCCEEDED
-                self.listener(DeployFinished(record, tuple(plan.lines())))
+                self.listener(DeployFinished(record, tuple(plans[0].lines())))
                 return record
-            try:
-                self._deploy(runner, plan)
-            finally:
-                self.store.release_lock(record.environment, "deploy", record.id)
+            self._deploy(runner, plans[0])
         else:
             record.state = _stopped(record)
         if not dry_run:
+            failpoints.reached(f"{record.state}.done", record.attempt)
+            if record.state != State.SUCCEEDED:
+                self._stop_build(runner, service)
+                revisions = self.platform.revisions
+                record.state = keep_safe(runner, revisions, service, settings, record.state)
+            read_back(self.platform.revisions, service, record)
             runner.save()
         self.listener(DeployFinished(record))
         return record
+
+    def _stop_build(self, runner: StageRunner, service: ServiceConfig) -> None:
+        """A deploy that ended without its image leaves no build running (a lost run's too)."""
+        record = runner.record
+        if not record.build_id or record.image or record.stage(Stage.BUILD) is not None:
+            return  # no build, or it ended (a build stage that ends stops its build)
+        try:
+            self.platform.builds.cancel(service, record.build_id)
+        except BuildRejected as error:
+            runner.progress(f"could not stop build {record.build_id}: {error}")
+            return
+        runner.progress(f"build {record.build_id} stopped")
 
     def _stage(
         self, runner: StageRunner, stage: Stage, seconds: float, body: Callable[[Deadline], Done]
@@ -91,56 +113,39 @@ class DeployPipeline:
     ) -> Done:
         record = runner.record
         plan = make_plan(self.config, self.platform, self.store, record, deadline)
-        if not dry_run:
-            take_deploy_lock(self.store, record.environment, record.id, time.time())
+        if dry_run:
+            record.baseline_traffic = None  # a dry run keeps nothing
+        else:
             record.commit = plan.commit
             record.previous_revision = record.previous_revision or plan.previous_revision
             runner.save()
         out.append(plan)
         for warning in plan.warnings:
             runner.progress(warning)
+        serving = traffic.describe(traffic.shares(plan.keep)) if plan.keep else "nothing yet"
         return Done(
             f"{plan.ref} is {plan.commit[:12]}; {_count(len(plan.secret_env), 'secret')} pinned; "
-            f"serving {plan.previous_revision or 'nothing yet'}"
+            f"serving {serving}"
         )
 
     def _deploy(self, runner: StageRunner, plan: Plan) -> None:
         record = runner.record
         timeouts = plan.settings.timeouts
-        if not self._stage(
-            runner, Stage.BUILD, timeouts.build, lambda d: self._build(runner, plan, d)
-        ):
-            record.state = _stopped(record)
-            return
+        rollout = Rollout(self.platform, runner, plan)
         operation: list[str] = []
-        if not self._stage(
-            runner,
-            Stage.DEPLOY,
-            timeouts.deploy,
-            lambda d: self._candidate(runner, plan, operation),
-        ):
-            record.state = _stopped(record)
-            return
-        if not self._stage(
-            runner, Stage.READY, timeouts.ready, lambda d: self._ready(runner, plan, operation, d)
-        ):
-            record.state = _stopped(record)
-            self._confirm_untouched(runner, plan)
-            return
-        if not self._stage(
-            runner, Stage.HEALTH, timeouts.health, lambda d: self._health(runner, plan, d)
-        ):
-            record.state = _stopped(record)
-            self._confirm_untouched(runner, plan)
-            return
-        if self._stage(
-            runner, Stage.PROMOTE, timeouts.promote, lambda d: self._promote(runner, plan, d)
-        ) and self._stage(
-            runner, Stage.VERIFY, timeouts.verify, lambda d: self._verify(runner, plan, d)
-        ):
-            record.state = State.SUCCEEDED
-            return
-        self._roll_back(runner, plan)
+        stages: list[tuple[Stage, float, Callable[[Deadline], Done]]] = [
+            (Stage.BUILD, timeouts.build, lambda d: self._build(runner, plan, d)),
+            (Stage.DEPLOY, timeouts.deploy, lambda d: self._candidate(runner, plan, operation)),
+            (Stage.READY, timeouts.ready, lambda d: self._ready(runner, plan, operation, d)),
+            (Stage.HEALTH, timeouts.health, lambda d: self._health(runner, plan, d)),
+            (Stage.PROMOTE, timeouts.promote, rollout.promote),
+            (Stage.VERIFY, timeouts.verify, rollout.verify),
+        ]
+        for stage, seconds, body in stages:
+            if not self._stage(runner, stage, seconds, body):
+                record.state = _stopped(record)
+                return
+        record.state = State.SUCCEEDED
 
     def _build(self, runner: StageRunner, plan: Plan, deadline: Deadline) -> Done:
         record = runner.record
@@ -159,12 +164,18 @@ class DeployPipeline:
             record.build_id, record.build_log_url = started.build_id, started.log_url
             runner.save()
             runner.progress(f"build {started.build_id} started", started.log_url)
+            failpoints.reached("build.submitted", record.attempt)
+
+        def progress(message: str, link: str = "") -> None:
+            runner.progress(message, link)
+            failpoints.reached("build.running", record.attempt)
+
         try:
             outcome = builds.wait(
                 plan.service,
                 record.build_id,
                 deadline.left(),
-                runner.progress,
+                progress,
                 runner.cancel_requested,
             )
         except BuildRejected as error:
@@ -192,6 +203,9 @@ class DeployPipeline:
         name = record.candidate_revision or candidate_revision_name(
             plan.service.service, record.commit, record.id
         )
+        if record.candidate_revision is None:
+            record.candidate_revision = name  # saved before asking: a lost run's is found again
+            runner.save()
         spec = CandidateSpec(
             revision=name,
             image=record.image,
@@ -207,19 +221,28 @@ class DeployPipeline:
             tag=traffic.CANDIDATE_TAG,
         )
         revisions = self.platform.revisions
+        if record.candidate_revision and self._exists(plan, record.candidate_revision):
+            # A resumed run: the revision was created before the last run was lost.
+            return Done(f"revision {name} was created by an earlier run")
         try:
             if plan.current is None:
                 operation.append(revisions.create(plan.service, spec))
             else:
-                operation.append(revisions.start_candidate(plan.service, spec, plan.current))
+                # Traffic stays pinned to the baseline, whatever serves now.
+                keep = replace(plan.current, traffic=plan.baseline)
+                operation.append(revisions.start_candidate(plan.service, spec, keep))
         except RolloutRefused as error:
             raise StageFailed(f"Cloud Run refused revision {name}", str(error)) from None
-        record.candidate_revision = name
-        runner.save()
+        failpoints.reached("deploy.created", record.attempt)
         access = self._access(runner, plan)
         if plan.current is None:
             return Done(f"service {plan.service.service} created with revision {name}{access}")
         return Done(f"revision {name} created at 0% with tag {traffic.CANDIDATE_TAG}{access}")
+
+    def _exists(self, plan: Plan, revision: str) -> bool:
+        return any(
+            info.name == revision for info in self.platform.revisions.revisions(plan.service, 50)
+        )
 
     def _access(self, runner: StageRunner, plan: Plan) -> str:
         """Who may invoke the service, as `allow_unauthenticated` says; "; what changed" or ""."""
@@ -244,13 +267,20 @@ class DeployPipeline:
         self, runner: StageRunner, plan: Plan, operation: list[str], deadline: Deadline
     ) -> Done:
         record = runner.record
-        outcome = self.platform.revisions.wait(plan.service, operation[0], deadline.left())
+        failpoints.reached("ready.waiting", record.attempt)
+        # No operation when an earlier run created the revision: wait on the service itself.
+        started = operation[0] if operation else ""
+        outcome = self.platform.revisions.wait(plan.service, started, deadline.left())
         if not outcome.ok:
             kind = Outcome.TIMED_OUT if outcome.timed_out else Outcome.FAILED
             raise StageFailed(
                 f"revision {record.candidate_revision} is not ready", outcome.message, kind
             )
         url = traffic.tag_url(outcome.state)
+        if not url and traffic.serving(outcome.state) == [(record.candidate_revision, 100)]:
+            # A resumed run after the last step: the tag went with it; the service URL
+            # reaches the candidate and nothing else.
+            url = outcome.state.uri if outcome.state else ""
         if not url:
             raise StageFailed(f"Cloud Run reported no URL for tag {traffic.CANDIDATE_TAG}")
         record.candidate_url = url
@@ -260,6 +290,7 @@ class DeployPipeline:
     def _health(self, runner: StageRunner, plan: Plan, deadline: Deadline) -> Done:
         record = runner.record
         assert record.candidate_url is not None and record.commit is not None
+        failpoints.reached("health.probing", record.attempt)
         check = plan.service.health
         outcome = self.platform.health.check(
             record.candidate_url + check.path,
@@ -276,115 +307,12 @@ class DeployPipeline:
             raise StageFailed(f"{check.path} unhealthy{status}: {outcome.message}", detail, kind)
         return Done(f"{check.path} healthy {outcome.attempts}x, reports {record.commit[:12]}")
 
-    def _promote(self, runner: StageRunner, plan: Plan, deadline: Deadline) -> Done:
-        record = runner.record
-        assert record.candidate_revision is not None and record.commit is not None
-        steps = plan.settings.rollout.steps
-        if not plan.keep:
-            # The first revision already takes all traffic; only its candidate tag goes.
-            only = [TrafficShare(record.candidate_revision, 100, "")]
-            outcome = self.platform.revisions.route(plan.service, only, deadline.left())
-            if not outcome.ok:
-                raise StageFailed("could not clear the candidate tag", outcome.message)
-            return Done(f"first revision {record.candidate_revision} takes 100%")
-        for number, percent in enumerate(steps, start=1):
-            split = traffic.split_towards(record.candidate_revision, percent, plan.keep)
-            if percent == 100:
-                split = [TrafficShare(record.candidate_revision, 100, "")]
-            outcome = self.platform.revisions.route(plan.service, split, deadline.left())
-            if not outcome.ok:
-                raise StageFailed(f"traffic step {percent}% failed", outcome.message)
-            runner.progress(
-                f"traffic {percent}% on {record.candidate_revision} ({number}/{len(steps)})"
-            )
-            if percent < 100 and plan.settings.rollout.step_wait > 0:
-                self._soak(runner, plan, outcome.state, deadline)
-        return Done(f"100% on {record.candidate_revision}")
-
-    def _soak(
-        self, runner: StageRunner, plan: Plan, state: ServiceState | None, deadline: Deadline
-    ) -> None:
-        """Between traffic steps: keep probing the service URL for `step_wait` seconds."""
-        assert state is not None and runner.record.commit is not None
-        check = plan.service.health.model_copy(update={"consecutive": 1, "version_field": ""})
-        end = time.monotonic() + min(plan.settings.rollout.step_wait, deadline.left())
-        while time.monotonic() < end:
-            outcome = self.platform.health.check(
-                state.uri + check.path,
-                check,
-                runner.record.commit,
-                max(0.1, min(check.request_timeout * 2, deadline.left())),
-                not plan.settings.run.allow_unauthenticated,
-                runner.progress,
-            )
-            if not outcome.ok:
-                raise StageFailed(
-                    f"service unhealthy during rollout: {outcome.message}", outcome.body
-                )
-            time.sleep(max(0.0, min(check.interval, end - time.monotonic())))
-
-    def _verify(self, runner: StageRunner, plan: Plan, deadline: Deadline) -> Done:
-        record = runner.record
-        state = self.platform.revisions.current(plan.service)
-        now = traffic.serving(state)
-        if now != [(record.candidate_revision, 100)]:
-            found = traffic.describe(now)
-            raise StageFailed(f"traffic is {found}, expected 100% on {record.candidate_revision}")
-        assert state is not None and record.commit is not None
-        outcome = self.platform.health.check(
-            state.uri + plan.service.health.path,
-            plan.service.health.model_copy(update={"consecutive": 1}),
-            record.commit,
-            deadline.left(),
-            not plan.settings.run.allow_unauthenticated,
-            runner.progress,
-        )
-        if not outcome.ok:
-            raise StageFailed(
-                f"service URL unhealthy after promotion: {outcome.message}", outcome.body
-            )
-        return Done(
-            f"{state.uri} serves {record.commit[:12]} from {record.candidate_revision}",
-            link=state.uri,
-        )
-
-    # --- keeping traffic safe --------------------------------------------------------
-
-    def _confirm_untouched(self, runner: StageRunner, plan: Plan) -> None:
-        """After a failure before promotion: say (after looking) that traffic did not move."""
-        if not plan.keep:
-            runner.progress("first deploy: no earlier revision to keep serving")
-            return
-        now = traffic.serving(self.platform.revisions.current(plan.service))
-        if now == traffic.shares(plan.keep):
-            runner.progress(f"traffic untouched: {traffic.describe(now)}")
-        else:
-            self._roll_back(runner, plan)
-
-    def _roll_back(self, runner: StageRunner, plan: Plan) -> None:
-        record = runner.record
-        if not plan.keep:
-            runner.progress("first deploy: no earlier revision to roll back to")
-            record.state = State.FAILED
-            return
-        kept = traffic.shares(plan.keep)
-
-        def body(deadline: Deadline) -> Done:
-            outcome = self.platform.revisions.route(plan.service, list(plan.keep), deadline.left())
-            now = traffic.serving(self.platform.revisions.current(plan.service))
-            if not outcome.ok or now != kept:
-                raise StageFailed("rollback did not restore traffic", outcome.message)
-            return Done(f"traffic back on {traffic.describe(kept)}")
-
-        rolled = self._stage(runner, Stage.ROLLBACK, plan.settings.timeouts.promote, body)
-        record.state = State.ROLLED_BACK if rolled else State.FAILED
-
 
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def _stopped(record: DeployRecord) -> State:
-    """The state of a deploy that ended before promotion: cancelled, or failed."""
+    """The state of a deploy that stopped: cancelled, or failed."""
     last = record.stages[-1] if record.stages else None
     return State.CANCELLED if last and last.outcome == Outcome.CANCELLED else State.FAILED

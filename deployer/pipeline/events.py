@@ -29,12 +29,20 @@ class StageFinished:
 
 
 @dataclass(frozen=True)
+class Noted:
+    """Something that happened to the deploy between its stages (a lost worker, a takeover)."""
+
+    record: DeployRecord
+    text: str
+
+
+@dataclass(frozen=True)
 class DeployFinished:
     record: DeployRecord
     plan: tuple[str, ...] = ()  # a dry run's plan, one line a step
 
 
-Event = StageStarted | StageProgressed | StageFinished | DeployFinished
+Event = StageStarted | StageProgressed | StageFinished | Noted | DeployFinished
 Listener = Callable[[Event], None]
 
 

@@ -15,6 +15,7 @@ from deployer.build_config import BuildConfigError, load_build_config
 from deployer.config import RESERVED_ENV, RESERVED_ENV_PREFIXES, Config, Environment, ServiceConfig
 from deployer.dotenv import parse_dotenv
 from deployer.errors import DotenvError
+from deployer.pipeline import traffic
 from deployer.pipeline.ports import (
     PinnedSecret,
     Platform,
@@ -26,7 +27,7 @@ from deployer.pipeline.ports import (
     ServiceState,
     TrafficShare,
 )
-from deployer.pipeline.record import DeployRecord, Lock, Outcome
+from deployer.pipeline.record import DeployRecord, Outcome
 from deployer.pipeline.stages import Deadline, StageFailed
 from deployer.store.protocol import Store
 
@@ -44,12 +45,15 @@ class Plan:
     env: dict[str, str]  # plain values; from env_from_secret too, so never printed
     secret_env: dict[str, PinnedSecret]
     current: ServiceState | None  # None: the first deploy creates the service
+    # What served when the deploy first began (the record's baseline, never re-read on a
+    # resumed run): the traffic to restore if anything goes wrong.
+    baseline: tuple[TrafficShare, ...] = ()
     warnings: list[str] = field(default_factory=list)
 
     @property
     def keep(self) -> tuple[TrafficShare, ...]:
-        """The traffic to restore if anything goes wrong: what serves now."""
-        return tuple(self.current.serving()) if self.current else ()
+        """The baseline's revisions that received requests."""
+        return tuple(share for share in self.baseline if share.percent > 0)
 
     @property
     def previous_revision(self) -> str | None:
@@ -92,13 +96,6 @@ def check_locks(store: Store, environment: str, requester: str, deploy_id: str =
             raise StageFailed(f"{environment} is locked by {lock.holder}{reason}")
         if lock.kind == "deploy" and lock.holder != deploy_id:
             raise StageFailed(f"deploy {lock.holder} is already running in {environment}")
-
-
-def take_deploy_lock(store: Store, environment: str, deploy_id: str, now: float) -> None:
-    """Hold the environment for this deploy; fail if another deploy got there first."""
-    held = store.acquire_lock(Lock(environment, "deploy", deploy_id, "deploy", now))
-    if held.holder != deploy_id:
-        raise StageFailed(f"deploy {held.holder} is already running in {environment}")
 
 
 def load_build(config: Config, service: ServiceConfig) -> cloudbuild_v1.Build:
@@ -162,6 +159,13 @@ def current_service(revisions: Revisions, service: ServiceConfig) -> ServiceStat
     return state
 
 
+def baseline_of(record: DeployRecord, current: ServiceState | None) -> tuple[TrafficShare, ...]:
+    """The record's saved baseline; on its first preflight, `current`'s traffic, saved in it."""
+    if record.baseline_traffic is None:
+        record.baseline_traffic = traffic.to_shares(current.traffic if current else ())
+    return traffic.from_shares(record.baseline_traffic)
+
+
 def resolve_ref(refs: Refs, service: ServiceConfig, ref: str | None, deadline: Deadline) -> str:
     try:
         return refs.resolve(service, ref, timeout=max(1.0, deadline.left()))
@@ -178,7 +182,11 @@ def make_plan(
     check_locks(store, record.environment, record.requester, record.id)
     build = load_build(config, service)
     env, secret_env, warnings = resolve_env(platform.secrets, service, settings)
-    current = current_service(platform.revisions, service)
+    if record.baseline_traffic is None:
+        current = current_service(platform.revisions, service)
+    else:
+        # A resumed run: whatever serves now may be this deploy's own half-done work.
+        current = platform.revisions.current(service)
     commit = record.commit or resolve_ref(platform.refs, service, record.ref, deadline)
     if deadline.expired():
         raise StageFailed("preflight ran out of time", outcome=Outcome.TIMED_OUT)
@@ -192,5 +200,6 @@ def make_plan(
         env=env,
         secret_env=secret_env,
         current=current,
+        baseline=baseline_of(record, current),
         warnings=warnings,
     )

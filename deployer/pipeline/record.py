@@ -42,16 +42,39 @@ class Outcome(StrEnum):
 
 
 class State(StrEnum):
-    PENDING = "pending"
+    PENDING = "pending"  # holds its environment's lock, waiting for a worker
+    QUEUED = "queued"  # waiting for the environment's lock, in FIFO order
     RUNNING = "running"
     SUCCEEDED = "succeeded"
-    FAILED = "failed"  # traffic never moved
-    ROLLED_BACK = "rolled_back"  # traffic moved, then went back to the previous revision
+    FAILED = "failed"  # traffic never moved, or could not be put back
+    ROLLED_BACK = "rolled_back"  # traffic moved, then went back to what served before
     CANCELLED = "cancelled"
+    ABANDONED = "abandoned"  # given up on (a forced unlock, or a worker lost too often)
 
     @property
     def finished(self) -> bool:
-        return self not in (State.PENDING, State.RUNNING)
+        return self not in (State.PENDING, State.QUEUED, State.RUNNING)
+
+
+@dataclass(frozen=True)
+class Share:
+    """One traffic target as Cloud Run reported it: revision, percent, tag."""
+
+    revision: str
+    percent: int
+    tag: str = ""
+
+
+def shares_from(data: list[dict[str, Any]] | None) -> list[Share] | None:
+    return None if data is None else [Share(**item) for item in data]
+
+
+@dataclass(frozen=True)
+class Note:
+    """Something that happened to the deploy outside its stages (a lost worker, a takeover)."""
+
+    at: float
+    text: str
 
 
 @dataclass
@@ -104,6 +127,21 @@ class DeployRecord:
     # Where the story is told: the Slack thread's parent message (channel, ts).
     slack_channel: str | None = None
     slack_ts: str | None = None
+    # The traffic that served when the deploy first began, read back from the service at
+    # its first preflight and never re-read: resume, rollback and "untouched" are judged
+    # against it. None until then; empty when the deploy creates the service.
+    baseline_traffic: list[Share] | None = None
+    # The traffic read back from the service when the deploy ended.
+    final_traffic: list[Share] | None = None
+    attempt: int = 0  # how many runs (worker attempts) have taken this deploy on
+    running_stage: Stage | None = None  # the stage a run started and has not finished
+    queued_at: float | None = None
+    abandoned_by: str | None = None
+    notes: list[Note] = field(default_factory=list)
+
+    def note(self, text: str) -> None:
+        """Keep a line of the deploy's story that no stage tells."""
+        self.notes.append(Note(time.time(), text))
 
     def stage(self, stage: Stage) -> StageResult | None:
         """The latest result of `stage`, if it ran."""
@@ -123,15 +161,39 @@ class DeployRecord:
             StageResult(**{**s, "stage": Stage(s["stage"]), "outcome": Outcome(s["outcome"])})
             for s in data["stages"]
         ]
+        data["baseline_traffic"] = shares_from(data.get("baseline_traffic"))
+        data["final_traffic"] = shares_from(data.get("final_traffic"))
+        running = data.get("running_stage")
+        data["running_stage"] = Stage(running) if running else None
+        data["notes"] = [Note(**note) for note in data.get("notes") or []]
         return cls(**data)
 
 
 @dataclass(frozen=True)
 class Lock:
-    """An environment lock: a person's (`manual`) or a running deploy's (`deploy`)."""
+    """An environment lock: a person's (`manual`) or a deploy's (`deploy`).
+
+    A deploy lock is leased: `owner` names the run (worker execution, process) that
+    holds it, and it is renewed by that run's heartbeat until `lease_until`. Once the
+    lease has run out the run is presumed dead, and one resumption of the same deploy
+    may take the lock over. Manual locks have no lease (`lease_until` 0).
+    """
 
     environment: str
     kind: str  # "manual" or "deploy"
     holder: str  # requester or deploy id
     reason: str
     created_at: float
+    owner: str = ""
+    lease_until: float = 0.0
+
+    def expired(self, now: float) -> bool:
+        """Whether the lease ran out (never, for a lock without one)."""
+        return 0 < self.lease_until < now
+
+    def yields_to(self, wanted: Lock, now: float) -> bool:
+        """Whether `wanted` may replace this lock: the same holder, and this lock's owner
+        is `wanted`'s, or empty (handed over, not yet taken by a run), or its lease ran out."""
+        return self.holder == wanted.holder and (
+            self.owner in ("", wanted.owner) or self.expired(now)
+        )

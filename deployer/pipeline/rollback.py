@@ -7,23 +7,30 @@ target's commit when the deployer labelled it).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from deployer.config import Config, ServiceConfig
 from deployer.pipeline import traffic
 from deployer.pipeline.events import DeployFinished, Listener
+from deployer.pipeline.lease import Lease
 from deployer.pipeline.ports import COMMIT_LABEL, Platform, RevisionInfo, ServiceState, TrafficShare
-from deployer.pipeline.preflight import check_locks, current_service, take_deploy_lock
+from deployer.pipeline.preflight import check_locks, current_service
 from deployer.pipeline.record import DeployRecord, Outcome, Stage, State
+from deployer.pipeline.restore import read_back
 from deployer.pipeline.stages import Deadline, Done, StageFailed, StageRunner
 from deployer.store.protocol import Store
 
 
 def choose_target(
-    requested: str | None, state: ServiceState, revisions: list[RevisionInfo]
+    requested: str | None,
+    state: ServiceState,
+    revisions: list[RevisionInfo],
+    resumed: bool = False,
 ) -> RevisionInfo:
-    """The revision to roll back to: the one asked for, else the newest ready one not serving."""
+    """The revision to roll back to: the one asked for, else the newest ready one not serving.
+
+    A `resumed` rollback may find its target serving already (the lost run moved it).
+    """
     serving = {share.revision for share in state.serving()}
     if requested:
         found = next((r for r in revisions if r.name == requested), None)
@@ -31,7 +38,7 @@ def choose_target(
             raise StageFailed(f"revision {requested} not found in {state.name.rsplit('/', 1)[-1]}")
         if not found.ready:
             raise StageFailed(f"revision {requested} is not ready", found.message)
-        if serving == {requested}:
+        if serving == {requested} and not resumed:
             raise StageFailed(f"{requested} already serves 100%; nothing to roll back")
         return found
     current_created = max((r.created for r in revisions if r.name in serving), default="")
@@ -50,52 +57,56 @@ class RollbackPipeline:
     store: Store
     listener: Listener
 
-    def run(self, record: DeployRecord) -> DeployRecord:
+    def run(self, record: DeployRecord, lease: Lease | None = None) -> DeployRecord:
+        """Run (or continue) the rollback; the caller holds the deploy lock (`lease`)."""
         settings = self.config.environment(record.environment)
         service = self.config.services[settings.service]
-        runner = StageRunner(record, self.store, self.listener)
+        runner = StageRunner(record, self.store, self.listener, lease=lease)
         record.state = State.RUNNING
         target: list[RevisionInfo] = []
-        locked = False
 
         def preflight(deadline: Deadline) -> Done:
-            nonlocal locked
             check_locks(self.store, record.environment, record.requester, record.id)
-            state = current_service(self.platform.revisions, service)
+            resumed = record.baseline_traffic is not None
+            state = (
+                self.platform.revisions.current(service)
+                if resumed
+                else current_service(self.platform.revisions, service)
+            )
             if state is None:
                 raise StageFailed(f"service {service.service} does not exist; nothing to roll back")
             chosen = choose_target(
-                record.target_revision, state, self.platform.revisions.revisions(service, 50)
+                record.target_revision,
+                state,
+                self.platform.revisions.revisions(service, 50),
+                resumed,
             )
-            take_deploy_lock(self.store, record.environment, record.id, time.time())
-            locked = True
             target.append(chosen)
-            record.previous_revision = max(state.serving(), key=lambda s: s.percent).revision
+            if not resumed:
+                record.baseline_traffic = traffic.to_shares(state.traffic)
+                record.previous_revision = max(state.serving(), key=lambda s: s.percent).revision
             record.target_revision = chosen.name
             record.commit = chosen.labels.get(COMMIT_LABEL)
             record.image = chosen.image
             return Done(f"from {record.previous_revision} to {chosen.name}")
 
-        try:
-            ok = runner.run(Stage.PREFLIGHT, settings.timeouts.preflight, preflight).outcome
-            if ok == Outcome.SUCCEEDED:
-                ok = runner.run(
-                    Stage.PROMOTE,
-                    settings.timeouts.promote,
-                    lambda d: self._route(service, target[0], d),
-                ).outcome
-            if ok == Outcome.SUCCEEDED:
-                ok = runner.run(
-                    Stage.VERIFY,
-                    settings.timeouts.verify,
-                    lambda d: self._verify(
-                        runner, service, target[0], not settings.run.allow_unauthenticated, d
-                    ),
-                ).outcome
-        finally:
-            if locked:
-                self.store.release_lock(record.environment, "deploy", record.id)
+        ok = runner.run(Stage.PREFLIGHT, settings.timeouts.preflight, preflight).outcome
+        if ok == Outcome.SUCCEEDED:
+            ok = runner.run(
+                Stage.PROMOTE,
+                settings.timeouts.promote,
+                lambda d: self._route(service, target[0], d),
+            ).outcome
+        if ok == Outcome.SUCCEEDED:
+            ok = runner.run(
+                Stage.VERIFY,
+                settings.timeouts.verify,
+                lambda d: self._verify(
+                    runner, service, target[0], not settings.run.allow_unauthenticated, d
+                ),
+            ).outcome
         record.state = State.SUCCEEDED if ok == Outcome.SUCCEEDED else State.FAILED
+        read_back(self.platform.revisions, service, record)
         runner.save()
         self.listener(DeployFinished(record))
         return record

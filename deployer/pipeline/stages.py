@@ -6,7 +6,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from deployer.pipeline.events import Listener, StageFinished, StageProgressed, StageStarted
+from deployer.pipeline.events import (
+    Listener,
+    Noted,
+    StageFinished,
+    StageProgressed,
+    StageStarted,
+)
+from deployer.pipeline.lease import Lease, LeaseLost
 from deployer.pipeline.record import DeployRecord, Outcome, Stage, StageResult
 from deployer.store.protocol import Store
 
@@ -48,7 +55,12 @@ class Deadline:
 
 
 class StageRunner:
-    """Runs stages of one record, emitting events and saving the record as it goes."""
+    """Runs stages of one record, emitting events and saving the record as it goes.
+
+    With a `lease`, the record is saved only while this run still holds the deploy:
+    every save renews the lease first, and a run that lost it raises LeaseLost
+    instead of writing over the run that took it over.
+    """
 
     def __init__(
         self,
@@ -56,6 +68,7 @@ class StageRunner:
         store: Store | None,
         listener: Listener,
         cancellable: tuple[Stage, ...] = (),
+        lease: Lease | None = None,
     ) -> None:
         self.record = record
         self._store = store
@@ -63,6 +76,7 @@ class StageRunner:
         self._current: Stage | None = None
         self._last: Stage | None = None
         self._cancellable = cancellable
+        self.lease = lease
 
     def cancel_requested(self) -> bool:
         """Whether someone asked (through the store) to cancel this record."""
@@ -76,8 +90,11 @@ class StageRunner:
 
     def save(self) -> None:
         """Persist the record now (stage outputs are saved the moment they are known)."""
-        if self._store is not None:
-            self._store.save(self.record)
+        if self._store is None:
+            return
+        if self.lease is not None and not self.lease.renew():
+            raise LeaseLost(f"deploy {self.record.id} was taken over by another run")
+        self._store.save(self.record)
 
     def progress(self, message: str, link: str = "") -> None:
         """Report progress of the stage that is running, else of the one that just ended.
@@ -88,10 +105,19 @@ class StageRunner:
         stage = self._current or self._last
         if stage is not None:
             self._listener(StageProgressed(self.record, stage, message, link))
+        else:
+            self.note(message)
+
+    def note(self, text: str) -> None:
+        """Keep `text` in the record's story and tell the listeners (no stage needed)."""
+        self.record.note(text)
+        self._listener(Noted(self.record, text))
 
     def run(self, stage: Stage, seconds: float, body: Callable[[Deadline], Done]) -> StageResult:
         """Run `body` as `stage` within `seconds`; StageFailed ends it with that outcome."""
         self._current = stage
+        self.record.running_stage = stage
+        self.save()
         self._listener(StageStarted(self.record, stage))
         started_wall, started = time.time(), time.monotonic()
         deadline = Deadline(seconds)
@@ -120,6 +146,7 @@ class StageRunner:
             link=link,
         )
         self.record.stages.append(result)
+        self.record.running_stage = None
         if outcome != Outcome.SUCCEEDED:
             self.record.error = f"{stage}: {summary}"
         self.save()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from deployer.pipeline.ports import ServiceState, TrafficShare
+from deployer.pipeline.record import Share
 
 CANDIDATE_TAG = "candidate"
 
@@ -50,3 +51,12 @@ def tag_url(state: ServiceState | None, tag: str = CANDIDATE_TAG) -> str:
     if state is None:
         return ""
     return next((share.uri for share in state.traffic if share.tag == tag), "")
+
+
+def to_shares(targets: Sequence[TrafficShare]) -> list[Share]:
+    """Traffic as a record keeps it: revision, percent and tag of every target."""
+    return [Share(t.revision, t.percent, t.tag) for t in targets if t.revision]
+
+
+def from_shares(shares: Sequence[Share]) -> tuple[TrafficShare, ...]:
+    return tuple(TrafficShare(s.revision, s.percent, s.tag) for s in shares)

@@ -10,11 +10,14 @@ host, see `http_front.py`). Each kind is consumed where it happens:
     health_hang     the next created revision (or `revision`) never answers /health
     slack_429       the next `times` Slack calls answer 429 with `retry_after` seconds
     slack_5xx       the next `times` Slack calls answer `status` (default 503)
+    slack_latency   the next `times` Slack calls wait `ms` milliseconds, then go on as usual
     iam_denied      the next `times` SetIamPolicy calls on a service answer PERMISSION_DENIED
     iam_conflict    the next SetIamPolicy finds the policy changed since it was read (ABORTED)
 
 Health faults stick to the revision they were bound to: a broken revision stays
-broken until the fault is cleared.
+broken until the fault is cleared. `slack_429` and `slack_5xx` take `after_post`
+(default false): true performs the call (the message is posted) and answers the
+error anyway, as when Slack's answer is lost on its way back.
 """
 
 from __future__ import annotations
@@ -32,10 +35,12 @@ KINDS = (
     "health_hang",
     "slack_429",
     "slack_5xx",
+    "slack_latency",
     "iam_denied",
     "iam_conflict",
 )
 _BOUND_TO_REVISION = ("revision_crash", "health_500", "health_hang")
+MAX_LATENCY_MS = 60_000
 
 
 class FaultError(ValueError):
@@ -86,6 +91,19 @@ class Faults:
             params.setdefault("status", 503)
             if params["status"] not in (500, 502, 503, 504):
                 raise FaultError("status must be one of 500, 502, 503, 504")
+        if kind in ("slack_429", "slack_5xx"):
+            params.setdefault("after_post", False)
+            if not isinstance(params["after_post"], bool):
+                raise FaultError("after_post must be true or false")
+        elif "after_post" in params:
+            raise FaultError("after_post applies only to slack_429 and slack_5xx")
+        if kind == "slack_latency":
+            ms = params.get("ms")
+            if isinstance(ms, bool) or not isinstance(ms, int) or not 0 < ms <= MAX_LATENCY_MS:
+                raise FaultError(
+                    f"slack_latency needs ms, a whole number of milliseconds from 1 to "
+                    f'{MAX_LATENCY_MS}, e.g. {{"kind": "slack_latency", "ms": 500}}'
+                )
         fault = Fault(next(self._ids), kind, times, revision, params)
         with self._lock:
             self._faults.append(fault)

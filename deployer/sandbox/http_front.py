@@ -7,9 +7,15 @@
     GET  /_sandbox/calls            every Web API call, token removed
     POST /_sandbox/response_urls    mint a response_url
     GET|POST|DELETE /_sandbox/faults  list / arm / clear faults (see faults.py)
+    GET  /_sandbox/rate_limits      the rate limits enforced (see slack_rate_limits.py)
 
-Slack faults (`slack_429`, `slack_5xx`) are taken before any `/api/` call is
-handled, so slack_sdk's retry handlers meet them exactly as they would meet Slack.
+A Web API call meets, in this order: an armed `slack_latency` (a sleep, then
+on), an armed `slack_429` or `slack_5xx` (answered before the token is even
+looked at, so slack_sdk's retry handlers meet them exactly as they would meet
+Slack; with `after_post` the call is performed first and its answer lost),
+then the token, then Slack's rate limits: a call over its method's limit is
+answered 429 with `Retry-After` and is not performed. Only then does the
+method run.
 """
 
 from __future__ import annotations
@@ -19,12 +25,14 @@ import email.policy
 import json
 import logging
 import threading
+import time
 from email.message import Message as Headers
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from deployer.sandbox.faults import FaultError, Faults
+from deployer.sandbox.slack_rate_limits import SlackRateLimits
 from deployer.sandbox.slack_sink import METHODS, SlackError, SlackSink
 
 log = logging.getLogger(__name__)
@@ -52,6 +60,12 @@ def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Resp
 
 def _text(status: int, body: str, headers: dict[str, str] | None = None) -> Response:
     return status, {"Content-Type": "text/plain; charset=utf-8", **(headers or {})}, body.encode()
+
+
+def _ratelimited(retry_after: object) -> Response:
+    """Slack's answer to a call over a rate limit."""
+    body = {"ok": False, "error": "ratelimited"}
+    return _json(429, body, {"Retry-After": str(retry_after)})
 
 
 def _json_object(body: bytes, what: str) -> dict[str, Any]:
@@ -93,7 +107,10 @@ class _Server(ThreadingHTTPServer):
 
 
 class SandboxHttp:
-    """Serves the Slack sink and the control endpoint on one port (bound at construction)."""
+    """Serves the Slack sink and the control endpoint on one port (bound at construction).
+
+    `rate_limits` defaults to Slack's real limits (`SlackRateLimits(scale=1.0)`).
+    """
 
     def __init__(
         self,
@@ -102,9 +119,11 @@ class SandboxHttp:
         port: int = 0,
         *,
         sink: SlackSink | None = None,
+        rate_limits: SlackRateLimits | None = None,
     ) -> None:
         self.faults = faults
         self.sink = sink if sink is not None else SlackSink()
+        self.rate_limits = rate_limits if rate_limits is not None else SlackRateLimits()
         self._server = _Server((host, port), self)
         self.url = f"http://{host}:{self._server.server_address[1]}"
         self._thread: threading.Thread | None = None
@@ -159,6 +178,7 @@ class SandboxHttp:
             "/_sandbox/calls": ("GET",),
             "/_sandbox/response_urls": ("POST",),
             "/_sandbox/faults": ("GET", "POST", "DELETE"),
+            "/_sandbox/rate_limits": ("GET",),
         }
         if path not in routes:
             raise _HttpError(404, f"no route for {verb} {path}")
@@ -174,6 +194,8 @@ class SandboxHttp:
             return _json(200, self.sink.calls())
         if path == "/_sandbox/response_urls":
             return self._mint(body)
+        if path == "/_sandbox/rate_limits":
+            return _json(200, self.rate_limits.table())
         return self._faults(verb, body)
 
     @staticmethod
@@ -231,16 +253,28 @@ class SandboxHttp:
         if authorization.startswith("Bearer "):
             token = authorization.removeprefix("Bearer ").strip()
 
+        if fault := self.faults.take("slack_latency"):
+            time.sleep(int(fault.params["ms"]) / 1000)
         if fault := self.faults.take("slack_429"):
+            if fault.params.get("after_post"):
+                self._perform(method, params, token, parse_error)
             self.sink.record_call(method, params, 429, "ratelimited")
-            retry_after = str(fault.params.get("retry_after", 1))
-            body_429 = {"ok": False, "error": "ratelimited"}
-            return _json(429, body_429, {"Retry-After": retry_after})
+            return _ratelimited(fault.params.get("retry_after", 1))
         if fault := self.faults.take("slack_5xx"):
             status = int(fault.params.get("status", 503))
+            if fault.params.get("after_post"):
+                self._perform(method, params, token, parse_error)
             self.sink.record_call(method, params, status, "server_error")
             return _text(status, f"sandbox: injected {status} for {method}\n")
 
+        response, failure = self._perform(method, params, token, parse_error)
+        self.sink.record_call(method, params, response[0], failure)
+        return response
+
+    def _perform(
+        self, method: str, params: dict[str, Any], token: str | None, parse_error: str | None
+    ) -> tuple[Response, str | None]:
+        """Check the call, its rate limits, then run it: the answer and its error, if any."""
         answer: dict[str, Any]
         try:
             if parse_error:
@@ -248,14 +282,24 @@ class SandboxHttp:
             if method not in METHODS:
                 raise SlackError("unknown_method")
             self.sink.check_token(token)
+            retry_after = self.rate_limits.take(method, self._channel_key(params))
+            if retry_after is not None:
+                # Slack's own 429: the call is not performed.
+                return _ratelimited(retry_after), "ratelimited"
             answer = self.sink.call(method, params)
         except SlackError as error:
             answer = {"ok": False, "error": error.code}
             if error.code == "unknown_method":
                 answer["req_method"] = method
-        self.sink.record_call(method, params, 200, None if answer["ok"] else answer["error"])
         # Slack answers API errors with HTTP 200 and ok: false.
-        return _json(200, answer)
+        return _json(200, answer), None if answer["ok"] else answer["error"]
+
+    def _channel_key(self, params: dict[str, Any]) -> str | None:
+        """The channel a call names, by id when the workspace knows it (a name or #name too)."""
+        channel = params.get("channel")
+        if channel is None or channel == "":
+            return None
+        return self.sink.channel_id(str(channel)) or str(channel)
 
     @staticmethod
     def _api_body(content_type: str, body: bytes) -> dict[str, Any]:

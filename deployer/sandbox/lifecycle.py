@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 import shutil
@@ -102,10 +103,15 @@ class Running:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def start(with_demo: bool = True, start_dir: Path | None = None) -> Running:
-    """Start the sandbox in this process (seeded, with the front, unless `with_demo` is False)."""
+def start(
+    with_demo: bool = True, start_dir: Path | None = None, slack_rate_scale: float = 1.0
+) -> Running:
+    """Start the sandbox in this process (seeded, with the front, unless `with_demo` is False).
+
+    `slack_rate_scale` speeds up Slack's rate limits in the sink (0 or less: none).
+    """
     workdir = Path(tempfile.mkdtemp(prefix="deployer-sandbox-"))
-    sandbox = Sandbox(workdir / "cloud").start()
+    sandbox = Sandbox(workdir / "cloud", slack_rate_scale=slack_rate_scale).start()
     try:
         demo, front = None, None
         signing = {
@@ -129,14 +135,23 @@ def start(with_demo: bool = True, start_dir: Path | None = None) -> Running:
         raise
 
 
-def run(state_file: Path | None, with_demo: bool, smoke: bool) -> int:
+def run(
+    state_file: Path | None, with_demo: bool, smoke: bool, slack_rate_scale: float = 1.0
+) -> int:
     """Run the sandbox until SIGINT/SIGTERM (or, with `smoke`, until checked); exit status."""
+    if not math.isfinite(slack_rate_scale):
+        print(
+            f"sandbox: --slack-rate-scale must be a number (1: Slack's limits, 0: none), "
+            f"got {slack_rate_scale}",
+            file=sys.stderr,
+        )
+        return 2
     started = time.monotonic()
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     try:
-        running = start(with_demo)
+        running = start(with_demo, slack_rate_scale=slack_rate_scale)
     except DemoError as error:
         print(f"sandbox: {error}", file=sys.stderr)
         return 1
@@ -163,6 +178,7 @@ def _announce(running: Running, elapsed: float, state_file: Path | None) -> None
         f"  Slack Web API       SLACK_API_URL={sandbox.slack_api_url}",
         f"  Slack messages      {sandbox.http.url}/_sandbox/messages",
         f"  Faults              {sandbox.http.url}/_sandbox/faults",
+        f"  Slack rate limits   {sandbox.http.url}/_sandbox/rate_limits ({_scale(sandbox)})",
     ]
     if demo is not None:
         lines += [
@@ -179,6 +195,13 @@ def _announce(running: Running, elapsed: float, state_file: Path | None) -> None
     if state_file is not None:
         lines.append(f"  State file          {state_file}")
     print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def _scale(sandbox: Sandbox) -> str:
+    limits = sandbox.http.rate_limits
+    if not limits.enforced:
+        return "off"
+    return "Slack's own" if limits.scale == 1 else f"Slack's, {limits.scale:g}x faster"
 
 
 def _front_problems(url: str) -> list[str]:

@@ -175,6 +175,14 @@ class SlackWorkspace:
         if not allowed:
             raise SlackError("invalid_auth")
 
+    def channel_id(self, wanted: str) -> str | None:
+        """The id of the channel named by an id, `name` or `#name`; None when there is none."""
+        with self._lock:
+            try:
+                return str(self.channel(wanted)["id"])
+            except SlackError:
+                return None
+
     # -- lookups and changes, lock held ------------------------------------------
 
     def user(self, id: str) -> dict[str, Any] | None:

@@ -35,6 +35,7 @@ WORKER_JOB_ID = "deployer-worker"
 WORKER_IMAGE = "deployer-worker"  # never pushed: the sandbox runs the command locally
 BOT_TOKEN_SECRET = "slack-bot-token"
 WORKER_TIMEOUT_S = 1800
+WORKER_RETRIES = 3
 _RPC_TIMEOUT = 10.0
 
 
@@ -47,6 +48,7 @@ class Front:
     context: Any  # the FrontContext it serves (deployer.front.context; imported lazily)
     _server: Any = None
     _thread: threading.Thread | None = None
+    _sweeps: Any = None  # the SweepTimer (deployer.front.sweep)
     _closed: bool = field(default=False)
 
     def close(self) -> None:
@@ -54,6 +56,8 @@ class Front:
         if self._closed:
             return
         self._closed = True
+        if self._sweeps is not None:
+            self._sweeps.stop()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -108,6 +112,8 @@ def create_worker_job(host: str, parent: str, env: dict[str, str], token_secret:
     `env` are plain variables; SLACK_BOT_TOKEN references the secret `token_secret`.
     """
     project, region = parent.split("/")[1], parent.split("/")[3]
+    # The job dispatches the next deploy waiting in a queue to itself, as the front does.
+    env = {**env, "DEPLOYER_DISPATCH": f"{parent}/jobs/{WORKER_JOB_ID}"}
     variables = [run_v2.EnvVar(name=name, value=value) for name, value in sorted(env.items())]
     variables.append(
         run_v2.EnvVar(
@@ -127,8 +133,9 @@ def create_worker_job(host: str, parent: str, env: dict[str, str], token_secret:
             task_count=1,
             template=run_v2.TaskTemplate(
                 containers=[container],
-                # A failed deploy is told in its thread; running it again would not help.
-                max_retries=0,
+                # A worker exits non-zero only when it died before its deploy ended: a
+                # retry takes the deploy over and resumes it (a failed deploy exits 0).
+                max_retries=WORKER_RETRIES,
                 timeout={"seconds": WORKER_TIMEOUT_S},
             ),
         )
@@ -146,11 +153,8 @@ def create_worker_job(host: str, parent: str, env: dict[str, str], token_secret:
 
 def start_front(sandbox: Sandbox, demo: Demo, signing: dict[str, str]) -> Front:
     """Create the worker job and serve the webhook app wired to the sandbox and the demo."""
-    from deployer.adapters.slack_chat import SlackChat
-    from deployer.adapters.slack_client import slack_web_client
     from deployer.engine import Engine, default_platform
-    from deployer.front.context import FrontContext
-    from deployer.front.dispatch import Failures, JobDispatcher
+    from deployer.front.context import front_context
     from deployer.front.settings import FrontSettings
     from deployer.store import open_store
 
@@ -176,24 +180,24 @@ def start_front(sandbox: Sandbox, demo: Demo, signing: dict[str, str]) -> Front:
         slack_api_url=sandbox.slack_api_url,
         dispatch=job,
     )
-    store = open_store(demo.store)
-    chat = SlackChat(slack_web_client(token, sandbox.slack_api_url))
-    context = FrontContext(
-        settings=settings,
-        config=demo.config,
-        store=store,
-        engine=Engine(demo.config, default_platform(host), store),
-        chat=chat,
-        dispatcher=JobDispatcher(job, host=host, failures=Failures(store, chat)),
-    )
+    engine = Engine(demo.config, default_platform(host), open_store(demo.store))
+    context = front_context(settings, engine, host=host)
     return serve(context, job)
 
 
-def serve(context: Any, job: str = "", host: str = "127.0.0.1", port: int = 0) -> Front:
-    """Serve the webhook app (`deployer serve`'s, `main.py`'s) for `context` on a thread."""
+def serve(
+    context: Any,
+    job: str = "",
+    host: str = "127.0.0.1",
+    port: int = 0,
+    sweep_interval: float | None = None,
+) -> Front:
+    """Serve the webhook app (`deployer serve`'s, `main.py`'s) for `context` on a thread,
+    and sweep every `sweep_interval` seconds (default: the config's)."""
     from werkzeug.serving import make_server
 
     from deployer.front.http import create_app
+    from deployer.front.sweep import Sweeper, SweepTimer
 
     # One access line per request is noise next to the deploy's own logs.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
@@ -202,7 +206,9 @@ def serve(context: Any, job: str = "", host: str = "127.0.0.1", port: int = 0) -
         target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="webhook", daemon=True
     )
     thread.start()
-    return Front(f"http://{host}:{server.server_port}", job, context, server, thread)
+    interval = sweep_interval or context.config.deployer.sweep_interval
+    sweeps = SweepTimer(Sweeper(context), interval)
+    return Front(f"http://{host}:{server.server_port}", job, context, server, thread, sweeps)
 
 
 def state_entries(front: Front | None) -> dict[str, str]:

@@ -14,25 +14,45 @@ Documents, under ROOT (the database root, or `deployers/PREFIX`):
     ROOT/deploys/{deploy id}     body (the record's JSON, the truth), and for queries and
                                  the console: environment, created_at, updated_at, kind,
                                  state, service, requester
-    ROOT/locks/{env}:{kind}      environment, kind, holder, reason, created_at
+    ROOT/locks/{env}:{kind}      environment, kind, holder, reason, created_at, owner,
+                                 lease_until (locks written before leases lack the last
+                                 two: read as "" and 0, no lease)
     ROOT/cancels/{deploy id}     deploy_id, who, token, created_at
     ROOT/claims/{key or hash}    key, token, created_at
+    ROOT/outbox/{key or hash}    key, body (the caller's JSON), version (1 after the first
+                                 write), due_at (seconds since the epoch, or null: nothing
+                                 due), token
 
 Document ids are the plain text when it is a safe id, else `~` + its SHA-256
 (claim keys may hold `/`); the text is always kept as a field.
 
-Atomicity: a lock, a cancel request and a claim are taken with
-`DocumentReference.create()`, which fails with AlreadyExists when the document
-is there, so of several racers exactly one wins; the loser reads the winner. A
-release reads the lock in a transaction and deletes it only for its holder.
-Nothing expires on its own: a worker killed while holding a lock leaves it
-visible (`/deploy status`) until its deploy resumes and releases it, or someone
-deletes the document.
+Atomicity: an absent lock, a cancel request, a claim and a new outbox document
+are taken with `DocumentReference.create()`, which fails with AlreadyExists when
+the document is there, so of several racers exactly one wins; the loser reads
+the winner. What depends on what a document holds runs in a transaction, run
+again from its first read when a racer committed first, so again exactly one
+racer wins and the others read what it wrote:
 
-Index: `history` queries `deploys` by environment ordered by created_at
+    takeover   a held lock is replaced only as `Lock.yields_to` allows: by its
+               holder (the same deploy), when it has no owner yet (handed over
+               by the front) or is the caller's, or when its lease expired
+    renew      the lease is extended only for the lock's holder and owner
+    release    the lock is deleted only for its holder (and owner, when given)
+    outbox     a write lands only over the version it was read at
+
+An expired lease is taken over in that transaction, never by a blind write. A
+worker killed while holding a deploy lock leaves it visible (`/deploy status`)
+until its lease expires and a resumption of the same deploy takes it over, or
+the deploy releases it, or someone deletes the document; no other deploy ever
+takes it. A manual lock has no lease: only its holder replaces or releases it.
+
+Indexes: `history` queries `deploys` by environment ordered by created_at
 descending. The emulator needs no index; real Firestore needs the composite
 index (environment ASC, created_at DESC) on the collection group `deploys`,
-shipped in `infra/firestore.indexes.json` (with `body` exempt from indexing).
+shipped in `infra/firestore.indexes.json` (with `body` exempt from indexing, in
+`deploys` and in `outbox`). `unfinished` (state `in` a list) and `outbox_due`
+(due_at `<=` now, ordered by due_at) filter and order on one field each, which
+Firestore's automatic single-field indexes serve.
 PREFIX is a document, not part of a collection name, so that one index serves
 every prefix. Create it once per database (add `--database=NAME` for a named one):
 
@@ -48,13 +68,15 @@ never goes on without its lock store.
 from __future__ import annotations
 
 import hashlib
+import itertools
+import random
 import re
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from google.api_core import exceptions
@@ -65,10 +87,11 @@ from google.cloud.firestore_v1 import FieldFilter
 
 from deployer.adapters.firestore_client import firestore_client, firestore_emulator_host
 from deployer.errors import RefusedError
-from deployer.pipeline.record import DeployRecord, Lock
+from deployer.pipeline.record import DeployRecord, Lock, State
+from deployer.store.protocol import Versioned
 
 ROOT_COLLECTION = "deployers"
-DEPLOYS, LOCKS, CANCELS, CLAIMS = "deploys", "locks", "cancels", "claims"
+DEPLOYS, LOCKS, CANCELS, CLAIMS, OUTBOX = "deploys", "locks", "cancels", "claims", "outbox"
 # The composite index `history` needs, as in infra/firestore.indexes.json.
 HISTORY_INDEX = ((DEPLOYS, "environment", "ASCENDING"), (DEPLOYS, "created_at", "DESCENDING"))
 DEFAULT_TIMEOUT = 10.0
@@ -79,13 +102,21 @@ _PROJECT = re.compile(r"^[a-z][a-z0-9.:-]{0,99}$")
 _DATABASE = re.compile(r"^[a-z0-9()-]{1,63}$")
 # Safe to repeat: set() is idempotent, and a repeated create() that had committed
 # reads back its own token (see _create).
-_TRANSIENT = if_exception_type(
+_TRANSIENT_ERRORS = (
     exceptions.ServiceUnavailable,
     exceptions.DeadlineExceeded,
     exceptions.InternalServerError,
-    exceptions.Aborted,
 )
+_TRANSIENT = if_exception_type(*_TRANSIENT_ERRORS, exceptions.Aborted)
+# Inside a transaction an aborted read is not repeated: the transaction is over,
+# and _transact starts it again.
+_TRANSIENT_IN_TRANSACTION = if_exception_type(*_TRANSIENT_ERRORS)
 _ATTEMPTS = 5
+# The longest random pause before a transaction that lost to racers starts again.
+_MAX_PAUSE = 1.0
+_UNFINISHED = [str(state) for state in State if not state.finished]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -129,6 +160,18 @@ def _document_id(text: str) -> str:
     return "~" + hashlib.sha256(text.encode()).hexdigest()
 
 
+def _lock_fields(lock: Lock) -> dict[str, Any]:
+    return {
+        "environment": lock.environment,
+        "kind": lock.kind,
+        "holder": lock.holder,
+        "reason": lock.reason,
+        "created_at": lock.created_at,
+        "owner": lock.owner,
+        "lease_until": lock.lease_until,
+    }
+
+
 def _lock_from(fields: dict[str, Any]) -> Lock:
     return Lock(
         environment=str(fields["environment"]),
@@ -136,11 +179,24 @@ def _lock_from(fields: dict[str, Any]) -> Lock:
         holder=str(fields["holder"]),
         reason=str(fields["reason"]),
         created_at=float(fields["created_at"]),
+        # Absent from locks written before leases: no owner yet, no lease.
+        owner=str(fields.get("owner") or ""),
+        lease_until=float(fields.get("lease_until") or 0.0),
+    )
+
+
+def _versioned_from(fields: dict[str, Any]) -> Versioned:
+    due_at = fields.get("due_at")
+    return Versioned(
+        key=str(fields["key"]),
+        body=str(fields["body"]),
+        version=int(fields["version"]),
+        due_at=None if due_at is None else float(due_at),
     )
 
 
 class FirestoreStore:
-    """`Store` on Cloud Firestore: create() for one winner, transactions for releases."""
+    """`Store` on Cloud Firestore: create() for one winner, transactions for the rest."""
 
     def __init__(
         self, client: firestore.Client, prefix: str = "", timeout: float = DEFAULT_TIMEOUT
@@ -150,11 +206,13 @@ class FirestoreStore:
         self._retry = Retry(
             predicate=_TRANSIENT, initial=0.1, maximum=1.0, multiplier=2.0, timeout=timeout
         )
+        self._retry_in_transaction = self._retry.with_predicate(_TRANSIENT_IN_TRANSACTION)
         root: Any = client.collection(ROOT_COLLECTION).document(prefix) if prefix else client
         self._deploys = root.collection(DEPLOYS)
         self._locks = root.collection(LOCKS)
         self._cancels = root.collection(CANCELS)
         self._claims = root.collection(CLAIMS)
+        self._outbox = root.collection(OUTBOX)
         emulator = firestore_emulator_host()
         self.where = (
             f"Firestore projects/{client.project}/databases/{client._database}"
@@ -181,8 +239,14 @@ class FirestoreStore:
                 "Without the lock store nothing is deployed."
             ) from error
 
-    def _calls(self) -> dict[str, Any]:
-        return {"retry": self._retry, "timeout": self._timeout}
+    def _calls(self, transaction: Any = None) -> dict[str, Any]:
+        if transaction is None:
+            return {"retry": self._retry, "timeout": self._timeout}
+        return {
+            "transaction": transaction,
+            "retry": self._retry_in_transaction,
+            "timeout": self._timeout,
+        }
 
     def _create(self, ref: Any, fields: dict[str, Any]) -> dict[str, Any]:
         """Create the document, else read it; the fields it holds (ours when we won).
@@ -202,6 +266,36 @@ class FirestoreStore:
                 return held
             # Deleted between our create and our read (a lock released): try again.
         raise RefusedError(f"{self.where}: {ref.path} kept changing while it was being created")
+
+    def _transact(self, what: str, body: Callable[[Any], T]) -> T:
+        """What `body(transaction)` answers, run `@firestore.transactional` until it commits.
+
+        Its reads and writes commit together or not at all. A transaction aborted by
+        racers (at a read or at its commit) starts again from its first read, so it
+        decides on what the winner wrote. Each start is one attempt, after a random,
+        growing pause: the library would start an aborted transaction again at once,
+        and racers that all lost would meet again in the same conflict (the emulator
+        breaks a deadlock by timing out every transaction in it, round after round).
+        """
+        run = firestore.transactional(body)
+        deadline = time.monotonic() + self._timeout
+        for attempt in itertools.count(1):
+            try:
+                result: T = run(self._client.transaction(max_attempts=1))
+                return result
+            except exceptions.Aborted:
+                pass  # a read lost to a racer
+            except ValueError as error:  # the library's "exceeded max attempts"
+                if not isinstance(error.__cause__, exceptions.Aborted):
+                    raise RefusedError(f"{self.where} could not {what}: {error}") from error
+            pause = random.uniform(0, min(_MAX_PAUSE, 0.05 * 2**attempt))
+            if time.monotonic() + pause > deadline:
+                break
+            time.sleep(pause)
+        raise RefusedError(
+            f"{self.where} could not {what}: racing writers aborted it {attempt} times "
+            f"in {self._timeout:g} s"
+        )
 
     # --- records -----------------------------------------------------------------------
 
@@ -238,46 +332,93 @@ class FirestoreStore:
                 DeployRecord.from_json(doc.get("body")) for doc in query.stream(**self._calls())
             ]
 
+    def unfinished(self) -> list[DeployRecord]:
+        # One field, so no composite index; the order is set here (a few records at most).
+        query = self._deploys.where(filter=FieldFilter("state", "in", _UNFINISHED))
+        with self._answering("read the unfinished deploys"):
+            found = [
+                DeployRecord.from_json(doc.get("body")) for doc in query.stream(**self._calls())
+            ]
+        return sorted(found, key=lambda record: (record.created_at, record.id))
+
     # --- locks -------------------------------------------------------------------------
 
     def _lock_ref(self, environment: str, kind: str) -> Any:
         return self._locks.document(_document_id(f"{environment}:{kind}"))
 
-    def acquire_lock(self, lock: Lock) -> Lock:
-        fields = {
-            "environment": lock.environment,
-            "kind": lock.kind,
-            "holder": lock.holder,
-            "reason": lock.reason,
-            "created_at": lock.created_at,
-        }
-        with self._answering(f"lock {lock.environment} ({lock.kind})"):
-            return _lock_from(self._create(self._lock_ref(lock.environment, lock.kind), fields))
+    def acquire_lock(self, lock: Lock, now: float | None = None) -> Lock:
+        now = time.time() if now is None else now
+        ref = self._lock_ref(lock.environment, lock.kind)
+        fields = _lock_fields(lock)
 
-    def release_lock(self, environment: str, kind: str, holder: str) -> bool:
+        def take_over(transaction: firestore.Transaction) -> Lock:
+            snapshot = ref.get(**self._calls(transaction))
+            if snapshot.exists:
+                held = _lock_from(snapshot.to_dict())
+                if not held.yields_to(lock, now):
+                    return held
+                transaction.set(ref, fields)
+            else:  # released since we looked
+                transaction.create(ref, fields)
+            return lock
+
+        what = f"lock {lock.environment} ({lock.kind})"
+        with self._answering(what):
+            # The fast path: nobody holds it, and create() lets exactly one racer in.
+            held = _lock_from(self._create(ref, fields))
+            if held == lock or not held.yields_to(lock, now):
+                return held
+            return self._transact(what, take_over)
+
+    def renew_lock(
+        self, environment: str, kind: str, holder: str, owner: str, lease_until: float
+    ) -> bool:
+        ref = self._lock_ref(environment, kind)
+
+        def held_by_us(snapshot: Any) -> bool:
+            if not snapshot.exists:
+                return False
+            held = _lock_from(snapshot.to_dict())
+            return held.holder == holder and held.owner == owner
+
+        def renew(transaction: firestore.Transaction) -> bool:
+            if not held_by_us(ref.get(**self._calls(transaction))):
+                return False
+            transaction.update(ref, {"lease_until": lease_until})
+            return True
+
+        what = f"renew the lock of {environment} ({kind})"
+        with self._answering(what):
+            # A plain read first: a run that lost its lock learns it without a transaction.
+            if not held_by_us(ref.get(**self._calls())):
+                return False
+            return self._transact(what, renew)
+
+    def release_lock(
+        self, environment: str, kind: str, holder: str, owner: str | None = None
+    ) -> bool:
         ref = self._lock_ref(environment, kind)
 
         def held_by_holder(snapshot: Any) -> bool:
-            return bool(snapshot.exists and snapshot.get("holder") == holder)
+            return bool(
+                snapshot.exists
+                and snapshot.get("holder") == holder
+                and (owner is None or _lock_from(snapshot.to_dict()).owner == owner)
+            )
 
-        @firestore.transactional
         def release(transaction: firestore.Transaction) -> bool:
-            if not held_by_holder(ref.get(transaction=transaction)):
+            if not held_by_holder(ref.get(**self._calls(transaction))):
                 return False
             transaction.delete(ref)
             return True
 
-        with self._answering(f"unlock {environment} ({kind})"):
+        what = f"unlock {environment} ({kind})"
+        with self._answering(what):
             # A plain read first: most calls find nothing to release, and it fails
             # within the store's timeout when Firestore is unreachable.
             if not held_by_holder(ref.get(**self._calls())):
                 return False
-            try:
-                return bool(release(self._client.transaction(max_attempts=_ATTEMPTS)))
-            except ValueError as error:  # the library's "exceeded max attempts"
-                raise RefusedError(
-                    f"{self.where} could not unlock {environment}: {error}"
-                ) from error
+            return self._transact(what, release)
 
     def locks(self, environment: str) -> list[Lock]:
         query = self._locks.where(filter=FieldFilter("environment", "==", environment))
@@ -305,3 +446,53 @@ class FirestoreStore:
         with self._answering(f"claim {key}"):
             held = self._create(self._claims.document(_document_id(key)), fields)
         return held.get("token") == token
+
+    # --- the outbox ----------------------------------------------------------------------
+
+    def outbox_read(self, key: str) -> Versioned | None:
+        with self._answering(f"read the outbox document {key}"):
+            snapshot = self._outbox.document(_document_id(key)).get(**self._calls())
+        return _versioned_from(snapshot.to_dict()) if snapshot.exists else None
+
+    def outbox_write(self, key: str, body: str, due_at: float | None, version: int) -> bool:
+        ref = self._outbox.document(_document_id(key))
+        what = f"write the outbox document {key}"
+        if version == 0:
+            token = secrets.token_hex(8)
+            fields = {"key": key, "body": body, "version": 1, "due_at": due_at, "token": token}
+            with self._answering(what):
+                held = self._create(ref, fields)
+            return held.get("token") == token
+
+        def at_version(snapshot: Any) -> bool:
+            return bool(snapshot.exists and snapshot.get("version") == version)
+
+        def write(transaction: firestore.Transaction) -> bool:
+            if not at_version(ref.get(**self._calls(transaction))):
+                return False
+            # The token stays the creator's (see the version 0 case above).
+            transaction.update(ref, {"body": body, "version": version + 1, "due_at": due_at})
+            return True
+
+        with self._answering(what):
+            # A plain read first: a writer that lost the race learns it without a transaction.
+            if not at_version(ref.get(**self._calls())):
+                return False
+            return self._transact(what, write)
+
+    def outbox_due(self, now: float, limit: int) -> list[Versioned]:
+        # A document whose due_at is null (nothing due) does not match `<= now`: null sorts
+        # before every number ("Value type ordering",
+        # https://cloud.google.com/firestore/docs/concepts/data-types), but a range filter
+        # only matches values of the compared value's type, as the client SDKs evaluate
+        # filters the backend's way ("Only compare types with matching backend order",
+        # firebase/firebase-android-sdk, firebase-firestore/.../core/FieldFilter.java).
+        # The store contract checks it on the emulator. One field filtered and ordered:
+        # Firestore's automatic single-field index serves it.
+        query = (
+            self._outbox.where(filter=FieldFilter("due_at", "<=", now))
+            .order_by("due_at")
+            .limit(limit)
+        )
+        with self._answering("read the outbox documents due"):
+            return [_versioned_from(doc.to_dict()) for doc in query.stream(**self._calls())]

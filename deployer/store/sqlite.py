@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from deployer.pipeline.record import DeployRecord, Lock
+from deployer.pipeline.record import DeployRecord, Lock, State
+from deployer.store.protocol import Versioned
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deploys (
@@ -36,18 +37,41 @@ CREATE TABLE IF NOT EXISTS claims (
     key TEXT PRIMARY KEY,
     created_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS outbox (
+    key TEXT PRIMARY KEY,
+    body TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    due_at REAL
+);
+CREATE INDEX IF NOT EXISTS outbox_by_due ON outbox (due_at);
 """
+# Columns added after the first release: files written before get them on open.
+_ADDED_COLUMNS = {
+    "locks": (("owner", "TEXT NOT NULL DEFAULT ''"), ("lease_until", "REAL NOT NULL DEFAULT 0")),
+}
+_LOCK_COLUMNS = "environment, kind, holder, reason, created_at, owner, lease_until"
+_UNFINISHED = tuple(str(state) for state in State if not state.finished)
 
 
 class SqliteStore:
-    """`Store` on a SQLite file in WAL mode; lock changes are single transactions."""
+    """`Store` on a SQLite file in WAL mode; every change is one `BEGIN IMMEDIATE` transaction."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._local = threading.local()
+        db = self._connection()
         # executescript manages its own transaction (it commits first).
-        self._connection().executescript(_SCHEMA)
+        db.executescript(_SCHEMA)
+        for table, columns in _ADDED_COLUMNS.items():
+            have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+            for name, declaration in columns:
+                if name not in have:
+                    try:
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
+                    except sqlite3.OperationalError as error:  # another process added it first
+                        if "duplicate column" not in str(error):
+                            raise
 
     def _connection(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
@@ -70,6 +94,8 @@ class SqliteStore:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+
+    # --- records -----------------------------------------------------------------------
 
     def save(self, record: DeployRecord) -> None:
         record.updated_at = time.time()
@@ -94,34 +120,72 @@ class SqliteStore:
         )
         return [DeployRecord.from_json(body) for (body,) in rows]
 
-    def acquire_lock(self, lock: Lock) -> Lock:
+    def unfinished(self) -> list[DeployRecord]:
+        marks = ", ".join("?" for _ in _UNFINISHED)
+        rows = self._connection().execute(
+            f"SELECT body FROM deploys WHERE json_extract(body, '$.state') IN ({marks}) "
+            "ORDER BY created_at, id",
+            _UNFINISHED,
+        )
+        return [DeployRecord.from_json(body) for (body,) in rows]
+
+    # --- locks -------------------------------------------------------------------------
+
+    def acquire_lock(self, lock: Lock, now: float | None = None) -> Lock:
+        now = time.time() if now is None else now
         with self._transaction() as db:
             row = db.execute(
-                "SELECT environment, kind, holder, reason, created_at FROM locks WHERE environment = ? AND kind = ?",
+                f"SELECT {_LOCK_COLUMNS} FROM locks WHERE environment = ? AND kind = ?",
                 (lock.environment, lock.kind),
             ).fetchone()
             if row is not None:
-                return Lock(*row)
+                held = Lock(*row)
+                if not held.yields_to(lock, now):
+                    return held
             db.execute(
-                "INSERT INTO locks (environment, kind, holder, reason, created_at) VALUES (?, ?, ?, ?, ?)",
-                (lock.environment, lock.kind, lock.holder, lock.reason, lock.created_at),
+                f"INSERT OR REPLACE INTO locks ({_LOCK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    lock.environment,
+                    lock.kind,
+                    lock.holder,
+                    lock.reason,
+                    lock.created_at,
+                    lock.owner,
+                    lock.lease_until,
+                ),
             )
             return lock
 
-    def release_lock(self, environment: str, kind: str, holder: str) -> bool:
+    def renew_lock(
+        self, environment: str, kind: str, holder: str, owner: str, lease_until: float
+    ) -> bool:
         with self._transaction() as db:
-            deleted = db.execute(
-                "DELETE FROM locks WHERE environment = ? AND kind = ? AND holder = ?",
-                (environment, kind, holder),
+            changed = db.execute(
+                "UPDATE locks SET lease_until = ? "
+                "WHERE environment = ? AND kind = ? AND holder = ? AND owner = ?",
+                (lease_until, environment, kind, holder, owner),
             ).rowcount
+        return changed > 0
+
+    def release_lock(
+        self, environment: str, kind: str, holder: str, owner: str | None = None
+    ) -> bool:
+        query = "DELETE FROM locks WHERE environment = ? AND kind = ? AND holder = ?"
+        args: tuple[str, ...] = (environment, kind, holder)
+        if owner is not None:
+            query, args = query + " AND owner = ?", (*args, owner)
+        with self._transaction() as db:
+            deleted = db.execute(query, args).rowcount
         return deleted > 0
 
     def locks(self, environment: str) -> list[Lock]:
         rows = self._connection().execute(
-            "SELECT environment, kind, holder, reason, created_at FROM locks WHERE environment = ? ORDER BY kind",
+            f"SELECT {_LOCK_COLUMNS} FROM locks WHERE environment = ? ORDER BY kind",
             (environment,),
         )
         return [Lock(*row) for row in rows]
+
+    # --- cancels and claims ------------------------------------------------------------
 
     def request_cancel(self, deploy_id: str, who: str) -> bool:
         with self._transaction() as db:
@@ -145,3 +209,36 @@ class SqliteStore:
                 "INSERT OR IGNORE INTO claims (key, created_at) VALUES (?, ?)", (key, time.time())
             ).rowcount
         return inserted > 0
+
+    # --- the outbox ----------------------------------------------------------------------
+
+    def outbox_read(self, key: str) -> Versioned | None:
+        row = (
+            self._connection()
+            .execute("SELECT key, body, version, due_at FROM outbox WHERE key = ?", (key,))
+            .fetchone()
+        )
+        return Versioned(*row) if row else None
+
+    def outbox_write(self, key: str, body: str, due_at: float | None, version: int) -> bool:
+        with self._transaction() as db:
+            if version == 0:
+                written = db.execute(
+                    "INSERT OR IGNORE INTO outbox (key, body, version, due_at) VALUES (?, ?, 1, ?)",
+                    (key, body, due_at),
+                ).rowcount
+            else:
+                written = db.execute(
+                    "UPDATE outbox SET body = ?, version = version + 1, due_at = ? "
+                    "WHERE key = ? AND version = ?",
+                    (body, due_at, key, version),
+                ).rowcount
+        return written > 0
+
+    def outbox_due(self, now: float, limit: int) -> list[Versioned]:
+        rows = self._connection().execute(
+            "SELECT key, body, version, due_at FROM outbox "
+            "WHERE due_at IS NOT NULL AND due_at <= ? ORDER BY due_at LIMIT ?",
+            (now, limit),
+        )
+        return [Versioned(*row) for row in rows]

@@ -1,0 +1,169 @@
+"""Intake: from an accepted request to a deploy that is recorded, announced and dispatched, once.
+
+lock      the environment's deploy lock is taken for the new record first, atomically,
+          before anything is saved or posted: of racing requests exactly one gets it
+          (handed over with owner "", so its worker takes it over; leased, so a
+          worker that never starts is noticed)
+refused   everyone else learns the true holder: its id, who started it, its thread;
+          a holder whose lease ran out is being resumed, and they are told so
+queued    with `--queue` (or the Queue button) the record waits for the lock instead
+record    saved with the thread's channel, the thread opened in the outbox
+post      the thread's parent gets one short try (no Retry-After sleeps); whatever
+          Slack does not take in time, the worker or the sweep posts
+dispatch  handed to the worker; a failed hand-over ends the record and frees the lock
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from deployer.front.context import FrontContext
+from deployer.front.mrkdwn import SlackMessage
+from deployer.front.outbox import ThreadBox
+from deployer.front.thread import open_thread
+from deployer.front.waiters import Waiters
+from deployer.pipeline import lock_queue
+from deployer.pipeline.lease import DEPLOY
+from deployer.pipeline.record import DeployRecord, Lock
+
+log = logging.getLogger(__name__)
+
+PARENT_BUDGET = 0.8  # seconds the request may spend getting the thread's parent posted
+
+
+@dataclass(frozen=True)
+class Started:
+    record: DeployRecord
+    posted: bool  # whether Slack shows the thread already
+
+
+@dataclass(frozen=True)
+class Queued:
+    record: DeployRecord
+    position: int  # 1: next in line
+    holder: Lock
+
+
+@dataclass(frozen=True)
+class Busy:
+    """Another deploy holds the environment."""
+
+    holder: Lock
+    record: DeployRecord | None  # the holder's record, when the store has it
+    thread: ThreadBox | None  # its thread, for a link
+    reviving: bool  # its worker was lost and it is being resumed now
+
+
+Outcome = Started | Queued | Busy
+
+
+def blocking_manual_lock(context: FrontContext, environment: str, who: str) -> Lock | None:
+    """Someone else's manual lock on `environment`."""
+    for lock in context.store.locks(environment):
+        if lock.kind == "manual" and lock.holder != who:
+            return lock
+    return None
+
+
+def take_in(
+    context: FrontContext,
+    record: DeployRecord,
+    channel: str | None,
+    queue: bool = False,
+    first_reply: SlackMessage | None = None,
+) -> Outcome:
+    """Lock, record, announce and dispatch `record` (see the module docstring).
+
+    A busy environment refuses it, or with `queue` takes it into its queue (a manual
+    lock too: the deploy waits for the unlock). `first_reply` opens its thread.
+    """
+    store, now = context.store, time.time()
+    lease = context.config.deployer.lease
+    wanted = Lock(record.environment, DEPLOY, record.id, record.kind, now, "", now + lease)
+    held = store.acquire_lock(wanted, now)
+    holder = store.get(held.holder) if held.holder != record.id else None
+    if held.holder != record.id and release_stale(context, held, holder, now):
+        held = store.acquire_lock(wanted, now)
+        holder = store.get(held.holder) if held.holder != record.id else None
+    if held.holder != record.id:
+        reviving = held.expired(now) and holder is not None and revive(context, holder, held)
+        if not queue:
+            thread = context.outbox.get(held.holder)
+            return Busy(held, holder, thread, reviving)
+        _open(context, record, channel, first_reply)
+        position = lock_queue.enqueue(store, record, now)
+        _post_parent(context, record)
+        waiters(context).start_next(record.environment)  # the lock may have come free since
+        return Queued(record, position, held)
+    _open(context, record, channel, first_reply)
+    store.save(record)
+    posted = _post_parent(context, record)
+    if posted:
+        box = context.outbox.get(record.id)
+        record.slack_ts = box.ts if box else None
+        store.save(record)
+    context.dispatcher.dispatch(record.id)
+    return Started(record, posted)
+
+
+def release_stale(
+    context: FrontContext, lock: Lock, holder: DeployRecord | None, now: float
+) -> bool:
+    """Free a deploy lock whose lease ran out and whose deploy is gone or ended; whether it did.
+
+    (A front that died between taking the lock and saving its record leaves one.)
+    """
+    if lock.kind != DEPLOY or not lock.expired(now):
+        return False
+    if holder is not None and not holder.state.finished:
+        return False
+    released = context.store.release_lock(lock.environment, DEPLOY, lock.holder, lock.owner)
+    if released:
+        log.warning("released %s's lock on %s: its deploy has ended", lock.holder, lock.environment)
+    return released
+
+
+def _open(
+    context: FrontContext,
+    record: DeployRecord,
+    channel: str | None,
+    first_reply: SlackMessage | None,
+) -> None:
+    if not channel:
+        return
+    open_thread(context.outbox, channel, record)
+    if first_reply is not None:
+        context.outbox.reply(record.id, first_reply)
+
+
+def _post_parent(context: FrontContext, record: DeployRecord) -> bool:
+    """One short try at getting the thread's parent posted; whether Slack shows it."""
+    if not record.slack_channel:
+        return False
+    try:
+        box = context.outbox.drain(record.id, PARENT_BUDGET)
+    except Exception:  # the worker or the sweep posts it later
+        log.exception("slack: the parent of %s waits for a later drain", record.id)
+        return False
+    return box is not None and box.ts is not None
+
+
+def revive(context: FrontContext, record: DeployRecord, lock: Lock) -> bool:
+    """Dispatch a run of `record`, whose worker was lost, once per loss; whether this did."""
+    if record.state.finished:
+        return False
+    if not context.store.claim(f"revive:{record.id}:{record.attempt}:{lock.lease_until:.3f}"):
+        return True  # another request or sweep is reviving it
+    log.warning(
+        "deploy %s lost its worker (lease ran out); resuming it",
+        record.id,
+        extra={"deploy_id": record.id},
+    )
+    context.dispatcher.dispatch(record.id)
+    return True
+
+
+def waiters(context: FrontContext) -> Waiters:
+    return Waiters(context.config, context.store, context.outbox, context.dispatcher)

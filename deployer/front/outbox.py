@@ -1,0 +1,386 @@
+"""The durable thread: every message and update the deployer means to make in Slack, kept in
+the store before it is sent, and sent until Slack takes it.
+
+    one box per deploy (the store's outbox document, written only over the version read)
+    ├── parent     the latest rendering of the thread's parent; posted once (its ts kept),
+    │              then updated to the latest rendering: updates coalesce, none is queued
+    ├── replies    in order; each is posted once Slack has taken the one before
+    └── schedule   when the next call may go: a 429's Retry-After, else a backoff after
+                   a failure; at most one parent update per `UPDATE_INTERVAL`
+
+`drain` sends what is due within a time budget and returns; whatever is left is
+sent by the next drain: the worker's, or `deployer sweep`'s. A box is drained by
+one process at a time (a short claim kept in the box). Slack refusing a message
+for good (a bad block, `msg_too_long`) drops that message and is logged; a
+parent Slack refuses, or anything still unsent after `deadline`, ends the box.
+
+Slack's limits (api.slack.com/apis/rate-limits): `chat.postMessage` allows about
+one message per second per channel with short bursts; `chat.update` is Tier 3
+(50+ a minute per workspace). Each 429 says how long to wait, and the box waits
+that long; parent updates are coalesced, so a busy channel costs one update per
+interval per deploy however many events the deploy has.
+
+A reply whose answer was lost (Slack took it, the connection dropped before we
+heard) is sent again: Slack offers no idempotency key for `chat.postMessage`,
+so a reply may rarely appear twice; a parent is never posted twice once its ts
+is known.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from deployer.front.mrkdwn import SlackMessage
+from deployer.front.ports import Chat, ChatError
+from deployer.store.protocol import Store, Versioned
+
+log = logging.getLogger(__name__)
+
+UPDATE_INTERVAL = 1.0  # seconds between two updates of one parent
+DEADLINE = 24 * 3600.0  # seconds a box keeps trying
+FIRST_BACKOFF, MAX_BACKOFF = 0.5, 60.0  # seconds after a failure without Retry-After
+CLAIM = 10.0  # seconds a drainer's claim lasts beyond its budget
+# Refusals that say nothing about the message: the deployer's token or Slack itself is
+# at fault, and the same message may go through once that is mended.
+# (api.slack.com/methods/chat.postMessage, "Errors": the common errors of every method)
+TRANSIENT = frozenset(
+    {
+        "not_authed",
+        "invalid_auth",
+        "account_inactive",
+        "token_revoked",
+        "token_expired",
+        "no_permission",
+        "missing_scope",
+        "ratelimited",
+        "request_timeout",
+        "service_unavailable",
+        "fatal_error",
+        "internal_error",
+        "team_access_not_granted",
+    }
+)
+_CAS_ATTEMPTS = 30
+
+
+@dataclass
+class ThreadBox:
+    """One deploy's Slack thread as the deployer means it to be, and how much Slack shows."""
+
+    deploy_id: str
+    channel: str
+    created_at: float
+    ts: str | None = None
+    permalink: str = ""
+    parent: dict[str, Any] | None = None
+    parent_version: int = 0
+    shown_version: int = 0  # the parent version Slack shows; 0: not posted yet
+    replies: list[dict[str, Any]] = field(default_factory=list)
+    replies_sent: int = 0
+    failures: int = 0  # in a row
+    retry_at: float = 0.0
+    last_update_at: float = 0.0
+    last_error: str = ""
+    dropped: int = 0  # messages Slack refused for good
+    ended: str = ""  # why the box gave up; "" while it has not
+    drainer: str = ""
+    drain_until: float = 0.0
+
+    def pending(self) -> bool:
+        return not self.ended and (
+            self.shown_version < self.parent_version or self.replies_sent < len(self.replies)
+        )
+
+    def due_at(self) -> float | None:
+        """When the next call may go; None when there is nothing to send."""
+        if not self.pending():
+            return None
+        due = self.retry_at
+        only_update = self.ts is not None and self.replies_sent >= len(self.replies)
+        if only_update:
+            due = max(due, self.last_update_at + UPDATE_INTERVAL)
+        return due
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ThreadBox:
+        return cls(**json.loads(text))
+
+
+def _message(data: dict[str, Any]) -> SlackMessage:
+    return SlackMessage(str(data.get("text") or ""), list(data.get("blocks") or []))
+
+
+def _data(message: SlackMessage) -> dict[str, Any]:
+    return {"text": message.text, "blocks": message.blocks}
+
+
+class Outbox:
+    """Deploy threads kept in `store` and sent through `chat` (a client without retries)."""
+
+    def __init__(
+        self,
+        store: Store,
+        chat: Chat,
+        deadline: float = DEADLINE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.chat = chat
+        self.deadline = deadline
+        self._clock = clock
+        self._me = secrets.token_hex(6)
+
+    # --- what the deployer means to say --------------------------------------------------
+
+    def open(self, deploy_id: str, channel: str, parent: SlackMessage) -> ThreadBox:
+        """Start the thread of `deploy_id` in `channel` with its parent (idempotent)."""
+
+        def start(box: ThreadBox | None) -> ThreadBox:
+            if box is not None:
+                return box
+            return ThreadBox(
+                deploy_id, channel, self._clock(), parent=_data(parent), parent_version=1
+            )
+
+        opened = self._change(deploy_id, start)
+        assert opened is not None
+        return opened
+
+    def parent(self, deploy_id: str, message: SlackMessage) -> ThreadBox | None:
+        """The parent should now read `message` (replacing any rendering not yet shown)."""
+
+        def set_parent(box: ThreadBox | None) -> ThreadBox | None:
+            if box is None:
+                return None
+            if box.parent != _data(message):
+                box.parent = _data(message)
+                box.parent_version += 1
+            return box
+
+        return self._change(deploy_id, set_parent)
+
+    def reply(self, deploy_id: str, message: SlackMessage) -> ThreadBox | None:
+        """Add `message` to the thread, after every reply before it."""
+
+        def add(box: ThreadBox | None) -> ThreadBox | None:
+            if box is not None:
+                box.replies.append(_data(message))
+            return box
+
+        return self._change(deploy_id, add)
+
+    def get(self, deploy_id: str) -> ThreadBox | None:
+        found = self.store.outbox_read(deploy_id)
+        return ThreadBox.from_json(found.body) if found else None
+
+    # --- sending -------------------------------------------------------------------------
+
+    def drain(self, deploy_id: str, budget: float) -> ThreadBox | None:
+        """Send what is due in the thread of `deploy_id` within `budget` seconds; the box after."""
+        end = time.monotonic() + budget
+        box = self._claim(deploy_id, budget)
+        if box is None:
+            return self.get(deploy_id)
+        try:
+            sending: ThreadBox | None = box
+            while sending is not None and time.monotonic() < end:
+                sending = self._send_one(sending)
+                due = sending.due_at() if sending is not None else None
+                if due is None:
+                    break
+                wait = due - self._clock()
+                if wait > end - time.monotonic():
+                    break  # not due within the budget: the next drain sends it
+                if wait > 0:
+                    time.sleep(wait)
+        finally:
+            box = self._change(deploy_id, self._unclaimed)
+        return box
+
+    def link(self, deploy_id: str) -> str:
+        """The thread's permalink, asked of Slack once its parent is posted ("" if unknown).
+
+        Not part of a drain: a request that posts the parent must not pay for it.
+        """
+        box = self.get(deploy_id)
+        if box is None or not box.ts or box.permalink:
+            return box.permalink if box else ""
+        try:
+            found = self.chat.permalink(box.channel, box.ts)
+        except ChatError:
+            return ""  # only a convenience for links to the thread
+
+        def keep(saved: ThreadBox | None) -> ThreadBox | None:
+            if saved is not None:
+                saved.permalink = found
+            return saved
+
+        self._change(deploy_id, keep)
+        return found
+
+    def drain_due(self, budget: float, skip: Callable[[str], bool] = lambda _: False) -> int:
+        """Drain every box that is due, within `budget` seconds in all; how many were drained.
+
+        `skip(deploy_id)` leaves a box to a drainer that is alive (a running worker).
+        """
+        end = time.monotonic() + budget
+        drained = 0
+        for found in self.store.outbox_due(self._clock(), 100):
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            if skip(found.key):
+                continue
+            self.drain(found.key, left)
+            drained += 1
+        return drained
+
+    def _claim(self, deploy_id: str, budget: float) -> ThreadBox | None:
+        """The box, claimed for this drainer, when it has something due and nobody else drains it."""
+        now = self._clock()
+        claimed: list[ThreadBox] = []
+
+        def take(box: ThreadBox | None) -> ThreadBox | None:
+            claimed.clear()
+            due = box.due_at() if box is not None else None
+            if box is None or due is None or due > now:
+                return box
+            if box.drainer and box.drainer != self._me and box.drain_until > now:
+                return box
+            if now - box.created_at > self.deadline:
+                box.ended = f"gave up after {self.deadline / 3600:g} h: {box.last_error}"
+                log.error("slack: thread of %s dropped: %s", deploy_id, box.ended)
+                return box
+            box.drainer, box.drain_until = self._me, now + budget + CLAIM
+            claimed.append(box)
+            return box
+
+        self._change(deploy_id, take)
+        return claimed[0] if claimed else None
+
+    def _unclaimed(self, box: ThreadBox | None) -> ThreadBox | None:
+        if box is not None and box.drainer == self._me:
+            box.drainer, box.drain_until = "", 0.0
+        return box
+
+    def _send_one(self, box: ThreadBox) -> ThreadBox | None:
+        """Make the one call that comes next; the box as saved after it."""
+        if box.ts is None:
+            assert box.parent is not None
+            version = box.parent_version
+            return self._call(box, lambda: self._post_parent(box, version))
+        if box.replies_sent < len(box.replies):
+            index = box.replies_sent
+            return self._call(box, lambda: self._post_reply(box, index))
+        version = box.parent_version
+        assert box.parent is not None
+        return self._call(box, lambda: self._update_parent(box, version))
+
+    def _post_parent(self, box: ThreadBox, version: int) -> Callable[[ThreadBox], None]:
+        assert box.parent is not None
+        ts = self.chat.post(box.channel, _message(box.parent))
+        if ts is None:
+            raise ChatError("Slack gave the parent no ts", "no_ts")
+
+        def posted(saved: ThreadBox) -> None:
+            saved.ts = ts
+            saved.shown_version = max(saved.shown_version, version)
+            saved.last_update_at = self._clock()
+
+        return posted
+
+    def _post_reply(self, box: ThreadBox, index: int) -> Callable[[ThreadBox], None]:
+        self.chat.post(box.channel, _message(box.replies[index]), thread_ts=box.ts)
+
+        def posted(saved: ThreadBox) -> None:
+            saved.replies_sent = max(saved.replies_sent, index + 1)
+
+        return posted
+
+    def _update_parent(self, box: ThreadBox, version: int) -> Callable[[ThreadBox], None]:
+        assert box.parent is not None and box.ts is not None
+        self.chat.update(box.channel, box.ts, _message(box.parent))
+
+        def updated(saved: ThreadBox) -> None:
+            saved.shown_version = max(saved.shown_version, version)
+            saved.last_update_at = self._clock()
+
+        return updated
+
+    def _call(
+        self, box: ThreadBox, call: Callable[[], Callable[[ThreadBox], None]]
+    ) -> ThreadBox | None:
+        """Run one Slack call and save what it changed, or schedule the retry it needs."""
+        try:
+            done = call()
+        except ChatError as error:
+            failure = error
+            return self._change(box.deploy_id, lambda saved: self._failed(saved, failure))
+
+        def succeeded(saved: ThreadBox | None) -> ThreadBox | None:
+            if saved is not None:
+                done(saved)
+                saved.failures, saved.retry_at, saved.last_error = 0, 0.0, ""
+            return saved
+
+        return self._change(box.deploy_id, succeeded)
+
+    def _failed(self, box: ThreadBox | None, error: ChatError) -> ThreadBox | None:
+        if box is None:
+            return None
+        now = self._clock()
+        box.last_error = error.error or str(error)
+        if error.outage or error.retry_after is not None or error.error in TRANSIENT:
+            box.failures += 1
+            wait = error.retry_after
+            if wait is None:
+                wait = min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** (box.failures - 1))
+            box.retry_at = now + wait
+            log.warning(
+                "slack: thread of %s: %s; next try in %.1fs", box.deploy_id, box.last_error, wait
+            )
+            return box
+        # Slack answered and refused: sending the same again would be refused again.
+        box.dropped += 1
+        if box.ts is None:
+            box.ended = f"Slack refused the thread's parent: {box.last_error}"
+        elif box.replies_sent < len(box.replies):
+            box.replies_sent += 1
+        else:
+            box.shown_version = box.parent_version
+        log.error("slack: thread of %s: a message was refused: %s", box.deploy_id, box.last_error)
+        return box
+
+    # --- the store ----------------------------------------------------------------------
+
+    def _change(
+        self, deploy_id: str, change: Callable[[ThreadBox | None], ThreadBox | None]
+    ) -> ThreadBox | None:
+        """Read the box, apply `change`, write it over the version read; again on a conflict."""
+        for attempt in range(_CAS_ATTEMPTS):
+            if attempt:
+                # Racing writers (the listener, the courier) back off apart, not in step.
+                time.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))
+            found: Versioned | None = self.store.outbox_read(deploy_id)
+            box = ThreadBox.from_json(found.body) if found else None
+            changed = change(box)
+            if changed is None:
+                return None
+            if found is not None and changed.to_json() == found.body:
+                return changed  # nothing to write
+            written = self.store.outbox_write(
+                deploy_id, changed.to_json(), changed.due_at(), found.version if found else 0
+            )
+            if written:
+                return changed
+        raise RuntimeError(f"the outbox of {deploy_id} kept changing while it was written")

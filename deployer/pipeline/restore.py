@@ -1,0 +1,81 @@
+"""Keeping traffic true: after a deploy ends without success, and whenever it is given up.
+
+Every claim about traffic is made from the service read back, never from what
+was asked for. The split to restore is the record's baseline (what served when
+the deploy first began), never the traffic of a later, resumed run.
+
+    untouched   traffic serves the baseline: say so, as read back
+    restored    anything else: route the baseline, read it back, verify it (stage rollback)
+    unknown     the deploy never read the service (it failed before), or created it
+"""
+
+from __future__ import annotations
+
+from deployer.config import Environment, ServiceConfig
+from deployer.pipeline import traffic
+from deployer.pipeline.ports import Revisions, ServiceState
+from deployer.pipeline.record import DeployRecord, Outcome, Stage, State
+from deployer.pipeline.stages import Deadline, Done, StageFailed, StageRunner
+
+
+def read_back(revisions: Revisions, service: ServiceConfig, record: DeployRecord) -> None:
+    """Keep the traffic the service serves now as the record's final traffic (best effort)."""
+    try:
+        state = revisions.current(service)
+    except Exception:  # a report must not fail the deploy; the traffic stays unknown
+        record.final_traffic = None
+        return
+    record.final_traffic = traffic.to_shares(state.serving()) if state else []
+
+
+def keep_safe(
+    runner: StageRunner,
+    revisions: Revisions,
+    service: ServiceConfig,
+    settings: Environment,
+    ended: State,
+) -> State:
+    """After an unsuccessful end: the baseline serves (read back), or is put back; the state."""
+    record = runner.record
+    if record.baseline_traffic is None:
+        runner.progress("the service was never read: nothing was changed")
+        return ended
+    baseline = traffic.from_shares(record.baseline_traffic)
+    kept = traffic.shares(baseline)
+    if not kept:
+        runner.progress("first deploy: no earlier revision to keep serving")
+        return ended
+    state = revisions.current(service)
+    now = traffic.serving(state)
+    if now == kept:
+        runner.progress(f"traffic untouched: {traffic.describe(now)}")
+        return ended
+    restored = restore_baseline(runner, revisions, service, settings.timeouts.promote, state)
+    return State.ROLLED_BACK if restored else State.FAILED
+
+
+def restore_baseline(
+    runner: StageRunner,
+    revisions: Revisions,
+    service: ServiceConfig,
+    seconds: float,
+    before: ServiceState | None = None,
+) -> bool:
+    """Route the record's baseline and verify it by reading it back, as stage `rollback`."""
+    record = runner.record
+    assert record.baseline_traffic is not None
+    baseline = traffic.from_shares(record.baseline_traffic)
+    kept = traffic.shares(baseline)
+    found = traffic.describe(traffic.serving(before)) if before is not None else "unknown"
+
+    def body(deadline: Deadline) -> Done:
+        outcome = revisions.route(service, list(baseline), deadline.left())
+        now = traffic.serving(revisions.current(service))
+        if not outcome.ok or now != kept:
+            raise StageFailed(
+                f"could not restore {traffic.describe(kept)}: serving {traffic.describe(now)}",
+                outcome.message,
+            )
+        return Done(f"traffic back on {traffic.describe(now)} (was {found})")
+
+    return runner.run(Stage.ROLLBACK, seconds, body).outcome == Outcome.SUCCEEDED

@@ -1,0 +1,122 @@
+"""Moving traffic to a healthy candidate: the traffic steps, the gate between them, verify.
+
+promote   for each configured step: route it, read it back, then gate it; a resumed
+          run starts from the step the candidate already reached
+gate      between steps, the candidate itself (its tag URL) must answer well
+          `consecutive` times in a row, and keep answering well for `step_wait`
+          seconds: a randomly routed request to the service URL proves nothing
+          about the candidate at 10 %
+verify    100 % on the candidate, read back; the service URL healthy on its commit
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from deployer.pipeline import failpoints, traffic
+from deployer.pipeline.ports import Platform, TrafficShare
+from deployer.pipeline.preflight import Plan
+from deployer.pipeline.stages import Deadline, Done, StageFailed, StageRunner
+
+
+@dataclass
+class Rollout:
+    """Promote and verify stages of one deploy."""
+
+    platform: Platform
+    runner: StageRunner
+    plan: Plan
+
+    def promote(self, deadline: Deadline) -> Done:
+        record, revisions = self.runner.record, self.platform.revisions
+        candidate = record.candidate_revision
+        assert candidate is not None and record.commit is not None
+        if not self.plan.keep:
+            # The first revision already takes all traffic; only its candidate tag goes.
+            outcome = revisions.route(
+                self.plan.service, [TrafficShare(candidate, 100, "")], deadline.left()
+            )
+            if not outcome.ok:
+                raise StageFailed("could not clear the candidate tag", outcome.message)
+            return Done(f"first revision {candidate} takes 100%")
+        steps = self.plan.settings.rollout.steps
+        reached = self._reached(candidate)
+        if reached:
+            self.runner.progress(f"resumed with {reached}% already on {candidate}")
+        for number, percent in enumerate(steps, start=1):
+            if percent < reached:
+                continue
+            split = traffic.split_towards(candidate, percent, self.plan.keep)
+            if percent == 100:
+                split = [TrafficShare(candidate, 100, "")]
+            outcome = revisions.route(self.plan.service, split, deadline.left())
+            if not outcome.ok:
+                raise StageFailed(f"traffic step {percent}% failed", outcome.message)
+            # Said as read back: the candidate first, then what else serves.
+            served = sorted(traffic.serving(outcome.state), key=lambda pair: pair[0] != candidate)
+            split_text = ", ".join(f"{pct}% on {revision}" for revision, pct in served)
+            self.runner.progress(f"traffic {split_text} ({number}/{len(steps)})")
+            failpoints.reached(f"promote.step{number}", record.attempt)
+            if percent < 100:
+                self._gate(percent, deadline)
+        return Done(f"100% on {candidate}")
+
+    def _reached(self, candidate: str) -> int:
+        """The percent the candidate serves now (a resumed run's earlier steps), read back."""
+        state = self.platform.revisions.current(self.plan.service)
+        return sum(percent for revision, percent in traffic.serving(state) if revision == candidate)
+
+    def _gate(self, percent: int, deadline: Deadline) -> None:
+        """The candidate's own URL answers well `consecutive` times, then for `step_wait` s."""
+        record = self.runner.record
+        assert record.candidate_url is not None and record.commit is not None
+        check = self.plan.service.health
+        authenticated = not self.plan.settings.run.allow_unauthenticated
+        url = record.candidate_url + check.path
+        soak_end = time.monotonic() + min(self.plan.settings.rollout.step_wait, deadline.left())
+        outcome = self.platform.health.check(
+            url, check, record.commit, deadline.left(), authenticated, self.runner.progress
+        )
+        if not outcome.ok:
+            raise StageFailed(f"candidate unhealthy at {percent}%: {outcome.message}", outcome.body)
+        once = check.model_copy(update={"consecutive": 1})
+        while (left := soak_end - time.monotonic()) > 0:
+            time.sleep(min(check.interval, left))
+            outcome = self.platform.health.check(
+                url,
+                once,
+                record.commit,
+                max(0.1, min(check.request_timeout * check.failures, deadline.left())),
+                authenticated,
+                self.runner.progress,
+            )
+            if not outcome.ok:
+                raise StageFailed(
+                    f"candidate unhealthy at {percent}%: {outcome.message}", outcome.body
+                )
+
+    def verify(self, deadline: Deadline) -> Done:
+        record = self.runner.record
+        state = self.platform.revisions.current(self.plan.service)
+        now = traffic.serving(state)
+        if now != [(record.candidate_revision, 100)]:
+            found = traffic.describe(now)
+            raise StageFailed(f"traffic is {found}, expected 100% on {record.candidate_revision}")
+        assert state is not None and record.commit is not None
+        outcome = self.platform.health.check(
+            state.uri + self.plan.service.health.path,
+            self.plan.service.health.model_copy(update={"consecutive": 1}),
+            record.commit,
+            deadline.left(),
+            not self.plan.settings.run.allow_unauthenticated,
+            self.runner.progress,
+        )
+        if not outcome.ok:
+            raise StageFailed(
+                f"service URL unhealthy after promotion: {outcome.message}", outcome.body
+            )
+        return Done(
+            f"{state.uri} serves {record.commit[:12]} from {record.candidate_revision}",
+            link=state.uri,
+        )

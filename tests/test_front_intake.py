@@ -1,0 +1,164 @@
+"""Intake under races, replays and a misbehaving Slack (observations 3, 4, 5, 6, 8).
+
+races     20 signed `/deploy prod` at once from a cold `deployer serve`: one record,
+          one thread; everyone else is told the true holder
+replays   the same signed request twice starts one deploy
+3 s       a 429 with a long Retry-After, or Slack down, never holds the ack
+outbox    a thread whose parent or updates Slack refused for a while converges to
+          the final truth; a parent never posted in time is posted late
+dead      a worker that died is noticed (sweep, the next request) and resumed
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from deployer.front.context import current_context
+from deployer.front.sweep import Sweeper
+from deployer.pipeline.record import State
+from deployer.sandbox.server import Sandbox
+from tests.engine_world import World, world_fixture  # noqa: F401
+from tests.front_requests import Answer, slash_command
+from tests.front_world import FrontWorld, in_process, make_front, served
+
+
+@pytest.fixture
+def front(world: World, gcp: Sandbox, repo_root: Path) -> Iterator[FrontWorld]:
+    with in_process(make_front(world, gcp), repo_root) as ready:
+        yield ready
+
+
+def _parents(front: FrontWorld) -> list[dict[str, object]]:
+    return [m for m in front.messages() if m.get("thread_ts") in (None, m["ts"])]
+
+
+def _new_records(front: FrontWorld) -> list[str]:
+    first = front.world.first.id
+    return [record.id for record in front.records() if record.id != first]
+
+
+def test_racing_deploys_from_a_cold_start_make_one_deploy_and_one_thread(
+    world: World, gcp: Sandbox, repo_root: Path
+) -> None:
+    front = make_front(world, gcp)
+    world.commit("raced")
+    # The winner's build waits, so every racer meets it running.
+    gcp.faults.arm("build_hang")
+    answers: list[Answer] = []
+    with served(front, repo_root):
+        start = threading.Barrier(20)
+
+        def send() -> None:
+            request = slash_command(
+                front.signing_secret, "prod", user=front.user, channel=front.channel
+            )
+            start.wait(timeout=30)
+            answers.append(front.send(request))
+
+        racers = [threading.Thread(target=send) for _ in range(20)]
+        for racer in racers:
+            racer.start()
+        for racer in racers:
+            racer.join(60)
+        (deploy_id,) = _new_records(front)
+        front.world.store().request_cancel(deploy_id, f"slack:{front.user}")
+        done = front.finished(deploy_id, timeout=90)
+
+    assert done.state == State.CANCELLED
+    assert [a.status for a in answers] == [200] * 20
+    refused = [a.json()["text"] for a in answers if a.text.strip()]
+    assert len(refused) == 19
+    for text in refused:
+        assert "prod is busy" in text and deploy_id in text, text
+    assert len(_parents(front)) == 1
+
+
+def test_a_replayed_slash_command_starts_nothing(front: FrontWorld) -> None:
+    front.world.commit("once")
+    request = slash_command(front.signing_secret, "prod", user=front.user, channel=front.channel)
+    assert front.send(request).status == 200
+    again = front.send(replace(request))
+    assert again.status == 200 and again.text == ""
+    (deploy_id,) = _new_records(front)
+    assert front.finished(deploy_id).state == State.SUCCEEDED
+    assert len(_parents(front)) == 1
+
+
+def test_a_long_retry_after_does_not_hold_the_ack(front: FrontWorld) -> None:
+    front.world.commit("slack is busy")
+    front.sandbox.faults.arm("slack_429", retry_after=8, times=1)
+    started = time.monotonic()
+    answer = front.command("prod")
+    took = time.monotonic() - started
+    assert answer.status == 200
+    assert took < 8, f"the ack waited {took:.1f} s on Slack's Retry-After"
+    (deploy_id,) = _new_records(front)
+    # The parent Slack refused is posted later, by the worker, once Slack lets it.
+    done = front.finished(deploy_id, timeout=60)
+    assert done.state == State.SUCCEEDED
+    deadline = time.monotonic() + 30
+    while not _parents(front) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    (parent,) = _parents(front)
+    assert str(parent["text"]).startswith("prod now runs")
+
+
+def test_a_thread_converges_after_slack_errors_and_ends_true(front: FrontWorld) -> None:
+    front.world.commit("slack flaps")
+    answer = front.command("prod")
+    assert answer.status == 200
+    (deploy_id,) = _new_records(front)
+    # Right after the parent: six 503s, the first ones after Slack did the work.
+    front.sandbox.faults.arm("slack_5xx", status=503, times=3, after_post=True)
+    front.sandbox.faults.arm("slack_5xx", status=503, times=3)
+    done = front.finished(deploy_id, timeout=60)
+    assert done.state == State.SUCCEEDED
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        parents = _parents(front)
+        if parents and str(parents[0]["text"]).startswith("prod now runs"):
+            break
+        time.sleep(0.2)
+    (parent,) = _parents(front)
+    assert str(parent["text"]).startswith(
+        f"prod now runs {done.commit[:12] if done.commit else ''}"
+    )
+
+
+def test_a_dead_worker_is_noticed_and_its_deploy_resumed(front: FrontWorld, gcp: Sandbox) -> None:
+    """A deploy whose run vanished (its lease ran out): the next request and the sweep see it."""
+    world = front.world
+    world.reconfigure(deployer={"lease": 1.0})
+    world.commit("orphaned")
+    context = current_context()
+    engine = context.engine
+    record = engine.new_deploy("prod", None, f"slack:{front.user}")
+    # Taken in as the front does, but its dispatch is lost: nothing ever runs it.
+    from deployer.front.intake import take_in
+
+    class Lost:
+        def dispatch(self, deploy_id: str) -> None:
+            pass
+
+    real = context.dispatcher
+    context.dispatcher = Lost()
+    try:
+        take_in(context, record, front.channel)
+    finally:
+        context.dispatcher = real
+    time.sleep(1.2)  # the lease runs out
+
+    # The next request is told the truth, and the deploy is resumed.
+    busy = front.command("prod")
+    assert "is busy" in busy.json()["text"] and record.id in busy.json()["text"]
+    assert "being resumed" in busy.json()["text"]
+    done = front.finished(record.id, timeout=60)
+    assert done.state == State.SUCCEEDED
+    # A second sweep finds nothing left to do.
+    assert Sweeper(context).sweep(budget=2).revived == []
