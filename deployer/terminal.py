@@ -106,7 +106,11 @@ def _when(epoch: float) -> str:
 def _lock_line(lock: Lock) -> str:
     what = "locked by" if lock.kind == "manual" else "deploy running:"
     reason = f" ({lock.reason})" if lock.reason and lock.kind == "manual" else ""
-    return f"  {what} {lock.holder}{reason} since {_when(lock.created_at)}"
+    lost = ""
+    if lock.expired(time.time()):
+        ago = time.time() - lock.lease_until
+        lost = f"; its worker was lost (lease ran out {ago:.0f}s ago): `deployer sweep` resumes it"
+    return f"  {what} {lock.holder}{reason} since {_when(lock.created_at)}{lost}"
 
 
 def render_status(statuses: list[EnvironmentStatus]) -> str:

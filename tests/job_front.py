@@ -22,7 +22,9 @@ from tests.front_world import BOT_TOKEN, FrontWorld
 PASSED_ON = ("DEPLOYER_CONFIG", "DEPLOYER_STORE", "SLACK_API_URL", "FIRESTORE_EMULATOR_HOST")
 
 
-def with_worker_job(front: FrontWorld, extra_env: dict[str, str] | None = None) -> str:
+def with_worker_job(
+    front: FrontWorld, extra_env: dict[str, str] | None = None, retries: int = 3
+) -> str:
     """Create the world's worker job and dispatch the front's deploys to it; the job's name."""
     host = front.sandbox.grpc_address
     project = front.world.project
@@ -34,6 +36,7 @@ def with_worker_job(front: FrontWorld, extra_env: dict[str, str] | None = None) 
         f"projects/{project}/locations/{REGION}",
         env,
         store_bot_token(host, project, BOT_TOKEN),
+        retries,
     )
     front.env["DEPLOYER_DISPATCH"] = job
     return job

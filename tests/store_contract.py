@@ -413,6 +413,33 @@ class StoreContract:
         assert store.release_lock("prod", "deploy", "d-1")
         assert store.locks("prod") == []
 
+    def test_a_run_saves_its_record_only_while_it_owns_the_deploy(self, store_url: str) -> None:
+        store = open_store(store_url)
+        record = make_record()
+        now = time.time()
+        w1 = Lock("prod", "deploy", record.id, "deploy", now, "w1", now + 60)
+        assert store.acquire_lock(w1, now) == w1
+        record.error = "written by w1"
+        assert store.save(record, "w1")
+        # w2 takes the deploy over once w1's lease ran out; w1's late write is refused.
+        assert (
+            store.acquire_lock(replace(w1, owner="w2", lease_until=now + 300), now + 61).owner
+            == "w2"
+        )
+        record.error = "written by w2"
+        assert store.save(record, "w2")
+        stale = make_record()
+        stale.id, stale.error = record.id, "w1, too late"
+        assert not store.save(stale, "w1")
+        found = store.get(record.id)
+        assert found is not None and found.error == "written by w2"
+        # Without its lock, no run saves; without an owner, the write is unconditional.
+        assert store.release_lock("prod", "deploy", record.id, "w2")
+        assert not store.save(record, "w2")
+        assert store.save(stale)
+        found = store.get(record.id)
+        assert found is not None and found.error == "w1, too late"
+
     # --- claims and cancels ------------------------------------------------------------
 
     def test_a_key_is_claimed_once(self, store_url: str) -> None:

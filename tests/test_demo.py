@@ -44,7 +44,9 @@ def test_demo_deploys_prod_shows_the_thread_and_the_status(repo_root: Path, tmp_
     assert "/deploy prod" in text
     # The thread: the parent as posted, redrawn as stages pass, a reply, the final state.
     assert "┌ #deploys · deployer\n" in text and "(message updated)" in text
-    assert "▶ build" in text or "▶ ready" in text
+    # Updates coalesce (one a second per thread, within Slack's limits): some stage is
+    # seen running, which one depends on the machine's speed.
+    assert any(f"▶ {stage}" in text for stage in ("build", "deploy", "ready", "health"))
     assert "↳ reply in thread" in text
     assert "prod now runs" in text and "✓ verify" in text and "[ Roll back ]" in text
     # Then the status answer, seen only by the asker.

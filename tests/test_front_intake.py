@@ -11,6 +11,8 @@ dead      a worker that died is noticed (sweep, the next request) and resumed
 
 from __future__ import annotations
 
+import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -20,8 +22,9 @@ from pathlib import Path
 import pytest
 
 from deployer.front.context import current_context
+from deployer.front.intake import take_in
 from deployer.front.sweep import Sweeper
-from deployer.pipeline.record import State
+from deployer.pipeline.record import DeployRecord, State
 from deployer.sandbox.server import Sandbox
 from tests.engine_world import World, world_fixture  # noqa: F401
 from tests.front_requests import Answer, slash_command
@@ -131,28 +134,36 @@ def test_a_thread_converges_after_slack_errors_and_ends_true(front: FrontWorld) 
     )
 
 
-def test_a_dead_worker_is_noticed_and_its_deploy_resumed(front: FrontWorld, gcp: Sandbox) -> None:
-    """A deploy whose run vanished (its lease ran out): the next request and the sweep see it."""
-    world = front.world
-    world.reconfigure(deployer={"lease": 1.0})
-    world.commit("orphaned")
+class LostDispatch:
+    """A hand-over that never arrives: the job execution that was never started."""
+
+    def dispatch(self, deploy_id: str) -> None:
+        pass
+
+
+def _orphan(front: FrontWorld) -> DeployRecord:
+    """A deploy taken in as the front does whose worker never ran; its lease has run out.
+
+    Call it before the front's first request: the context is built with the short lease.
+    """
+    front.world.reconfigure(deployer={"lease": 1.0})
+    front.world.commit("orphaned")
     context = current_context()
-    engine = context.engine
-    record = engine.new_deploy("prod", None, f"slack:{front.user}")
-    # Taken in as the front does, but its dispatch is lost: nothing ever runs it.
-    from deployer.front.intake import take_in
-
-    class Lost:
-        def dispatch(self, deploy_id: str) -> None:
-            pass
-
+    record = context.engine.new_deploy("prod", None, f"slack:{front.user}")
     real = context.dispatcher
-    context.dispatcher = Lost()
+    context.dispatcher = LostDispatch()
     try:
         take_in(context, record, front.channel)
     finally:
         context.dispatcher = real
     time.sleep(1.2)  # the lease runs out
+    return record
+
+
+def test_a_dead_worker_is_noticed_and_its_deploy_resumed(front: FrontWorld) -> None:
+    """A deploy whose run vanished (its lease ran out): the next request and the sweep see it."""
+    record = _orphan(front)
+    context = current_context()
 
     # The next request is told the truth, and the deploy is resumed.
     busy = front.command("prod")
@@ -162,3 +173,41 @@ def test_a_dead_worker_is_noticed_and_its_deploy_resumed(front: FrontWorld, gcp:
     assert done.state == State.SUCCEEDED
     # A second sweep finds nothing left to do.
     assert Sweeper(context).sweep(budget=2).revived == []
+
+
+def test_cancel_reaches_a_deploy_whose_worker_died(front: FrontWorld) -> None:
+    record = _orphan(front)
+    box = front.world.store().outbox_read(record.id)
+    assert box is not None
+    record.slack_ts = json.loads(box.body)["ts"]
+    assert front.click("deploy_cancel", record).status == 200
+    done = front.finished(record.id, timeout=60)
+    assert done.state == State.CANCELLED
+    assert front.world.serving() == [(front.world.first.candidate_revision, 100)]
+    assert front.world.store().locks("prod") == []
+
+
+def test_the_ack_does_not_wait_for_a_slack_that_is_down(
+    world: World, gcp: Sandbox, repo_root: Path
+) -> None:
+    front = make_front(world, gcp)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    front.env["SLACK_API_URL"] = f"http://127.0.0.1:{closed}/api/"
+    world.commit("slack is down")
+    with in_process(front, repo_root):
+        started = time.monotonic()
+        answer = front.command("prod")
+        took = time.monotonic() - started
+        assert answer.status == 200
+        assert "Slack is slow to show its thread" in answer.json()["text"]
+        (deploy_id,) = _new_records(front)
+        done = front.wait(lambda r: r.state.finished, deploy_id, timeout=60)
+    assert took < 3, f"the ack took {took:.1f} s"
+    assert done.state == State.SUCCEEDED
+    # Everything the thread should say is kept, to be sent once Slack is back.
+    box = front.world.store().outbox_read(deploy_id)
+    assert box is not None
+    kept = json.loads(box.body)
+    assert kept["ts"] is None and kept["parent"]["text"].startswith("prod now runs")

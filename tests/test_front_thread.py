@@ -75,7 +75,9 @@ def told(outbox: Outbox, record: DeployRecord, run: Callable[[SlackThread], obje
     if outbox.get(record.id) is None:
         open_thread(outbox, record.slack_channel, record)
     courier = Courier(outbox, record.id)
-    run(SlackThread(outbox, record, courier))
+    thread = SlackThread(outbox, record, courier)
+    run(thread)
+    assert thread.settle()
     assert courier.flush(30), outbox.get(record.id)
     box = outbox.get(record.id)
     assert box is not None

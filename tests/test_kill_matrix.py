@@ -15,16 +15,19 @@ final truth (and says the worker was lost and resumed).
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from deployer.front.context import current_context
+from deployer.front.sweep import Sweeper
 from deployer.pipeline.record import DeployRecord, State
 from deployer.sandbox.server import Sandbox
 from deployer.store import open_store
-from tests.engine_world import ENVIRONMENT, World, close_world, make_world
+from tests.engine_world import ENVIRONMENT, World, close_world, make_world, world_fixture  # noqa: F401
 from tests.front_world import FrontWorld, in_process, make_front
 from tests.job_front import executions, with_worker_job
 
@@ -119,3 +122,37 @@ def test_a_worker_killed_at_each_boundary_is_resumed_to_the_true_end(
     ]
     replies = [m["text"] for m in messages if m not in parents]
     assert any("Worker lost during" in text and "attempt 2" in text for text in replies), replies
+
+
+def test_a_worker_that_dies_with_no_retry_left_is_found_by_the_sweep(
+    world: World, gcp: Sandbox, repo_root: Path
+) -> None:
+    """The job gives up on a dead task; the sweep finds the deploy once its lease ran out."""
+    old = world.first.candidate_revision
+    world.reconfigure(
+        environment={"rollout": {"steps": [10, 50, 100], "step_wait": 0.2}},
+        deployer={"lease": 1.0},
+    )
+    commit = world.commit("its worker dies once")
+    front = make_front(world, gcp)
+    front.job = with_worker_job(front, {"DEPLOYER_KILL_AT": "promote.step1"}, retries=0)
+    with in_process(front, repo_root):
+        assert front.command("prod").status == 200
+        record = front.newest()
+        (dead,) = executions(front, front.job)
+        assert dead.failed_count == 1
+        lost = front.wait(lambda r: r.state == State.RUNNING, record.id)
+        assert lost.running_stage == "promote"
+        # Still 10 % on the candidate, nobody working on it.
+        assert sorted(p for _, p in world.serving()) == [10, 90]
+        time.sleep(1.2)  # its lease runs out
+        report = Sweeper(current_context()).sweep(budget=5)
+        assert report.revived == [record.id]
+        done = front.finished(record.id, timeout=90)
+
+    assert done.state == State.SUCCEEDED
+    assert done.commit == commit and world.serving() == [(done.candidate_revision, 100)]
+    assert done.candidate_revision != old
+    assert len(executions(front, front.job)) == 2
+    replies = [m["text"] for m in front.messages() if m.get("thread_ts") not in (None, m["ts"])]
+    assert any("Worker lost during promote; resumed, attempt 2" in text for text in replies)

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 from google.cloud.devtools import cloudbuild_v1
 
 from deployer.cli import main
@@ -189,4 +190,27 @@ def test_a_forced_unlock_abandons_a_stuck_deploy_and_puts_traffic_back(
     assert world.serving() == [(old, 100)]
     assert done.final_traffic is not None
     assert [(s.revision, s.percent) for s in done.final_traffic] == [(old, 100)]
+    assert world.store().locks(ENVIRONMENT) == []
+
+
+def test_a_deploy_lost_too_often_is_abandoned_and_its_traffic_put_back(
+    world: World, repo_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = world.first.candidate_revision
+    world.reconfigure(environment=GRADUAL, deployer={"max_attempts": 1})
+    world.commit("lost every time")
+    killed = killed_deploy(world, "promote.step1", repo_root)
+    wait_lease_out(world)
+    # Status says the worker is gone, before anyone acts.
+    os.environ.update(DEPLOYER_CONFIG=str(world.config_path), DEPLOYER_STORE=world.store_url)
+    main(["status", ENVIRONMENT])
+    status = world.note(capsys.readouterr().out)
+    assert f"deploy running: {killed.id}" in status
+    assert "its worker was lost (lease ran out" in status
+
+    done = world.engine.resume(killed.id, Recorder())
+
+    assert done.state == State.ABANDONED
+    assert done.error == "abandoned by the deployer: its worker was lost once"
+    assert world.serving() == [(old, 100)]
     assert world.store().locks(ENVIRONMENT) == []

@@ -44,7 +44,8 @@ MEMBERS_TTL = 60.0  # seconds a user group's members are trusted
 ANNOUNCE_BUDGET = 0.5  # seconds to post "see the new thread" in the old one; then the outbox
 
 CANCEL, ROLLBACK, RETRY = "deploy_cancel", "deploy_rollback", "deploy_retry"
-BUTTONS = (CANCEL, ROLLBACK, RETRY)
+BUTTONS = (CANCEL, ROLLBACK, RETRY)  # a thread's buttons; their value is the deploy id
+ACTIONS = (*BUTTONS, messages.QUEUE)  # every button the app answers
 
 
 class GroupMembers:
@@ -237,7 +238,7 @@ class SlackCommands:
             return
         try:
             self.context.outbox.reply(old.id, messages.follow_up(old, new))
-            self.context.outbox.drain(old.id, ANNOUNCE_BUDGET)
+            self.context.outbox.drain(old.id, ANNOUNCE_BUDGET, max_calls=1)
         except Exception as error:  # the new thread stands on its own
             log.warning("could not announce %s in %s's thread: %s", new.id, old.id, error)
 

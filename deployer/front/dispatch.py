@@ -89,7 +89,7 @@ class Failures:
             from deployer.front.messages import deploy_parent, note_reply
 
             self._outbox.reply(record.id, note_reply(f"never started: {reason}"))
-            self._outbox.parent(record.id, deploy_parent(record, time.time()))
+            self._outbox.parent(record.id, deploy_parent(record, time.time()), final=True)
             self._outbox.drain(record.id, DRAIN_BUDGET)
         except Exception:
             log.exception("could not tell the Slack thread of %s", deploy_id)

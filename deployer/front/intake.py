@@ -26,7 +26,7 @@ from deployer.front.thread import open_thread
 from deployer.front.waiters import Waiters
 from deployer.pipeline import lock_queue
 from deployer.pipeline.lease import DEPLOY
-from deployer.pipeline.record import DeployRecord, Lock
+from deployer.pipeline.record import DeployRecord, Lock, State
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,7 @@ def take_in(
         if not queue:
             thread = context.outbox.get(held.holder)
             return Busy(held, holder, thread, reviving)
+        record.state = State.QUEUED  # the thread opens saying so
         _open(context, record, channel, first_reply)
         position = lock_queue.enqueue(store, record, now)
         _post_parent(context, record)
@@ -139,11 +140,11 @@ def _open(
 
 
 def _post_parent(context: FrontContext, record: DeployRecord) -> bool:
-    """One short try at getting the thread's parent posted; whether Slack shows it."""
+    """One short try (one call) at getting the thread's parent posted; whether Slack shows it."""
     if not record.slack_channel:
         return False
     try:
-        box = context.outbox.drain(record.id, PARENT_BUDGET)
+        box = context.outbox.drain(record.id, PARENT_BUDGET, max_calls=1)
     except Exception:  # the worker or the sweep posts it later
         log.exception("slack: the parent of %s waits for a later drain", record.id)
         return False

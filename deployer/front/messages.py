@@ -9,6 +9,7 @@ quoting them) is always escaped; only the mentions and links built here are live
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 from deployer.config import Config
@@ -235,6 +236,11 @@ def unlocked(environment: str, was_locked: bool) -> SlackMessage:
 
 def _lock_line(lock: Lock) -> str:
     since = when(lock.created_at)
+    if lock.kind == "deploy" and lock.expired(time.time()):
+        return (
+            f"Deploy {code(lock.holder)} since {since}: *its worker was lost* "
+            "(its lease ran out); it is being resumed"
+        )
     if lock.kind == "deploy":
         return f"Deploy {code(lock.holder)} running since {since}"
     reason = f": {escape(lock.reason)}" if lock.reason else ""

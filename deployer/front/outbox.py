@@ -90,6 +90,7 @@ class ThreadBox:
     last_error: str = ""
     dropped: int = 0  # messages Slack refused for good
     ended: str = ""  # why the box gave up; "" while it has not
+    final: bool = False  # the parent shows the deploy's end: a run's later words are stale
     drainer: str = ""
     drain_until: float = 0.0
 
@@ -156,12 +157,19 @@ class Outbox:
         assert opened is not None
         return opened
 
-    def parent(self, deploy_id: str, message: SlackMessage) -> ThreadBox | None:
-        """The parent should now read `message` (replacing any rendering not yet shown)."""
+    def parent(
+        self, deploy_id: str, message: SlackMessage, final: bool = False
+    ) -> ThreadBox | None:
+        """The parent should now read `message` (replacing any rendering not yet shown).
+
+        Once a `final` rendering (the deploy's end) is kept, only another final one may
+        replace it: a run that lost its deploy must never make the thread go back.
+        """
 
         def set_parent(box: ThreadBox | None) -> ThreadBox | None:
-            if box is None:
-                return None
+            if box is None or (box.final and not final):
+                return box
+            box.final = final
             if box.parent != _data(message):
                 box.parent = _data(message)
                 box.parent_version += 1
@@ -169,11 +177,16 @@ class Outbox:
 
         return self._change(deploy_id, set_parent)
 
-    def reply(self, deploy_id: str, message: SlackMessage) -> ThreadBox | None:
-        """Add `message` to the thread, after every reply before it."""
+    def reply(
+        self, deploy_id: str, message: SlackMessage, during_run: bool = False
+    ) -> ThreadBox | None:
+        """Add `message` to the thread, after every reply before it.
+
+        A reply `during_run` (a stage's news) is dropped once the thread shows the end.
+        """
 
         def add(box: ThreadBox | None) -> ThreadBox | None:
-            if box is not None:
+            if box is not None and not (during_run and box.final):
                 box.replies.append(_data(message))
             return box
 
@@ -185,15 +198,22 @@ class Outbox:
 
     # --- sending -------------------------------------------------------------------------
 
-    def drain(self, deploy_id: str, budget: float) -> ThreadBox | None:
-        """Send what is due in the thread of `deploy_id` within `budget` seconds; the box after."""
+    def drain(
+        self, deploy_id: str, budget: float, max_calls: int | None = None
+    ) -> ThreadBox | None:
+        """Send what is due in the thread of `deploy_id` within `budget` seconds (and at most
+        `max_calls` Slack calls); the box after."""
         end = time.monotonic() + budget
         box = self._claim(deploy_id, budget)
         if box is None:
             return self.get(deploy_id)
+        calls = 0
         try:
             sending: ThreadBox | None = box
             while sending is not None and time.monotonic() < end:
+                if max_calls is not None and calls >= max_calls:
+                    break
+                calls += 1
                 sending = self._send_one(sending)
                 due = sending.due_at() if sending is not None else None
                 if due is None:

@@ -22,7 +22,7 @@ from slack_bolt.authorization import AuthorizeResult
 
 from deployer.adapters.slack_client import slack_web_client
 from deployer.front import payloads
-from deployer.front.commands import BUTTONS, GroupMembers, SlackCommands
+from deployer.front.commands import ACTIONS, GroupMembers, SlackCommands
 from deployer.front.context import FrontContext
 from deployer.front.messages import SlackMessage
 from deployer.front.ports import Chat
@@ -78,7 +78,7 @@ class SlackFront:
             process_before_response=True,
         )
         self.app.command(COMMAND)(self._on_command)
-        for action_id in BUTTONS:
+        for action_id in ACTIONS:
             self.app.action(action_id)(self._on_button)
 
     def handle(self, body: bytes, headers: Mapping[str, str]) -> SlackAnswer:

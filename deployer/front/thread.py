@@ -120,18 +120,53 @@ class SlackThread:
         self._since: float | None = None
         self._activity = ""
         self._last_render = float("-inf")
+        # What the store has not taken yet (it failed or raced): kept in order, never dropped.
+        self._replies: list[SlackMessage] = []
+        self._parent: SlackMessage | None = None
+        self._final = False
 
     def __call__(self, event: Event) -> None:
         if not self.enabled:
             return
         try:
             self._handle(event)
-        except Exception:  # a rendering or store bug must not break the deploy either
+        except Exception:  # a rendering bug must not break the deploy either
             log.exception(
                 "slack: thread of %s could not take %s", self.deploy_id, type(event).__name__
             )
+        self._keep(event.record)
         if self.courier is not None:
             self.courier.wake()
+
+    def _keep(self, record: DeployRecord | None) -> bool:
+        """Write what is pending into the outbox, in order; whether all of it is kept."""
+        try:
+            while self._replies:
+                self.outbox.reply(self.deploy_id, self._replies[0], during_run=True)
+                self._replies.pop(0)
+            if self._parent is not None:
+                box = self.outbox.parent(self.deploy_id, self._parent, self._final)
+                self._parent = None
+                if box is not None and box.ts and record is not None and record.slack_ts is None:
+                    record.slack_ts = box.ts  # saved with the record's next save
+        except Exception as error:  # the store is slow or racing: the next event tries again
+            log.warning("slack: thread of %s kept in memory for now: %s", self.deploy_id, error)
+            return False
+        return True
+
+    def settle(self, budget: float = 10.0) -> bool:
+        """At the end: keep trying to write what is pending for up to `budget` seconds."""
+        end = time.monotonic() + budget
+        delay = 0.05
+        while not self._keep(None):
+            if time.monotonic() + delay > end:
+                log.error(
+                    "slack: thread of %s lost messages the store would not take", self.deploy_id
+                )
+                return False
+            time.sleep(delay)
+            delay = min(1.0, delay * 2)
+        return True
 
     def _handle(self, event: Event) -> None:
         if isinstance(event, StageStarted):
@@ -157,9 +192,9 @@ class SlackThread:
             self._running, self._since, self._activity = None, None, ""
             if event.plan:
                 self._reply(plan_reply(event.plan))
-            self._render(event.record)
+            self._render(event.record, final=True)
 
-    def _render(self, record: DeployRecord) -> None:
+    def _render(self, record: DeployRecord, final: bool = False) -> None:
         message = deploy_parent(
             record,
             time.time(),
@@ -168,9 +203,8 @@ class SlackThread:
             activity=self._activity,
         )
         self._last_render = time.monotonic()
-        box = self.outbox.parent(self.deploy_id, message)
-        if box is not None and box.ts and record.slack_ts is None:
-            record.slack_ts = box.ts  # saved with the record's next save
+        self._parent = message  # only the latest rendering matters
+        self._final = final
 
     def _reply(self, message: SlackMessage) -> None:
-        self.outbox.reply(self.deploy_id, message)
+        self._replies.append(message)

@@ -42,8 +42,10 @@ class Waiters:
         """Redraw `record`'s parent (its state changed) and give Slack one short try."""
         if not record.slack_channel:
             return
-        self.outbox.parent(record.id, deploy_parent(record, time.time()))
+        self.outbox.parent(
+            record.id, deploy_parent(record, time.time()), final=record.state.finished
+        )
         try:
-            self.outbox.drain(record.id, TELL_BUDGET)
+            self.outbox.drain(record.id, TELL_BUDGET, max_calls=1)
         except Exception:  # the next drain sends it
             return

@@ -56,13 +56,15 @@ def run_deploy(
         if outbox.get(deploy_id) is None:
             open_thread(outbox, record.slack_channel, record)
         courier = Courier(outbox, deploy_id)
-    listeners: list[Listener] = [SlackThread(outbox, record, courier), log_events]
+    thread = SlackThread(outbox, record, courier)
+    listeners: list[Listener] = [thread, log_events]
     if progress is not None:
         listeners.append(progress)
     try:
         done = engine.resume(deploy_id, fan_out(*listeners))
     finally:
         if courier is not None:
+            thread.settle()
             courier.flush()
     if done.state.finished:
         if dispatcher is None:

@@ -103,6 +103,21 @@ class Lease:
             self.lost.set()
         return kept
 
+    def owned(self) -> bool:
+        """Whether the store still shows this run as the deploy's owner (a read, no write);
+        False (and `lost` set) when another run took it over."""
+        if self.lost.is_set():
+            return False
+        try:
+            locks = self.store.locks(self.environment)
+        except DeployerError as error:
+            log.warning("deploy %s: reading its lock failed: %s", self.deploy_id, error)
+            return True  # the heartbeat decides once the lease could have run out
+        if not any(lock.kind == DEPLOY and self.owns(lock) for lock in locks):
+            log.warning("deploy %s: another run took it over; this one stops", self.deploy_id)
+            self.lost.set()
+        return not self.lost.is_set()
+
     def check(self) -> None:
         """Raise LeaseLost when another run owns the deploy now."""
         if self.lost.is_set():

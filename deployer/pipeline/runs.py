@@ -85,7 +85,8 @@ class Runs:
                 return abandon(
                     record,
                     "the deployer",
-                    f"its worker was lost {record.attempt} times",
+                    "its worker was lost "
+                    + ("once" if record.attempt == 1 else f"{record.attempt} times"),
                     self.config,
                     self.platform,
                     self.store,

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from deployer.pipeline.events import (
+    Event,
     Listener,
     Noted,
     StageFinished,
@@ -16,6 +17,8 @@ from deployer.pipeline.events import (
 from deployer.pipeline.lease import Lease, LeaseLost
 from deployer.pipeline.record import DeployRecord, Outcome, Stage, StageResult
 from deployer.store.protocol import Store
+
+LEASE_CHECK = 1.0  # seconds between two checks that this run still owns its deploy
 
 
 class StageFailed(Exception):
@@ -57,9 +60,11 @@ class Deadline:
 class StageRunner:
     """Runs stages of one record, emitting events and saving the record as it goes.
 
-    With a `lease`, the record is saved only while this run still holds the deploy:
-    every save renews the lease first, and a run that lost it raises LeaseLost
-    instead of writing over the run that took it over.
+    With a `lease`, the record is saved only while this run holds the deploy (the
+    store checks the lock in the write's own transaction) and events are told only
+    while it does (the lock is read at most once a second; the heartbeat renews it):
+    a run that lost it raises LeaseLost instead of writing over the run that took it
+    over, or telling the thread anything more.
     """
 
     def __init__(
@@ -77,6 +82,7 @@ class StageRunner:
         self._last: Stage | None = None
         self._cancellable = cancellable
         self.lease = lease
+        self._checked = time.monotonic()
 
     def cancel_requested(self) -> bool:
         """Whether someone asked (through the store) to cancel this record."""
@@ -88,13 +94,29 @@ class StageRunner:
         self.record.cancel_requested, self.record.cancelled_by = True, who
         return True
 
+    def _emit(self, event: Event) -> None:
+        """Tell the listeners, while this run still owns the deploy (checked at most once
+        a second): a run that lost it must not tell the thread anything more."""
+        self._still_owned()
+        self._listener(event)
+
+    def _still_owned(self) -> None:
+        """Raise LeaseLost when another run took the deploy over (checked at most once a
+        second; the heartbeat renews the lease meanwhile)."""
+        if self.lease is not None and time.monotonic() - self._checked >= LEASE_CHECK:
+            self._checked = time.monotonic()
+            if not self.lease.owned():
+                raise LeaseLost(f"deploy {self.record.id} was taken over by another run")
+
     def save(self) -> None:
         """Persist the record now (stage outputs are saved the moment they are known)."""
         if self._store is None:
             return
-        if self.lease is not None and not self.lease.renew():
+        owner = self.lease.owner if self.lease is not None else None
+        if not self._store.save(self.record, owner):
+            if self.lease is not None:
+                self.lease.lost.set()
             raise LeaseLost(f"deploy {self.record.id} was taken over by another run")
-        self._store.save(self.record)
 
     def progress(self, message: str, link: str = "") -> None:
         """Report progress of the stage that is running, else of the one that just ended.
@@ -104,21 +126,21 @@ class StageRunner:
         """
         stage = self._current or self._last
         if stage is not None:
-            self._listener(StageProgressed(self.record, stage, message, link))
+            self._emit(StageProgressed(self.record, stage, message, link))
         else:
             self.note(message)
 
     def note(self, text: str) -> None:
         """Keep `text` in the record's story and tell the listeners (no stage needed)."""
         self.record.note(text)
-        self._listener(Noted(self.record, text))
+        self._emit(Noted(self.record, text))
 
     def run(self, stage: Stage, seconds: float, body: Callable[[Deadline], Done]) -> StageResult:
         """Run `body` as `stage` within `seconds`; StageFailed ends it with that outcome."""
         self._current = stage
         self.record.running_stage = stage
         self.save()
-        self._listener(StageStarted(self.record, stage))
+        self._emit(StageStarted(self.record, stage))
         started_wall, started = time.time(), time.monotonic()
         deadline = Deadline(seconds)
         try:
@@ -149,7 +171,8 @@ class StageRunner:
         self.record.running_stage = None
         if outcome != Outcome.SUCCEEDED:
             self.record.error = f"{stage}: {summary}"
-        self.save()
+        # Saved with the next stage's start (one write a boundary, not two) or the run's
+        # end: a run lost in between does this stage again, which every stage allows.
         self._current, self._last = None, stage
-        self._listener(StageFinished(self.record, result))
+        self._emit(StageFinished(self.record, result))
         return result

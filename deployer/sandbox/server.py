@@ -63,7 +63,9 @@ class Sandbox:
         )
         # Builds and reconciles run on their own threads; handlers only record and answer.
         self._grpc = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="rpc")
+            # Enough threads that callers blocked in WaitOperation (one per deploy that
+            # waits on Cloud Run) never starve the other calls.
+            futures.ThreadPoolExecutor(max_workers=256, thread_name_prefix="rpc")
         )
         self._grpc.add_generic_rpc_handlers(
             [

@@ -106,7 +106,9 @@ def store_bot_token(host: str, project: str, token: str) -> str:
         client.transport.close()
 
 
-def create_worker_job(host: str, parent: str, env: dict[str, str], token_secret: str) -> str:
+def create_worker_job(
+    host: str, parent: str, env: dict[str, str], token_secret: str, retries: int = WORKER_RETRIES
+) -> str:
     """A `deployer-worker` job under `parent` whose container runs this deployer; its name.
 
     `env` are plain variables; SLACK_BOT_TOKEN references the secret `token_secret`.
@@ -135,7 +137,7 @@ def create_worker_job(host: str, parent: str, env: dict[str, str], token_secret:
                 containers=[container],
                 # A worker exits non-zero only when it died before its deploy ended: a
                 # retry takes the deploy over and resumes it (a failed deploy exits 0).
-                max_retries=WORKER_RETRIES,
+                max_retries=retries,
                 timeout={"seconds": WORKER_TIMEOUT_S},
             ),
         )

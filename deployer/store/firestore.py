@@ -299,7 +299,7 @@ class FirestoreStore:
 
     # --- records -----------------------------------------------------------------------
 
-    def save(self, record: DeployRecord) -> None:
+    def save(self, record: DeployRecord, owner: str | None = None) -> bool:
         record.updated_at = time.time()
         fields = {
             "environment": record.environment,
@@ -311,8 +311,29 @@ class FirestoreStore:
             "requester": record.requester,
             "body": record.to_json(),
         }
-        with self._answering(f"save deploy {record.id}"):
-            self._deploys.document(_document_id(record.id)).set(fields, **self._calls())
+        ref = self._deploys.document(_document_id(record.id))
+        what = f"save deploy {record.id}"
+        if owner is None:
+            with self._answering(what):
+                ref.set(fields, **self._calls())
+            return True
+        lock_ref = self._lock_ref(record.environment, "deploy")
+
+        def write(transaction: firestore.Transaction) -> bool:
+            # The lock is read in the transaction that writes the record: if another run
+            # takes the deploy over meanwhile, the transaction fails and starts again.
+            lock = lock_ref.get(**self._calls(transaction))
+            if not (
+                lock.exists
+                and lock.get("holder") == record.id
+                and (lock.to_dict() or {}).get("owner", "") == owner
+            ):
+                return False
+            transaction.set(ref, fields)
+            return True
+
+        with self._answering(what):
+            return self._transact(what, write)
 
     def get(self, deploy_id: str) -> DeployRecord | None:
         with self._answering(f"read deploy {deploy_id}"):
@@ -464,21 +485,27 @@ class FirestoreStore:
                 held = self._create(ref, fields)
             return held.get("token") == token
 
-        def at_version(snapshot: Any) -> bool:
-            return bool(snapshot.exists and snapshot.get("version") == version)
-
-        def write(transaction: firestore.Transaction) -> bool:
-            if not at_version(ref.get(**self._calls(transaction))):
-                return False
-            # The token stays the creator's (see the version 0 case above).
-            transaction.update(ref, {"body": body, "version": version + 1, "due_at": due_at})
-            return True
-
         with self._answering(what):
-            # A plain read first: a writer that lost the race learns it without a transaction.
-            if not at_version(ref.get(**self._calls())):
+            snapshot = ref.get(**self._calls())
+            if not (snapshot.exists and snapshot.get("version") == version):
                 return False
-            return self._transact(what, write)
+            # Written only if nobody wrote since this read: an update precondition on the
+            # document's update time (Firestore's optimistic concurrency, no transaction
+            # locks for the outbox's frequent, short writes). The token stays the creator's.
+            try:
+                ref.update(
+                    {"body": body, "version": version + 1, "due_at": due_at},
+                    option=self._client.write_option(last_update_time=snapshot.update_time),
+                    **self._calls(),
+                )
+            except exceptions.FailedPrecondition:
+                # Lost to a racer, or our own write landed and its answer was lost (the
+                # call was retried): only the document can tell which.
+                now = ref.get(**self._calls())
+                return bool(
+                    now.exists and now.get("version") == version + 1 and now.get("body") == body
+                )
+            return True
 
     def outbox_due(self, now: float, limit: int) -> list[Versioned]:
         # A document whose due_at is null (nothing due) does not match `<= now`: null sorts

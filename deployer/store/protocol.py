@@ -24,8 +24,13 @@ class Versioned:
 
 
 class Store(Protocol):
-    def save(self, record: DeployRecord) -> None:
-        """Insert or replace the record (the pipeline saves after every stage output)."""
+    def save(self, record: DeployRecord, owner: str | None = None) -> bool:
+        """Insert or replace the record (the pipeline saves after every stage output).
+
+        With `owner`, only while that run holds the record's deploy lock, checked in the
+        same transaction as the write: a run that lost its deploy can never write over
+        the run that took it over. Whether it was saved.
+        """
         ...
 
     def get(self, deploy_id: str) -> DeployRecord | None: ...

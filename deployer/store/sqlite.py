@@ -53,6 +53,17 @@ _LOCK_COLUMNS = "environment, kind, holder, reason, created_at, owner, lease_unt
 _UNFINISHED = tuple(str(state) for state in State if not state.finished)
 
 
+_WRITERS: dict[Path, threading.Lock] = {}
+_WRITERS_GUARD = threading.Lock()
+
+
+def _writers(path: Path) -> threading.Lock:
+    """The lock this process's writers of the database at `path` take turns on."""
+    key = path.resolve()
+    with _WRITERS_GUARD:
+        return _WRITERS.setdefault(key, threading.Lock())
+
+
 class SqliteStore:
     """`Store` on a SQLite file in WAL mode; every change is one `BEGIN IMMEDIATE` transaction."""
 
@@ -80,30 +91,48 @@ class SqliteStore:
             # so two processes racing for a lock serialise on the write lock.
             db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
+            # In WAL mode NORMAL is safe from corruption and loses nothing when a process
+            # dies (a killed worker); only an OS crash may lose the last commits
+            # (sqlite.org/pragma.html#pragma_synchronous). FULL syncs every commit.
+            db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA busy_timeout=10000")
             self._local.db = db
         return db
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        db = self._connection()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+        # Writers of this process queue on a lock of their own: waiting inside SQLite
+        # means sleeping in growing steps (its busy handler), which starves everyone
+        # once the CPUs are busy. Other processes still meet at BEGIN IMMEDIATE.
+        with _writers(self.path):
+            db = self._connection()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
 
     # --- records -----------------------------------------------------------------------
 
-    def save(self, record: DeployRecord) -> None:
+    def save(self, record: DeployRecord, owner: str | None = None) -> bool:
         record.updated_at = time.time()
+        body = record.to_json()  # outside the transaction: writers wait for each other
         with self._transaction() as db:
+            if owner is not None:
+                held = db.execute(
+                    "SELECT 1 FROM locks WHERE environment = ? AND kind = 'deploy' "
+                    "AND holder = ? AND owner = ?",
+                    (record.environment, record.id, owner),
+                ).fetchone()
+                if held is None:
+                    return False
             db.execute(
                 "INSERT OR REPLACE INTO deploys (id, environment, created_at, body) VALUES (?, ?, ?, ?)",
-                (record.id, record.environment, record.created_at, record.to_json()),
+                (record.id, record.environment, record.created_at, body),
             )
+        return True
 
     def get(self, deploy_id: str) -> DeployRecord | None:
         row = (
