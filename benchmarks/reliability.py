@@ -47,9 +47,7 @@ import logging
 import os
 import platform
 import secrets
-import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -84,13 +82,14 @@ from deployer.store.protocol import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the signed requests of the front's tests (tests/front_requests.py)
+from tests.engine_world import toml_value  # noqa: E402
+from tests.firestore_emulator import EmulatorUnavailable, running_emulator  # noqa: E402
 from tests.front_requests import WireRequest, slash_command  # noqa: E402
 
 NOOP_JOB = "deployer-noop"
 RETRY_AFTER = 8  # seconds every rate-limited Slack call is told to wait
 WARMUP = 5  # requests sent before each measured series
 DEPLOY_TIMEOUT = 180.0
-FIRESTORE_START_TIMEOUT = 60.0
 
 ACK_P99_TARGET_MS = 250.0
 CONCURRENCY_TARGET = 1.5
@@ -100,21 +99,6 @@ RESUME_TARGET_LEASES = 2.0
 # --- shared: configs as files -----------------------------------------------------------
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a valid TOML basic string
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
-    if isinstance(value, dict):
-        inner = ", ".join(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items())
-        return "{ " + inner + " }" if inner else "{}"
-    raise TypeError(f"no TOML for {value!r}")
-
-
 def write_config(config: Config, path: Path) -> Config:
     """Write `config` as TOML at `path` (for processes that read DEPLOYER_CONFIG); it, loaded."""
     lines = []
@@ -122,7 +106,7 @@ def write_config(config: Config, path: Path) -> Config:
         tables = body.items() if section in ("services", "environments") else [(None, body)]
         for name, table in tables:
             lines.append(f"[{section}]" if name is None else f"[{section}.{json.dumps(name)}]")
-            lines += [f"{json.dumps(key)} = {_toml_value(value)}" for key, value in table.items()]
+            lines += [f"{json.dumps(key)} = {toml_value(value)}" for key, value in table.items()]
             lines.append("")
     path.write_text("\n".join(lines))
     return load_config(path)
@@ -671,61 +655,15 @@ def lock_latency(store: Store, pairs: int) -> dict:
     return {name: summary(samples, 1000) for name, samples in timings.items()}
 
 
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 @contextmanager
 def firestore_emulator(workdir: Path) -> Iterator[str | None]:
     """The emulator's host:port while it runs; None (and why, printed) when it cannot start."""
-    missing = [tool for tool in ("gcloud", "java") if shutil.which(tool) is None]
-    if missing:
-        print(f"Firestore skipped: the emulator needs {' and '.join(missing)} on PATH")
-        yield None
-        return
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    log_path = workdir / "firestore-emulator.log"
-    with log_path.open("wb") as log_file:
-        # A session of its own: gcloud starts a shell that starts java; the group is stopped.
-        emulator = subprocess.Popen(
-            ["gcloud", "emulators", "firestore", "start", f"--host-port=127.0.0.1:{port}"],
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
     try:
-        deadline = time.monotonic() + FIRESTORE_START_TIMEOUT
-        while not _port_open(port):
-            if emulator.poll() is not None or time.monotonic() > deadline:
-                tail = log_path.read_text(errors="replace")[-500:]
-                print(f"Firestore skipped: the emulator did not start:\n{tail}")
-                yield None
-                return
-            time.sleep(0.1)
-        yield f"127.0.0.1:{port}"
-    finally:
-        _stop_group(emulator)
-
-
-def _stop_group(process: subprocess.Popen[bytes]) -> None:
-    """Stop `process` and the session it leads (SIGTERM, then SIGKILL after 15 s)."""
-    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return  # the whole group has ended already
-        try:
-            process.wait(wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+        with running_emulator(workdir / "firestore-emulator.log") as address:
+            yield address
+    except EmulatorUnavailable as reason:
+        print(f"Firestore skipped: {reason}")
+        yield None
 
 
 def locks(workdir: Path, pairs: int) -> dict:

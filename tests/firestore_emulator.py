@@ -15,6 +15,8 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -38,14 +40,20 @@ def free_port() -> int:
         return port
 
 
-@pytest.fixture(scope="session")
-def firestore_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The emulator's host:port; stopped with every process it started at the end."""
+class EmulatorUnavailable(Exception):
+    """The emulator cannot run here; the message says why."""
+
+
+@contextmanager
+def running_emulator(log_path: Path) -> Iterator[str]:
+    """The emulator's host:port while it runs; every process it started is stopped after.
+
+    Raises EmulatorUnavailable when it cannot start (no gcloud or java, or it failed).
+    """
     missing = [tool for tool in ("gcloud", "java") if shutil.which(tool) is None]
     if missing:
-        unavailable(f"the Firestore emulator needs {' and '.join(missing)} on PATH")
+        raise EmulatorUnavailable(f"the Firestore emulator needs {' and '.join(missing)} on PATH")
     port = free_port()
-    log_path = tmp_path_factory.mktemp("firestore-emulator") / "emulator.log"
     with log_path.open("wb") as log:
         # A session of its own: gcloud starts a shell that starts java; the whole
         # group is stopped at the end.
@@ -61,11 +69,11 @@ def firestore_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
         while READY_LINE not in log_path.read_text(errors="replace") and not port_open(port):
             if emulator.poll() is not None or time.monotonic() > deadline:
                 output = log_path.read_text(errors="replace")[-2000:]
-                unavailable(f"the Firestore emulator did not start:\n{output}")
+                raise EmulatorUnavailable(f"the Firestore emulator did not start:\n{output}")
             time.sleep(0.1)
         while not port_open(port):  # the line can come just before the port listens
             if time.monotonic() > deadline:
-                unavailable(f"the Firestore emulator never listened on {port}")
+                raise EmulatorUnavailable(f"the Firestore emulator never listened on {port}")
             time.sleep(0.05)
         yield f"127.0.0.1:{port}"
     finally:
@@ -79,5 +87,16 @@ def firestore_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
         left = wait_all_gone(family, 10)
         if left:
             os.killpg(emulator.pid, signal.SIGKILL)
-        assert not left, f"Firestore emulator processes outlived the session: {sorted(left)}"
+        assert not left, f"Firestore emulator processes outlived it: {sorted(left)}"
         assert not port_open(port)
+
+
+@pytest.fixture(scope="session")
+def firestore_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The emulator's host:port for the session (see `running_emulator`)."""
+    log_path = tmp_path_factory.mktemp("firestore-emulator") / "emulator.log"
+    try:
+        with running_emulator(log_path) as address:
+            yield address
+    except EmulatorUnavailable as reason:
+        unavailable(str(reason))
