@@ -168,4 +168,6 @@ def test_only_admins_force_prod_open_and_the_stuck_deploy_is_abandoned(
     assert "the build is wedged" in done.error
     assert world.serving() == [(old, 100)]
     assert world.store().locks(ENVIRONMENT) == []
+    # The run that was stuck stops when it learns it lost the deploy: it never makes the
+    # thread go back to "Deploying".
     assert "was abandoned" in _parent_text(front, done)

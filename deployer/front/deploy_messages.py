@@ -136,7 +136,7 @@ def _headline(record: DeployRecord) -> str:
 def _why(record: DeployRecord) -> str:
     failed = _failure(record)
     if record.state == State.ABANDONED:
-        return f"was abandoned: {said(record.error.removeprefix('abandoned '))}"
+        return f"was {said(record.error)}" if record.error else "was abandoned"
     if record.state == State.CANCELLED and failed is None:
         return f"was cancelled: {said(record.error or 'before it started')}"
     if record.state == State.CANCELLED:

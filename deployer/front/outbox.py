@@ -117,6 +117,12 @@ class ThreadBox:
         return cls(**json.loads(text))
 
 
+def _unclaimed(box: ThreadBox | None, me: str) -> ThreadBox | None:
+    if box is not None and box.drainer == me:
+        box.drainer, box.drain_until = "", 0.0
+    return box
+
+
 def _message(data: dict[str, Any]) -> SlackMessage:
     return SlackMessage(str(data.get("text") or ""), list(data.get("blocks") or []))
 
@@ -139,7 +145,6 @@ class Outbox:
         self.chat = chat
         self.deadline = deadline
         self._clock = clock
-        self._me = secrets.token_hex(6)
 
     # --- what the deployer means to say --------------------------------------------------
 
@@ -204,7 +209,10 @@ class Outbox:
         """Send what is due in the thread of `deploy_id` within `budget` seconds (and at most
         `max_calls` Slack calls); the box after."""
         end = time.monotonic() + budget
-        box = self._claim(deploy_id, budget)
+        # Each drain is a drainer of its own: two couriers sharing this Outbox (two runs of
+        # one deploy in a process, one of them lost) must not both hold the claim.
+        me = secrets.token_hex(6)
+        box = self._claim(deploy_id, budget, me)
         if box is None:
             return self.get(deploy_id)
         calls = 0
@@ -224,7 +232,7 @@ class Outbox:
                 if wait > 0:
                     time.sleep(wait)
         finally:
-            box = self._change(deploy_id, self._unclaimed)
+            box = self._change(deploy_id, lambda saved: _unclaimed(saved, me))
         return box
 
     def link(self, deploy_id: str) -> str:
@@ -265,7 +273,7 @@ class Outbox:
             drained += 1
         return drained
 
-    def _claim(self, deploy_id: str, budget: float) -> ThreadBox | None:
+    def _claim(self, deploy_id: str, budget: float, me: str) -> ThreadBox | None:
         """The box, claimed for this drainer, when it has something due and nobody else drains it."""
         now = self._clock()
         claimed: list[ThreadBox] = []
@@ -275,23 +283,18 @@ class Outbox:
             due = box.due_at() if box is not None else None
             if box is None or due is None or due > now:
                 return box
-            if box.drainer and box.drainer != self._me and box.drain_until > now:
+            if box.drainer and box.drainer != me and box.drain_until > now:
                 return box
             if now - box.created_at > self.deadline:
                 box.ended = f"gave up after {self.deadline / 3600:g} h: {box.last_error}"
                 log.error("slack: thread of %s dropped: %s", deploy_id, box.ended)
                 return box
-            box.drainer, box.drain_until = self._me, now + budget + CLAIM
+            box.drainer, box.drain_until = me, now + budget + CLAIM
             claimed.append(box)
             return box
 
         self._change(deploy_id, take)
         return claimed[0] if claimed else None
-
-    def _unclaimed(self, box: ThreadBox | None) -> ThreadBox | None:
-        if box is not None and box.drainer == self._me:
-            box.drainer, box.drain_until = "", 0.0
-        return box
 
     def _send_one(self, box: ThreadBox) -> ThreadBox | None:
         """Make the one call that comes next; the box as saved after it."""
