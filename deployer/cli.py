@@ -19,7 +19,7 @@ from deployer.pipeline.record import DeployRecord, Lock, State
 
 if TYPE_CHECKING:
     from deployer.engine import Engine
-    from deployer.front.outbox import ThreadBox
+    from deployer.front.thread_box import ThreadBox
     from deployer.pipeline.events import Listener
 
 
@@ -218,7 +218,7 @@ def _sweep(engine: Engine) -> int:
 
 def _thread(engine: Engine, deploy_id: str) -> ThreadBox | None:
     """The deploy's Slack thread as the outbox keeps it (it knows the link the record lacks)."""
-    from deployer.front.outbox import ThreadBox
+    from deployer.front.thread_box import ThreadBox
 
     found = engine.store.outbox_read(deploy_id)
     return ThreadBox.from_json(found.body) if found else None

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from deployer.engine import EnvironmentStatus, RevisionStatus
-from deployer.front.outbox import ThreadBox
+from deployer.front.thread_box import ThreadBox
 from deployer.pipeline.lease import DEPLOY
 from deployer.pipeline.ports import HealthOutcome
 from deployer.pipeline.record import DeployRecord, Lock, Note, Share, StageResult

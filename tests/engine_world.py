@@ -36,7 +36,7 @@ from deployer.adapters.google_clients import google_client
 from deployer.adapters.secret_writer import SecretManagerWriter
 from deployer.config import Config, load_config
 from deployer.engine import Engine, default_platform
-from deployer.front.outbox import ThreadBox
+from deployer.front.thread_box import ThreadBox
 from deployer.pipeline.events import Event, Listener, StageFinished, StageStarted
 from deployer.pipeline.ports import Platform
 from deployer.pipeline.record import DeployRecord, Stage, State

@@ -18,7 +18,7 @@ import pytest
 from deployer import records_json
 from deployer.cli import main
 from deployer.engine import EnvironmentStatus, RevisionStatus
-from deployer.front.outbox import ThreadBox
+from deployer.front.thread_box import ThreadBox
 from deployer.pipeline.ports import HealthOutcome
 from deployer.pipeline.record import (
     DEPLOY_STAGES,

@@ -21,10 +21,10 @@ from typing import Any
 from google.api_core import exceptions
 from google.cloud import run_v2
 from google.longrunning import operations_pb2
-from google.protobuf import duration_pb2
 
 from deployer.adapters import cloud_run_iam
 from deployer.adapters.cloud_logging import RevisionLogs
+from deployer.adapters.cloud_run_operations import CloudRunOperations
 from deployer.adapters.cloud_run_template import (
     candidate_template,
     candidate_traffic,
@@ -52,7 +52,6 @@ _CALL_TIMEOUT = 30.0
 _WRITE_ATTEMPTS = 3  # the first write and two retries after an etag conflict
 # Fast first polls so a failure is seen within a second of Cloud Run reporting it.
 _FIRST_POLL, _MAX_POLL, _BACKOFF = 0.02, 0.5, 1.5
-_WAIT_SLICE = 10.0  # seconds one WaitOperation may block before the service is read again
 _EPOCH = datetime.datetime.fromtimestamp(0, datetime.UTC)
 # Cloud Run's condition message does not quote the container: its last lines are read
 # from Cloud Logging, within this budget so a slow Logging API cannot stall the report.
@@ -82,7 +81,7 @@ class CloudRunRevisions:
         self._services = services or google_client(run_v2.ServicesClient)
         self._revisions = revisions or google_client(run_v2.RevisionsClient)
         self._logs = logs or RevisionLogs()
-        self._can_wait = True  # until Cloud Run says it does not serve WaitOperation
+        self._operations = CloudRunOperations(self._services)
 
     # --- reads ---------------------------------------------------------------------------
 
@@ -244,49 +243,6 @@ class CloudRunRevisions:
             return operation_name
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _wait_operation(self, name: str, left: float) -> None:
-        """Block until the operation `name` ends, or at most `_WAIT_SLICE` (or `left`) seconds."""
-        wait = max(0.1, min(left, _WAIT_SLICE))
-        started = time.monotonic()
-        try:
-            found = self._services.wait_operation(
-                operations_pb2.WaitOperationRequest(
-                    name=name,
-                    timeout=duration_pb2.Duration(seconds=int(wait), nanos=int(wait % 1 * 1e9)),
-                ),
-                timeout=wait + _CALL_TIMEOUT,
-            )
-        except exceptions.MethodNotImplemented:
-            self._can_wait = False  # poll instead
-            return
-        except (exceptions.DeadlineExceeded, exceptions.NotFound, exceptions.ServiceUnavailable):
-            return  # read the service again, then wait again
-        # The generated transport declares no deserializer for WaitOperation
-        # (run_v2/services/services/transports/grpc.py: `response_deserializer=None`):
-        # the answer arrives as the Operation's bytes.
-        done = (
-            found.done
-            if isinstance(found, operations_pb2.Operation)
-            else operations_pb2.Operation.FromString(found).done
-        )
-        if not done and time.monotonic() - started < wait / 2:
-            # A server that answers at once without waiting: polling it in a loop would
-            # hammer it. Poll with backoff instead.
-            self._can_wait = False
-
-    def _operation(self, name: str, timeout: float) -> operations_pb2.Operation | None:
-        """The operation, or None when it cannot be read (expired, or not served)."""
-        if not name:
-            return None
-        try:
-            found: operations_pb2.Operation = self._services.get_operation(
-                operations_pb2.GetOperationRequest(name=name),
-                timeout=max(0.5, min(timeout, _CALL_TIMEOUT)),
-            )
-        except (exceptions.NotFound, exceptions.MethodNotImplemented):
-            return None
-        return found
-
     def _settle(
         self, service: ServiceConfig, operation: str, timeout: float, candidate: bool
     ) -> RolloutOutcome:
@@ -299,7 +255,7 @@ class CloudRunRevisions:
         while True:
             left = deadline - time.monotonic()
             try:
-                op = self._operation(operation, left) if use_operation else None
+                op = self._operations.read(operation, left) if use_operation else None
                 found = self._get(name, left)
             except exceptions.GoogleAPICallError as error:
                 return RolloutOutcome(False, None, f"reading {name} failed: {_words(error)}")
@@ -319,10 +275,10 @@ class CloudRunRevisions:
                     f"(generation {found.observed_generation} of {generation} reconciled)",
                     timed_out=True,
                 )
-            if op is not None and not op.done and self._can_wait:
+            if op is not None and not op.done and self._operations.can_wait:
                 # Cloud Run answers the moment the operation ends (the LRO `WaitOperation`,
                 # REST `operations.wait`): no polling delay, no polling quota.
-                self._wait_operation(operation, deadline - time.monotonic())
+                self._operations.wait(operation, deadline - time.monotonic())
                 continue
             time.sleep(max(0.0, min(delay, deadline - time.monotonic())))
             delay = min(delay * _BACKOFF, _MAX_POLL)

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 from deployer.front.context import FrontContext
 from deployer.front.mrkdwn import SlackMessage
-from deployer.front.outbox import ThreadBox
 from deployer.front.thread import open_thread
+from deployer.front.thread_box import ThreadBox
 from deployer.front.waiters import Waiters
 from deployer.pipeline import lock_queue
 from deployer.pipeline.lease import DEPLOY

@@ -28,22 +28,20 @@ is known.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from deployer.front.mrkdwn import SlackMessage
 from deployer.front.ports import Chat, ChatError
+from deployer.front.thread_box import ThreadBox
 from deployer.store.protocol import Store, Versioned
 
 log = logging.getLogger(__name__)
 
-UPDATE_INTERVAL = 1.0  # seconds between two updates of one parent
 DEADLINE = 24 * 3600.0  # seconds a box keeps trying
 FIRST_BACKOFF, MAX_BACKOFF = 0.5, 60.0  # seconds after a failure without Retry-After
 CLAIM = 10.0  # seconds a drainer's claim lasts beyond its budget
@@ -68,53 +66,6 @@ TRANSIENT = frozenset(
     }
 )
 _CAS_ATTEMPTS = 30
-
-
-@dataclass
-class ThreadBox:
-    """One deploy's Slack thread as the deployer means it to be, and how much Slack shows."""
-
-    deploy_id: str
-    channel: str
-    created_at: float
-    ts: str | None = None
-    permalink: str = ""
-    parent: dict[str, Any] | None = None
-    parent_version: int = 0
-    shown_version: int = 0  # the parent version Slack shows; 0: not posted yet
-    replies: list[dict[str, Any]] = field(default_factory=list)
-    replies_sent: int = 0
-    failures: int = 0  # in a row
-    retry_at: float = 0.0
-    last_update_at: float = 0.0
-    last_error: str = ""
-    dropped: int = 0  # messages Slack refused for good
-    ended: str = ""  # why the box gave up; "" while it has not
-    final: bool = False  # the parent shows the deploy's end: a run's later words are stale
-    drainer: str = ""
-    drain_until: float = 0.0
-
-    def pending(self) -> bool:
-        return not self.ended and (
-            self.shown_version < self.parent_version or self.replies_sent < len(self.replies)
-        )
-
-    def due_at(self) -> float | None:
-        """When the next call may go; None when there is nothing to send."""
-        if not self.pending():
-            return None
-        due = self.retry_at
-        only_update = self.ts is not None and self.replies_sent >= len(self.replies)
-        if only_update:
-            due = max(due, self.last_update_at + UPDATE_INTERVAL)
-        return due
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> ThreadBox:
-        return cls(**json.loads(text))
 
 
 def _unclaimed(box: ThreadBox | None, me: str) -> ThreadBox | None:

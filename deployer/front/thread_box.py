@@ -1,0 +1,61 @@
+"""One deploy's Slack thread as the outbox keeps it: what it should say, and what Slack shows.
+
+Stored as JSON in the store's outbox document of the deploy (written only over the
+version read); `due_at` is when the next Slack call may go, the field the sweep's
+query orders by.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+UPDATE_INTERVAL = 1.0  # seconds between two updates of one parent
+
+
+@dataclass
+class ThreadBox:
+    """One deploy's Slack thread as the deployer means it to be, and how much Slack shows."""
+
+    deploy_id: str
+    channel: str
+    created_at: float
+    ts: str | None = None
+    permalink: str = ""
+    parent: dict[str, Any] | None = None
+    parent_version: int = 0
+    shown_version: int = 0  # the parent version Slack shows; 0: not posted yet
+    replies: list[dict[str, Any]] = field(default_factory=list)
+    replies_sent: int = 0
+    failures: int = 0  # in a row
+    retry_at: float = 0.0
+    last_update_at: float = 0.0
+    last_error: str = ""
+    dropped: int = 0  # messages Slack refused for good
+    ended: str = ""  # why the box gave up; "" while it has not
+    final: bool = False  # the parent shows the deploy's end: a run's later words are stale
+    drainer: str = ""
+    drain_until: float = 0.0
+
+    def pending(self) -> bool:
+        return not self.ended and (
+            self.shown_version < self.parent_version or self.replies_sent < len(self.replies)
+        )
+
+    def due_at(self) -> float | None:
+        """When the next call may go; None when there is nothing to send."""
+        if not self.pending():
+            return None
+        due = self.retry_at
+        only_update = self.ts is not None and self.replies_sent >= len(self.replies)
+        if only_update:
+            due = max(due, self.last_update_at + UPDATE_INTERVAL)
+        return due
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ThreadBox:
+        return cls(**json.loads(text))
