@@ -15,8 +15,9 @@ import pytest
 
 from deployer.cli import main
 from deployer.pipeline.events import Event, StageFinished, StageProgressed
-from deployer.pipeline.record import Lock, Stage, State
+from deployer.pipeline.record import Stage, State
 from tests.engine_world import ENVIRONMENT, Recorder, World, _seed_secret, world_fixture  # noqa: F401
+from tests.killed_runs import wait_lease_out
 
 ME = f"cli:{getpass.getuser()}"
 
@@ -241,6 +242,7 @@ def test_the_lock_holder_may_still_deploy(world: World, capsys: pytest.CaptureFi
 def test_a_deploy_interrupted_after_its_build_resumes_without_building_again(
     world: World,
 ) -> None:
+    world.reconfigure(deployer={"lease": 1.0})
     commit = world.commit("interrupted")
 
     def die_after_build(event: Event) -> None:
@@ -254,8 +256,10 @@ def test_a_deploy_interrupted_after_its_build_resumes_without_building_again(
     assert saved.build_id and saved.image and saved.candidate_revision is None
     builds = world.build_ids()
     assert builds[0] == saved.build_id and len(builds) == 2
-    # A killed worker never released its deploy lock: the resumed run holds the same one.
-    world.store().acquire_lock(Lock(ENVIRONMENT, "deploy", saved.id, "deploy", 0.0))
+    # A killed worker never released its deploy lock: the resumed run takes it over once
+    # the dead run's lease has run out.
+    assert [lock.holder for lock in world.store().locks(ENVIRONMENT)] == [saved.id]
+    wait_lease_out(world)
     recorder = Recorder()
 
     done = world.engine.resume(saved.id, recorder)
@@ -274,6 +278,7 @@ def test_a_deploy_interrupted_after_its_build_resumes_without_building_again(
 def test_a_deploy_interrupted_mid_build_is_finished_by_the_worker(
     world: World, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    world.reconfigure(deployer={"lease": 1.0})
     commit = world.commit("interrupted mid-build")
 
     def die_once_started(event: Event) -> None:
@@ -284,6 +289,7 @@ def test_a_deploy_interrupted_mid_build_is_finished_by_the_worker(
         world.deploy(listener=die_once_started)
     [saved] = [r for r in world.engine.history(ENVIRONMENT) if r.commit == commit]
     assert saved.build_id and saved.image is None
+    wait_lease_out(world)
 
     code, out = cli(world, capsys, "worker", saved.id)
 

@@ -13,14 +13,19 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import pytest
+from google.auth.exceptions import DefaultCredentialsError
 from google.cloud.devtools import cloudbuild_v1
 
+from deployer.adapters.health import HttpHealth
 from deployer.cli import main
+from deployer.engine import Engine
 from deployer.pipeline.events import Event, StageFinished
+from deployer.pipeline.ports import HealthOutcome
 from deployer.pipeline.record import Outcome, Stage, State
 from tests.engine_world import ENVIRONMENT, Recorder, World, world_fixture  # noqa: F401
 from tests.killed_runs import killed_deploy, run_env, wait_lease_out
@@ -212,5 +217,43 @@ def test_a_deploy_lost_too_often_is_abandoned_and_its_traffic_put_back(
 
     assert done.state == State.ABANDONED
     assert done.error == "abandoned by the deployer: its worker was lost once"
+    assert world.serving() == [(old, 100)]
+    assert world.store().locks(ENVIRONMENT) == []
+
+
+class CredentiallessHealth(HttpHealth):
+    """Probes as a CLI with user credentials would: no ID token can be had, so every probe
+    of a private service raises (google-auth's DefaultCredentialsError)."""
+
+    def check(self, *args: object, **kwargs: object) -> HealthOutcome:
+        raise DefaultCredentialsError("fetch_id_token needs a service account")
+
+
+def test_a_run_that_crashes_keeps_prod_locked_until_the_deploy_is_resumed_or_abandoned(
+    world: World,
+) -> None:
+    old = world.first.candidate_revision
+    world.reconfigure(deployer={"lease": 1.0, "max_attempts": 2})
+    world.commit("its probes crash")
+    crashing = replace(world.platform, health=CredentiallessHealth())
+    engine = Engine(world.config, crashing, world.store())
+    record = engine.new_deploy(ENVIRONMENT, None, "cli:tester")
+
+    with pytest.raises(DefaultCredentialsError):
+        engine.deploy(record, Recorder())
+
+    # A crash is a death: the deploy keeps prod (nobody else may start on a half-done
+    # deploy) until its lease runs out and a run takes it over.
+    saved = world.store().get(record.id)
+    assert saved is not None and saved.state == State.RUNNING
+    assert [lock.holder for lock in world.store().locks(ENVIRONMENT)] == [record.id]
+    wait_lease_out(world)
+    with pytest.raises(DefaultCredentialsError):
+        engine.resume(record.id, Recorder())
+    wait_lease_out(world)
+    done = engine.resume(record.id, Recorder())
+
+    assert done.state == State.ABANDONED
+    assert done.error == "abandoned by the deployer: its worker was lost 2 times"
     assert world.serving() == [(old, 100)]
     assert world.store().locks(ENVIRONMENT) == []

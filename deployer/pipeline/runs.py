@@ -69,43 +69,56 @@ class Runs:
                 return record
             return self._refuse(record, held, listener)
         try:
-            if lease.owner.startswith(ABANDON_OWNER):
-                who, _, why = held_now.reason.partition(": ") if held_now else ("", "", "")
-                return abandon(
-                    record,
-                    who.removeprefix("forced unlock by ") or "an admin",
-                    why or "forced unlock",
-                    self.config,
-                    self.platform,
-                    self.store,
-                    listener,
-                    lease,
-                )
-            if record.attempt >= settings.max_attempts:
-                return abandon(
-                    record,
-                    "the deployer",
-                    "its worker was lost "
-                    + ("once" if record.attempt == 1 else f"{record.attempt} times"),
-                    self.config,
-                    self.platform,
-                    self.store,
-                    listener,
-                    lease,
-                )
-            self._begin(record, listener, lease)
-            lease.start()
-            if record.kind == "rollback":
-                pipeline = RollbackPipeline(self.config, self.platform, self.store, listener)
-                return pipeline.run(record, lease)
-            return DeployPipeline(self.config, self.platform, self.store, listener).run(
-                record, lease=lease
-            )
+            done = self._owned_run(record, listener, lease, held_now)
         except LeaseLost as lost:
             log.warning("%s", lost)
             return self.store.get(record.id) or record
-        finally:
-            lease.release()
+        except BaseException:
+            # A run that crashed is a run that died: its traffic may be half moved, so it
+            # keeps the lock; the lease runs out, and the deploy is resumed (or, lost too
+            # often, abandoned with its traffic put back) like any other.
+            lease.stop()
+            raise
+        lease.release()
+        return done
+
+    def _owned_run(
+        self, record: DeployRecord, listener: Listener, lease: Lease, held_now: Lock | None
+    ) -> DeployRecord:
+        """The run, once this run owns the deploy: abandon it, or resume it."""
+        settings = self.config.deployer
+        if lease.owner.startswith(ABANDON_OWNER):
+            who, _, why = held_now.reason.partition(": ") if held_now else ("", "", "")
+            return abandon(
+                record,
+                who.removeprefix("forced unlock by ") or "an admin",
+                why or "forced unlock",
+                self.config,
+                self.platform,
+                self.store,
+                listener,
+                lease,
+            )
+        if record.attempt >= settings.max_attempts:
+            lost = "once" if record.attempt == 1 else f"{record.attempt} times"
+            return abandon(
+                record,
+                "the deployer",
+                f"its worker was lost {lost}",
+                self.config,
+                self.platform,
+                self.store,
+                listener,
+                lease,
+            )
+        self._begin(record, listener, lease)
+        lease.start()
+        if record.kind == "rollback":
+            pipeline = RollbackPipeline(self.config, self.platform, self.store, listener)
+            return pipeline.run(record, lease)
+        return DeployPipeline(self.config, self.platform, self.store, listener).run(
+            record, lease=lease
+        )
 
     def _deploy_lock(self, environment: str) -> Lock | None:
         return next((lock for lock in self.store.locks(environment) if lock.kind == DEPLOY), None)
