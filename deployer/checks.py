@@ -27,8 +27,10 @@ from deployer.check_rights import (
     check_secret_rights,
     check_service_rights,
 )
+from deployer.check_slack import check_channel, check_usergroups
 from deployer.config import Config, load_config
 from deployer.errors import ConfigError
+from deployer.front.ports import Chat
 from deployer.pipeline.ports import Platform
 
 
@@ -38,8 +40,9 @@ def run_checks(
     environment: str | None = None,
     ref: str | None = None,
     config_path: Path | str | None = None,
+    chat: Callable[[], Chat | None] = lambda: None,
 ) -> CheckReport:
-    """Check one environment (or all) without changing anything."""
+    """Check one environment (or all) without changing anything (Slack too, given `chat`)."""
     try:
         config = load_config(config_path)
     except ConfigError as error:
@@ -60,8 +63,8 @@ def run_checks(
                 f"no environment {environment!r} in {config.path}; known: {known}",
             )
         )
-    world, rights = platform(), permissions()
-    reports = tuple(_environment(config, name, world, rights, ref) for name in names)
+    world, rights, slack = platform(), permissions(), chat()
+    reports = tuple(_environment(config, name, world, rights, ref, slack) for name in names)
     return CheckReport(head, reports)
 
 
@@ -71,7 +74,12 @@ def _count(items: Mapping[str, object], noun: str) -> str:
 
 
 def _environment(
-    config: Config, name: str, platform: Platform, rights: Permissions, ref: str | None
+    config: Config,
+    name: str,
+    platform: Platform,
+    rights: Permissions,
+    ref: str | None,
+    chat: Chat | None,
 ) -> EnvironmentReport:
     settings = config.environment(name)
     service = config.services[settings.service]
@@ -85,6 +93,13 @@ def _environment(
     checks.append(check_runtime_access(rights, service, settings, pinned))
     if exists:
         checks.append(check_public_access(rights, service, settings))
+    if chat is None:
+        checks.append(Check(Status.WARN, "slack", "SLACK_BOT_TOKEN is not set: Slack not checked"))
+    else:
+        checks.append(check_channel(chat, settings))
+        groups = check_usergroups(chat, settings)
+        if groups is not None:
+            checks.append(groups)
     title = f"{name}: service {service.service} in {service.project}/{service.region}"
     return EnvironmentReport(name, title, tuple(checks))
 

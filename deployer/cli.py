@@ -19,6 +19,7 @@ from deployer.pipeline.record import DeployRecord, Lock, State
 
 if TYPE_CHECKING:
     from deployer.engine import Engine
+    from deployer.front.ports import Chat
     from deployer.front.thread_box import ThreadBox
     from deployer.pipeline.events import Listener
 
@@ -176,12 +177,23 @@ def _env_import(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def _check_chat() -> Chat | None:
+    """Slack as `check` reads it (SLACK_BOT_TOKEN at SLACK_API_URL), or None without a token."""
+    from deployer.front.context import outbox_chat
+    from deployer.front.settings import FrontSettings
+
+    settings = FrontSettings.from_environment()
+    return outbox_chat(settings) if settings.slack_bot_token else None
+
+
 def _check(args: argparse.Namespace) -> int:
     from deployer.adapters.permissions import GooglePermissions
     from deployer.checks import render_checks, run_checks
     from deployer.engine import default_platform
 
-    report = run_checks(default_platform, GooglePermissions, args.environment, args.ref)
+    report = run_checks(
+        default_platform, GooglePermissions, args.environment, args.ref, chat=_check_chat
+    )
     print("\n".join(render_checks(report)))
     return 1 if report.failed else 0
 

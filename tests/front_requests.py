@@ -96,7 +96,8 @@ def slash_command(
         "user_id": user,
         "user_name": user_name,
         "command": command,
-        "text": text,
+        # Slack sends the text with `&`, `<` and `>` escaped, as in any message it sends.
+        "text": text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"),
         "api_app_id": APP,
         "is_enterprise_install": "false",
         "response_url": response_url or f"https://hooks.slack.com/commands/{TEAM}/1/x",
@@ -190,16 +191,21 @@ def release_payload(
     repository: str,
     tag: str,
     *,
-    action: str = "published",
+    action: str = "released",
     draft: bool = False,
     prerelease: bool = False,
+    release_id: int | None = None,
 ) -> dict[str, Any]:
-    """The parts of a `release` event payload GitHub sends that a deployer may read."""
+    """The parts of a `release` event payload GitHub sends that a deployer may read.
+
+    GitHub sends `published` and then `released` (a release) or `prereleased` (a
+    pre-release) as separate deliveries of one release (one `release.id`).
+    """
     owner = repository.split("/", 1)[0]
     return {
         "action": action,
         "release": {
-            "id": secrets.randbelow(10**9),
+            "id": secrets.randbelow(10**9) if release_id is None else release_id,
             "tag_name": tag,
             "target_commitish": "main",
             "name": tag,

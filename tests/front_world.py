@@ -142,6 +142,17 @@ class FrontWorld:
         self.settle()
         return record
 
+    def posted(self, deploy_id: str, timeout: float = 30) -> str:
+        """The ts of the deploy's thread parent, once a worker (or the sweep) posted it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            box = self.world.store().outbox_read(deploy_id)
+            ts = json.loads(box.body)["ts"] if box else None
+            if ts:
+                return str(ts)
+            assert time.monotonic() < deadline, f"the thread of {deploy_id} was never posted"
+            time.sleep(0.1)
+
     def settle(self, quiet: float = 0.6, timeout: float = 10) -> None:
         """Wait until the channel has seen no new Slack call for `quiet` seconds."""
         deadline = time.monotonic() + timeout

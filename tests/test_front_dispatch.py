@@ -159,6 +159,9 @@ def test_a_job_that_cannot_start_fails_the_record_frees_prod_and_says_so(
     assert "could not start the Cloud Run job deployer-worker" in failed.error
     assert "does not exist" in failed.error
     assert store.locks("prod") == []
+    # The thread learns it from the outbox (no Slack call in the hand-over: it runs
+    # inside a request); the next drain, the sweep's, sends it.
+    outbox_of(store, slack).drain(record.id, 5)
     parent = _parent(gcp, failed)
     assert parent["edits"], "the thread's parent should show the failure"
     assert parent["text"] != parent["original"]["text"]
@@ -192,12 +195,14 @@ def test_the_inline_pool_survives_a_crashing_deploy(
     crashed = store.get(bad.id)
     assert crashed is not None and crashed.state == State.PENDING
     assert any("d-bad-1 crashed" in r.getMessage() for r in caplog.records)
-    # After close, a dispatch is refused (recorded failed), never lost silently.
+    # After close, a dispatch is refused and left to the sweep (the next process), never
+    # lost silently.
     late = DeployRecord("d-late-1", "deploy", "prod", "backend", "cli:tester")
     store.save(late)
     dispatcher.dispatch(late.id)
     refused = store.get(late.id)
-    assert refused is not None and refused.state == State.FAILED
+    assert refused is not None and refused.state == State.PENDING
+    assert refused.handovers_failed == 1 and "the sweep tries again" in refused.notes[-1].text
 
 
 def test_dispatch_setting_is_checked() -> None:

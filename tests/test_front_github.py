@@ -90,7 +90,11 @@ def test_published_release_deploys_its_tag_in_a_new_thread(world: World, client:
     _configure(world, channel)
     commit = _tag(world, "v1.2.0")
     world.commit("main moved on after the release")  # target_commitish must not be built
-    delivery = github_event(SECRET, "release", release_payload(REPOSITORY, "v1.2.0"))
+    # Publishing a release sends two deliveries: `published`, then `released`.
+    published = release_payload(REPOSITORY, "v1.2.0", action="published", release_id=77)
+    ignored = send_flask(client, github_event(SECRET, "release", published))
+    assert ignored.status == 200 and "ignored" in ignored.text
+    delivery = github_event(SECRET, "release", release_payload(REPOSITORY, "v1.2.0", release_id=77))
 
     answer = send_flask(client, delivery)
     assert answer.status == 202, answer.text
@@ -116,9 +120,13 @@ def test_published_release_deploys_its_tag_in_a_new_thread(world: World, client:
     assert commit[:12] in parent["text"] and revision in parent["text"]
     assert_matches(render_thread(messages, parent["ts"]), "threads/github_release")
 
-    # A redelivery (same X-GitHub-Delivery) is answered and starts nothing.
+    # A redelivery (same X-GitHub-Delivery) is answered and starts nothing; so is another
+    # `released` delivery of the same release (say, after an edit).
     again = send_flask(client, delivery)
     assert again.status == 200 and "already" in again.text
+    other = github_event(SECRET, "release", release_payload(REPOSITORY, "v1.2.0", release_id=77))
+    once = send_flask(client, other)
+    assert once.status == 200 and "already deployed to prod" in once.text
     assert len(_records(world)) == 2  # the first deploy and the release's
     assert len(_thread(world, channel)) == len(messages)
 
@@ -132,7 +140,7 @@ def test_prerelease_deploys_to_the_prerelease_environment(world: World, client: 
     }
     _configure(world, channel, environment="staging", prerelease_environment=ENVIRONMENT)
     commit = _tag(world, "v2.0.0-rc.1")
-    payload = release_payload(REPOSITORY, "v2.0.0-rc.1", prerelease=True)
+    payload = release_payload(REPOSITORY, "v2.0.0-rc.1", action="prereleased", prerelease=True)
 
     answer = send_flask(client, github_event(SECRET, "release", payload))
     assert answer.status == 202, answer.text
@@ -160,13 +168,19 @@ def test_what_deploys_nothing(empty_world: World, client: Any) -> None:
 
     assert status("ping", {"zen": "Keep it logically awesome.", "hook_id": 1}) == 200
     assert status("release", release_payload(REPOSITORY, "v1.0.0", draft=True)) == 200
-    assert status("release", release_payload(REPOSITORY, "v1.0.0", action="released")) == 200
+    assert status("release", release_payload(REPOSITORY, "v1.0.0", action="published")) == 200
     assert status("release", release_payload(REPOSITORY, "v1.0.0", action="created")) == 200
     assert (
         status("push", {"ref": "refs/heads/main", "repository": {"full_name": REPOSITORY}}) == 200
     )
     # Prereleases map nowhere unless configured.
-    assert status("release", release_payload(REPOSITORY, "v1.0.0-rc.1", prerelease=True)) == 200
+    assert (
+        status(
+            "release",
+            release_payload(REPOSITORY, "v1.0.0-rc.1", action="prereleased", prerelease=True),
+        )
+        == 200
+    )
     # Unknown repository: refused, nothing started.
     assert status("release", release_payload("evil/fork", "v1.0.0")) == 403
     # Wrong secret, missing signature, body changed after signing.
@@ -185,3 +199,28 @@ def test_what_deploys_nothing(empty_world: World, client: Any) -> None:
 
     assert _records(world) == []
     assert _thread(world, channel) == []
+
+
+def test_a_prerelease_made_the_release_deploys_then_and_only_then(
+    world: World, client: Any
+) -> None:
+    channel = _channel(world)
+    _configure(world, channel)  # releases deploy prod; pre-releases deploy nowhere
+    commit = _tag(world, "v3.0.0")
+    for action in ("published", "prereleased"):
+        payload = release_payload(
+            REPOSITORY, "v3.0.0", action=action, prerelease=True, release_id=301
+        )
+        assert send_flask(client, github_event(SECRET, "release", payload)).status == 200
+    assert len(_records(world)) == 1  # a pre-release never reaches prod
+
+    # Someone ticks "Set as the latest release": GitHub sends `released` (and `edited`).
+    released = release_payload(REPOSITORY, "v3.0.0", release_id=301)
+    answer = send_flask(client, github_event(SECRET, "release", released))
+    assert answer.status == 202, answer.text
+    record = wait_finished(world.store(), answer.text.strip().rsplit(" ", 1)[-1])
+    assert (record.environment, record.commit, record.state) == (
+        ENVIRONMENT,
+        commit,
+        State.SUCCEEDED,
+    )

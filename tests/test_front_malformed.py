@@ -477,13 +477,13 @@ hostile_tags = st.sampled_from(
 ) | st.text(max_size=30).filter(lambda t: not re.fullmatch(r"[A-Za-z0-9._/+-]{1,128}", t))
 # Each keeps the release from deploying by itself.
 undeployable_edits: st.SearchStrategy[Edit] = st.one_of(
-    st.sampled_from(["released", "created", "edited", "prereleased", "deleted"]).map(
+    st.sampled_from(["published", "created", "edited", "prereleased", "deleted"]).map(
         _edit("action")
     ),
     st.just({"full_name": "evil/fork"}).map(_edit("repository")),
     st.sampled_from([True]).map(_edit_release("draft")),
     st.sampled_from([True]).map(_edit_release("prerelease")),
-    (st.just(MISSING) | json_values).filter(lambda v: v != "published").map(_edit("action")),
+    (st.just(MISSING) | json_values).filter(lambda v: v != "released").map(_edit("action")),
     (st.just(MISSING) | json_values)
     .filter(lambda v: not (isinstance(v, dict) and v.get("draft") is False))
     .map(_edit("release")),

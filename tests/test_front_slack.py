@@ -32,13 +32,14 @@ def deploy(front: FrontWorld, text: str = "prod") -> str:
     started = time.monotonic()
     answer = front.command(text)
     assert answer.status == 200, answer.text
-    assert answer.text == ""
     assert time.monotonic() - started < 3
     new = [r for r in front.records() if r.id not in before]
     assert len(new) == 1
     record = new[0]
+    # Acked with where to follow it; the worker posts the thread.
+    assert answer.json()["text"].startswith(f"Started deploy {record.id}")
     assert record.requester == f"slack:{front.user}"
-    assert (record.slack_channel, record.slack_ts) != (None, None)
+    assert record.slack_channel == front.channel
     return record.id
 
 

@@ -11,6 +11,7 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from google.api_core import exceptions
 from google.cloud import run_v2
@@ -319,3 +320,24 @@ def test_secret_env_is_resolved(gcp: Sandbox, tmp_path: Path) -> None:
 
     assert execution.succeeded_count == 1
     assert _seen(tmp_path)["TOKEN"] == "hunter2"
+
+
+def test_run_job_unavailable_fails_the_next_runs_then_lets_them_through(
+    gcp: Sandbox, tmp_path: Path
+) -> None:
+    jobs = google_client(run_v2.JobsClient)
+    job = _create(jobs, _job(tmp_path))
+    armed = httpx.post(
+        f"{gcp.http.url}/_sandbox/faults", json={"kind": "run_job_unavailable", "times": 2}
+    )
+    assert (armed.status_code, armed.json()["times"]) == (201, 2)
+
+    for _ in range(2):
+        with pytest.raises(exceptions.ServiceUnavailable, match="currently unavailable"):
+            jobs.run_job(name=job.name)
+
+    # Nothing was started by the refused calls; the next one runs as usual.
+    executions = google_client(run_v2.ExecutionsClient)
+    assert list(executions.list_executions(parent=job.name)) == []
+    assert _run(jobs, job.name).succeeded_count == 1
+    assert jobs.get_job(name=job.name).execution_count == 1

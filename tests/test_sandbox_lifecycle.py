@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 from google.cloud import run_v2
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 from deployer.adapters.google_clients import google_client
 from tests.processes import descendants, wait_all_gone
@@ -72,6 +74,17 @@ def test_state_file_describes_a_working_sandbox(
     assert demo["slack_user"].startswith("U")
     assert "/" in demo["github_repository"]
     assert Path(state["config"]).read_text().count("[environments.prod]") == 1
+
+    # Beside the deploy channel, one public and one private channel the bot is not in.
+    unjoined = state["slack_channels"]
+    assert unjoined["unjoined_public"].startswith("C")
+    assert unjoined["unjoined_private"].startswith("G")
+    web = WebClient(token="xoxb-lifecycle", base_url=state["slack_api"], retry_handlers=[])
+    public = web.conversations_info(channel=unjoined["unjoined_public"])["channel"]
+    assert (public["is_member"], public["is_private"]) == (False, False)
+    assert web.chat_postMessage(channel=unjoined["unjoined_public"], text="hi")["ok"]
+    with pytest.raises(SlackApiError, match="channel_not_found"):
+        web.conversations_info(channel=unjoined["unjoined_private"])
 
     # The demo service really serves HEAD's service/, reachable through the real client.
     services = google_client(run_v2.ServicesClient, state["gcp"])

@@ -18,7 +18,8 @@ from deployer.adapters.slack_client import slack_web_client
 from deployer.front.mrkdwn import SlackMessage
 from deployer.front.ports import ChatError
 
-RESPONSE_URL_TIMEOUT = 2  # seconds; an answer through a response URL must fit in Slack's 3
+HISTORY_LIMIT = 100  # messages looked through for a parent that may have been posted
+RESPONSE_URL_TIMEOUT = 1  # seconds; it runs inside a request, which must answer within 3
 
 T = TypeVar("T")
 
@@ -63,13 +64,41 @@ class SlackChat:
     def __init__(self, client: WebClient | None = None) -> None:
         self.client = client or slack_web_client()
 
-    def post(self, channel: str, message: SlackMessage, thread_ts: str | None = None) -> str | None:
+    def post(
+        self,
+        channel: str,
+        message: SlackMessage,
+        thread_ts: str | None = None,
+        metadata: dict[str, object] | None = None,
+    ) -> str | None:
         kwargs: dict[str, Any] = message.to_kwargs()
         if thread_ts is not None:
             kwargs["thread_ts"] = thread_ts
+        if metadata is not None:
+            kwargs["metadata"] = metadata
         answer = _calling(lambda: self.client.chat_postMessage(channel=channel, **kwargs))
         ts = answer.get("ts")
         return ts if isinstance(ts, str) else None
+
+    def find_posted(self, channel: str, event_type: str, key: str, value: str) -> str | None:
+        # The last hundred top-level messages are plenty: a parent is looked for right
+        # after a post that may or may not have landed (api.slack.com/methods/
+        # conversations.history: `include_all_metadata`; needs channels:history or
+        # groups:history).
+        answer = _calling(
+            lambda: self.client.conversations_history(
+                channel=channel, limit=HISTORY_LIMIT, include_all_metadata=True
+            )
+        )
+        for found in answer.get("messages") or []:
+            meta = found.get("metadata") if isinstance(found, dict) else None
+            if not isinstance(meta, dict) or meta.get("event_type") != event_type:
+                continue
+            payload = meta.get("event_payload")
+            if isinstance(payload, dict) and payload.get(key) == value:
+                ts = found.get("ts")
+                return ts if isinstance(ts, str) else None
+        return None
 
     def update(self, channel: str, ts: str, message: SlackMessage) -> None:
         _calling(lambda: self.client.chat_update(channel=channel, ts=ts, **message.to_kwargs()))
@@ -77,6 +106,11 @@ class SlackChat:
     def permalink(self, channel: str, ts: str) -> str:
         answer = _calling(lambda: self.client.chat_getPermalink(channel=channel, message_ts=ts))
         return str(answer.get("permalink") or "")
+
+    def channel_info(self, channel: str) -> dict[str, object]:
+        answer = _calling(lambda: self.client.conversations_info(channel=channel))
+        found = answer.get("channel")
+        return dict(found) if isinstance(found, dict) else {}
 
     def usergroup_members(self, group: str) -> set[str]:
         answer = _calling(lambda: self.client.usergroups_users_list(usergroup=group))

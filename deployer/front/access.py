@@ -12,7 +12,41 @@ from collections.abc import Callable
 from deployer.config import Config
 
 UserGroupMembers = Callable[[str], set[str]]
-"""user-group ID -> the user IDs in it (Slack `usergroups.users.list`)."""
+"""user-group ID -> the user IDs in it (Slack `usergroups.users.list`); raises
+GroupUnreadable when Slack will not say."""
+
+# Why Slack will not list a group's members, and what to do about it
+# (api.slack.com/methods/usergroups.users.list, "Errors").
+_UNREADABLE = {
+    "plan_upgrade_required": "user groups are not available on this workspace's plan",
+    "paid_teams_only": "user groups are not available on this workspace's plan",
+    "missing_scope": "the app lacks the `usergroups:read` scope",
+    "not_allowed_token_type": "the bot token may not read user groups",
+    "team_access_not_granted": "the app is not installed in the group's workspace",
+    "no_such_subteam": "the user group does not exist (check its ID in the config)",
+}
+
+
+class GroupUnreadable(Exception):
+    """Slack did not list a user group's members (`error`: its code; "" when it did not answer)."""
+
+    def __init__(self, group: str, error: str) -> None:
+        super().__init__(f"{group}: {error or 'no answer'}")
+        self.group = group
+        self.error = error
+
+    def advice(self) -> str:
+        """What a person is told: why the group cannot be read, and the way around it."""
+        why = _UNREADABLE.get(self.error)
+        if why is None:
+            return (
+                f"Slack did not say who is in user group `{self.group}` just now; "
+                "try again in a moment."
+            )
+        return (
+            f"The deployer cannot read user group `{self.group}`: {why}. "
+            "List the people in the environment's `allow.slack_users` instead."
+        )
 
 
 def slack_denial(
@@ -29,9 +63,15 @@ def slack_denial(
         return None
     if user in allow.slack_users:
         return None
+    unreadable: GroupUnreadable | None = None
     for group in allow.slack_usergroups:
-        if user in members(group):
-            return None
+        try:
+            if user in members(group):
+                return None
+        except GroupUnreadable as error:
+            unreadable = unreadable or error
+    if unreadable is not None:
+        return unreadable.advice()
     return f"You are not on the list of people who may deploy `{environment}`."
 
 
@@ -54,8 +94,11 @@ def slack_admin_denial(
     if user in admins:
         return None
     for group in admins:
-        if group.startswith("S") and user in members(group):
-            return None
+        try:
+            if group.startswith("S") and user in members(group):
+                return None
+        except GroupUnreadable as error:
+            return error.advice()
     if not admins:
         return f"Nobody may force `{environment}` open from Slack: it names no admins."
     return f"Only `{environment}`'s admins may force its locks open."

@@ -24,7 +24,7 @@ from deployer.config import Config
 from deployer.engine import EnvironmentStatus
 from deployer.errors import DeployerError
 from deployer.front import grammar, messages
-from deployer.front.access import slack_admin_denial, slack_denial
+from deployer.front.access import GroupUnreadable, slack_admin_denial, slack_denial
 from deployer.front.context import FrontContext
 from deployer.front.intake import (
     Queued,
@@ -35,13 +35,13 @@ from deployer.front.intake import (
     waiters,
 )
 from deployer.front.messages import SlackMessage
+from deployer.front.ports import ChatError
 from deployer.pipeline.record import DeployRecord, Outcome, Stage, State
 
 log = logging.getLogger(__name__)
 
 STATUS_WAIT = 2.4  # seconds: what is left of Slack's 3 s after the round trips
 MEMBERS_TTL = 60.0  # seconds a user group's members are trusted
-ANNOUNCE_BUDGET = 0.5  # seconds to post "see the new thread" in the old one; then the outbox
 
 CANCEL, ROLLBACK, RETRY = "deploy_cancel", "deploy_rollback", "deploy_retry"
 BUTTONS = (CANCEL, ROLLBACK, RETRY)  # a thread's buttons; their value is the deploy id
@@ -49,7 +49,11 @@ ACTIONS = (*BUTTONS, messages.QUEUE)  # every button the app answers
 
 
 class GroupMembers:
-    """Slack user-group members (`usergroups.users.list`), cached briefly; empty when unknown."""
+    """Slack user-group members (`usergroups.users.list`), cached briefly.
+
+    A cache miss costs one call inside the request, bounded by the chat's short timeout
+    and never retried; an error is never cached (the next request asks again).
+    """
 
     def __init__(
         self, list_users: Callable[[str], Iterable[str]], ttl: float = MEMBERS_TTL
@@ -60,6 +64,8 @@ class GroupMembers:
         self._lock = threading.Lock()
 
     def __call__(self, group: str) -> set[str]:
+        """The members of `group`; GroupUnreadable when Slack does not say (nothing is
+        granted then, and the person learns why)."""
         now = time.monotonic()
         with self._lock:
             cached = self._cache.get(group)
@@ -67,9 +73,9 @@ class GroupMembers:
             return cached[1]
         try:
             members = set(self._list_users(group))
-        except Exception as error:  # unknown members grant nothing
+        except ChatError as error:
             log.warning("usergroups.users.list %s failed: %s", group, error)
-            return set()
+            raise GroupUnreadable(group, error.error) from error
         with self._lock:
             self._cache[group] = (now, members)
         return members
@@ -86,7 +92,7 @@ class SlackCommands:
     # --- slash command ---
 
     def command(
-        self, text: str, user: str, channel: str, trigger_id: str = ""
+        self, text: str, user: str, channel: str, trigger_id: str = "", response_url: str = ""
     ) -> SlackMessage | None:
         """Run `/deploy <text>` for `user` in `channel`; the ephemeral answer.
 
@@ -121,9 +127,9 @@ class SlackCommands:
             return self._unlock(parsed, user, who)
         if isinstance(parsed, grammar.Rollback):
             record = engine.new_rollback(parsed.environment, parsed.revision, who)
-            return self._start(record, channel)
+            return self._start(record, channel, respond_to=response_url)
         record = engine.new_deploy(parsed.environment, parsed.ref, who, parsed.service)
-        return self._start(record, channel, parsed.queue)
+        return self._start(record, channel, parsed.queue, response_url)
 
     def _unlock(
         self, parsed: grammar.UnlockEnvironment, user: str, who: str
@@ -173,7 +179,7 @@ class SlackCommands:
             )
         if not self.context.store.claim(f"slack-{action_id}:{record.id}"):
             return messages.reply("That was done already: see the newer thread in this channel.")
-        answer = self._start(follow_up, record.slack_channel or channel)
+        answer = self._start(follow_up, channel)
         if isinstance(answer, SlackMessage) and self.context.store.get(follow_up.id) is None:
             return answer  # refused: nothing to announce
         self._announce(record, follow_up)
@@ -216,16 +222,21 @@ class SlackCommands:
     # --- the shared path of deploys and rollbacks ---
 
     def _start(
-        self, record: DeployRecord, channel: str, queue: bool = False
+        self, record: DeployRecord, channel: str, queue: bool = False, respond_to: str = ""
     ) -> SlackMessage | None:
         """Lock, record, announce, dispatch; or tell who holds the environment."""
         who = record.requester
         manual = blocking_manual_lock(self.context, record.environment, who)
         if manual is not None and not queue:
             return messages.locked_out(manual)
-        outcome = take_in(self.context, record, channel, queue)
+        # The thread lives in the environment's channel, wherever the command was typed,
+        # so that channel holds the whole record; elsewhere, the person gets a link.
+        where = self.context.config.environment(record.environment).channel or channel
+        outcome = take_in(self.context, record, where, queue, respond_to=respond_to)
         if isinstance(outcome, Started):
-            return None if outcome.posted else messages.started_unposted(record)
+            if outcome.record.state == State.FAILED:
+                return messages.never_started(outcome.record)
+            return messages.started(outcome.record)
         if isinstance(outcome, Queued):
             return messages.queued(outcome.record, outcome.position, outcome.holder)
         permalink = outcome.thread.permalink if outcome.thread else ""
@@ -237,8 +248,8 @@ class SlackCommands:
         if old.slack_channel is None:
             return
         try:
+            # Sent by the new deploy's worker as it starts (it drains what is due).
             self.context.outbox.reply(old.id, messages.follow_up(old, new))
-            self.context.outbox.drain(old.id, ANNOUNCE_BUDGET, max_calls=1)
         except Exception as error:  # the new thread stands on its own
             log.warning("could not announce %s in %s's thread: %s", new.id, old.id, error)
 

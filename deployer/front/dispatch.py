@@ -23,6 +23,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
+from google.api_core import exceptions
+
 from deployer.adapters.cloud_run_jobs import CloudRunJobs
 from deployer.config import Config
 from deployer.front.outbox import Outbox
@@ -36,7 +38,15 @@ DISPATCH_ENV = "DEPLOYER_DISPATCH"
 INLINE = "inline"
 INLINE_WORKERS = 4
 RUN_JOB_TIMEOUT = 10.0  # seconds for the RunJob call itself, not the execution
-DRAIN_BUDGET = 2.0  # seconds to get a "never started" into the thread before the sweep does
+MAX_HANDOVERS = 3  # failed hand-overs of one deploy before it is given up
+# Failures of RunJob worth trying again: the API was there, and may answer next time.
+_TRANSIENT = (
+    exceptions.ServiceUnavailable,
+    exceptions.DeadlineExceeded,
+    exceptions.InternalServerError,
+    exceptions.TooManyRequests,
+    exceptions.Aborted,
+)
 _JOB_NAME = re.compile(r"^projects/[^/]+/locations/[^/]+/jobs/[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$")
 
 
@@ -51,7 +61,9 @@ class Dispatcher(Protocol):
 
 
 class Failures:
-    """Ends a record that could not be handed over, frees its environment, tells its thread."""
+    """A record that could not be handed over: tried again later, or ended and its
+    environment freed. Its thread is told through the outbox (no Slack call here: this
+    runs inside requests)."""
 
     def __init__(
         self, store: Store | None = None, outbox: Outbox | None = None, config: Config | None = None
@@ -61,11 +73,14 @@ class Failures:
         self._outbox = outbox
         self._config = config
 
-    def record(self, deploy_id: str, reason: str) -> None:
-        """Mark `deploy_id` failed because it never started; never raises.
+    def record(self, deploy_id: str, reason: str, transient: bool = False) -> None:
+        """Count a failed hand-over of `deploy_id`; never raises.
 
-        A deploy that did start (a revived one) is left as it is: its lease runs out
-        again and the next sweep tries once more, or gives it up safely.
+        A `transient` failure (the jobs API unavailable, a timeout) leaves a deploy that
+        never started pending: its intake lease runs out and the sweep dispatches it
+        again, up to `MAX_HANDOVERS` times. Any other failure, or the last one, ends it
+        failed and frees its environment. A deploy that did start (a revived one) is
+        left as it is: its lease runs out again, and the next sweep tries once more.
         """
         try:
             if self._store is None:
@@ -75,22 +90,29 @@ class Failures:
             record = self._store.get(deploy_id)
             if record is None or record.state != State.PENDING or record.attempt:
                 return
-            record.state = State.FAILED
-            record.error = reason
-            record.note(f"never started: {reason}")
+            record.handovers_failed += 1
+            retry = transient and record.handovers_failed < MAX_HANDOVERS
+            if retry:
+                record.note(f"could not start a worker ({reason}); the sweep tries again")
+            else:
+                record.state = State.FAILED
+                record.error = reason
+                record.note(f"never started: {reason}")
             self._store.save(record)
-            self._store.release_lock(record.environment, DEPLOY, record.id, "")
+            if not retry:
+                self._store.release_lock(record.environment, DEPLOY, record.id, "")
         except Exception:
-            log.exception("could not mark deploy %s failed", deploy_id)
+            log.exception("could not record the failed hand-over of %s", deploy_id)
             return
         if record.slack_channel is None or self._outbox is None:
             return
         try:
             from deployer.front.messages import deploy_parent, note_reply
 
-            self._outbox.reply(record.id, note_reply(f"never started: {reason}"))
-            self._outbox.parent(record.id, deploy_parent(record, time.time()), final=True)
-            self._outbox.drain(record.id, DRAIN_BUDGET)
+            self._outbox.reply(record.id, note_reply(record.notes[-1].text))
+            self._outbox.parent(
+                record.id, deploy_parent(record, time.time()), final=record.state.finished
+            )
         except Exception:
             log.exception("could not tell the Slack thread of %s", deploy_id)
 
@@ -113,7 +135,7 @@ class InlineDispatcher:
     def dispatch(self, deploy_id: str) -> None:
         with self._lock:
             if self._closed:
-                self._failures.record(deploy_id, "the deployer was shutting down")
+                self._failures.record(deploy_id, "the deployer was shutting down", transient=True)
                 return
             self._pool.submit(self._guarded, deploy_id)
 
@@ -158,7 +180,7 @@ class JobDispatcher:
         except Exception as error:
             reason = f"could not start the Cloud Run job {self.job.rsplit('/', 1)[-1]}: {error}"
             log.error("deploy %s: %s", deploy_id, reason, extra={"deploy_id": deploy_id})
-            self._failures.record(deploy_id, reason)
+            self._failures.record(deploy_id, reason, isinstance(error, _TRANSIENT))
             return
         log.info(
             "deploy %s dispatched to %s",

@@ -1,20 +1,32 @@
-"""`POST /github/webhook`: a published release deploys its tag.
+"""`POST /github/webhook`: a release deploys its tag, once.
 
     signature (X-Hub-Signature-256 over the raw body)   401 when wrong, 503 without a secret
     ping                                                200
-    release, action published, not a draft              deploy release.tag_name, 202
-        prerelease -> releases.prerelease_environment   (none configured: 200, nothing done)
+    release, action released (a release published, or   deploy release.tag_name to
+      a pre-release turned into one), not a draft         releases.environment, 202
+    release, action prereleased, not a draft            deploy it to releases.prerelease_environment
+                                                        (none configured: 200, nothing done)
+    release, action published                           200, nothing done: GitHub sends
+                                                        `released` or `prereleased` with it
         repository not in [releases] / allow-list       403, nothing done
+        the same release already deployed there         200, nothing done (one deploy per
+                                                        release and environment, whatever
+                                                        the deliveries)
         X-GitHub-Delivery seen before                   200, nothing done (a redelivery)
-    anything else (released, created, drafts, pushes)   200, nothing done
+    anything else (created, edited, drafts, pushes)     200, nothing done
     body not JSON, or a release not shaped as GitHub    400 (`payloads.release`)
 
-Only `tag_name` is built, never `target_commitish` (usually a branch that may
-have moved on). The deploy is announced as a new thread in `releases.channel`
-(or the environment's `channel`), requested by `github:<owner/name>`, and
-dispatched like a Slack deploy. Environment locks are not checked here: the
-pipeline's preflight refuses a locked environment and the thread says so, which
-is what the team needs to see for a release that did not go out.
+GitHub's actions (docs.github.com/webhooks/webhook-events-and-payloads#release):
+`published` for releases and pre-releases alike; `released` when a release is
+published or a pre-release is changed into one; `prereleased` when a pre-release
+is published. So a pre-release never reaches `releases.environment` until someone
+makes it the release. Only `tag_name` is built, never `target_commitish` (usually
+a branch that may have moved on). The deploy is taken in like a Slack one
+(intake.py), announced in a new thread in `releases.channel` (or the
+environment's `channel`), requested by `github:<owner/name>`; a busy or locked
+environment queues it, so no release is lost to bad timing. The answer is 202
+once the deploy is recorded: if its worker cannot be started now, the sweep
+starts it.
 """
 
 from __future__ import annotations
@@ -91,7 +103,9 @@ def _release(payload: dict[str, Any], delivery: str, context: FrontContext) -> A
     if isinstance(release, payloads.Malformed):
         log.warning("github release refused: %s", release.reason, extra={"delivery": delivery})
         return 400, "bad request\n"
-    if release.action != "published":
+    if release.action == "published":
+        return 200, "ignored: published; its released or prereleased delivery deploys it\n"
+    if release.action not in ("released", "prereleased"):
         return 200, f"ignored: release {release.action} deploys nothing\n"
     if release.draft:
         return 200, "ignored: drafts deploy nothing\n"
@@ -100,7 +114,11 @@ def _release(payload: dict[str, Any], delivery: str, context: FrontContext) -> A
     releases = context.config.releases
     if releases is None:
         return 403, "releases are not configured to deploy\n"
-    environment = releases.prerelease_environment if release.prerelease else releases.environment
+    prerelease = release.action == "prereleased"
+    if release.prerelease and not prerelease:
+        # `released` names a release; one still marked a pre-release never reaches it.
+        return 200, "ignored: a pre-release is not the release\n"
+    environment = releases.prerelease_environment if prerelease else releases.environment
     if environment is None:
         return 200, "ignored: prereleases deploy nothing here\n"
     denial = github_denial(context.config, environment, repository)
@@ -110,6 +128,9 @@ def _release(payload: dict[str, Any], delivery: str, context: FrontContext) -> A
     # Claimed only now: a delivery that was refused above may be fixed and redelivered.
     if not context.store.claim(f"github-delivery:{delivery}"):
         return 200, "already handled\n"
+    once = release.release_id or tag
+    if not context.store.claim(f"github-release:{repository}:{once}:{environment}"):
+        return 200, f"already deployed to {environment}: {tag}\n"
     return _deploy(context, environment, tag, repository, release.sender, payload["release"])
 
 

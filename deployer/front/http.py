@@ -84,6 +84,8 @@ def slack_events(request: flask.Request, context: FrontContext | None = None) ->
     body = verify.read_body(request.stream, request.content_length, settings.max_body_bytes)
     if isinstance(body, Refusal):
         return _refused(body)
+    if payloads.is_ssl_check(body):
+        return _text(200, "")  # Slack checking the certificate: a 200, and nothing else
     headers = _headers(request)
     refusal = verify.slack_refusal(headers, body, settings.slack_signing_secret)
     if refusal is None and not verify.is_form(request.content_type or ""):

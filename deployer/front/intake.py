@@ -1,16 +1,20 @@
 """Intake: from an accepted request to a deploy that is recorded, announced and dispatched, once.
 
-lock      the environment's deploy lock is taken for the new record first, atomically,
-          before anything is saved or posted: of racing requests exactly one gets it
-          (handed over with owner "", so its worker takes it over; leased, so a
-          worker that never starts is noticed)
-refused   everyone else learns the true holder: its id, who started it, its thread;
-          a holder whose lease ran out is being resumed, and they are told so
-queued    with `--queue` (or the Queue button) the record waits for the lock instead
-record    saved with the thread's channel, the thread opened in the outbox
-post      the thread's parent gets one short try (no Retry-After sleeps); whatever
-          Slack does not take in time, the worker or the sweep posts
-dispatch  handed to the worker; a failed hand-over ends the record and frees the lock
+    lock      the environment's deploy lock is taken for the new record first, atomically,
+              before anything is saved: of racing requests exactly one gets it (handed
+              over with owner "", so its worker takes it over; leased, so a worker that
+              never starts is noticed)
+    refused   everyone else learns the true holder: its id, who started it, its thread;
+              a holder whose lease ran out is being resumed, and they are told so
+    queued    with `--queue` (or the Queue button) the record waits for the lock instead
+    record    saved with the thread's channel, the thread opened in the outbox
+    dispatch  handed to the worker; a failed hand-over is tried again by the sweep, or
+              ends the record and frees the lock
+
+No Slack Web API call is made here: the request only writes to the store. The
+worker posts the thread (and whatever else is due in the outbox) as it starts, and
+the sweep sends what nobody else did. Slack slow, rate-limiting or down costs the
+answer to `/deploy` nothing.
 """
 
 from __future__ import annotations
@@ -30,13 +34,10 @@ from deployer.pipeline.record import DeployRecord, Lock, State
 
 log = logging.getLogger(__name__)
 
-PARENT_BUDGET = 0.8  # seconds the request may spend getting the thread's parent posted
-
 
 @dataclass(frozen=True)
 class Started:
-    record: DeployRecord
-    posted: bool  # whether Slack shows the thread already
+    record: DeployRecord  # as the hand-over left it (failed, when it could not start)
 
 
 @dataclass(frozen=True)
@@ -73,11 +74,13 @@ def take_in(
     channel: str | None,
     queue: bool = False,
     first_reply: SlackMessage | None = None,
+    respond_to: str = "",
 ) -> Outcome:
     """Lock, record, announce and dispatch `record` (see the module docstring).
 
     A busy environment refuses it, or with `queue` takes it into its queue (a manual
-    lock too: the deploy waits for the unlock). `first_reply` opens its thread.
+    lock too: the deploy waits for the unlock). `first_reply` opens its thread;
+    `respond_to` (the asker's response_url) is told if Slack refuses the channel.
     """
     store, now = context.store, time.time()
     lease = context.config.deployer.lease
@@ -93,20 +96,14 @@ def take_in(
             thread = context.outbox.get(held.holder)
             return Busy(held, holder, thread, reviving)
         record.state = State.QUEUED  # the thread opens saying so
-        _open(context, record, channel, first_reply)
+        _open(context, record, channel, first_reply, respond_to)
         position = lock_queue.enqueue(store, record, now)
-        _post_parent(context, record)
         waiters(context).start_next(record.environment)  # the lock may have come free since
         return Queued(record, position, held)
-    _open(context, record, channel, first_reply)
+    _open(context, record, channel, first_reply, respond_to)
     store.save(record)
-    posted = _post_parent(context, record)
-    if posted:
-        box = context.outbox.get(record.id)
-        record.slack_ts = box.ts if box else None
-        store.save(record)
     context.dispatcher.dispatch(record.id)
-    return Started(record, posted)
+    return Started(store.get(record.id) or record)
 
 
 def release_stale(
@@ -131,24 +128,13 @@ def _open(
     record: DeployRecord,
     channel: str | None,
     first_reply: SlackMessage | None,
+    respond_to: str,
 ) -> None:
     if not channel:
         return
-    open_thread(context.outbox, channel, record)
+    open_thread(context.outbox, channel, record, respond_to)
     if first_reply is not None:
         context.outbox.reply(record.id, first_reply)
-
-
-def _post_parent(context: FrontContext, record: DeployRecord) -> bool:
-    """One short try (one call) at getting the thread's parent posted; whether Slack shows it."""
-    if not record.slack_channel:
-        return False
-    try:
-        box = context.outbox.drain(record.id, PARENT_BUDGET, max_calls=1)
-    except Exception:  # the worker or the sweep posts it later
-        log.exception("slack: the parent of %s waits for a later drain", record.id)
-        return False
-    return box is not None and box.ts is not None
 
 
 def revive(context: FrontContext, record: DeployRecord, lock: Lock) -> bool:

@@ -38,6 +38,7 @@ from deployer.front.mrkdwn import (
     link,
     person,
     plain,
+    said,
     says,
     section,
     when,
@@ -59,6 +60,7 @@ __all__ = [
     "history_message",
     "lock_taken",
     "locked_out",
+    "never_started",
     "note_reply",
     "plan_reply",
     "progress_reply",
@@ -66,7 +68,7 @@ __all__ = [
     "release_note",
     "reply",
     "stage_reply",
-    "started_unposted",
+    "started",
     "status_message",
     "unlocked",
 ]
@@ -174,11 +176,22 @@ def queued(record: DeployRecord, position: int, holder: Lock) -> SlackMessage:
     )
 
 
-def started_unposted(record: DeployRecord) -> SlackMessage:
-    """A deploy started whose thread Slack did not show in time: it will, shortly."""
+def started(record: DeployRecord) -> SlackMessage:
+    """The answer to an accepted deploy or rollback: where its thread is."""
+    what = escape(record.kind)
+    ref = f" of {code(record.ref)}" if record.ref else ""
+    where = f"<#{record.slack_channel}>" if record.slack_channel else "`/deploy status`"
     return says(
-        f"Started {escape(record.kind)} {code(record.id)} of *{escape(record.environment)}*. "
-        "Slack is slow to show its thread; it will appear here. `/deploy status` meanwhile."
+        f"Started {what} {code(record.id)}{ref} to *{escape(record.environment)}*: "
+        f"follow it in {where}."
+    )
+
+
+def never_started(record: DeployRecord) -> SlackMessage:
+    """The answer to a deploy whose worker could not be started."""
+    return says(
+        f"Could not start {escape(record.kind)} {code(record.id)} of "
+        f"*{escape(record.environment)}*: {said(record.error)}. Nothing was changed."
     )
 
 

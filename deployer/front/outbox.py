@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from deployer.front.mrkdwn import SlackMessage
+from deployer.front.mrkdwn import SlackMessage, says
 from deployer.front.ports import Chat, ChatError
 from deployer.front.thread_box import ThreadBox
 from deployer.store.protocol import Store, Versioned
@@ -66,12 +66,27 @@ TRANSIENT = frozenset(
     }
 )
 _CAS_ATTEMPTS = 30
+# Slack refusing a channel the bot is not in (api.slack.com/methods/chat.postMessage,
+# "Errors"): a public one without `chat:write.public`, or any private one.
+UNJOINED = frozenset({"not_in_channel", "channel_not_found"})
+# The metadata event every thread parent carries (api.slack.com/metadata): its payload
+# names the deploy, so a parent whose post went unanswered can be found.
+THREAD_EVENT = "deployer_thread"
 
 
 def _unclaimed(box: ThreadBox | None, me: str) -> ThreadBox | None:
     if box is not None and box.drainer == me:
         box.drainer, box.drain_until = "", 0.0
     return box
+
+
+def unjoined(channel: str, error: str) -> SlackMessage:
+    """What the asker is told when the thread's channel refuses the bot."""
+    return says(
+        f"I could not post the deploy's thread in <#{channel}> (Slack: `{error}`): "
+        "the bot is not in that channel. Invite it there (`/invite @` and the app's bot), "
+        "then deploy again; `/deploy status` shows where things are meanwhile."
+    )
 
 
 def _message(data: dict[str, Any]) -> SlackMessage:
@@ -99,14 +114,24 @@ class Outbox:
 
     # --- what the deployer means to say --------------------------------------------------
 
-    def open(self, deploy_id: str, channel: str, parent: SlackMessage) -> ThreadBox:
-        """Start the thread of `deploy_id` in `channel` with its parent (idempotent)."""
+    def open(
+        self, deploy_id: str, channel: str, parent: SlackMessage, respond_to: str = ""
+    ) -> ThreadBox:
+        """Start the thread of `deploy_id` in `channel` with its parent (idempotent).
+
+        `respond_to`: the asker's response_url, told if Slack refuses the channel.
+        """
 
         def start(box: ThreadBox | None) -> ThreadBox:
             if box is not None:
                 return box
             return ThreadBox(
-                deploy_id, channel, self._clock(), parent=_data(parent), parent_version=1
+                deploy_id,
+                channel,
+                self._clock(),
+                parent=_data(parent),
+                parent_version=1,
+                respond_to=respond_to,
             )
 
         opened = self._change(deploy_id, start)
@@ -262,7 +287,16 @@ class Outbox:
 
     def _post_parent(self, box: ThreadBox, version: int) -> Callable[[ThreadBox], None]:
         assert box.parent is not None
-        ts = self.chat.post(box.channel, _message(box.parent))
+        ts = self._parent_found(box) if box.parent_unsure else None
+        if ts is None:
+            ts = self.chat.post(
+                box.channel,
+                _message(box.parent),
+                metadata={
+                    "event_type": THREAD_EVENT,
+                    "event_payload": {"deploy_id": box.deploy_id},
+                },
+            )
         if ts is None:
             raise ChatError("Slack gave the parent no ts", "no_ts")
 
@@ -272,6 +306,18 @@ class Outbox:
             saved.last_update_at = self._clock()
 
         return posted
+
+    def _parent_found(self, box: ThreadBox) -> str | None:
+        """The parent an unanswered post may have left in the channel (its metadata names
+        the deploy), so that a thread never gets two parents; None when there is none."""
+        try:
+            return self.chat.find_posted(box.channel, THREAD_EVENT, "deploy_id", box.deploy_id)
+        except ChatError as error:
+            if error.outage or error.retry_after is not None:
+                raise  # looked for again on the next try
+            # No history to read (a missing scope): posting again is the lesser harm.
+            log.warning("slack: cannot look for the parent of %s: %s", box.deploy_id, error.error)
+            return None
 
     def _post_reply(self, box: ThreadBox, index: int) -> Callable[[ThreadBox], None]:
         self.chat.post(box.channel, _message(box.replies[index]), thread_ts=box.ts)
@@ -299,7 +345,10 @@ class Outbox:
             done = call()
         except ChatError as error:
             failure = error
-            return self._change(box.deploy_id, lambda saved: self._failed(saved, failure))
+            saved = self._change(box.deploy_id, lambda saved: self._failed(saved, failure))
+            if saved is not None and saved.ended and error.error in UNJOINED:
+                self._tell_asker(saved, error.error)
+            return saved
 
         def succeeded(saved: ThreadBox | None) -> ThreadBox | None:
             if saved is not None:
@@ -309,12 +358,30 @@ class Outbox:
 
         return self._change(box.deploy_id, succeeded)
 
+    def _tell_asker(self, box: ThreadBox, error: str) -> None:
+        """The thread's channel refused the bot: say so to whoever asked, once."""
+        if not box.respond_to:
+            return
+        try:
+            self.chat.respond(box.respond_to, unjoined(box.channel, error))
+        except ChatError as failure:
+            log.warning("slack: could not tell the asker of %s: %s", box.deploy_id, failure.error)
+
+        def forget(saved: ThreadBox | None) -> ThreadBox | None:
+            if saved is not None:
+                saved.respond_to = ""  # a response_url takes five posts at most
+            return saved
+
+        self._change(box.deploy_id, forget)
+
     def _failed(self, box: ThreadBox | None, error: ChatError) -> ThreadBox | None:
         if box is None:
             return None
         now = self._clock()
         box.last_error = error.error or str(error)
         if error.outage or error.retry_after is not None or error.error in TRANSIENT:
+            if box.ts is None and error.outage and error.retry_after is None:
+                box.parent_unsure = True  # it may have been posted: look before posting again
             box.failures += 1
             wait = error.retry_after
             if wait is None:

@@ -27,7 +27,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qs, parse_qsl
 
 TEXT_LIMIT = 4000  # `/deploy` text; Slack itself caps a message far above any command
 VALUE_LIMIT = 2000  # Slack's limit for a button's value
@@ -96,11 +96,13 @@ class Release:
     prerelease: bool
     sender: str
     html_url: str
+    release_id: str = ""  # GitHub's id of the release: the same across all its deliveries
 
     @property
     def published(self) -> bool:
-        """Published and not a draft: the only kind of release that may deploy."""
-        return self.action == "published" and not self.draft
+        """A release (`released`) or pre-release (`prereleased`) made public, not a draft:
+        the only deliveries that may deploy (`published` comes with one of them)."""
+        return self.action in ("released", "prereleased") and not self.draft
 
 
 SlackInput = SlashCommand | ButtonClick | SslCheck | Malformed
@@ -151,15 +153,38 @@ def _build(kind: Callable[..., T], fields: Mapping[str, object]) -> T | Malforme
     return kind(**fields)
 
 
+def unescape(text: str) -> str:
+    """Slash-command text as typed: Slack sends `&`, `<` and `>` as `&amp;`, `&lt;` and
+    `&gt;`, the three characters its text format reserves, and nothing else
+    (api.slack.com/reference/surfaces/formatting#escaping; shared/API-NOTES.md). Undone
+    once, here; every echo escapes again (deployer/front/mrkdwn.py)."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def is_ssl_check(body: bytes) -> bool:
+    """Whether `body` is Slack checking a slash command URL's certificate (`ssl_check=1`).
+
+    Slack sends it without signature headers (bolt-js #1397), so it is recognised before
+    the signature is checked; it is answered 200 and nothing else, so it can start
+    nothing, whatever else the body carries (bolt-python #1494).
+    """
+    try:
+        form = parse_qs(body.decode("ascii"), keep_blank_values=True)
+    except (UnicodeDecodeError, ValueError):
+        return False
+    return form.get("ssl_check") == ["1"]
+
+
 def slash_command(command: Mapping[str, Any]) -> SlashCommand | Malformed:
     """The fields of a slash command (bolt's `command`, or the parsed form)."""
     refused = _string(command, "command", shape=_COMMAND, limit=100)
     if isinstance(refused, Malformed):
         return refused
+    text = _string(command, "text", limit=TEXT_LIMIT, required=False)
     return _build(
         SlashCommand,
         {
-            "text": _string(command, "text", limit=TEXT_LIMIT, required=False),
+            "text": text if isinstance(text, Malformed) else unescape(text),
             "user_id": _string(command, "user_id", shape=_USER),
             "channel_id": _string(command, "channel_id", shape=_CHANNEL),
             "team_id": _string(command, "team_id", shape=_TEAM, required=False),
@@ -270,12 +295,26 @@ def release(payload: Mapping[str, Any]) -> Release | Malformed:
             "prerelease": _flag(details, "prerelease"),
             "sender": _string(sender, "login", shape=_LOGIN, required=False),
             "html_url": _string(details, "html_url", limit=2048, required=False),
+            "release_id": _identifier(details, "id"),
         },
     )
     # Only a release that may deploy has its tag built; GitHub sees 200 for the others as before.
     if isinstance(parsed, Release) and parsed.published and not _buildable(parsed.tag):
         return Malformed("tag_name is not a tag that may be built")
     return parsed
+
+
+def _identifier(source: Mapping[str, Any], key: str) -> str | Malformed:
+    """A GitHub id: a positive whole number (JSON number or digits), as text; "" when absent."""
+    value = source.get(key)
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return Malformed(f"{key} is not an id")
+    text = str(value)
+    if not text.isdigit() or len(text) > 20:
+        return Malformed(f"{key} is not an id")
+    return text
 
 
 def _buildable(tag: str) -> bool:

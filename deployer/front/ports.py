@@ -30,8 +30,20 @@ class ChatError(Exception):
 
 
 class Chat(Protocol):
-    def post(self, channel: str, message: SlackMessage, thread_ts: str | None = None) -> str | None:
-        """Post `message` in `channel` (in the thread `thread_ts`); its ts (None if Slack gave none)."""
+    def post(
+        self,
+        channel: str,
+        message: SlackMessage,
+        thread_ts: str | None = None,
+        metadata: dict[str, object] | None = None,
+    ) -> str | None:
+        """Post `message` in `channel` (in the thread `thread_ts`), with message `metadata`
+        (`event_type`, `event_payload`); its ts (None if Slack gave none)."""
+        ...
+
+    def find_posted(self, channel: str, event_type: str, key: str, value: str) -> str | None:
+        """The ts of a recent message of the bot's in `channel` whose metadata has
+        `event_type` and `event_payload[key] == value` (`conversations.history`), or None."""
         ...
 
     def update(self, channel: str, ts: str, message: SlackMessage) -> None:
@@ -40,6 +52,10 @@ class Chat(Protocol):
 
     def permalink(self, channel: str, ts: str) -> str:
         """A link to the message `ts` in `channel` (`chat.getPermalink`)."""
+        ...
+
+    def channel_info(self, channel: str) -> dict[str, object]:
+        """The channel as the bot sees it (`conversations.info`): is_member, is_private ..."""
         ...
 
     def usergroup_members(self, group: str) -> set[str]:

@@ -101,7 +101,7 @@ class SlackFront:
         if isinstance(parsed, payloads.Malformed):
             return _bad_request(parsed)
         message = self.commands.command(
-            parsed.text, parsed.user_id, parsed.channel_id, parsed.trigger_id
+            parsed.text, parsed.user_id, parsed.channel_id, parsed.trigger_id, parsed.response_url
         )
         if message is None:
             ack()

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from deployer.front.context import FrontContext
 from deployer.front.intake import release_stale, revive, waiters
-from deployer.pipeline.lease import DEPLOY
+from deployer.pipeline.lease import DEPLOY, run_alive
 from deployer.pipeline.record import Lock, State
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,9 @@ class Sweeper:
                 if started is not None:
                     report.started.append(started.id)
             if self.context.settings.slack_bot_token:
-                report.drained = self.context.outbox.drain_due(budget, self._worker_alive)
+                report.drained = self.context.outbox.drain_due(
+                    budget, lambda deploy_id: run_alive(self.context.store, deploy_id)
+                )
             return report
 
     def _deploy_lock(self, environment: str) -> Lock | None:
@@ -91,19 +93,6 @@ class Sweeper:
                 dead = now - record.updated_at > 2 * lease
             if dead and revive(self.context, record, lock):
                 report.revived.append(record.id)
-
-    def _worker_alive(self, deploy_id: str) -> bool:
-        """Whether a live run of `deploy_id` drains its own thread."""
-        record = self.context.store.get(deploy_id)
-        if record is None or record.state.finished:
-            return False
-        lock = self._deploy_lock(record.environment)
-        return (
-            lock is not None
-            and lock.holder == deploy_id
-            and bool(lock.owner)
-            and not lock.expired(time.time())
-        )
 
 
 class SweepTimer:

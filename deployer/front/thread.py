@@ -39,10 +39,10 @@ DRAIN_SLICE = 5.0  # seconds one background drain may take before it looks again
 FINAL_FLUSH = 20.0  # seconds a worker spends at the end making Slack show the final state
 
 
-def open_thread(outbox: Outbox, channel: str, record: DeployRecord) -> None:
+def open_thread(outbox: Outbox, channel: str, record: DeployRecord, respond_to: str = "") -> None:
     """Start `record`'s thread in `channel` (kept in the store; sent by the next drain)."""
     record.slack_channel = channel
-    outbox.open(record.id, channel, deploy_parent(record, time.time()))
+    outbox.open(record.id, channel, deploy_parent(record, time.time()), respond_to)
 
 
 class Courier:

@@ -37,6 +37,12 @@ class ThreadBox:
     final: bool = False  # the parent shows the deploy's end: a run's later words are stale
     drainer: str = ""
     drain_until: float = 0.0
+    # Where to tell the person who asked when Slack refuses the thread's channel (a
+    # slash command's response_url: a capability, never logged or shown).
+    respond_to: str = ""
+    # A post of the parent ended without an answer (a timeout, a 5xx): Slack may have
+    # posted it. Before posting again, the channel is searched for it (its metadata).
+    parent_unsure: bool = False
 
     def pending(self) -> bool:
         return not self.ended and (

@@ -17,7 +17,7 @@ from deployer.pipeline import lock_queue
 from deployer.pipeline.record import DeployRecord
 from deployer.store.protocol import Store
 
-TELL_BUDGET = 0.8  # seconds to get a changed parent shown; the rest is the outbox's
+TELL_BUDGET = 2.0  # seconds to get a changed parent shown; the rest is the outbox's
 
 
 @dataclass
@@ -26,6 +26,8 @@ class Waiters:
     store: Store
     outbox: Outbox
     dispatcher: Dispatcher
+    # Whether to call Slack here (a worker, the sweep); never inside a request.
+    send: bool = False
 
     def start_next(self, environment: str) -> DeployRecord | None:
         """Start the first deploy waiting for `environment` if it is free; the one started."""
@@ -39,13 +41,15 @@ class Waiters:
         return step.started
 
     def tell(self, record: DeployRecord) -> None:
-        """Redraw `record`'s parent (its state changed) and give Slack one short try."""
+        """Redraw `record`'s parent (its state changed); outside requests, send it too."""
         if not record.slack_channel:
             return
         self.outbox.parent(
             record.id, deploy_parent(record, time.time()), final=record.state.finished
         )
+        if not self.send:
+            return  # a worker or the sweep sends it
         try:
-            self.outbox.drain(record.id, TELL_BUDGET, max_calls=1)
+            self.outbox.drain(record.id, TELL_BUDGET)
         except Exception:  # the next drain sends it
             return

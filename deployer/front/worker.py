@@ -14,6 +14,9 @@ the store unreachable, SIGKILL) is non-zero, which asks the job to retry.
 
 from __future__ import annotations
 
+import logging
+import threading
+
 from deployer.engine import Engine
 from deployer.errors import ConfigError
 from deployer.front.dispatch import Dispatcher, dispatcher_from_environment
@@ -22,7 +25,33 @@ from deployer.front.thread import Courier, SlackThread, open_thread
 from deployer.front.waiters import Waiters
 from deployer.logs import log_events
 from deployer.pipeline.events import Listener, fan_out
+from deployer.pipeline.lease import run_alive
 from deployer.pipeline.record import DeployRecord
+
+log = logging.getLogger(__name__)
+
+
+OTHERS_SLICE = 5.0  # seconds one pass over other threads' due messages may take
+OTHERS_INTERVAL = 2.0  # seconds between two passes
+
+
+def _drain_others(engine: Engine, outbox: Outbox, deploy_id: str, done: threading.Event) -> None:
+    """While the run lasts, send what is due in other deploys' threads (announcements, the
+    queue's news, a parent nobody posted), unless a live run sends its own.
+
+    Queues exist only while a deploy holds its environment, so the worker holding it
+    is there to tell the waiters' threads within seconds; the sweep does the rest.
+    """
+    while True:
+        try:
+            outbox.drain_due(
+                OTHERS_SLICE,
+                lambda other: other == deploy_id or run_alive(engine.store, other),
+            )
+        except Exception:  # the sweep sends it
+            log.exception("slack: draining the other threads failed")
+        if done.wait(OTHERS_INTERVAL):
+            return
 
 
 def worker_outbox(engine: Engine) -> Outbox:
@@ -51,6 +80,16 @@ def run_deploy(
     if record is None:
         raise ConfigError(f"no deploy {deploy_id} in the store")
     outbox = outbox or worker_outbox(engine)
+    # Whatever requests left for Slack (announcements, queue news, a parent nobody
+    # posted) goes out now, beside the deploy, from this worker that may call Slack.
+    ended = threading.Event()
+    others = threading.Thread(
+        target=_drain_others,
+        args=(engine, outbox, deploy_id, ended),
+        name="slack-due",
+        daemon=True,
+    )
+    others.start()
     courier = None
     if record.slack_channel:
         if outbox.get(deploy_id) is None:
@@ -66,6 +105,8 @@ def run_deploy(
         if courier is not None:
             thread.settle()
             courier.flush()
+        ended.set()
+        others.join(OTHERS_SLICE + 5)
     if done.state.finished:
         if dispatcher is None:
             dispatcher = dispatcher_from_environment(
@@ -74,5 +115,7 @@ def run_deploy(
                 outbox,
                 config=engine.config,
             )
-        Waiters(engine.config, engine.store, outbox, dispatcher).start_next(done.environment)
+        Waiters(engine.config, engine.store, outbox, dispatcher, send=True).start_next(
+            done.environment
+        )
     return done

@@ -154,3 +154,15 @@ class Lease:
         except DeployerError as error:
             log.error("deploy %s: could not release its lock: %s", self.deploy_id, error)
             return False
+
+
+def run_alive(store: Store, deploy_id: str, now: float | None = None) -> bool:
+    """Whether a live run of `deploy_id` owns its deploy now (a taken lock, a lease not out)."""
+    record = store.get(deploy_id)
+    if record is None or record.state.finished:
+        return False
+    now = time.time() if now is None else now
+    return any(
+        lock.kind == DEPLOY and lock.holder == deploy_id and lock.owner and not lock.expired(now)
+        for lock in store.locks(record.environment)
+    )

@@ -134,6 +134,7 @@ class DeployRecord:
     # The traffic read back from the service when the deploy ended.
     final_traffic: list[Share] | None = None
     attempt: int = 0  # how many runs (worker attempts) have taken this deploy on
+    handovers_failed: int = 0  # dispatches that could not start a worker
     running_stage: Stage | None = None  # the stage a run started and has not finished
     queued_at: float | None = None
     abandoned_by: str | None = None

@@ -49,7 +49,7 @@ class CloudRun:
             self.state, operations, launcher, self.router, faults, self._queues
         )
         self._revisions = RevisionsServicer(self.state, operations, launcher, self._queues)
-        self._jobs = RunJobs(operations, images, secrets, workdir / "jobs")
+        self._jobs = RunJobs(operations, images, secrets, workdir / "jobs", faults)
 
     def handlers(self) -> list[grpc.GenericRpcHandler]:
         """The gRPC services: Services, Revisions, and the jobs' own."""

@@ -35,6 +35,10 @@ _RELATIVE_LINES = {
 SLACK_TEAM = slack_sink.TEAM_ID
 SLACK_USER_NAME = "demo.user"
 SLACK_CHANNEL_NAME = "deploys"
+# Beside the deploy channel, two the bot has not joined: one public (it may post
+# there with chat:write.public, nothing more) and one private (it cannot see it).
+SLACK_UNJOINED_PUBLIC = ("C0GENERAL0", "general")
+SLACK_UNJOINED_PRIVATE = ("G0PRIVATE0", "leads")
 
 
 class DemoError(RuntimeError):
@@ -55,6 +59,8 @@ class Demo:
     slack_user: str
     github_repository: str
     store: str  # DEPLOYER_STORE of the seed deploy
+    slack_unjoined_public: str  # a public channel the bot is not in
+    slack_unjoined_private: str  # a private channel the bot is not in
 
 
 def repository_root(start: Path) -> Path:
@@ -89,7 +95,7 @@ def render_config(repo: Path) -> str:
 
 
 def seed_demo(sandbox: Sandbox, repo: Path, workdir: Path) -> Demo:
-    """Create the demo's secrets and Slack people, then deploy HEAD as the first revision."""
+    """Create the demo's secrets, Slack people and channels, then deploy HEAD as the first revision."""
     path = workdir / "deployer.toml"
     path.write_text(render_config(repo))
     config = load_config(path)
@@ -100,6 +106,8 @@ def seed_demo(sandbox: Sandbox, repo: Path, workdir: Path) -> Demo:
     channel = settings.allow.slack_channels[0]
     user = settings.allow.slack_users[0]
     sandbox.http.sink.add_channel(channel, SLACK_CHANNEL_NAME)
+    sandbox.http.sink.add_channel(*SLACK_UNJOINED_PUBLIC, is_member=False)
+    sandbox.http.sink.add_channel(*SLACK_UNJOINED_PRIVATE, is_private=True, is_member=False)
     sandbox.http.sink.add_user(user, SLACK_USER_NAME)
 
     store = workdir / "state.db"
@@ -123,6 +131,8 @@ def seed_demo(sandbox: Sandbox, repo: Path, workdir: Path) -> Demo:
         slack_user=user,
         github_repository=repositories[0],
         store=f"sqlite:///{store}",
+        slack_unjoined_public=SLACK_UNJOINED_PUBLIC[0],
+        slack_unjoined_private=SLACK_UNJOINED_PRIVATE[0],
     )
 
 

@@ -11,21 +11,29 @@ host, see `http_front.py`). Each kind is consumed where it happens:
     slack_429       the next `times` Slack calls answer 429 with `retry_after` seconds
     slack_5xx       the next `times` Slack calls answer `status` (default 503)
     slack_latency   the next `times` Slack calls wait `ms` milliseconds, then go on as usual
+    slack_error     the next `times` calls of Slack's `method` answer 200 {"ok": false,
+                    "error": `error`} (e.g. usergroups.users.list, plan_upgrade_required)
     iam_denied      the next `times` SetIamPolicy calls on a service answer PERMISSION_DENIED
     iam_conflict    the next SetIamPolicy finds the policy changed since it was read (ABORTED)
+    run_job_unavailable  the next `times` Cloud Run RunJob calls answer UNAVAILABLE
 
 Health faults stick to the revision they were bound to: a broken revision stays
 broken until the fault is cleared. `slack_429` and `slack_5xx` take `after_post`
 (default false): true performs the call (the message is posted) and answers the
-error anyway, as when Slack's answer is lost on its way back.
+error anyway, as when Slack's answer is lost on its way back; and `method` (a
+Web API method, e.g. "chat.update"): only calls of that method meet the fault,
+others pass untouched. `slack_error` needs both `method` and `error`.
 """
 
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any
+
+from deployer.sandbox.slack_methods import HANDLERS
 
 KINDS = (
     "build_fail",
@@ -36,11 +44,16 @@ KINDS = (
     "slack_429",
     "slack_5xx",
     "slack_latency",
+    "slack_error",
     "iam_denied",
     "iam_conflict",
+    "run_job_unavailable",
 )
 _BOUND_TO_REVISION = ("revision_crash", "health_500", "health_hang")
+_BY_METHOD = ("slack_429", "slack_5xx", "slack_error")
 MAX_LATENCY_MS = 60_000
+# Slack's error codes are lower-case words joined by underscores ("not_in_channel").
+_ERROR_CODE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 class FaultError(ValueError):
@@ -97,6 +110,24 @@ class Faults:
                 raise FaultError("after_post must be true or false")
         elif "after_post" in params:
             raise FaultError("after_post applies only to slack_429 and slack_5xx")
+        if "method" in params or kind == "slack_error":
+            method = params.get("method")
+            if kind not in _BY_METHOD:
+                raise FaultError("method applies only to slack_429, slack_5xx and slack_error")
+            if method not in HANDLERS:
+                raise FaultError(
+                    f"method must be a Web API method the sandbox serves, one of "
+                    f'{", ".join(HANDLERS)}; got {method!r}, e.g. "method": "chat.update"'
+                )
+        if kind == "slack_error":
+            error = params.get("error")
+            if not isinstance(error, str) or not _ERROR_CODE.match(error):
+                raise FaultError(
+                    "slack_error needs error, a Slack error code such as "
+                    f'"plan_upgrade_required"; got {error!r}'
+                )
+        elif "error" in params:
+            raise FaultError("error applies only to slack_error")
         if kind == "slack_latency":
             ms = params.get("ms")
             if isinstance(ms, bool) or not isinstance(ms, int) or not 0 < ms <= MAX_LATENCY_MS:
@@ -109,15 +140,20 @@ class Faults:
             self._faults.append(fault)
         return fault
 
-    def take(self, kind: str, revision: str | None = None) -> Fault | None:
+    def take(
+        self, kind: str, revision: str | None = None, *, method: str | None = None
+    ) -> Fault | None:
         """Consume one use of the oldest matching fault, if any.
 
         A fault with no bound revision matches any revision; one bound to a
-        revision matches only that one.
+        revision matches only that one. Likewise a fault naming a Slack `method`
+        matches only calls of that method; one without matches every call.
         """
         with self._lock:
             for fault in self._faults:
                 if fault.kind != kind or (fault.revision and fault.revision != revision):
+                    continue
+                if fault.params.get("method") not in (None, method):
                     continue
                 if fault.times is not None:
                     fault.times -= 1

@@ -12,10 +12,11 @@
 A Web API call meets, in this order: an armed `slack_latency` (a sleep, then
 on), an armed `slack_429` or `slack_5xx` (answered before the token is even
 looked at, so slack_sdk's retry handlers meet them exactly as they would meet
-Slack; with `after_post` the call is performed first and its answer lost),
-then the token, then Slack's rate limits: a call over its method's limit is
-answered 429 with `Retry-After` and is not performed. Only then does the
-method run.
+Slack; with `after_post` the call is performed first and its answer lost; a
+fault with a `method` hits only calls of that method), then the token, then
+Slack's rate limits: a call over its method's limit is answered 429 with
+`Retry-After` and is not performed. Then an armed `slack_error` for the method
+answers `{"ok": false, "error": ...}` in its place; otherwise the method runs.
 """
 
 from __future__ import annotations
@@ -255,12 +256,12 @@ class SandboxHttp:
 
         if fault := self.faults.take("slack_latency"):
             time.sleep(int(fault.params["ms"]) / 1000)
-        if fault := self.faults.take("slack_429"):
+        if fault := self.faults.take("slack_429", method=method):
             if fault.params.get("after_post"):
                 self._perform(method, params, token, parse_error)
             self.sink.record_call(method, params, 429, "ratelimited")
             return _ratelimited(fault.params.get("retry_after", 1))
-        if fault := self.faults.take("slack_5xx"):
+        if fault := self.faults.take("slack_5xx", method=method):
             status = int(fault.params.get("status", 503))
             if fault.params.get("after_post"):
                 self._perform(method, params, token, parse_error)
@@ -286,9 +287,13 @@ class SandboxHttp:
             if retry_after is not None:
                 # Slack's own 429: the call is not performed.
                 return _ratelimited(retry_after), "ratelimited"
+            if fault := self.faults.take("slack_error", method=method):
+                # Slack's refusal of an authenticated call, answered as Slack
+                # answers every API error: HTTP 200, ok false; nothing is done.
+                raise SlackError(str(fault.params["error"]))
             answer = self.sink.call(method, params)
         except SlackError as error:
-            answer = {"ok": False, "error": error.code}
+            answer = {"ok": False, "error": error.code, **error.details}
             if error.code == "unknown_method":
                 answer["req_method"] = method
         # Slack answers API errors with HTTP 200 and ok: false.

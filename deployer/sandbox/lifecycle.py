@@ -50,6 +50,11 @@ def state_of(sandbox: Sandbox, demo: Demo | None, signing: dict[str, str]) -> di
                     "commit": demo.commit,
                     "image": demo.image,
                 },
+                # Channels the bot has not joined, for trying what Slack refuses there.
+                "slack_channels": {
+                    "unjoined_public": demo.slack_unjoined_public,
+                    "unjoined_private": demo.slack_unjoined_private,
+                },
             }
         )
     return state

@@ -4,7 +4,9 @@
     run_executions.py; Executions: Get, List (newest first), Cancel, Delete
 
 Names and their errors are in run_job_names.py. Create, update and delete finish
-at once; their operations are already done when answered.
+at once; their operations are already done when answered. An armed
+`run_job_unavailable` fault answers the next RunJob calls UNAVAILABLE before
+anything is looked at (faults.py).
 """
 
 from __future__ import annotations
@@ -20,9 +22,17 @@ from google.cloud import run_v2
 from google.longrunning.operations_pb2 import Operation as _Operation
 from google.protobuf import duration_pb2
 
+from deployer.sandbox.faults import Faults
 from deployer.sandbox.images import ImageStore
 from deployer.sandbox.operations import Operations
-from deployer.sandbox.rpc import already_exists, failed_precondition, invalid, service, unary
+from deployer.sandbox.rpc import (
+    RpcError,
+    already_exists,
+    failed_precondition,
+    invalid,
+    service,
+    unary,
+)
 from deployer.sandbox.run_executions import (
     CompletionStatus,
     Execution,
@@ -56,10 +66,16 @@ class RunJobs:
     """`google.cloud.run.v2.Jobs` and `.Executions`, backed by local processes. Thread-safe."""
 
     def __init__(
-        self, operations: Operations, images: ImageStore, secrets: SecretManager, workdir: Path
+        self,
+        operations: Operations,
+        images: ImageStore,
+        secrets: SecretManager,
+        workdir: Path,
+        faults: Faults,
     ) -> None:
         self._operations = operations
         self._images = images
+        self._faults = faults
         self._logs = workdir / "executions"
         self._logs.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
@@ -210,6 +226,11 @@ class RunJobs:
     # --- running ---------------------------------------------------------------------
 
     def _run_job(self, request: run_v2.RunJobRequest) -> Any:
+        if self._faults.take("run_job_unavailable") is not None:
+            # google/rpc/code.proto, UNAVAILABLE: "The service is currently
+            # unavailable. This is most likely a transient condition, which can be
+            # corrected by retrying with a backoff." Nothing is started.
+            raise RpcError(grpc.StatusCode.UNAVAILABLE, "The service is currently unavailable.")
         parent, job_id = parse_job(request.name)
         with self._lock:
             if self._closed:

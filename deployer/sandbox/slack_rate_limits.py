@@ -83,6 +83,16 @@ POST_PER_WORKSPACE = Limit("special", 300, 300)
 #   chat.delete            Tier 3   https://api.slack.com/methods/chat.delete
 #   users.info             Tier 4   https://api.slack.com/methods/users.info
 #   conversations.info     Tier 3   https://api.slack.com/methods/conversations.info
+#   conversations.history  Tier 3   https://docs.slack.dev/reference/methods/conversations.history
+#                          ("Tier 3: 50+ per minute"). Since 2025-05-29 apps that are
+#                          not Marketplace-approved and distributed to other workspaces
+#                          get Tier 1 and 15 messages a page, but "Internal customer-built
+#                          applications are not impacted by these changes and continue to
+#                          have a rate limit of 1,000 messages per request at 50+ requests
+#                          per minute" (https://docs.slack.dev/changelog/2025/05/29/
+#                          rate-limit-changes-for-non-marketplace-apps; restated in
+#                          .../2025/06/03/rate-limits-clarity). The deployer is an
+#                          internal app: Tier 3.
 #   usergroups.users.list  Tier 2   https://api.slack.com/methods/usergroups.users.list
 #   chat.getPermalink      special: "allows hundreds of requests per minute"
 #                          https://docs.slack.dev/reference/methods/chat.getPermalink
@@ -94,6 +104,7 @@ METHOD_LIMITS: dict[str, tuple[Limit, ...]] = {
     "chat.delete": (TIER_3,),
     "users.info": (TIER_4,),
     "conversations.info": (TIER_3,),
+    "conversations.history": (TIER_3,),
     "usergroups.users.list": (TIER_2,),
     "chat.getPermalink": (HUNDREDS,),
 }

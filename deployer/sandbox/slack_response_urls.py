@@ -52,6 +52,10 @@ class ResponseUrls:
         try:
             self._apply(entry, body)
         except SlackError as error:
+            # Slack's webhooks answer the bare code as text, without the Web API's
+            # detail: blocks it refuses are "400 invalid_blocks" and nothing more
+            # (slackapi/java-slack-sdk#1017, "invalid_blocks response with no error
+            # message": Slack's answer there is to call chat.postMessage for detail).
             return 400, error.code
         entry.uses += 1
         return 200, "ok"

@@ -3,11 +3,14 @@
 `SlackSink.call(method, params)` answers a Web API method the way Slack does
 (the response dict, or `SlackError` carrying Slack's error string);
 `respond(id, body)` answers a post to a `response_url`. Everything posted is
-kept, with thread replies and edit history, for `GET /_sandbox/messages`.
+kept, with thread replies and edit history, for `GET /_sandbox/messages`. The
+bot token holds `DEFAULT_SCOPES` unless `scopes=` (or `set_scopes`) says
+otherwise; channels may be ones the bot has not joined (`add_channel(...,
+is_member=False)`).
 
 The recorded state lives in `slack_workspace`, the Web API methods in
-`slack_methods`, response URLs in `slack_response_urls`; this module joins them
-and keeps the names others import.
+`slack_methods` (Block Kit checks in `slack_blocks`), response URLs in
+`slack_response_urls`; this module joins them and keeps the names others import.
 """
 
 from __future__ import annotations
@@ -18,19 +21,28 @@ from typing import Any
 
 from deployer.sandbox.slack_methods import HANDLERS, METHODS
 from deployer.sandbox.slack_response_urls import ResponseUrls
-from deployer.sandbox.slack_workspace import BOT_USER_ID, TEAM_ID, SlackError, SlackWorkspace
+from deployer.sandbox.slack_workspace import (
+    BOT_USER_ID,
+    DEFAULT_SCOPES,
+    TEAM_ID,
+    SlackError,
+    SlackWorkspace,
+)
 
 # What the HTTP front, the demo and the tests import from here.
-__all__ = ["BOT_USER_ID", "METHODS", "TEAM_ID", "SlackError", "SlackSink"]
+__all__ = ["BOT_USER_ID", "DEFAULT_SCOPES", "METHODS", "TEAM_ID", "SlackError", "SlackSink"]
 
 
 class SlackSink(SlackWorkspace):
     """Thread-safe recorded Slack workspace that answers the Web API and response URLs."""
 
     def __init__(
-        self, tokens: Iterable[str] | None = None, clock: Callable[[], float] = time.time
+        self,
+        tokens: Iterable[str] | None = None,
+        clock: Callable[[], float] = time.time,
+        scopes: Iterable[str] | None = None,
     ) -> None:
-        super().__init__(tokens, clock)
+        super().__init__(tokens, clock, scopes)
         self._response_urls = ResponseUrls(self)
 
     def call(self, method: str, params: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The sandbox Slack workspace's recorded state: team, bot, users, channels, groups, messages."""
+"""The sandbox Slack workspace's recorded state: team, bot, app scopes, users, channels, groups, messages."""
 
 from __future__ import annotations
 
@@ -18,13 +18,30 @@ BOT_USER_NAME = "deployer"
 BOT_ID = "B0SANDBOT1"
 APP_ID = "A0SANDBOX1"
 
+# The bot token's scopes unless seeded otherwise: what the deployer's app asks
+# for (README, "In production"), plus posting into public channels it has not
+# joined and reading the channels it is in.
+DEFAULT_SCOPES = frozenset(
+    {
+        "commands",
+        "chat:write",
+        "chat:write.public",
+        "usergroups:read",
+        "channels:read",
+        "groups:read",
+        "channels:history",
+        "groups:history",
+    }
+)
+
 
 class SlackError(Exception):
-    """A Web API error answered as `{"ok": false, "error": code}`."""
+    """A Web API error answered as `{"ok": false, "error": code, **details}`."""
 
-    def __init__(self, code: str) -> None:
+    def __init__(self, code: str, **details: Any) -> None:
         super().__init__(code)
         self.code = code
+        self.details = details
 
 
 @dataclass
@@ -51,6 +68,7 @@ class Message:
     reply_count: int = 0
     original: dict[str, Any] | None = None  # text and blocks before the first edit
     edits: list[Edit] = field(default_factory=list)
+    metadata: dict[str, Any] | None = None  # {"event_type": ..., "event_payload": {...}}
 
     def to_json(self) -> dict[str, Any]:
         """The record `GET /_sandbox/messages` lists (a deep copy)."""
@@ -72,6 +90,25 @@ class Message:
             body["edited"] = {"user": self.user, "ts": self.edits[-1].ts_edited}
         return body
 
+    def to_history(self, with_metadata: bool) -> dict[str, Any]:
+        """The message as `conversations.history` lists it (`metadata` only when asked for)."""
+        body = self.to_api()
+        if self.reply_count:
+            body["reply_count"] = self.reply_count
+        if self.reply_broadcast:
+            # A reply also sent to the channel is listed in the channel's history
+            # with this subtype (https://docs.slack.dev/reference/events/message/thread_broadcast).
+            body["subtype"] = "thread_broadcast"
+        if with_metadata and self.metadata is not None:
+            body["metadata"] = json.loads(json.dumps(self.metadata))
+        return body
+
+    def in_channel_history(self) -> bool:
+        """True for what the channel's own timeline shows: top-level messages and broadcast replies."""
+        if self.ephemeral or self.deleted or self.channel is None:
+            return False
+        return self.thread_ts is None or self.thread_ts == self.ts or self.reply_broadcast
+
 
 class SlackWorkspace:
     """Thread-safe recorded workspace: what is seeded, posted and called.
@@ -81,11 +118,15 @@ class SlackWorkspace:
     """
 
     def __init__(
-        self, tokens: Iterable[str] | None = None, clock: Callable[[], float] = time.time
+        self,
+        tokens: Iterable[str] | None = None,
+        clock: Callable[[], float] = time.time,
+        scopes: Iterable[str] | None = None,
     ) -> None:
         self._lock = threading.Lock()
         self._clock = clock
         self._tokens = set(tokens or ())
+        self._scopes = set(DEFAULT_SCOPES if scopes is None else scopes)
         self._last_us = 0
         self._users: dict[str, dict[str, Any]] = {}
         self._channels: dict[str, dict[str, Any]] = {}
@@ -100,6 +141,16 @@ class SlackWorkspace:
         """Accept this bot token; once any is allowed, only allowed tokens are."""
         with self._lock:
             self._tokens.add(token)
+
+    def set_scopes(self, scopes: Iterable[str]) -> None:
+        """Grant the bot token exactly these OAuth scopes (default: `DEFAULT_SCOPES`)."""
+        with self._lock:
+            self._scopes = set(scopes)
+
+    def scopes(self) -> frozenset[str]:
+        """The scopes the bot token holds."""
+        with self._lock:
+            return frozenset(self._scopes)
 
     def add_user(
         self,
@@ -133,8 +184,10 @@ class SlackWorkspace:
         with self._lock:
             self._users[id] = user
 
-    def add_channel(self, id: str, name: str, *, is_private: bool = False) -> None:
-        """Register a channel the bot is a member of."""
+    def add_channel(
+        self, id: str, name: str, *, is_private: bool = False, is_member: bool = True
+    ) -> None:
+        """Register a channel; the bot is a member of it unless `is_member` is False."""
         channel = {
             "id": id,
             "name": name,
@@ -144,7 +197,7 @@ class SlackWorkspace:
             "is_im": False,
             "is_private": is_private,
             "is_archived": False,
-            "is_member": True,
+            "is_member": is_member,
             "created": int(self._clock()),
             "creator": BOT_USER_ID,
         }
@@ -193,6 +246,14 @@ class SlackWorkspace:
         """The user group `id`, or None (lock held)."""
         return self._usergroups.get(id)
 
+    def has_scope(self, scope: str) -> bool:
+        """True when the bot token holds `scope` (lock held)."""
+        return scope in self._scopes
+
+    def scope_list(self) -> str:
+        """The granted scopes as Slack lists them in `provided` (lock held)."""
+        return ",".join(sorted(self._scopes))
+
     def channel(self, wanted: str) -> dict[str, Any]:
         """The channel named by an id, `name` or `#name`; `channel_not_found` (lock held)."""
         if wanted in self._channels:
@@ -213,6 +274,11 @@ class SlackWorkspace:
     def append(self, message: Message) -> None:
         """Record a posted message (lock held)."""
         self._messages.append(message)
+
+    def history(self, channel: str) -> list[Message]:
+        """The channel's timeline, newest first: what `conversations.history` reads (lock held)."""
+        listed = [m for m in self._messages if m.channel == channel and m.in_channel_history()]
+        return sorted(listed, key=lambda m: _ts_key(m.ts), reverse=True)
 
     def edit(self, message: Message, text: str, blocks: list[Any] | None) -> None:
         """Replace a message's content, keeping the original and the edit (lock held)."""
@@ -272,3 +338,9 @@ class SlackWorkspace:
         with self._lock:
             self._messages.clear()
             self._calls.clear()
+
+
+def _ts_key(ts: str) -> tuple[int, int]:
+    """A `"%d.%06d"` ts as a number pair, so ts values sort as Slack orders them."""
+    seconds, _, micros = ts.partition(".")
+    return int(seconds or 0), int(micros or 0)

@@ -1,0 +1,72 @@
+"""`deployer check`: what Slack must allow for an environment's threads and access rules.
+
+    channel      the bot can post the threads into the environment's channel: a member,
+                 or a public channel (with `chat:write.public`); a private channel it
+                 is not in refuses it (`channel_not_found`)
+    user groups  every group the allow-lists name can be read (`usergroups.users.list`:
+                 `plan_upgrade_required` on free workspaces, `missing_scope` without
+                 `usergroups:read`)
+
+Sources: api.slack.com/methods/chat.postMessage ("Errors": not_in_channel,
+channel_not_found; the chat:write.public scope), api.slack.com/methods/conversations.info,
+api.slack.com/methods/usergroups.users.list.
+"""
+
+from __future__ import annotations
+
+from deployer.check_results import Check, Status
+from deployer.config import Environment
+from deployer.front.access import GroupUnreadable
+from deployer.front.ports import Chat, ChatError
+
+
+def check_channel(chat: Chat, settings: Environment) -> Check:
+    """Whether the bot can post the environment's threads where they go."""
+    if settings.channel is None:
+        return Check(
+            Status.OK,
+            "slack channel",
+            "none configured: each thread goes where its command was typed",
+        )
+    where = f"<#{settings.channel}> ({settings.channel})"
+    try:
+        info = chat.channel_info(settings.channel)
+    except ChatError as error:
+        if error.error in ("channel_not_found", "not_in_channel"):
+            return Check(
+                Status.FAIL,
+                "slack channel",
+                f"the bot cannot see {where}: a private channel must invite it "
+                "(`/invite @<the bot>` there)",
+            )
+        return Check(Status.WARN, "slack channel", f"could not read {where}: {error}")
+    if info.get("is_member"):
+        return Check(Status.OK, "slack channel", f"the bot is a member of {where}")
+    if info.get("is_private"):
+        return Check(
+            Status.FAIL,
+            "slack channel",
+            f"the bot is not in the private channel {where}: invite it there",
+        )
+    return Check(
+        Status.WARN,
+        "slack channel",
+        f"the bot is not in {where}: it posts there only with the `chat:write.public` "
+        "scope (in the app manifest); or invite it",
+    )
+
+
+def check_usergroups(chat: Chat, settings: Environment) -> Check | None:
+    """Whether every user group the allow-lists name can be read (None: none named)."""
+    groups = [*settings.allow.slack_usergroups]
+    groups += [group for group in settings.allow.admins if group.startswith("S")]
+    if not groups:
+        return None
+    sizes = []
+    for group in dict.fromkeys(groups):
+        try:
+            sizes.append(f"{group} ({len(chat.usergroup_members(group))} members)")
+        except ChatError as error:
+            advice = GroupUnreadable(group, error.error).advice()
+            return Check(Status.FAIL, "slack user groups", advice)
+    return Check(Status.OK, "slack user groups", "readable: " + ", ".join(sizes))
