@@ -13,13 +13,16 @@ noisy machine: medians and tails, and ratios between conditions.
                        ACCEPTED as new deploys (one generated environment per request),
                        dispatched to a sandbox Cloud Run job whose container is `true`,
                        so no real deploy runs behind the front. Twice: Slack healthy,
-                       and every Slack Web API call answering 429 `Retry-After: 8`.
+                       every Slack Web API call answering 429 `Retry-After: 8`, and
+                       every Slack call delayed 1,000 ms (`slack_latency`).
                        `cold`: the first request of a fresh front process that builds its
                        context (config, store, clients, bolt) on that request, as a new
                        Cloud Functions instance does. The sandbox's Slack enforces no
                        limits of its own (the healthy baseline meets no 429), and the
                        front's sweep is off (production runs it elsewhere).
-                       Target: p99 <= 250 ms under the 429s.
+                       Targets: p99 <= 250 ms under the 429s; with Slack slow, the
+                       median within 5 % of the delay (50 ms) of the healthy one, warm
+                       and cold: one Slack call in the request would add a whole second.
 2. concurrent_deploys  the deployer's own overhead per deploy = wall time - platform time
                        (the build, create_time -> finish_time; the candidate revision,
                        create_time -> Ready) - configured waits (health gates, rollout
@@ -92,6 +95,9 @@ WARMUP = 5  # requests sent before each measured series
 DEPLOY_TIMEOUT = 180.0
 
 ACK_P99_TARGET_MS = 250.0
+SLOW_SLACK_MS = 1000  # every Slack call delayed so, for the slow-Slack condition
+SLOW_DELTA_TARGET_MS = 50.0  # slow-Slack median - healthy median, warm and cold
+CONDITIONS = ("slack_ok", "slack_429", "slack_slow")
 CONCURRENCY_TARGET = 1.5
 RESUME_TARGET_LEASES = 2.0
 
@@ -219,10 +225,13 @@ def slash_ack(sandbox: Sandbox, seeded: demo.Demo, workdir: Path, requests: int,
     each = cold + WARMUP + requests  # environments a condition needs: one per request
     names = {
         condition: [f"bench-{condition}-{i:03d}".replace("_", "-") for i in range(each)]
-        for condition in ("slack_ok", "slack_429")
+        for condition in CONDITIONS
     }
     prod = seeded.config.environments["prod"]
-    environments = {"prod": prod, **dict.fromkeys(names["slack_ok"] + names["slack_429"], prod)}
+    environments = {
+        "prod": prod,
+        **dict.fromkeys((n for group in names.values() for n in group), prod),
+    }
     config = write_config(
         seeded.config.model_copy(update={"environments": environments}), workdir / "ack.toml"
     )
@@ -250,6 +259,8 @@ def slash_ack(sandbox: Sandbox, seeded: demo.Demo, workdir: Path, requests: int,
             sandbox.faults.clear()
             if condition == "slack_429":
                 sandbox.faults.arm("slack_429", retry_after=RETRY_AFTER, times=10**9)
+            if condition == "slack_slow":
+                sandbox.faults.arm("slack_latency", ms=SLOW_SLACK_MS, times=10**9)
             calls_before = len(sandbox.http.sink.calls())
             commands = Commands(secret, seeded, fresh)
             series = ack_series(front.url, commands, cold_env, requests, cold)
@@ -279,8 +290,16 @@ def slash_ack(sandbox: Sandbox, seeded: demo.Demo, workdir: Path, requests: int,
         "median": round(limited["median"] / ok["median"], 2),
         "p99": round(limited["p99"] / ok["p99"], 2),
     }
+    slow = results["slack_slow"]
+    results["slow_minus_ok_ms"] = {
+        kind: round(slow[kind]["median"] - results["slack_ok"][kind]["median"], 2)
+        for kind in ("accepted_ms", "cold_first_request_ms")
+    }
     results["target_p99_ms"] = ACK_P99_TARGET_MS
     results["met"] = limited["p99"] <= ACK_P99_TARGET_MS
+    results["slow_met"] = all(
+        delta <= SLOW_DELTA_TARGET_MS for delta in results["slow_minus_ok_ms"].values()
+    )
     return results
 
 
@@ -707,7 +726,7 @@ def table(results: dict[str, Any]) -> None:
     ack = results["slash_ack_ms"]
     print(f"1. /deploy ENV accepted, ms (every Slack call 429 Retry-After {RETRY_AFTER})")
     print(f"   {'':<12}{'p50':>8}{'p99':>8}{'cold p50':>10}{'n':>5}")
-    for condition in ("slack_ok", "slack_429"):
+    for condition in CONDITIONS:
         row, cold = ack[condition]["accepted_ms"], ack[condition]["cold_first_request_ms"]
         print(
             f"   {condition:<12}{row['median']:>8.1f}{row['p99']:>8.1f}"
@@ -717,6 +736,12 @@ def table(results: dict[str, Any]) -> None:
     print(
         f"   429/ok: p50 x{ratio['median']}, p99 x{ratio['p99']}; "
         f"target p99 <= {ACK_P99_TARGET_MS:g} ms: {_verdict(ack['met'])}"
+    )
+    slow = ack["slow_minus_ok_ms"]
+    print(
+        f"   slow ({SLOW_SLACK_MS} ms a call) - ok: p50 {slow['accepted_ms']:+.1f} ms, cold p50 "
+        f"{slow['cold_first_request_ms']:+.1f} ms; target <= {SLOW_DELTA_TARGET_MS:g} ms: "
+        f"{_verdict(ack['slow_met'])}"
     )
 
     fleet = results["concurrent_deploys"]

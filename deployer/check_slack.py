@@ -30,23 +30,37 @@ def check_channel(chat: Chat, settings: Environment) -> Check:
         )
     where = f"<#{settings.channel}> ({settings.channel})"
     try:
-        info = chat.channel_info(settings.channel)
+        view = chat.channel_info(settings.channel)
     except ChatError as error:
         if error.error in ("channel_not_found", "not_in_channel"):
             return Check(
                 Status.FAIL,
                 "slack channel",
                 f"the bot cannot see {where}: a private channel must invite it "
-                "(`/invite @<the bot>` there)",
+                "(`/invite @` and the deployer's app, there)",
             )
         return Check(Status.WARN, "slack channel", f"could not read {where}: {error}")
+    info = view.channel
     if info.get("is_member"):
         return Check(Status.OK, "slack channel", f"the bot is a member of {where}")
     if info.get("is_private"):
         return Check(
             Status.FAIL,
             "slack channel",
-            f"the bot is not in the private channel {where}: invite it there",
+            f"the bot is not in the private channel {where}: `/invite` it there",
+        )
+    if view.scopes is not None and "chat:write.public" in view.scopes:
+        return Check(
+            Status.OK,
+            "slack channel",
+            f"{where} is public: the bot posts there without joining (chat:write.public)",
+        )
+    if view.scopes is not None:
+        return Check(
+            Status.FAIL,
+            "slack channel",
+            f"the bot is not in {where} and lacks the `chat:write.public` scope: Slack would "
+            "answer not_in_channel. Add the scope (in the app manifest) or `/invite` it there",
         )
     return Check(
         Status.WARN,

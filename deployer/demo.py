@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from typing import Any, TextIO
 from urllib.parse import quote, urlencode
 
+from deployer.front.mrkdwn import escape
 from deployer.front.verify import slack_signature
 from deployer.pipeline.record import DeployRecord, State
 
@@ -126,7 +127,9 @@ def signed_slash_command(
         "user_id": user,
         "user_name": "demo.user",
         "command": "/deploy",
-        "text": text,
+        # Slack escapes &, < and > in what was typed (docs.slack.dev, "Formatting text for
+        # app surfaces": escaping text); the front unescapes it once.
+        "text": escape(text),
         "api_app_id": "A0SANDBOX1",
         "is_enterprise_install": "false",
         "response_url": response_url,

@@ -24,6 +24,7 @@ from urllib.parse import parse_qs, parse_qsl, quote, urlencode
 
 import httpx
 
+from deployer.front.mrkdwn import escape
 from deployer.front.verify import github_signature, slack_signature
 
 SLACK_PATH = "/slack/events"
@@ -97,7 +98,7 @@ def slash_command(
         "user_name": user_name,
         "command": command,
         # Slack sends the text with `&`, `<` and `>` escaped, as in any message it sends.
-        "text": text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"),
+        "text": escape(text),
         "api_app_id": APP,
         "is_enterprise_install": "false",
         "response_url": response_url or f"https://hooks.slack.com/commands/{TEAM}/1/x",

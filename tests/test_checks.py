@@ -179,3 +179,75 @@ def test_a_policy_that_differs_from_the_config_is_a_warning(
     line = _line(capsys.readouterr().out, "warn", "public access")
     assert "allow_unauthenticated = true, but allUsers lacks roles/run.invoker" in line
     assert line.endswith("the next deploy makes it public")
+
+
+def _with_slack(world: World, gcp: Sandbox, environment: str) -> None:
+    """`environment` (lines of [environments.prod]) added; check reads Slack as the bot."""
+    text = world.config.read_text(encoding="utf-8")
+    anchor = 'env_from_secret = "api-dotenv"\n'
+    world.config.write_text(text.replace(anchor, anchor + environment), encoding="utf-8")
+    os.environ.update(SLACK_API_URL=gcp.slack_api_url, SLACK_BOT_TOKEN="xoxb-check-tests")
+
+
+def test_the_bot_must_be_able_to_post_in_the_environments_channel(
+    world: World, gcp: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    private = "G" + uuid.uuid4().hex[:10].upper()
+    gcp.http.sink.add_channel(private, "ops", is_private=True, is_member=False)
+    _with_slack(world, gcp, f'channel = "{private}"\n')
+    try:
+        assert cli.main(["check", "prod"]) == 1
+    finally:
+        for name in ("SLACK_API_URL", "SLACK_BOT_TOKEN"):
+            os.environ.pop(name)
+    line = _line(capsys.readouterr().out, "FAIL", "slack channel")
+    assert private in line and "/invite" in line
+
+
+def test_a_public_channel_not_joined_needs_chat_write_public(
+    world: World, gcp: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    public = "C" + uuid.uuid4().hex[:10].upper()
+    gcp.http.sink.add_channel(public, "deploys", is_member=False)
+    _with_slack(world, gcp, f'channel = "{public}"\n')
+    granted = gcp.http.sink.scopes()
+    try:
+        assert cli.main(["check", "prod"]) == 0
+        line = _line(capsys.readouterr().out, "ok", "slack channel")
+        assert public in line and "chat:write.public" in line
+        # An app installed without the scope: Slack would refuse the thread.
+        gcp.http.sink.set_scopes(granted - {"chat:write.public"})
+        assert cli.main(["check", "prod"]) == 1
+        line = _line(capsys.readouterr().out, "FAIL", "slack channel")
+        assert "not_in_channel" in line and "chat:write.public" in line
+    finally:
+        gcp.http.sink.set_scopes(granted)
+        for name in ("SLACK_API_URL", "SLACK_BOT_TOKEN"):
+            os.environ.pop(name)
+
+
+def test_user_groups_a_free_workspace_will_not_list_fail_the_check(
+    world: World, gcp: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    group = "S" + uuid.uuid4().hex[:10].upper()
+    gcp.http.sink.add_usergroup(group, "deployers", ["U0CHECKER"])
+    _with_slack(world, gcp, f'allow = {{ slack_usergroups = ["{group}"] }}\n')
+    gcp.faults.arm(
+        "slack_error", method="usergroups.users.list", error="plan_upgrade_required", times=1
+    )
+    try:
+        assert cli.main(["check", "prod"]) == 1
+    finally:
+        gcp.faults.clear()
+        for name in ("SLACK_API_URL", "SLACK_BOT_TOKEN"):
+            os.environ.pop(name)
+    line = _line(capsys.readouterr().out, "FAIL", "slack user groups")
+    assert group in line and "this workspace's plan" in line and "allow.slack_users" in line
+    # Readable, the same group passes and its size is shown.
+    _with_slack(world, gcp, "")
+    try:
+        cli.main(["check", "prod"])
+    finally:
+        for name in ("SLACK_API_URL", "SLACK_BOT_TOKEN"):
+            os.environ.pop(name)
+    assert f"{group} (1 members)" in _line(capsys.readouterr().out, "ok", "slack user groups")

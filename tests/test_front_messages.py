@@ -402,12 +402,37 @@ def test_every_message_is_accepted_by_slack(slack: WebClient, sandbox: Sandbox) 
     channel = "C" + uuid.uuid4().hex[:10].upper()
     sandbox.http.sink.add_channel(channel, f"messages-{channel.lower()}")
     record = deploy(state=State.SUCCEEDED, stages=[PREFLIGHT, BUILT], candidate_revision=NEW)
+    running = deploy(state=State.RUNNING, stages=[PREFLIGHT])
+    lock = Lock("prod", "deploy", running.id, "deploy", T0, "", T0 + 60)
+    manual = Lock("prod", "manual", "slack:U0TESTER1", "fix <auth> & cache", T0)
+    # The largest renderings too: the sandbox refuses what Slack's Block Kit checks refuse.
+    flood = "<>&" * 5000 + "\n" + "x" * 10_000
+    failed = StageResult(Stage.BUILD, Outcome.FAILED, T0, 1, flood, flood, LOG)
+    huge = deploy(ref="r" * 200, state=State.FAILED, stages=[failed], error=flood)
     for message in (
         messages.deploy_parent(record, T0),
+        messages.deploy_parent(running, T0),  # with its Cancel button
         messages.status_message(status_fixture()),
         messages.help_message(config()),
         messages.history_message("prod", [record]),
+        messages.busy(lock, running, "https://sandbox.slack.com/archives/C1/p1", True, "v"),
+        messages.queued(record, 2, lock),
+        messages.started(record),
+        messages.never_started(huge),
+        messages.forced("prod", manual, running),
+        messages.locked_out(manual),
+        messages.lock_taken(manual),
+        messages.unlocked("prod", True),
+        messages.denied(flood),
+        messages.follow_up(record, running, "https://sandbox.slack.com/archives/C1/p1"),
+        messages.release_note("acme/api", "v1.2.3", "octocat", "https://github.com/acme"),
+        messages.deploy_parent(huge, T0),
+        messages.stage_reply(huge, failed),
+        messages.status_message([status_fixture()[0]] * 60),
+        messages.history_message("prod", [huge] * 200),
+        messages.reply(flood),
     ):
+        assert message is not None
         answer = slack.chat_postMessage(channel=channel, **message.to_kwargs())
         assert answer["message"]["blocks"] == message.blocks
 

@@ -100,6 +100,22 @@ def test_the_default_scopes_are_the_deployers(slack: SandboxHttp) -> None:
     )
 
 
+def test_every_answer_to_a_valid_token_names_its_scopes(slack: SandboxHttp) -> None:
+    # As Slack does, ok or not: x-oauth-scopes is how a client learns its token's scopes.
+    ok = httpx.post(f"{slack.url}/api/auth.test", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert set(ok.headers["x-oauth-scopes"].split(",")) == DEFAULT_SCOPES
+    refused = httpx.post(
+        f"{slack.url}/api/conversations.info",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        data={"channel": "CNOSUCHCHANNEL"},
+    )
+    assert refused.json()["ok"] is False and "x-oauth-scopes" in refused.headers
+    unknown = httpx.post(
+        f"{slack.url}/api/auth.test", headers={"Authorization": "Bearer not-a-token"}
+    )
+    assert "x-oauth-scopes" not in unknown.headers
+
+
 def test_with_chat_write_public_the_bot_posts_in_a_public_channel_without_joining_it(
     slack: SandboxHttp, web: WebClient
 ) -> None:

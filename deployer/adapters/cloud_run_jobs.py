@@ -11,9 +11,26 @@ from google.cloud import run_v2
 
 from deployer.adapters.google_clients import google_client
 
+# Refusals worth trying again: the API was there, or may be, and may answer next time.
+_TRANSIENT = (
+    exceptions.ServiceUnavailable,
+    exceptions.DeadlineExceeded,
+    exceptions.InternalServerError,
+    exceptions.TooManyRequests,
+    exceptions.Aborted,
+)
+
 
 class JobRefused(Exception):
-    """Cloud Run did not start the execution; the message says why."""
+    """Cloud Run did not start the execution; the message says why.
+
+    `transient`: the jobs API was unavailable, overloaded or slow, so the same call may
+    succeed later (a missing job or a denied permission will not).
+    """
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class CloudRunJobs:
@@ -42,6 +59,7 @@ class CloudRunJobs:
                 request=run_v2.RunJobRequest(name=job, overrides=overrides), timeout=timeout
             )
         except exceptions.GoogleAPICallError as error:
-            raise JobRefused(f"{type(error).__name__}: {error.message}") from None
+            message = f"{type(error).__name__}: {error.message}"
+            raise JobRefused(message, isinstance(error, _TRANSIENT)) from None
         metadata = operation.metadata
         return str(getattr(metadata, "name", "") or "") if metadata else ""

@@ -16,7 +16,7 @@ from slack_sdk.webhook import WebhookClient
 
 from deployer.adapters.slack_client import slack_web_client
 from deployer.front.mrkdwn import SlackMessage
-from deployer.front.ports import ChatError
+from deployer.front.ports import ChannelView, ChatError
 
 HISTORY_LIMIT = 100  # messages looked through for a parent that may have been posted
 RESPONSE_URL_TIMEOUT = 1  # seconds; it runs inside a request, which must answer within 3
@@ -107,10 +107,15 @@ class SlackChat:
         answer = _calling(lambda: self.client.chat_getPermalink(channel=channel, message_ts=ts))
         return str(answer.get("permalink") or "")
 
-    def channel_info(self, channel: str) -> dict[str, object]:
+    def channel_info(self, channel: str) -> ChannelView:
         answer = _calling(lambda: self.client.conversations_info(channel=channel))
         found = answer.get("channel")
-        return dict(found) if isinstance(found, dict) else {}
+        # Slack lists a token's scopes in this header on every Web API answer.
+        said = next((v for k, v in answer.headers.items() if k.lower() == "x-oauth-scopes"), None)
+        if isinstance(said, list):  # slack_sdk keeps some headers as lists
+            said = ",".join(said)
+        scopes = None if said is None else frozenset(filter(None, str(said).split(",")))
+        return ChannelView(dict(found) if isinstance(found, dict) else {}, scopes)
 
     def usergroup_members(self, group: str) -> set[str]:
         answer = _calling(lambda: self.client.usergroups_users_list(usergroup=group))

@@ -23,9 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-from google.api_core import exceptions
-
-from deployer.adapters.cloud_run_jobs import CloudRunJobs
+from deployer.adapters.cloud_run_jobs import CloudRunJobs, JobRefused
 from deployer.config import Config
 from deployer.front.outbox import Outbox
 from deployer.pipeline.lease import DEPLOY
@@ -39,14 +37,6 @@ INLINE = "inline"
 INLINE_WORKERS = 4
 RUN_JOB_TIMEOUT = 10.0  # seconds for the RunJob call itself, not the execution
 MAX_HANDOVERS = 3  # failed hand-overs of one deploy before it is given up
-# Failures of RunJob worth trying again: the API was there, and may answer next time.
-_TRANSIENT = (
-    exceptions.ServiceUnavailable,
-    exceptions.DeadlineExceeded,
-    exceptions.InternalServerError,
-    exceptions.TooManyRequests,
-    exceptions.Aborted,
-)
 _JOB_NAME = re.compile(r"^projects/[^/]+/locations/[^/]+/jobs/[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$")
 
 
@@ -180,7 +170,9 @@ class JobDispatcher:
         except Exception as error:
             reason = f"could not start the Cloud Run job {self.job.rsplit('/', 1)[-1]}: {error}"
             log.error("deploy %s: %s", deploy_id, reason, extra={"deploy_id": deploy_id})
-            self._failures.record(deploy_id, reason, isinstance(error, _TRANSIENT))
+            self._failures.record(
+                deploy_id, reason, isinstance(error, JobRefused) and error.transient
+            )
             return
         log.info(
             "deploy %s dispatched to %s",

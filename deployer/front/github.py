@@ -15,6 +15,8 @@
         X-GitHub-Delivery seen before                   200, nothing done (a redelivery)
     anything else (created, edited, drafts, pushes)     200, nothing done
     body not JSON, or a release not shaped as GitHub    400 (`payloads.release`)
+    the deploy could not be recorded (store down)       503, its claims forgotten: a
+                                                        redelivery by hand runs it
 
 GitHub's actions (docs.github.com/webhooks/webhook-events-and-payloads#release):
 `published` for releases and pre-releases alike; `released` when a release is
@@ -126,12 +128,31 @@ def _release(payload: dict[str, Any], delivery: str, context: FrontContext) -> A
         log.warning("github release refused: %s", denial, extra={"delivery": delivery})
         return 403, "repository not allowed\n"
     # Claimed only now: a delivery that was refused above may be fixed and redelivered.
-    if not context.store.claim(f"github-delivery:{delivery}"):
+    delivered = f"github-delivery:{delivery}"
+    if not context.store.claim(delivered):
         return 200, "already handled\n"
-    once = release.release_id or tag
-    if not context.store.claim(f"github-release:{repository}:{once}:{environment}"):
-        return 200, f"already deployed to {environment}: {tag}\n"
-    return _deploy(context, environment, tag, repository, release.sender, payload["release"])
+    once = f"github-release:{repository}:{release.release_id or tag}:{environment}"
+    claimed = [delivered]
+    try:
+        if not context.store.claim(once):
+            return 200, f"already deployed to {environment}: {tag}\n"
+        claimed.append(once)
+        return _deploy(context, environment, tag, repository, release.sender, payload["release"])
+    except Exception:
+        # Nothing may stay "handled" that was not taken in: GitHub does not redeliver on
+        # its own, so the 503 (shown in the hook's deliveries) and a redelivery by hand
+        # must be able to run it.
+        log.exception("release %s of %s not taken in", tag, repository)
+        _forget(context, claimed)
+        return 503, "the deploy could not be recorded; redeliver this delivery\n"
+
+
+def _forget(context: FrontContext, claims: list[str]) -> None:
+    for key in reversed(claims):
+        try:
+            context.store.unclaim(key)
+        except Exception:
+            log.exception("could not forget the claim %s", key)
 
 
 def _deploy(

@@ -7,7 +7,9 @@
     refused   everyone else learns the true holder: its id, who started it, its thread;
               a holder whose lease ran out is being resumed, and they are told so
     queued    with `--queue` (or the Queue button) the record waits for the lock instead
-    record    saved with the thread's channel, the thread opened in the outbox
+    record    saved with the thread's channel, then the thread opened in the outbox; an
+              intake the store gives out on ends failed with its lock freed, and raises
+              (the request answers 5xx: nothing is "taken in" that will not run)
     dispatch  handed to the worker; a failed hand-over is tried again by the sweep, or
               ends the record and frees the lock
 
@@ -24,6 +26,7 @@ import time
 from dataclasses import dataclass
 
 from deployer.front.context import FrontContext
+from deployer.front.messages import deploy_parent
 from deployer.front.mrkdwn import SlackMessage
 from deployer.front.thread import open_thread
 from deployer.front.thread_box import ThreadBox
@@ -95,13 +98,19 @@ def take_in(
         if not queue:
             thread = context.outbox.get(held.holder)
             return Busy(held, holder, thread, reviving)
-        record.state = State.QUEUED  # the thread opens saying so
+        record.slack_channel = channel or None
+        position = lock_queue.enqueue(store, record, now)  # the thread opens saying so
         _open(context, record, channel, first_reply, respond_to)
-        position = lock_queue.enqueue(store, record, now)
         waiters(context).start_next(record.environment)  # the lock may have come free since
         return Queued(record, position, held)
+    # Saved before its thread opens: a thread is never kept for a deploy that is not.
+    record.slack_channel = channel or None
+    try:
+        store.save(record)
+    except Exception:
+        _forget_lock(context, record)
+        raise
     _open(context, record, channel, first_reply, respond_to)
-    store.save(record)
     context.dispatcher.dispatch(record.id)
     return Started(store.get(record.id) or record)
 
@@ -132,9 +141,33 @@ def _open(
 ) -> None:
     if not channel:
         return
-    open_thread(context.outbox, channel, record, respond_to)
-    if first_reply is not None:
-        context.outbox.reply(record.id, first_reply)
+    try:
+        open_thread(context.outbox, channel, record, respond_to)
+        if first_reply is not None:
+            context.outbox.reply(record.id, first_reply)
+    except Exception:
+        # The caller answers that nothing was taken in; so it must be true.
+        _never_taken_in(context, record)
+        raise
+
+
+def _never_taken_in(context: FrontContext, record: DeployRecord) -> None:
+    """End a saved record whose intake failed part-way (the store gave out); best effort."""
+    try:
+        record.state = State.FAILED
+        record.error = "not taken in: the store failed while its thread was opened"
+        context.store.save(record)
+        context.outbox.parent(record.id, deploy_parent(record, time.time()), final=True)
+    except Exception:
+        log.exception("could not end %s, whose intake failed", record.id)
+    _forget_lock(context, record)
+
+
+def _forget_lock(context: FrontContext, record: DeployRecord) -> None:
+    try:
+        context.store.release_lock(record.environment, DEPLOY, record.id, "")
+    except Exception:
+        log.exception("could not free %s's lock on %s", record.id, record.environment)
 
 
 def revive(context: FrontContext, record: DeployRecord, lock: Lock) -> bool:

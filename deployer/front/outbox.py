@@ -80,12 +80,16 @@ def _unclaimed(box: ThreadBox | None, me: str) -> ThreadBox | None:
     return box
 
 
-def unjoined(channel: str, error: str) -> SlackMessage:
-    """What the asker is told when the thread's channel refuses the bot."""
+def unjoined(deploy_id: str, channel: str, error: str) -> SlackMessage:
+    """What the asker is told when the thread's channel refuses the bot.
+
+    The deploy itself goes on: only its thread has nowhere to go.
+    """
     return says(
-        f"I could not post the deploy's thread in <#{channel}> (Slack: `{error}`): "
-        "the bot is not in that channel. Invite it there (`/invite @` and the app's bot), "
-        "then deploy again; `/deploy status` shows where things are meanwhile."
+        f"Deploy `{deploy_id}` goes on, but I could not post its thread in <#{channel}> "
+        f"(Slack: `{error}`): the bot is not in that channel. Invite it there (`/invite @` "
+        "and the deployer's app) so the next deploys are told there; meanwhile "
+        "`/deploy status` shows where things are."
     )
 
 
@@ -363,7 +367,7 @@ class Outbox:
         if not box.respond_to:
             return
         try:
-            self.chat.respond(box.respond_to, unjoined(box.channel, error))
+            self.chat.respond(box.respond_to, unjoined(box.deploy_id, box.channel, error))
         except ChatError as failure:
             log.warning("slack: could not tell the asker of %s: %s", box.deploy_id, failure.error)
 

@@ -8,6 +8,7 @@ none of them lets it reach a deploy.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from deployer.front.mrkdwn import SlackMessage
@@ -27,6 +28,12 @@ class ChatError(Exception):
         self.error = error  # Slack's error code, e.g. channel_not_found; "" without an answer
         self.outage = outage  # no useful answer: network, 429 or 5xx after the retries
         self.retry_after = retry_after  # seconds Slack asked us to wait (a 429's Retry-After)
+
+
+@dataclass(frozen=True)
+class ChannelView:
+    channel: dict[str, object]  # is_member, is_private ... as conversations.info answers
+    scopes: frozenset[str] | None  # the bot token's, from `x-oauth-scopes` (None: not said)
 
 
 class Chat(Protocol):
@@ -54,8 +61,8 @@ class Chat(Protocol):
         """A link to the message `ts` in `channel` (`chat.getPermalink`)."""
         ...
 
-    def channel_info(self, channel: str) -> dict[str, object]:
-        """The channel as the bot sees it (`conversations.info`): is_member, is_private ..."""
+    def channel_info(self, channel: str) -> ChannelView:
+        """The channel as the bot sees it (`conversations.info`), and the bot's scopes."""
         ...
 
     def usergroup_members(self, group: str) -> set[str]:

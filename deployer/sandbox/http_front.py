@@ -277,12 +277,17 @@ class SandboxHttp:
     ) -> tuple[Response, str | None]:
         """Check the call, its rate limits, then run it: the answer and its error, if any."""
         answer: dict[str, Any]
+        headers: dict[str, str] = {}
         try:
             if parse_error:
                 raise SlackError(parse_error)
             if method not in METHODS:
                 raise SlackError("unknown_method")
             self.sink.check_token(token)
+            # Slack names a valid token's scopes on every answer, ok or not (the only way
+            # to read them through the API: slack-ruby-client#378; @slack/web-api reads
+            # it into response_metadata.scopes).
+            headers["x-oauth-scopes"] = ",".join(sorted(self.sink.scopes()))
             retry_after = self.rate_limits.take(method, self._channel_key(params))
             if retry_after is not None:
                 # Slack's own 429: the call is not performed.
@@ -297,7 +302,7 @@ class SandboxHttp:
             if error.code == "unknown_method":
                 answer["req_method"] = method
         # Slack answers API errors with HTTP 200 and ok: false.
-        return _json(200, answer), None if answer["ok"] else answer["error"]
+        return _json(200, answer, headers), None if answer["ok"] else answer["error"]
 
     def _channel_key(self, params: dict[str, Any]) -> str | None:
         """The channel a call names, by id when the workspace knows it (a name or #name too)."""
