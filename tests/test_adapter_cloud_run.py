@@ -261,6 +261,27 @@ def test_a_crashing_revision_fails_and_traffic_stays(world: World) -> None:
     assert world.serving() == [(world.first, 100)]
 
 
+def test_a_failed_rollout_is_read_from_the_service_when_its_operation_is_not_known(
+    world: World,
+) -> None:
+    # A resumed run waits on the service alone. After a failed rollout Cloud Run never
+    # brings observed_generation up to the generation: reconciling false and a failed
+    # Ready condition end the wait, not the timeout.
+    revision = f"{world.config.service}-crash-resumed"
+    world.gcp.faults.arm("revision_crash", revision=revision)
+    world.adapter.start_candidate(world.config, world.spec(revision), world.keep())
+
+    outcome = world.adapter.wait(world.config, "", 60)
+
+    assert not outcome.ok and not outcome.timed_out, outcome.message
+    assert "container crashed at start-up" in outcome.message
+    assert world.serving() == [(world.first, 100)]
+    # And the next rollout after the failed one goes through.
+    after = f"{world.config.service}-after-crash"
+    operation = world.adapter.start_candidate(world.config, world.spec(after), world.keep())
+    assert world.adapter.wait(world.config, operation, TIMEOUT).ok
+
+
 def test_wait_gives_up_at_its_timeout(world: World) -> None:
     revision = f"{world.config.service}-slow"
     operation = world.adapter.start_candidate(world.config, world.spec(revision), world.keep())

@@ -108,7 +108,10 @@ def test_a_crashing_revision_fails_the_update_and_keeps_traffic(
     after = services.get_service(name=first.name)
     assert after.terminal_condition.state == State.CONDITION_FAILED
     assert "failed to start and listen on the port" in after.terminal_condition.message
-    assert after.observed_generation == after.generation == 2 and not after.reconciling
+    # As the proto's comment on `reconciling` says: a failed reconciliation leaves the
+    # observed generation, traffic and latest ready revision at the last serving one.
+    assert (after.generation, after.observed_generation) == (2, 1) and not after.reconciling
+    assert list(after.traffic_statuses) == list(first.traffic_statuses)
     assert after.latest_created_revision.endswith("-broken")
     assert after.latest_ready_revision == first.latest_ready_revision
     assert served_revision(after.uri) == short(first.latest_ready_revision)

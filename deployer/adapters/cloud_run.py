@@ -1,8 +1,9 @@
 """Cloud Run Admin v2 behind the pipeline's `Revisions` port.
 
     start_candidate  get -> candidate template + traffic pinned by revision -> update (etag)
-    wait / route     poll until Cloud Run has reconciled, judged as gcloud does:
-                     observed_generation caught up, not reconciling, Ready true or false;
+    route            traffic only, under an update mask: never a template, never a revision
+    wait / route     wait until Cloud Run has reconciled: not reconciling, Ready true or
+                     false (a failed rollout never brings observed_generation up);
                      a failed candidate's message is its Ready condition's plus the last
                      lines its container logged (Cloud Logging, `RevisionLogs`)
     current, revisions   reads
@@ -21,6 +22,7 @@ from typing import Any
 from google.api_core import exceptions
 from google.cloud import run_v2
 from google.longrunning import operations_pb2
+from google.protobuf import field_mask_pb2
 
 from deployer.adapters import cloud_run_iam
 from deployer.adapters.cloud_logging import RevisionLogs
@@ -53,6 +55,7 @@ _WRITE_ATTEMPTS = 3  # the first write and two retries after an etag conflict
 # Fast first polls so a failure is seen within a second of Cloud Run reporting it.
 _FIRST_POLL, _MAX_POLL, _BACKOFF = 0.02, 0.5, 1.5
 _EPOCH = datetime.datetime.fromtimestamp(0, datetime.UTC)
+_TRAFFIC_ONLY = field_mask_pb2.FieldMask(paths=["traffic"])
 # Cloud Run's condition message does not quote the container: its last lines are read
 # from Cloud Logging, within this budget so a slow Logging API cannot stall the report.
 LOG_LINES = 20
@@ -118,11 +121,14 @@ class CloudRunRevisions:
         targets = candidate_traffic(keep, spec.revision, spec.tag)
         name = service_name(service)
 
-        def change(fresh: run_v2.Service) -> None:
-            # Started from the live template, so settings the deployer does not manage stay.
+        def change(fresh: run_v2.Service) -> run_v2.UpdateServiceRequest:
+            # Started from the live template, so settings the deployer does not manage stay;
+            # under the candidate's new name, so a read that differs from what was stored
+            # cannot collide with an existing revision.
             fresh.template = candidate_template(fresh.template, spec)
             del fresh.traffic[:]
             fresh.traffic.extend(targets)
+            return run_v2.UpdateServiceRequest(service=fresh)
 
         deadline = time.monotonic() + _CALL_TIMEOUT * _WRITE_ATTEMPTS
         try:
@@ -163,7 +169,7 @@ class CloudRunRevisions:
         )
 
     def wait(self, service: ServiceConfig, operation: str, timeout: float) -> RolloutOutcome:
-        """Wait until Cloud Run has reconciled (observed_generation == generation) and say how it ended."""
+        """Wait until Cloud Run has reconciled the candidate and say how it ended."""
         return self._settle(service, operation, timeout, candidate=True)
 
     def route(
@@ -186,10 +192,14 @@ class CloudRunRevisions:
             )
         started = time.monotonic()
 
-        def change(fresh: run_v2.Service) -> None:
-            # The template is sent back as read, so no revision is created.
-            del fresh.traffic[:]
-            fresh.traffic.extend(targets)
+        def change(fresh: run_v2.Service) -> run_v2.UpdateServiceRequest:
+            # Traffic only, under a mask: a template read back can differ from the one
+            # its revision was made from (Cloud Run normalises what it stores), and sent
+            # back under that revision's name it is refused with 409 "Revision named …
+            # with different configuration already exists" (google-cloud-python#11870,
+            # #14259). Without a template, no revision can be created either.
+            only = run_v2.Service(name=fresh.name, etag=fresh.etag, traffic=targets)
+            return run_v2.UpdateServiceRequest(service=only, update_mask=_TRAFFIC_ONLY)
 
         try:
             operation = self._update(name, change, started + timeout)
@@ -226,14 +236,22 @@ class CloudRunRevisions:
         except exceptions.GoogleAPICallError:
             return None
 
-    def _update(self, name: str, change: Callable[[run_v2.Service], None], deadline: float) -> str:
-        """Read, `change`, write with the etag read; on a conflict read again. The operation name."""
+    def _update(
+        self,
+        name: str,
+        change: Callable[[run_v2.Service], run_v2.UpdateServiceRequest],
+        deadline: float,
+    ) -> str:
+        """Read, `change` into a request, write it with the etag read; on a conflict read
+        again. The operation name."""
         for attempt in range(_WRITE_ATTEMPTS):
             fresh = self._get(name, deadline - time.monotonic())
-            change(fresh)  # `fresh.etag` is the one just read: a concurrent write is refused
+            # The request carries `fresh.etag`, the one just read: a concurrent write is refused.
+            request = change(fresh)
             try:
                 operation = self._services.update_service(
-                    service=fresh, timeout=max(0.5, min(deadline - time.monotonic(), _CALL_TIMEOUT))
+                    request=request,
+                    timeout=max(0.5, min(deadline - time.monotonic(), _CALL_TIMEOUT)),
                 )
             except exceptions.Aborted:
                 if attempt + 1 == _WRITE_ATTEMPTS or time.monotonic() >= deadline:
@@ -322,13 +340,21 @@ class CloudRunRevisions:
 
 
 def _settled(found: run_v2.Service, generation: int) -> bool:
-    """gcloud's test: the generation is observed, nothing reconciling, Ready true or false."""
-    return (
-        found.observed_generation >= generation
-        and found.observed_generation == found.generation
-        and not found.reconciling
-        and found.terminal_condition.state in _TERMINAL
-    )
+    """Whether Cloud Run is done with `generation`, as `Service.reconciling`'s comment says.
+
+    Reconciliation is over when `reconciling` is false and the Ready condition is
+    true or false. It succeeded when `observed_generation` reached the generation; when
+    it failed, `observed_generation` (with the traffic and latest ready revision) keeps
+    the last serving generation's value and never reaches it, and the terminal
+    condition carries the failure.
+    """
+    if found.reconciling or found.terminal_condition.state not in _TERMINAL:
+        return False
+    if found.generation < generation:
+        return False  # the change is not visible yet
+    if found.observed_generation == found.generation:
+        return True
+    return found.terminal_condition.state == State.CONDITION_FAILED
 
 
 def _metadata(op: operations_pb2.Operation) -> run_v2.Service | None:

@@ -195,7 +195,8 @@ class Revisions(Protocol):
         ...
 
     def wait(self, service: ServiceConfig, operation: str, timeout: float) -> RolloutOutcome:
-        """Wait until Cloud Run has reconciled (observed_generation == generation) and say how it ended."""
+        """Wait until Cloud Run is done with the candidate (not reconciling, Ready true or
+        false) and say how it ended."""
         ...
 
     def route(

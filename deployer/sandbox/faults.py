@@ -16,6 +16,8 @@ host, see `http_front.py`). Each kind is consumed where it happens:
     iam_denied      the next `times` SetIamPolicy calls on a service answer PERMISSION_DENIED
     iam_conflict    the next SetIamPolicy finds the policy changed since it was read (ABORTED)
     run_job_unavailable  the next `times` Cloud Run RunJob calls answer UNAVAILABLE
+    template_drift  until cleared, reads of a Cloud Run service show its template with a
+                    server-filled default spelled differently (run_masks.py)
 
 Health faults stick to the revision they were bound to: a broken revision stays
 broken until the fault is cleared. `slack_429` and `slack_5xx` take `after_post`
@@ -48,7 +50,9 @@ KINDS = (
     "iam_denied",
     "iam_conflict",
     "run_job_unavailable",
+    "template_drift",
 )
+_UNTIL_CLEARED = ("health_500", "health_hang", "template_drift")
 _BOUND_TO_REVISION = ("revision_crash", "health_500", "health_hang")
 _BY_METHOD = ("slack_429", "slack_5xx", "slack_error")
 MAX_LATENCY_MS = 60_000
@@ -90,7 +94,7 @@ class Faults:
         """Arm a fault; raise `FaultError` for unknown kinds or bad parameters."""
         if kind not in KINDS:
             raise FaultError(f"unknown fault kind {kind!r}; expected one of {', '.join(KINDS)}")
-        times = params.pop("times", None if kind in ("health_500", "health_hang") else 1)
+        times = params.pop("times", None if kind in _UNTIL_CLEARED else 1)
         if times is not None and (not isinstance(times, int) or times < 1):
             raise FaultError("times must be a positive integer")
         revision = params.pop("revision", None)
@@ -161,6 +165,11 @@ class Faults:
                         self._faults.remove(fault)
                 return fault
         return None
+
+    def armed(self, kind: str) -> bool:
+        """Whether a fault of `kind` is armed (nothing is consumed)."""
+        with self._lock:
+            return any(fault.kind == kind for fault in self._faults)
 
     def bind_new_revision(self, revision: str) -> None:
         """Bind every unbound health fault to a revision just created."""

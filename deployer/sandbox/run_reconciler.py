@@ -5,6 +5,9 @@
       2. resolve traffic onto ready revisions      fails -> Ready false, traffic untouched
       3. (re)start every revision that must serve, route, scale the rest to zero
       4. observed_generation = N, Ready true, operation done with the Service
+    a failure leaves observed_generation, traffic and latest_ready_revision at the last
+    serving generation; reconciling false, Ready false with the reason (the proto's
+    comment on `Service.reconciling`)
 
 Runs on the service's own queue (`SerialQueues`), so generations apply in order.
 """
@@ -152,8 +155,12 @@ class Reconciler:
     def _settle_service(
         service: run_v2.Service, generation: int, error: RpcError | None, configuration: bool
     ) -> None:
-        service.observed_generation = max(service.observed_generation, generation)
-        service.reconciling = service.observed_generation < service.generation
+        # As `Service.reconciling`'s comment says: when reconciliation fails,
+        # observed_generation, traffic_statuses and latest_ready_revision keep the state of
+        # the last serving revision (empty for a new service); terminal_condition says why.
+        if error is None:
+            service.observed_generation = max(service.observed_generation, generation)
+        service.reconciling = generation < service.generation
         if service.reconciling:
             return  # a newer generation is queued: the conditions will speak for it
         ok, failed = State.CONDITION_SUCCEEDED, State.CONDITION_FAILED

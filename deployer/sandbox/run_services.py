@@ -19,6 +19,7 @@ from deployer.sandbox.router import Router
 from deployer.sandbox.rpc import already_exists, invalid, service, unary
 from deployer.sandbox.run_iam import ServiceIam
 from deployer.sandbox.run_launcher import RevisionLauncher
+from deployer.sandbox.run_masks import drifted, masked_paths, merged_spec
 from deployer.sandbox.run_names import (
     ServiceName,
     check_revision_id,
@@ -112,7 +113,11 @@ class ServicesServicer:
 
     def _get(self, request: run_v2.GetServiceRequest) -> run_v2.Service:
         with self._state.lock:
-            return clone(self._state.record(request.name).service)
+            return self._shown(self._state.record(request.name).service)
+
+    def _shown(self, stored: run_v2.Service) -> run_v2.Service:
+        """A service as a read returns it: a copy, drifted while `template_drift` is armed."""
+        return drifted(stored) if self._faults.armed("template_drift") else clone(stored)
 
     def _list(self, request: run_v2.ListServicesRequest) -> run_v2.ListServicesResponse:
         location = parse_location(request.parent)
@@ -124,7 +129,8 @@ class ServicesServicer:
             raise invalid(f"Invalid page_token '{request.page_token}'.") from None
         token = str(start + size) if start + size < len(services) else ""
         return run_v2.ListServicesResponse(
-            services=services[start : start + size], next_page_token=token
+            services=[self._shown(found) for found in services[start : start + size]],
+            next_page_token=token,
         )
 
     # --- mutations -----------------------------------------------------------------------
@@ -175,17 +181,24 @@ class ServicesServicer:
 
     def _update(self, request: run_v2.UpdateServiceRequest) -> operations_pb2.Operation:
         name = parse_service(request.service.name, "service.name")
-        spec = _checked_spec(request.service, "UpdateServiceRequest")
+        paths = masked_paths(list(request.update_mask.paths))
         with self._state.lock:
             record = self._state.find(name)
             if record is None:
                 if not request.allow_missing:
                     self._state.record(name.name)  # raises NOT_FOUND
                 check_service_id(name.service)
+                spec = _checked_spec(request.service, "UpdateServiceRequest")
                 return self._create_service(name, spec, request.validate_only)
             current = record.service
             if request.service.etag and request.service.etag != current.etag:
                 raise etag_mismatch(name.name)
+            # The body's revision name is checked whatever the mask (run_masks.py).
+            self._revision_for(record, request.service, named_only=True)
+            given = request.service
+            if paths is not None:
+                given = merged_spec(service_spec(current), request.service, paths)
+            spec = _checked_spec(given, "UpdateServiceRequest")
             traffic = validate(name.service, spec.traffic)
             spec.traffic = traffic
             revision_id = self._revision_for(record, spec)
@@ -209,10 +222,20 @@ class ServicesServicer:
             self._faults.bind_new_revision(revision_id)
         return self._enqueue(record, snapshot, revision_id, traffic)
 
-    def _revision_for(self, record: ServiceRecord, spec: run_v2.Service) -> str | None:
-        """Id of the revision this spec creates, None if it creates none (caller holds the lock)."""
-        config = template_config(spec.template)
+    def _revision_for(
+        self, record: ServiceRecord, spec: run_v2.Service, named_only: bool = False
+    ) -> str | None:
+        """Id of the revision this spec creates, None if it creates none (caller holds the lock).
+
+        `named_only`: only refuse a name already taken by another configuration.
+        """
         chosen = spec.template.revision
+        if named_only and not (chosen and chosen in record.revisions):
+            return None
+        given = clone(spec.template)
+        if named_only:
+            apply_template_defaults(given)  # as the stored configuration was
+        config = template_config(given)
         if chosen:
             existing = record.revisions.get(chosen)
             if existing is not None:
