@@ -59,6 +59,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         sandbox = Sandbox(Path(tmp) / "cloud").start()
+        sandbox.metadata.serve_this_process()  # probes get ID tokens from it
         try:
             seeded = demo.seed_demo(sandbox, ROOT, Path(tmp))
             config = seeded.config

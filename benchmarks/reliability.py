@@ -860,6 +860,7 @@ def main() -> None:
         logging.basicConfig(filename=workdir / "deployer.log", level=logging.WARNING)
         # Slack's own rate limits off: the healthy baseline must not meet 429s of its own.
         sandbox = Sandbox(workdir / "cloud", slack_rate_scale=0).start()
+        sandbox.metadata.serve_this_process()  # probes get ID tokens from it
         try:
             seeded = demo.seed_demo(sandbox, ROOT, workdir)
             print("1/4 slash-command ack ...", flush=True)

@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from deployer import run_names
 from deployer.errors import ConfigError
 
 CONFIG_ENV = "DEPLOYER_CONFIG"
@@ -37,7 +38,10 @@ RESERVED_ENV_PREFIXES = ("CLOUD_RUN_", "X_GOOGLE_")
 EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 # Lower-case ASCII only: `PROD` or a Cyrillic look-alike never names an environment.
 EnvironmentName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,29}$")]
-ServiceKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,48}$")]
+# A Cloud Run service id; config also checks the names its candidates get (run_names).
+ServiceKey = Annotated[
+    str, StringConstraints(pattern=rf"^[a-z][a-z0-9-]{{0,{run_names.SERVICE_ID_MAX - 1}}}$")
+]
 ProjectId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")]
 Region = Annotated[str, StringConstraints(pattern=r"^[a-z]+-[a-z]+[0-9]+$")]
 SlackUser = Annotated[str, StringConstraints(pattern=r"^[UW][A-Z0-9]{2,}$")]
@@ -133,6 +137,35 @@ class ServiceConfig(_Frozen):
     )
     substitutions: dict[str, str] = Field(default_factory=dict)
     health: HealthCheck = Field(default_factory=HealthCheck)
+
+    @field_validator("service")
+    @classmethod
+    def _names_fit_cloud_run(cls, service: str) -> str:
+        problems = []
+        revision = run_names.longest_revision_name(service)
+        if len(revision) > run_names.REVISION_NAME_MAX:
+            problems.append(
+                f"the candidate revision names it gets, like {revision!r}, would be "
+                f"{len(revision)} characters; the limit is {run_names.REVISION_NAME_MAX}"
+            )
+        tag = run_names.CANDIDATE_TAG
+        label = run_names.tag_url_label(service)
+        if (
+            len(tag) + len(service) > run_names.TAG_AND_SERVICE_MAX
+            or len(label) > run_names.DNS_LABEL_MAX
+        ):
+            problems.append(
+                f"its candidate tag {tag!r} and the service name together would be "
+                f"{len(tag) + len(service)} characters, and the tag's URL label, like "
+                f"{label!r}, {len(label)}; the limits are {run_names.TAG_AND_SERVICE_MAX} "
+                f"and {run_names.DNS_LABEL_MAX}"
+            )
+        if problems:
+            raise ValueError(
+                f"{service!r} is too long for Cloud Run: {'; '.join(problems)}. Use a "
+                f"service name of at most {run_names.longest_service_name()} characters."
+            )
+        return service
 
     @field_validator("substitutions")
     @classmethod

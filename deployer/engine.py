@@ -20,6 +20,7 @@ from deployer.pipeline.ports import (
 )
 from deployer.pipeline.record import DeployRecord, Lock, new_deploy_id
 from deployer.pipeline.runs import Runs
+from deployer.pipeline.traffic import audience
 from deployer.store import open_store
 from deployer.store.protocol import Store
 
@@ -72,8 +73,8 @@ def default_platform(host: str | None = None) -> Platform:
     from deployer.adapters.cloud_logging import BuildLogs, RevisionLogs
     from deployer.adapters.cloud_run import CloudRunRevisions
     from deployer.adapters.git_refs import GitRefs
-    from deployer.adapters.google_clients import emulator_host, google_client
-    from deployer.adapters.health import HttpHealth, google_id_token, sandbox_id_token
+    from deployer.adapters.google_clients import google_client
+    from deployer.adapters.health import HttpHealth
     from deployer.adapters.secret_manager import SecretManagerSecrets
 
     return Platform(
@@ -90,9 +91,8 @@ def default_platform(host: str | None = None) -> Platform:
             google_client(run_v2.RevisionsClient, host),
             RevisionLogs(google_client(LoggingServiceV2Client, host)),
         ),
-        # The sandbox's router lets any bearer token through to a private service (it
-        # cannot verify Google ID tokens), so probes there carry a fixed stand-in.
-        health=HttpHealth(sandbox_id_token if (host or emulator_host()) else google_id_token),
+        # ID tokens from the run's credentials; in the sandbox, from its metadata server.
+        health=HttpHealth(),
     )
 
 
@@ -269,7 +269,7 @@ class Engine:
             check,
             top.commit if top else "",
             STATUS_HEALTH_TIMEOUT,
-            not settings.run.allow_unauthenticated,
+            audience(settings.run.allow_unauthenticated, state.uri),
             lambda _: None,
         )
         return replace(

@@ -65,6 +65,9 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
 def gcp(sandbox: Sandbox) -> Iterator[Sandbox]:
     """The sandbox, with `DEPLOYER_GCP_EMULATOR_HOST` pointing at it and no faults armed."""
     os.environ["DEPLOYER_GCP_EMULATOR_HOST"] = sandbox.grpc_address
+    # Deploys in this process probe private services with ID tokens from the sandbox's
+    # metadata server, through google-auth's real path, as a worker on Cloud Run does.
+    sandbox.metadata.serve_this_process()
     sandbox.faults.clear()
     yield sandbox
     sandbox.faults.clear()

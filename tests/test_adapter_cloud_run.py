@@ -22,7 +22,7 @@ from deployer.pipeline.ports import CandidateSpec, PinnedSecret, ServiceState, T
 from deployer.sandbox.images import Image
 from deployer.sandbox.server import Sandbox
 from tests.conftest import REGION
-from tests.run_world import INVOKER
+from tests.run_world import invoker
 
 TIMEOUT = 30.0
 MONGODB_URL = "mongodb://db.invalid:27017/app"
@@ -93,9 +93,10 @@ class World:
         return sorted((s.revision, s.percent) for s in self.keep().serving())
 
 
-def health(url: str) -> dict[str, Any]:
-    # The adapter's `create` leaves the IAM policy alone: the service is private.
-    response = httpx.get(f"{url}/health", headers=INVOKER, timeout=10)
+def health(world: World, url: str) -> dict[str, Any]:
+    # The adapter's `create` leaves the IAM policy alone: the service is private, and takes
+    # an ID token for its own URL, whichever of its URLs is called.
+    response = httpx.get(f"{url}/health", headers=invoker(world.gcp, world.keep().uri), timeout=10)
     response.raise_for_status()
     body: dict[str, Any] = response.json()
     return body
@@ -194,8 +195,8 @@ def test_candidate_answers_on_its_tag_url_while_the_service_serves_the_old_revis
     shares = {(s.revision, s.percent, s.tag) for s in outcome.state.traffic}
     assert shares == {(world.first, 100, ""), (revision, 0, "candidate")}
     tag_url = next(s.uri for s in outcome.state.traffic if s.tag == "candidate")
-    assert health(tag_url)["version"] == {"commit": "c0ffee", "revision": revision}
-    assert health(outcome.state.uri)["version"]["revision"] == world.first
+    assert health(world, tag_url)["version"] == {"commit": "c0ffee", "revision": revision}
+    assert health(world, outcome.state.uri)["version"]["revision"] == world.first
     assert outcome.state.latest_created_revision == revision
 
 
@@ -246,7 +247,7 @@ def test_a_candidate_missing_a_required_variable_fails_with_the_containers_error
     assert "mongodb_url" in output and "Field required" in output
     assert output.endswith("Container called exit(1).")
     assert world.serving() == [(world.first, 100)]
-    assert health(world.keep().uri)["version"]["revision"] == world.first
+    assert health(world, world.keep().uri)["version"]["revision"] == world.first
 
 
 def test_a_crashing_revision_fails_and_traffic_stays(world: World) -> None:
@@ -308,7 +309,7 @@ def test_route_moves_traffic_in_steps_and_current_reflects_it(world: World) -> N
     assert full.ok, full.message
     assert world.serving() == [(revision, 100)]
     assert [s.tag for s in world.keep().traffic] == [""]
-    assert health(world.keep().uri)["version"]["revision"] == revision
+    assert health(world, world.keep().uri)["version"]["revision"] == revision
 
 
 def test_route_keeps_a_tag_on_a_zero_percent_share(world: World) -> None:
@@ -324,7 +325,7 @@ def test_route_keeps_a_tag_on_a_zero_percent_share(world: World) -> None:
     assert outcome.state is not None
     previous = next(s for s in outcome.state.traffic if s.tag == "previous")
     assert (previous.revision, previous.percent) == (world.first, 0)
-    assert health(previous.uri)["version"]["revision"] == world.first
+    assert health(world, previous.uri)["version"]["revision"] == world.first
 
 
 def test_rollback_routes_back_to_the_old_revision(world: World) -> None:
@@ -335,7 +336,7 @@ def test_rollback_routes_back_to_the_old_revision(world: World) -> None:
 
     assert outcome.ok, outcome.message
     assert world.serving() == [(world.first, 100)]
-    assert health(world.keep().uri)["version"]["revision"] == world.first
+    assert health(world, world.keep().uri)["version"]["revision"] == world.first
 
 
 def test_route_to_a_revision_that_does_not_exist_fails_and_traffic_stays(world: World) -> None:

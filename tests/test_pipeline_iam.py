@@ -9,7 +9,7 @@ from google.iam.v1 import iam_policy_pb2, policy_pb2
 from deployer.pipeline.events import StageProgressed
 from deployer.pipeline.record import Outcome, Stage, State
 from tests.engine_world import Recorder, World, empty_world_fixture, world_fixture  # noqa: F401
-from tests.run_world import INVOKER
+from tests.run_world import invoker
 
 INVOKER_ROLE = "roles/run.invoker"
 MADE_PUBLIC = "made public: allUsers may invoke"
@@ -67,7 +67,7 @@ def test_a_first_deploy_without_it_keeps_the_service_private_and_probes_with_a_t
     assert bindings(world) == {}
     uri = world.service().uri
     assert status(uri) == 403
-    assert status(uri, INVOKER) == 200
+    assert status(uri, invoker(world.sandbox, uri)) == 200
     assert "made" not in deploy_summary(world, events)
     # `deployer status` probes it the same way.
     [report] = world.engine.status()

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from google.auth.exceptions import DefaultCredentialsError
 from google.cloud.devtools import cloudbuild_v1
 
 from deployer.adapters.health import HttpHealth
@@ -221,12 +220,15 @@ def test_a_deploy_lost_too_often_is_abandoned_and_its_traffic_put_back(
     assert world.store().locks(ENVIRONMENT) == []
 
 
-class CredentiallessHealth(HttpHealth):
-    """Probes as a CLI with user credentials would: no ID token can be had, so every probe
-    of a private service raises (google-auth's DefaultCredentialsError)."""
+class CrashingHealth(HttpHealth):
+    """Probes that crash the run: an exception nobody planned for (the run dies with it)."""
 
     def check(self, *args: object, **kwargs: object) -> HealthOutcome:
-        raise DefaultCredentialsError("fetch_id_token needs a service account")
+        raise ProbeCrash("the probe blew up")
+
+
+class ProbeCrash(RuntimeError):
+    pass
 
 
 def test_a_run_that_crashes_keeps_prod_locked_until_the_deploy_is_resumed_or_abandoned(
@@ -235,11 +237,11 @@ def test_a_run_that_crashes_keeps_prod_locked_until_the_deploy_is_resumed_or_aba
     old = world.first.candidate_revision
     world.reconfigure(deployer={"lease": 1.0, "max_attempts": 2})
     world.commit("its probes crash")
-    crashing = replace(world.platform, health=CredentiallessHealth())
+    crashing = replace(world.platform, health=CrashingHealth())
     engine = Engine(world.config, crashing, world.store())
     record = engine.new_deploy(ENVIRONMENT, None, "cli:tester")
 
-    with pytest.raises(DefaultCredentialsError):
+    with pytest.raises(ProbeCrash):
         engine.deploy(record, Recorder())
 
     # A crash is a death: the deploy keeps prod (nobody else may start on a half-done
@@ -248,7 +250,7 @@ def test_a_run_that_crashes_keeps_prod_locked_until_the_deploy_is_resumed_or_aba
     assert saved is not None and saved.state == State.RUNNING
     assert [lock.holder for lock in world.store().locks(ENVIRONMENT)] == [record.id]
     wait_lease_out(world)
-    with pytest.raises(DefaultCredentialsError):
+    with pytest.raises(ProbeCrash):
         engine.resume(record.id, Recorder())
     wait_lease_out(world)
     done = engine.resume(record.id, Recorder())

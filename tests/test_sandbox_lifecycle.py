@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from google.auth import jwt
 from google.cloud import run_v2
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -66,7 +67,14 @@ def test_state_file_describes_a_working_sandbox(
 ) -> None:
     _, state_file = running
     state = json.loads(state_file.read_text())
-    for key in ("gcp", "slack_api", "slack_signing_secret", "github_webhook_secret", "config"):
+    for key in (
+        "gcp",
+        "slack_api",
+        "slack_signing_secret",
+        "github_webhook_secret",
+        "config",
+        "metadata",
+    ):
         assert state[key], key
     demo = state["demo"]
     assert demo["slack_team"].startswith("T")
@@ -97,6 +105,18 @@ def test_state_file_describes_a_working_sandbox(
     assert health["status"] == "healthy"
     assert health["version"]["commit"] == _head(repo_root)
     assert health["version"]["revision"] == service.latest_ready_revision.rsplit("/", 1)[-1]
+
+    # The metadata server: GCE_METADATA_HOST and GCE_METADATA_IP for google-auth.
+    identity = urllib.request.Request(
+        f"http://{state['metadata']}/computeMetadata/v1/instance/service-accounts/default/"
+        f"identity?audience={service.uri}",
+        headers={"Metadata-Flavor": "Google"},
+    )
+    with urllib.request.urlopen(identity, timeout=5) as answer:
+        assert answer.headers["Metadata-Flavor"] == "Google"
+        token = answer.read().decode()
+    claims = jwt.decode(token, verify=False)
+    assert claims["aud"] == service.uri and claims["iss"] == "https://accounts.google.com"
 
 
 def test_sigterm_ends_every_child_and_removes_the_state_file(

@@ -1,5 +1,6 @@
 """IAM on sandbox Cloud Run services, through the real `run_v2.ServicesClient`, and the router
-that enforces it: private services refuse calls without a bearer token."""
+that enforces it: private services refuse calls without an ID token for them (what else the
+door checks of the token: test_sandbox_id_tokens.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from google.cloud import run_v2
 from google.iam.v1 import iam_policy_pb2, policy_pb2
 from google.type import expr_pb2
 
-from tests.run_world import INVOKER, LATEST, OP_TIMEOUT, PARENT, template, unique
+from tests.run_world import LATEST, OP_TIMEOUT, PARENT, id_token_for, template, unique
 
 INVOKER_ROLE = "roles/run.invoker"
 EMPTY_ETAG = b"\x00\x20\x01"  # "ACAB", what Google gives a policy never set
@@ -52,8 +53,11 @@ def _status(url: str, headers: dict[str, str] | None = None) -> int:
     return httpx.get(f"{url}/health", headers=headers or {}, timeout=10).status_code
 
 
-def test_a_new_service_is_private_its_urls_refuse_calls_without_a_token(services, image) -> None:
+def test_a_new_service_is_private_its_urls_refuse_calls_without_a_token(
+    gcp, services, image
+) -> None:
     service = _service(services, image)
+    token = id_token_for(gcp, service.uri)
 
     policy = _get(services, service.name)
 
@@ -67,8 +71,8 @@ def test_a_new_service_is_private_its_urls_refuse_calls_without_a_token(services
             "Your client does not have permission to get URL <code>/health</code> "
             "from this server." in refused.text
         )
-        assert _status(url, INVOKER) == 200
-        assert _status(url, {"X-Serverless-Authorization": "Bearer any"}) == 200
+        assert _status(url, {"Authorization": f"Bearer {token}"}) == 200
+        assert _status(url, {"X-Serverless-Authorization": f"Bearer {token}"}) == 200
         assert _status(url, {"Authorization": "Basic dXNlcjpwdw=="}) == 403
         assert _status(url, {"Authorization": "Bearer"}) == 403
 

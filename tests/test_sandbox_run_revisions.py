@@ -10,7 +10,16 @@ from google.api_core import exceptions
 from google.cloud import logging_v2, run_v2
 
 from tests.conftest import PROJECT, REGION, GoogleClients
-from tests.run_world import OP_TIMEOUT, PARENT, State, served_revision, short, template, unique
+from tests.run_world import (
+    OP_TIMEOUT,
+    PARENT,
+    State,
+    invoker,
+    served_revision,
+    short,
+    template,
+    unique,
+)
 from tests.run_world import create as create_service
 
 Reason = run_v2.Condition.CommonReason
@@ -46,7 +55,7 @@ def ready(revision: run_v2.Revision) -> run_v2.Condition:
 
 
 def test_a_template_change_creates_a_revision_named_by_generation(
-    services, revisions, image
+    gcp, services, revisions, image
 ) -> None:
     first = create(services, image)
     changed = run_v2.Service(first)
@@ -60,7 +69,7 @@ def test_a_template_change_creates_a_revision_named_by_generation(
     assert (
         updated.generation == 2 and updated.latest_created_revision == updated.latest_ready_revision
     )
-    assert served_revision(updated.uri) == new_id
+    assert served_revision(updated.uri, invoker(gcp, updated.uri)) == new_id
     listed = [short(r.name) for r in revisions.list_revisions(parent=first.name)]
     assert listed == [new_id, short(first.latest_ready_revision)]
 
@@ -92,7 +101,7 @@ def test_get_of_an_unknown_revision_is_not_found(services, revisions, image) -> 
 
 
 def test_a_crashing_revision_fails_the_update_and_keeps_traffic(
-    services, revisions, logging_client, image
+    gcp, services, revisions, logging_client, image
 ) -> None:
     first = create(services, image)
     broken = run_v2.Service(first)
@@ -114,7 +123,7 @@ def test_a_crashing_revision_fails_the_update_and_keeps_traffic(
     assert list(after.traffic_statuses) == list(first.traffic_statuses)
     assert after.latest_created_revision.endswith("-broken")
     assert after.latest_ready_revision == first.latest_ready_revision
-    assert served_revision(after.uri) == short(first.latest_ready_revision)
+    assert served_revision(after.uri, invoker(gcp, after.uri)) == short(first.latest_ready_revision)
     revision = revisions.get_revision(name=after.latest_created_revision)
     assert ready(revision).state == State.CONDITION_FAILED
     assert ready(revision).revision_reason == RevisionReason.HEALTH_CHECK_CONTAINER_ERROR

@@ -12,7 +12,7 @@ from google.cloud import run_v2
 
 from tests.conftest import REGION
 from tests.processes import port_open
-from tests.run_world import LATEST, OP_TIMEOUT, PARENT, State, create, health, template
+from tests.run_world import LATEST, OP_TIMEOUT, PARENT, State, create, health, invoker, template
 from tests.run_world import unique as unique_id
 
 
@@ -20,7 +20,7 @@ def unique() -> str:
     return unique_id("svc")
 
 
-def test_created_service_is_ready_and_its_uri_answers(services, image) -> None:
+def test_created_service_is_ready_and_its_uri_answers(gcp, services, image) -> None:
     service_id = unique()
 
     service = create(services, service_id, image)
@@ -41,7 +41,7 @@ def test_created_service_is_ready_and_its_uri_answers(services, image) -> None:
     assert service.uid and service.etag and service.creator and service.last_modifier
     assert service.create_time and service.update_time
     assert service.urls == [service.uri]
-    body = health(service.uri)
+    body = health(service.uri, invoker(gcp, service.uri))
     assert body["version"] == {"commit": "abc", "revision": revision_id}
     assert body["service"] == service_id
 

@@ -7,9 +7,9 @@ import pytest
 from google.api_core import exceptions
 from google.cloud import run_v2
 
-from tests.run_world import INVOKER, LATEST, OP_TIMEOUT, State, short, unique
+from deployer.sandbox.server import Sandbox
+from tests.run_world import LATEST, OP_TIMEOUT, State, invoker, served_revision, short, unique
 from tests.run_world import create as create_service
-from tests.run_world import served_revision as served
 from tests.run_world import template as sample_template
 
 REVISION = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
@@ -27,7 +27,13 @@ def pinned(revision: str, percent: int, tag: str = "") -> run_v2.TrafficTarget:
     return run_v2.TrafficTarget(type_=REVISION, revision=revision, percent=percent, tag=tag)
 
 
-def test_no_traffic_candidate_then_promote_then_roll_back(services, revisions, image) -> None:
+def served(sandbox: Sandbox, url: str, service: run_v2.Service) -> str:
+    """The revision answering at `url` (the service's URL or a tag's), called with an ID token
+    for the service (its main URL is the audience, whichever URL is called)."""
+    return served_revision(url, invoker(sandbox, service.uri))
+
+
+def test_no_traffic_candidate_then_promote_then_roll_back(gcp, services, revisions, image) -> None:
     first = create(services, image)
     current = short(first.latest_ready_revision)
     candidate = f"{short(first.name)}-cand-1"
@@ -38,8 +44,8 @@ def test_no_traffic_candidate_then_promote_then_roll_back(services, revisions, i
     staged = services.update_service(service=deploy).result(timeout=OP_TIMEOUT)
 
     tag_uri = next(s.uri for s in staged.traffic_statuses if s.tag == "cand")
-    assert served(tag_uri) == candidate
-    assert served(staged.uri) == current
+    assert served(gcp, tag_uri, staged) == candidate
+    assert served(gcp, staged.uri, staged) == current
     assert staged.latest_ready_revision.endswith(candidate)
     assert [(s.revision, s.percent, s.tag) for s in staged.traffic_statuses] == [
         (current, 100, ""),
@@ -49,18 +55,21 @@ def test_no_traffic_candidate_then_promote_then_roll_back(services, revisions, i
     promote = run_v2.Service(staged)
     promote.traffic = [pinned(candidate, 100)]
     promoted = services.update_service(service=promote).result(timeout=OP_TIMEOUT)
-    assert served(promoted.uri) == candidate
-    assert httpx.get(f"{tag_uri}/health", headers=INVOKER, timeout=10).status_code == 404
+    assert served(gcp, promoted.uri, promoted) == candidate
+    assert (
+        httpx.get(f"{tag_uri}/health", headers=invoker(gcp, first.uri), timeout=10).status_code
+        == 404
+    )
 
     rollback = run_v2.Service(promoted)
     rollback.traffic = [pinned(current, 100)]
     rolled_back = services.update_service(service=rollback).result(timeout=OP_TIMEOUT)
-    assert served(rolled_back.uri) == current
+    assert served(gcp, rolled_back.uri, rolled_back) == current
     assert rolled_back.generation == 4 and rolled_back.observed_generation == 4
     assert len(list(revisions.list_revisions(parent=first.name))) == 2
 
 
-def test_latest_follows_the_newest_ready_revision(services, image) -> None:
+def test_latest_follows_the_newest_ready_revision(gcp, services, image) -> None:
     first = create(services, image)
     changed = run_v2.Service(first)
     changed.template = template(image, commit="new")
@@ -69,13 +78,13 @@ def test_latest_follows_the_newest_ready_revision(services, image) -> None:
 
     assert updated.traffic[0].type_ == LATEST
     assert (
-        served(updated.uri)
+        served(gcp, updated.uri, updated)
         == short(updated.latest_ready_revision)
         != short(first.latest_ready_revision)
     )
 
 
-def test_traffic_only_changes_create_no_revision(services, revisions, image) -> None:
+def test_traffic_only_changes_create_no_revision(gcp, services, revisions, image) -> None:
     first = create(services, image)
     pin = run_v2.Service(first)
     pin.traffic = [pinned(short(first.latest_ready_revision), 100, tag="stable")]
@@ -85,7 +94,9 @@ def test_traffic_only_changes_create_no_revision(services, revisions, image) -> 
     assert updated.generation == 2
     assert updated.latest_created_revision == first.latest_created_revision
     assert len(list(revisions.list_revisions(parent=first.name))) == 1
-    assert served(updated.traffic_statuses[0].uri) == short(first.latest_ready_revision)
+    assert served(gcp, updated.traffic_statuses[0].uri, updated) == short(
+        first.latest_ready_revision
+    )
 
 
 @pytest.mark.parametrize(("percents", "total"), [((60, 30), 90), ((70, 40), 110)])
@@ -120,7 +131,7 @@ def test_a_tag_too_long_for_the_service_name_is_rejected(services, image) -> Non
         services.update_service(service=tagged)
 
 
-def test_traffic_to_an_unknown_revision_fails_and_keeps_routes(services, image) -> None:
+def test_traffic_to_an_unknown_revision_fails_and_keeps_routes(gcp, services, image) -> None:
     first = create(services, image)
     ghost = run_v2.Service(first)
     ghost.traffic = [pinned(f"{short(first.name)}-ghost", 100)]
@@ -132,10 +143,10 @@ def test_traffic_to_an_unknown_revision_fails_and_keeps_routes(services, image) 
     after = services.get_service(name=first.name)
     assert after.terminal_condition.state == State.CONDITION_FAILED
     assert [(s.type_, s.percent) for s in after.traffic_statuses] == [(LATEST, 100)]
-    assert served(after.uri) == short(first.latest_ready_revision)
+    assert served(gcp, after.uri, after) == short(first.latest_ready_revision)
 
 
-def test_traffic_to_a_failed_revision_fails_the_operation(services, image) -> None:
+def test_traffic_to_a_failed_revision_fails_the_operation(gcp, services, image) -> None:
     first = create(services, image)
     current = short(first.latest_ready_revision)
     broken_id = f"{short(first.name)}-broken"
@@ -150,4 +161,4 @@ def test_traffic_to_a_failed_revision_fails_the_operation(services, image) -> No
     promote.traffic = [pinned(broken_id, 100)]
     with pytest.raises(exceptions.FailedPrecondition, match=f"Revision '{broken_id}' is not ready"):
         services.update_service(service=promote).result(timeout=OP_TIMEOUT)
-    assert served(first.uri) == current
+    assert served(gcp, first.uri, first) == current

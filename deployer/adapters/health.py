@@ -16,32 +16,14 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from deployer.adapters.id_tokens import GoogleIdTokens, IdTokenUnavailable
 from deployer.config import HealthCheck
 from deployer.pipeline.ports import HealthOutcome, Progress
 
 IdTokens = Callable[[str], str]
-"""audience (the service URL) -> an ID token for it."""
+"""audience (the service's URL) -> an ID token for it; raises IdTokenUnavailable."""
 
 _EXCERPT = 300
-
-
-def google_id_token(audience: str) -> str:
-    """An ID token from Application Default Credentials, for services that need authentication."""
-    import google.auth.transport.requests
-    import google.oauth2.id_token
-
-    token: str = google.oauth2.id_token.fetch_id_token(  # type: ignore[no-untyped-call]
-        google.auth.transport.requests.Request(), audience
-    )
-    return token
-
-
-SANDBOX_ID_TOKEN = "sandbox-id-token"  # a stand-in, not a secret
-
-
-def sandbox_id_token(audience: str) -> str:
-    """A fixed stand-in for an ID token: the sandbox accepts any bearer token, verifies none."""
-    return SANDBOX_ID_TOKEN
 
 
 def judge(status: int, body: bytes, check: HealthCheck, commit: str) -> str:
@@ -69,11 +51,10 @@ def judge(status: int, body: bytes, check: HealthCheck, commit: str) -> str:
 
 
 class HttpHealth:
-    """`Health` by plain HTTP GETs, with an ID token when the service requires one."""
+    """`Health` by plain HTTP GETs, with an ID token for the audience when one is named."""
 
-    def __init__(self, id_tokens: IdTokens | None = google_id_token) -> None:
-        # None: never send a token, even to a service that requires one.
-        self._id_tokens = id_tokens
+    def __init__(self, id_tokens: IdTokens | None = None) -> None:
+        self._id_tokens = id_tokens or GoogleIdTokens()
 
     def check(
         self,
@@ -81,11 +62,18 @@ class HttpHealth:
         check: HealthCheck,
         commit: str,
         timeout: float,
-        authenticated: bool,
+        audience: str,
         progress: Progress,
     ) -> HealthOutcome:
         deadline = time.monotonic() + timeout
-        headers = self._headers(url, authenticated)
+        headers = {"User-Agent": "deployer-health-check"}
+        if audience:
+            try:
+                headers["Authorization"] = "Bearer " + self._id_tokens(audience)
+            except IdTokenUnavailable as refused:
+                # Nothing was probed: the check fails with the reason, and the deploy
+                # ends as any failed check ends it (traffic untouched, or rolled back).
+                return HealthOutcome(False, 0, None, "", str(refused))
         attempts = good = bad = 0
         status: int | None = None
         body = b""
@@ -111,15 +99,6 @@ class HttpHealth:
                     False, attempts, status, _excerpt(body), f"timed out: {problem}"
                 )
             time.sleep(min(check.interval, left))
-
-    def _headers(self, url: str, authenticated: bool) -> dict[str, str]:
-        headers = {"User-Agent": "deployer-health-check"}
-        if authenticated and self._id_tokens is not None:
-            parts = urlsplit(url)
-            headers["Authorization"] = "Bearer " + self._id_tokens(
-                f"{parts.scheme}://{parts.netloc}"
-            )
-        return headers
 
 
 def _get(url: str, headers: dict[str, str], timeout: float) -> tuple[int | None, bytes, str]:

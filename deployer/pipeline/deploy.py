@@ -32,15 +32,11 @@ from deployer.pipeline.record import DeployRecord, Outcome, Stage, State
 from deployer.pipeline.restore import keep_safe, read_back
 from deployer.pipeline.rollout import Rollout
 from deployer.pipeline.stages import Deadline, Done, StageFailed, StageRunner
+from deployer.run_names import candidate_revision_name as candidate_revision_name
 from deployer.store.protocol import Store
 
 # Until traffic moves a deploy can stop cleanly; from promotion on, only a rollback undoes it.
 CANCELLABLE = (Stage.PREFLIGHT, Stage.BUILD, Stage.DEPLOY, Stage.READY, Stage.HEALTH)
-
-
-def candidate_revision_name(service: str, commit: str, deploy_id: str) -> str:
-    """A fresh, valid Cloud Run revision name that says what it runs."""
-    return f"{service}-{commit[:7]}-{deploy_id.rsplit('-', 1)[-1]}"
 
 
 @dataclass
@@ -284,6 +280,7 @@ class DeployPipeline:
         if not url:
             raise StageFailed(f"Cloud Run reported no URL for tag {traffic.CANDIDATE_TAG}")
         record.candidate_url = url
+        record.service_url = outcome.state.uri if outcome.state else None
         runner.save()
         return Done(f"revision {record.candidate_revision} ready", link=url)
 
@@ -297,7 +294,7 @@ class DeployPipeline:
             check,
             record.commit,
             deadline.left(),
-            not plan.settings.run.allow_unauthenticated,
+            traffic.audience(plan.settings.run.allow_unauthenticated, record.service_url or ""),
             runner.progress,
         )
         if not outcome.ok:

@@ -232,10 +232,14 @@ class Health(Protocol):
         check: HealthCheck,
         commit: str,
         timeout: float,
-        authenticated: bool,
+        audience: str,
         progress: Progress,
     ) -> HealthOutcome:
-        """Probe `url` until `check.consecutive` good answers in a row, or `timeout`."""
+        """Probe `url` until `check.consecutive` good answers in a row, or `timeout`.
+
+        `audience`: the service's URL when it is private (each probe carries an ID token
+        for it), "" when anyone may call it.
+        """
         ...
 
 

@@ -119,6 +119,7 @@ class DeployRecord:
     previous_revision: str | None = None
     candidate_revision: str | None = None
     candidate_url: str | None = None
+    service_url: str | None = None  # the service's own URL, the audience of probes' ID tokens
     target_revision: str | None = None  # rollback: where traffic goes
     stages: list[StageResult] = field(default_factory=list)
     error: str = ""

@@ -102,7 +102,7 @@ class RollbackPipeline:
                 Stage.VERIFY,
                 settings.timeouts.verify,
                 lambda d: self._verify(
-                    runner, service, target[0], not settings.run.allow_unauthenticated, d
+                    runner, service, target[0], settings.run.allow_unauthenticated, d
                 ),
             ).outcome
         record.state = State.SUCCEEDED if ok == Outcome.SUCCEEDED else State.FAILED
@@ -124,7 +124,7 @@ class RollbackPipeline:
         runner: StageRunner,
         service: ServiceConfig,
         target: RevisionInfo,
-        authenticated: bool,
+        public: bool,
         deadline: Deadline,
     ) -> Done:
         state = self.platform.revisions.current(service)
@@ -140,7 +140,12 @@ class RollbackPipeline:
             }
         )
         outcome = self.platform.health.check(
-            state.uri + check.path, check, commit, deadline.left(), authenticated, runner.progress
+            state.uri + check.path,
+            check,
+            commit,
+            deadline.left(),
+            traffic.audience(public, state.uri),
+            runner.progress,
         )
         if not outcome.ok:
             raise StageFailed(

@@ -67,16 +67,26 @@ class Rollout:
         state = self.platform.revisions.current(self.plan.service)
         return sum(percent for revision, percent in traffic.serving(state) if revision == candidate)
 
+    def _service_url(self) -> str:
+        """The service's own URL (saved at ready; read again for a record saved before)."""
+        record = self.runner.record
+        if not record.service_url:
+            state = self.platform.revisions.current(self.plan.service)
+            record.service_url = state.uri if state else None
+        return record.service_url or ""
+
     def _gate(self, percent: int, deadline: Deadline) -> None:
         """The candidate's own URL answers well `consecutive` times, then for `step_wait` s."""
         record = self.runner.record
         assert record.candidate_url is not None and record.commit is not None
         check = self.plan.service.health
-        authenticated = not self.plan.settings.run.allow_unauthenticated
+        audience = traffic.audience(
+            self.plan.settings.run.allow_unauthenticated, self._service_url()
+        )
         url = record.candidate_url + check.path
         soak_end = time.monotonic() + min(self.plan.settings.rollout.step_wait, deadline.left())
         outcome = self.platform.health.check(
-            url, check, record.commit, deadline.left(), authenticated, self.runner.progress
+            url, check, record.commit, deadline.left(), audience, self.runner.progress
         )
         if not outcome.ok:
             raise StageFailed(f"candidate unhealthy at {percent}%: {outcome.message}", outcome.body)
@@ -88,7 +98,7 @@ class Rollout:
                 once,
                 record.commit,
                 max(0.1, min(check.request_timeout * check.failures, deadline.left())),
-                authenticated,
+                audience,
                 self.runner.progress,
             )
             if not outcome.ok:
@@ -109,7 +119,7 @@ class Rollout:
             self.plan.service.health.model_copy(update={"consecutive": 1}),
             record.commit,
             deadline.left(),
-            not self.plan.settings.run.allow_unauthenticated,
+            traffic.audience(self.plan.settings.run.allow_unauthenticated, state.uri),
             self.runner.progress,
         )
         if not outcome.ok:

@@ -10,8 +10,7 @@ from collections.abc import Sequence
 
 from deployer.pipeline.ports import ServiceState, TrafficShare
 from deployer.pipeline.record import Share
-
-CANDIDATE_TAG = "candidate"
+from deployer.run_names import CANDIDATE_TAG as CANDIDATE_TAG  # still importable from here
 
 
 def split_towards(
@@ -44,6 +43,12 @@ def shares(keep: Sequence[TrafficShare]) -> list[tuple[str, int]]:
 def describe(pairs: Sequence[tuple[str, int]]) -> str:
     """`backend-00042-abc 90%, backend-00043-def 10%`, or `nothing`."""
     return ", ".join(f"{revision} {percent}%" for revision, percent in pairs) or "nothing"
+
+
+def audience(public: bool, service_url: str) -> str:
+    """Who probes' ID tokens are for: the service's own URL (Cloud Run checks `aud`
+    against the service's URLs, whichever URL is called), or "" for a public service."""
+    return "" if public else service_url
 
 
 def tag_url(state: ServiceState | None, tag: str = CANDIDATE_TAG) -> str:

@@ -30,6 +30,8 @@ def state_of(sandbox: Sandbox, demo: Demo | None, signing: dict[str, str]) -> di
         "gcp": sandbox.grpc_address,
         "slack_api": sandbox.slack_api_url,
         "control": f"{sandbox.http.url}/_sandbox/",
+        # GCE_METADATA_HOST and GCE_METADATA_IP: where google-auth finds credentials.
+        "metadata": sandbox.metadata_address,
         **signing,
     }
     if demo is not None:
@@ -117,6 +119,8 @@ def start(
     """
     workdir = Path(tempfile.mkdtemp(prefix="deployer-sandbox-"))
     sandbox = Sandbox(workdir / "cloud", slack_rate_scale=slack_rate_scale).start()
+    # Deploys run in this process too (the demo's first one, the front's inline workers).
+    sandbox.metadata.serve_this_process()
     try:
         demo, front = None, None
         signing = {
@@ -184,6 +188,8 @@ def _announce(running: Running, elapsed: float, state_file: Path | None) -> None
         f"  Slack messages      {sandbox.http.url}/_sandbox/messages",
         f"  Faults              {sandbox.http.url}/_sandbox/faults",
         f"  Slack rate limits   {sandbox.http.url}/_sandbox/rate_limits ({_scale(sandbox)})",
+        f"  Metadata server     GCE_METADATA_HOST={sandbox.metadata_address} "
+        f"GCE_METADATA_IP={sandbox.metadata_address}",
     ]
     if demo is not None:
         lines += [

@@ -56,12 +56,18 @@ class Refusal:
 
 @dataclass(frozen=True)
 class Forbidden:
-    """The caller may not invoke this service: it is private and the request has no token."""
+    """The caller may not invoke this service, which is private.
+
+    403: no token, or a valid ID token for another audience; 401: a token that is
+    not a valid ID token (malformed, not signed by the sandbox, expired).
+    """
+
+    status: int = 403
 
 
-# A listener asks its route where a request goes (saying whether the request carries a
-# bearer token): a revision, or an answer of its own.
-Pick = Callable[[bool], "Target | Refusal | Forbidden"]
+# A listener asks its route where a request goes, giving the request's bearer token
+# (None without one): a revision, or an answer of its own.
+Pick = Callable[[str | None], "Target | Refusal | Forbidden"]
 
 # Google's front end, refusing a request to a private Cloud Run service.
 _FORBIDDEN_PAGE = """<html><head>
@@ -74,7 +80,20 @@ _FORBIDDEN_PAGE = """<html><head>
 <h2></h2>
 </body></html>
 """
-_AUTH_HEADERS = ("Authorization", "X-Serverless-Authorization")
+# ... and refusing a token it cannot verify (the page as google/adk-python#3814 quotes it).
+_UNAUTHORIZED_PAGE = """<html><head>
+<meta http-equiv="content-type" content="text/html;charset=utf-8">
+<title>401 Unauthorized</title>
+</head>
+<body text=#000000 bgcolor=#ffffff>
+<h1>Error: Unauthorized</h1>
+<h2>Your client does not have permission to the requested URL <code>{path}</code>.</h2>
+<h2></h2>
+</body></html>
+"""
+# Cloud Run reads X-Serverless-Authorization first, so that Authorization stays the
+# application's own (GoogleCloudPlatform/cloud-run-proxy#25).
+_AUTH_HEADERS = ("X-Serverless-Authorization", "Authorization")
 
 
 class ProxyHandler(BaseHTTPRequestHandler):
@@ -98,10 +117,11 @@ class ProxyHandler(BaseHTTPRequestHandler):
 
     def _proxy(self) -> None:
         body = self._read_body()
-        choice = self.pick(self._has_bearer())
+        choice = self.pick(self._bearer())
         if isinstance(choice, Forbidden):
-            page = _FORBIDDEN_PAGE.format(path=escape(urlsplit(self.path).path or "/"))
-            self._answer(403, page, content_type="text/html; charset=UTF-8")
+            template = _UNAUTHORIZED_PAGE if choice.status == 401 else _FORBIDDEN_PAGE
+            page = template.format(path=escape(urlsplit(self.path).path or "/"))
+            self._answer(choice.status, page, content_type="text/html; charset=UTF-8")
             return
         if isinstance(choice, Refusal):
             self._answer(choice.status, choice.text)
@@ -128,13 +148,13 @@ class ProxyHandler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(payload)
 
-    def _has_bearer(self) -> bool:
-        """Whether the request carries a bearer token (any: the sandbox cannot verify one)."""
+    def _bearer(self) -> str | None:
+        """The request's bearer token, X-Serverless-Authorization's first; None without one."""
         for name in _AUTH_HEADERS:
             scheme, _, token = (self.headers.get(name) or "").strip().partition(" ")
             if scheme.lower() == "bearer" and token.strip():
-                return True
-        return False
+                return token.strip()
+        return None
 
     def _forward(
         self, target: Target, body: bytes

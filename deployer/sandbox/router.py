@@ -10,12 +10,23 @@ pointing at its revision whatever happens to the split. `/health` requests are
 where the health faults bite: `health_500` answers 500 in the revision's name,
 `health_hang` holds the request without answering (bounded).
 
-Access follows the service's IAM policy (`run_iam.py` calls `set_public`): a
-public service (allUsers holds roles/run.invoker) takes any request; a private
-one (the default) answers 403 with the page Google's front end gives, unless
-the request carries `Authorization: Bearer ...` (or Cloud Run's
-`X-Serverless-Authorization`). The sandbox cannot verify a Google ID token, so
-any bearer token passes: it tests that callers send one, not who they are.
+Access is decided at the door, as Cloud Run's front end decides it. A public
+service (allUsers holds roles/run.invoker: `run_iam.py` calls `set_public`; or
+the service's `invoker_iam_disabled`: `run_services.py` calls `set_access`)
+takes any request. A private one (the default) wants an ID token in
+`Authorization: Bearer T` (or Cloud Run's `X-Serverless-Authorization`, read
+first), signed by the sandbox's key (id_tokens.py, minted by its metadata
+server), current, and whose `aud` is the service's URL (also when a tag URL is
+called) or one of its `custom_audiences`:
+
+    no token                                   403, Google's "Forbidden" page
+    a token that is not a valid ID token       401, Google's "Unauthorized" page
+      (malformed, not the sandbox's, expired)
+    a valid token for another audience         403
+    a valid token for the service              the request goes on
+
+Who the token names is not checked against the policy: any identity the
+sandbox's metadata server vouches for may invoke.
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 
 from deployer.sandbox.faults import Faults
+from deployer.sandbox.id_tokens import IdTokenKey, InvalidIdToken, WrongAudience
 from deployer.sandbox.revision_proxy import Forbidden, Pick, ProxyHandler, Refusal, Target
 
 
@@ -35,8 +47,28 @@ class _Route:
     split: list[tuple[Target, int]] = field(default_factory=list)
     tags: dict[str, Target] = field(default_factory=dict)
     public: bool = False  # allUsers may invoke (the service's IAM policy)
+    invoker_iam_disabled: bool = False  # the service's own setting: no check at all
+    custom_audiences: tuple[str, ...] = ()
     service_listener: _Listener | None = None
     tag_listeners: dict[str, _Listener] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Door:
+    """What the door needs to know of a service, read under the router's lock."""
+
+    open: bool  # anyone may invoke: allUsers holds the role, or invoker_iam_disabled
+    audiences: frozenset[str]  # what a token's `aud` may be
+
+    @classmethod
+    def of(cls, route: _Route | None) -> _Door:
+        if route is None:
+            return cls(False, frozenset())
+        urls = [] if route.service_listener is None else [route.service_listener.url]
+        # The service's URL (with or without a final slash, as Google's samples send it)
+        # and its custom audiences.
+        audiences = frozenset([*urls, *(f"{url}/" for url in urls), *route.custom_audiences])
+        return cls(route.public or route.invoker_iam_disabled, audiences)
 
 
 class _Listener:
@@ -81,9 +113,15 @@ class Router:
     """Listeners for every service URL and tag URL, proxying to revisions. Thread-safe."""
 
     def __init__(
-        self, faults: Faults, host: str = "127.0.0.1", request_timeout: float = 300.0
+        self,
+        faults: Faults,
+        host: str = "127.0.0.1",
+        request_timeout: float = 300.0,
+        id_tokens: IdTokenKey | None = None,
     ) -> None:
+        """`id_tokens`: the key whose ID tokens open private services (a new one if None)."""
         self._faults = faults
+        self._id_tokens = id_tokens or IdTokenKey()
         self._host = host
         self._request_timeout = request_timeout
         self._lock = threading.Lock()
@@ -96,7 +134,7 @@ class Router:
             route = self._route(service)
             if route.service_listener is None:
                 route.service_listener = self._listen(
-                    lambda bearer: self._pick_split(service, bearer)
+                    lambda token: self._pick_split(service, token)
                 )
             return route.service_listener.url
 
@@ -106,7 +144,7 @@ class Router:
             route = self._route(service)
             listener = route.tag_listeners.get(tag)
             if listener is None:
-                listener = self._listen(lambda bearer: self._pick_tag(service, tag, bearer))
+                listener = self._listen(lambda token: self._pick_tag(service, tag, token))
                 route.tag_listeners[tag] = listener
             return listener.url
 
@@ -129,9 +167,19 @@ class Router:
             route.tags = tagged
 
     def set_public(self, service: str, public: bool) -> None:
-        """Whether anyone may call the service's URLs (else only requests with a bearer token)."""
+        """Whether the IAM policy lets anyone call the service's URLs (else an ID token is needed)."""
         with self._lock:
             self._route(service).public = public
+
+    def set_access(
+        self, service: str, invoker_iam_disabled: bool, custom_audiences: Sequence[str] = ()
+    ) -> None:
+        """The service's own access settings: no invoker check at all, and the audiences
+        its ID tokens may have beside its URL."""
+        with self._lock:
+            route = self._route(service)
+            route.invoker_iam_disabled = invoker_iam_disabled
+            route.custom_audiences = tuple(custom_audiences)
 
     def remove(self, service: str) -> None:
         """Stop every listener of the service; its URLs stop answering."""
@@ -157,13 +205,28 @@ class Router:
     def _listen(self, pick: Pick) -> _Listener:
         return _Listener(self._host, pick, self._faults, self._closing, self._request_timeout)
 
-    def _pick_split(self, service: str, bearer: bool) -> Target | Refusal | Forbidden:
+    def _admit(self, door: _Door, token: str | None) -> Forbidden | None:
+        """None when the request may go on, else how the door refuses it (no lock held)."""
+        if door.open:
+            return None
+        if token is None:
+            return Forbidden(403)
+        try:
+            self._id_tokens.verify(token, door.audiences)
+        except InvalidIdToken:
+            return Forbidden(401)
+        except WrongAudience:
+            return Forbidden(403)
+        return None
+
+    def _pick_split(self, service: str, token: str | None) -> Target | Refusal | Forbidden:
         with self._lock:
             route = self._routes.get(service)
             split = list(route.split) if route else []
-            public = route is not None and route.public
-        if not (public or bearer):
-            return Forbidden()
+            door = _Door.of(route)
+        refused = self._admit(door, token)
+        if refused is not None:
+            return refused
         live = [(target, percent) for target, percent in split if percent > 0]
         if not live:
             return Refusal(503, "Service Unavailable: no revision is ready to serve traffic.")
@@ -172,13 +235,14 @@ class Router:
         )[0]
         return chosen
 
-    def _pick_tag(self, service: str, tag: str, bearer: bool) -> Target | Refusal | Forbidden:
+    def _pick_tag(self, service: str, tag: str, token: str | None) -> Target | Refusal | Forbidden:
         with self._lock:
             route = self._routes.get(service)
             target = route.tags.get(tag) if route else None
-            public = route is not None and route.public
-        if not (public or bearer):
-            return Forbidden()
+            door = _Door.of(route)
+        refused = self._admit(door, token)
+        if refused is not None:
+            return refused
         if target is None:
             return Refusal(404, f"Not Found: no traffic tag {tag!r} on this service.")
         return target

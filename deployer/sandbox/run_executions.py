@@ -10,6 +10,10 @@ A task runs the template's first container. When its image is in the
 sandbox's registry it runs like a revision (the image's CMD in its context); an
 image that was never pushed runs `command` + `args` as a local command with the
 sandbox's PATH, which is how the deployer's own `deployer worker` job runs here.
+Beside the container's env, a task finds the platform's: CLOUD_RUN_JOB,
+CLOUD_RUN_EXECUTION, CLOUD_RUN_TASK_INDEX/_ATTEMPT/_COUNT, and GCE_METADATA_HOST
+and GCE_METADATA_IP naming the sandbox's metadata server (metadata_server.py),
+where google-auth finds its credentials and ID tokens as on Cloud Run.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,10 +82,22 @@ class Execution:
     processes: set[subprocess.Popen[bytes]] = field(default_factory=set)
     failure: str = ""
     started: float = field(default_factory=time.monotonic)
+    # The platform's variables, set over whatever the container declares.
+    platform: dict[str, str] = field(default_factory=dict)
 
 
-def new_execution(job: run_v2.Job, overrides: Any, images: ImageStore, logs: Path) -> Execution:
-    """A pending execution of `job` with RunJob's `overrides`; its log file goes in `logs`."""
+def new_execution(
+    job: run_v2.Job,
+    overrides: Any,
+    images: ImageStore,
+    logs: Path,
+    platform_env: Mapping[str, str] | None = None,
+) -> Execution:
+    """A pending execution of `job` with RunJob's `overrides`; its log file goes in `logs`.
+
+    `platform_env` is in every task's environment, over the container's own
+    (the sandbox's metadata server: GCE_METADATA_HOST, GCE_METADATA_IP).
+    """
     template = clone(job.template)
     container = template.template.containers[0]
     for override in overrides.container_overrides:
@@ -125,13 +141,25 @@ def new_execution(job: run_v2.Job, overrides: Any, images: ImageStore, logs: Pat
         ],
     )
     argv, cwd, env = _command(images, container)
-    env.update(
-        CLOUD_RUN_JOB=job_id,
-        CLOUD_RUN_EXECUTION=name.rsplit("/", 1)[1],
-        CLOUD_RUN_TASK_COUNT=str(template.task_count),
-    )
+    platform = {
+        **(platform_env or {}),
+        "CLOUD_RUN_JOB": job_id,
+        "CLOUD_RUN_EXECUTION": name.rsplit("/", 1)[1],
+        "CLOUD_RUN_TASK_COUNT": str(template.task_count),
+    }
+    env.update(platform)
     timeout = run_v2.TaskTemplate.pb(template.template).timeout.ToTimedelta().total_seconds()
-    return Execution(message, "", argv, cwd, env, template.template.max_retries, timeout, log_path)
+    return Execution(
+        message,
+        "",
+        argv,
+        cwd,
+        env,
+        template.template.max_retries,
+        timeout,
+        log_path,
+        platform=platform,
+    )
 
 
 def _command(
@@ -187,7 +215,7 @@ class ExecutionRunner:
             _, payload = self._secrets.access(f"{secret}/versions/{ref.version or 'latest'}")
             env[var.name] = payload.decode("utf-8", "replace")
         # The platform's variables win over anything the container declares.
-        env.update({k: v for k, v in execution.env.items() if k.startswith("CLOUD_RUN_")})
+        env.update(execution.platform)
         return env
 
     def _execute(self, execution: Execution) -> None:

@@ -5,9 +5,9 @@ These three methods belong to `google.cloud.run.v2.Services` and speak
 service goes) and decides what the router lets through:
 
     policy grants roles/run.invoker to allUsers (no condition)  -> public: anyone may call
-    otherwise                                                   -> private: requests without
-                                                                   `Authorization: Bearer ...`
-                                                                   get Google's 403 page
+    otherwise                                                   -> private: only requests
+                                                                   with an ID token for the
+                                                                   service get in (router.py)
 
 As on Google: a new service has an empty policy (etag `ACAB`), so it is private;
 `SetIamPolicy` with the etag of an older read is ABORTED (a write without an

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -72,8 +72,12 @@ class RunJobs:
         secrets: SecretManager,
         workdir: Path,
         faults: Faults,
+        platform_env: Mapping[str, str] | None = None,
     ) -> None:
+        """`platform_env`: what every task finds in its environment from the platform, over
+        anything its container declares (the metadata server's address)."""
         self._operations = operations
+        self._platform_env = dict(platform_env or {})
         self._images = images
         self._faults = faults
         self._logs = workdir / "executions"
@@ -238,7 +242,9 @@ class RunJobs:
             job = self._job(request.name)
             if request.etag and request.etag != job.etag:
                 raise etag_mismatch(job_id)
-            execution = new_execution(job, request.overrides, self._images, self._logs)
+            execution = new_execution(
+                job, request.overrides, self._images, self._logs, self._platform_env
+            )
             if request.validate_only:
                 return self._finished(parent, execution.message)
             self._executions[execution.message.name] = execution

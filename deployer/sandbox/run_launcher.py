@@ -1,7 +1,11 @@
 """Starting a revision's container: image, environment (secrets resolved), process, readiness.
 
 Cloud Run reads env secrets once, when an instance starts; so does the sandbox,
-each time it starts a revision's process (again after a scale to zero).
+each time it starts a revision's process (again after a scale to zero). Beside
+the container's env, the process finds the platform's: K_SERVICE, K_REVISION,
+K_CONFIGURATION, PORT, and GCE_METADATA_HOST and GCE_METADATA_IP naming the
+sandbox's metadata server (metadata_server.py), where google-auth finds its
+credentials and ID tokens as on Cloud Run.
 
 A container that does not come up fails the revision with Cloud Run's own words
 and a Logs URL; as on Cloud Run, the container's output is not in the message but
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import grpc
@@ -65,11 +70,17 @@ class RevisionLauncher:
     """Turns a revision template into a running, ready process. Thread-safe."""
 
     def __init__(
-        self, processes: RevisionProcesses, images: ImageStore, secrets: SecretManager
+        self,
+        processes: RevisionProcesses,
+        images: ImageStore,
+        secrets: SecretManager,
+        platform_env: Mapping[str, str] | None = None,
     ) -> None:
+        """`platform_env`: set in every revision's environment over its container's own."""
         self._processes = processes
         self._images = images
         self._secrets = secrets
+        self._platform_env = dict(platform_env or {})
 
     def launch(
         self, service: ServiceName, revision_id: str, template: run_v2.RevisionTemplate
@@ -151,6 +162,7 @@ class RevisionLauncher:
                 )
             env[variable.name] = data.decode("utf-8", "replace")
         # Set last: Cloud Run reserves these names.
+        env.update(self._platform_env)
         env["K_SERVICE"] = service.service
         env["K_REVISION"] = revision_id
         env["K_CONFIGURATION"] = service.service

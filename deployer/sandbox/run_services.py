@@ -170,6 +170,7 @@ class ServicesServicer:
             status.uri = self._router.service_url(name.name)
             # A new service has an empty IAM policy: private, whatever an earlier namesake was.
             self._router.set_public(name.name, False)
+            self._set_access(name, spec)
             status.urls.append(status.uri)
             mark_reconciling(status)
             record = ServiceRecord(name, _with_status(spec, status))
@@ -215,6 +216,7 @@ class ServicesServicer:
                 mark_reconciling(updated)
                 record.service = updated
                 record.touch()
+                self._set_access(name, spec)
             snapshot = clone(record.service)
         if not changed:
             return self._unchanged(record)
@@ -274,6 +276,14 @@ class ServicesServicer:
         return self._operations.get(operation)
 
     # --- helpers -------------------------------------------------------------------------
+
+    def _set_access(self, name: ServiceName, spec: run_v2.Service) -> None:
+        """Who the router lets in, as the service's own settings say (caller holds the lock).
+
+        They apply at once, like the IAM policy (the custom-audiences page: "applies to
+        all serving revisions, similar to IAM authorization membership").
+        """
+        self._router.set_access(name.name, spec.invoker_iam_disabled, list(spec.custom_audiences))
 
     def _enqueue(
         self,

@@ -1,4 +1,5 @@
-"""Assembles the sandbox: one gRPC server for every Google API, one HTTP server for Slack.
+"""Assembles the sandbox: one gRPC server for every Google API, one HTTP server for Slack,
+and the metadata server.
 
 Sandbox
 ├── gRPC (plaintext, any credentials)
@@ -8,7 +9,9 @@ Sandbox
 │   ├── google.cloud.run.v2 (services, revisions, jobs, executions)
 │   │                                        cloud_run.py    -> revision processes, router
 │   └── google.logging.v2 (ListLogEntries)   cloud_logging.py -> revision processes' logs
-└── HTTP: Slack Web API sink + control endpoint   http_front.py
+├── HTTP: Slack Web API sink + control endpoint   http_front.py
+└── HTTP: the metadata server                 metadata_server.py (GCE_METADATA_HOST/_IP)
+        ID tokens it mints, signed by `id_tokens` (id_tokens.py), open private services
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from deployer.sandbox.cloud_logging import CloudLogging
 from deployer.sandbox.cloud_run import CloudRun
 from deployer.sandbox.faults import Faults
 from deployer.sandbox.http_front import SandboxHttp
+from deployer.sandbox.id_tokens import IdTokenKey
 from deployer.sandbox.images import ImageStore
+from deployer.sandbox.metadata_server import MetadataServer
 from deployer.sandbox.operations import Operations
 from deployer.sandbox.secret_manager import SecretManager
 from deployer.sandbox.slack_rate_limits import SlackRateLimits
@@ -54,8 +59,18 @@ class Sandbox:
         self.images = ImageStore()
         self.secrets = SecretManager()
         self.builds = CloudBuild(self.operations, self.images, self.faults, workdir / "builds")
+        # Google's signing key, as far as the sandbox goes: the metadata server signs ID
+        # tokens with it, Cloud Run's door (the router) checks them.
+        self.id_tokens = IdTokenKey()
+        self.metadata = MetadataServer(self.id_tokens, host=host)
         self.run = CloudRun(
-            self.operations, self.images, self.secrets, self.faults, workdir / "run"
+            self.operations,
+            self.images,
+            self.secrets,
+            self.faults,
+            workdir / "run",
+            id_tokens=self.id_tokens,
+            platform_env=self.metadata.environment(),
         )
         self.logging = CloudLogging(self.run.processes, self.run.state, self.builds)
         self.http = SandboxHttp(
@@ -89,9 +104,15 @@ class Sandbox:
         """Base URL of the Slack Web API sink, for `SLACK_API_URL`."""
         return f"{self.http.url}/api/"
 
+    @property
+    def metadata_address(self) -> str:
+        """host:port of the metadata server, for both `GCE_METADATA_HOST` and `GCE_METADATA_IP`."""
+        return self.metadata.address
+
     def start(self) -> Sandbox:
         self._grpc.start()
         self.http.start()
+        self.metadata.start()
         return self
 
     def stop(self) -> None:
@@ -100,7 +121,7 @@ class Sandbox:
             return
         self._stopped = True
         self._grpc.stop(grace=0.5)
-        for component in (self.run, self.builds, self.http):
+        for component in (self.run, self.builds, self.http, self.metadata):
             try:
                 component.close()
             except Exception:
