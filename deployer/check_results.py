@@ -38,10 +38,11 @@ class CheckReport:
 
     config: Check
     environments: tuple[EnvironmentReport, ...] = ()
+    deployer: tuple[Check, ...] = ()  # the deployer's own setup (its worker job)
 
     def all(self) -> list[Check]:
         """Every check, in the order they are shown."""
-        return [self.config, *(c for e in self.environments for c in e.checks)]
+        return [self.config, *self.deployer, *(c for e in self.environments for c in e.checks)]
 
     @property
     def failed(self) -> bool:

@@ -23,6 +23,16 @@ ACCESSOR_ROLES = frozenset(
     {"roles/secretmanager.secretAccessor", "roles/secretmanager.admin", "roles/owner"}
 )
 INVOKER_ROLE = "roles/run.invoker"
+# Probing a private service goes through Cloud Run's door: run.routes.invoke, in
+# roles/run.invoker and roles/run.developer (its `run.routes.*`, per Cloud Run's roles page
+# and `gcloud iam roles describe roles/run.developer`), not in roles/run.viewer.
+INVOKE_PERMISSION = "run.routes.invoke"
+# Starting a worker with `args` overridden (what dispatch does): roles/run.developer or
+# roles/run.jobsExecutorWithOverrides; roles/run.invoker's run.jobs.run is not enough.
+RUN_WITH_OVERRIDES = "run.jobs.runWithOverrides"
+# Deploying a revision that runs as a service account needs actAs on that account
+# (roles/iam.serviceAccountUser); Cloud Run's own testIamPermissions cannot ask it.
+ACT_AS = "iam.serviceAccounts.actAs"
 _DEFAULT_RUNTIME_SA = re.compile(r"^serviceAccount:\d+-compute@developer\.gserviceaccount\.com$")
 
 
@@ -59,6 +69,10 @@ class Permissions(Protocol):
         """Which of `permissions` the caller lacks on the secret."""
         ...
 
+    def on_job(self, job: str, permissions: Sequence[str]) -> Grant:
+        """Which of `permissions` the caller lacks on the Cloud Run job `job` (full name)."""
+        ...
+
     def service_policy(self, service: ServiceConfig) -> Bindings:
         """The Cloud Run service's IAM bindings."""
         ...
@@ -85,16 +99,66 @@ def check_service_rights(
             subject,
             f"the service does not exist yet; creating it needs roles/run.developer{also}",
         )
-    grant = rights.on_service(service, SERVICE_PERMISSIONS)
+    private = not settings.run.allow_unauthenticated
+    wanted = (*SERVICE_PERMISSIONS, *((INVOKE_PERMISSION,) if private else ()))
+    grant = rights.on_service(service, wanted)
     if not grant.checked:
         return not_checked(subject, grant.note)
     if grant.missing:
+        grants = []
+        if set(grant.missing) - {INVOKE_PERMISSION}:
+            grants.append(
+                f"roles/run.developer: `gcloud projects add-iam-policy-binding {service.project} "
+                "--member=serviceAccount:DEPLOYER_SA --role=roles/run.developer`"
+            )
+        if INVOKE_PERMISSION in grant.missing:
+            grants.append(
+                "roles/run.invoker, to probe the private service: `gcloud run services "
+                f"add-iam-policy-binding {service.service} --region={service.region} "
+                f"--project={service.project} --member=serviceAccount:DEPLOYER_SA "
+                "--role=roles/run.invoker`"
+            )
         return Check(
             Status.FAIL,
             subject,
-            f"missing {', '.join(grant.missing)} on {service.service}; grant roles/run.developer",
+            f"missing {', '.join(grant.missing)} on {service.service}; grant "
+            + "; and ".join(grants),
         )
-    return Check(Status.OK, subject, f"{', '.join(SERVICE_PERMISSIONS)} on {service.service}")
+    return Check(Status.OK, subject, f"{', '.join(wanted)} on {service.service}")
+
+
+def check_act_as(service: ServiceConfig, settings: Environment) -> Check | None:
+    """The right to deploy revisions that run as the runtime account (not askable here)."""
+    account = settings.run.service_account
+    if account is None:
+        return None
+    return not_checked(
+        "acting as the runtime account",
+        f"deploying needs {ACT_AS} on {account}, which Cloud Run's API cannot test; grant "
+        f"roles/iam.serviceAccountUser: `gcloud iam service-accounts add-iam-policy-binding "
+        f"{account} --project={service.project} --member=serviceAccount:DEPLOYER_SA "
+        "--role=roles/iam.serviceAccountUser`",
+    )
+
+
+def check_worker_job(rights: Permissions, job: str) -> Check:
+    """Whether the caller may start the worker job with its arguments overridden."""
+    subject = "rights on worker job"
+    short = job.rsplit("/", 1)[-1]
+    grant = rights.on_job(job, [RUN_WITH_OVERRIDES])
+    if not grant.checked:
+        return not_checked(subject, f"{short}: {grant.note}")
+    if grant.missing:
+        region = job.split("/locations/", 1)[-1].split("/", 1)[0]
+        return Check(
+            Status.FAIL,
+            subject,
+            f"missing {RUN_WITH_OVERRIDES} on {short}: the front could not start any worker. "
+            f"Grant roles/run.jobsExecutorWithOverrides: `gcloud run jobs add-iam-policy-binding "
+            f"{short} --region={region} --member=serviceAccount:FRONT_SA "
+            "--role=roles/run.jobsExecutorWithOverrides`",
+        )
+    return Check(Status.OK, subject, f"{RUN_WITH_OVERRIDES} on {short}")
 
 
 def check_secret_rights(

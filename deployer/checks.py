@@ -22,10 +22,12 @@ from deployer.check_preflight import (
 from deployer.check_results import Check, CheckReport, EnvironmentReport, Status, plural
 from deployer.check_rights import (
     Permissions,
+    check_act_as,
     check_public_access,
     check_runtime_access,
     check_secret_rights,
     check_service_rights,
+    check_worker_job,
 )
 from deployer.check_slack import check_channel, check_usergroups
 from deployer.config import Config, load_config
@@ -41,8 +43,10 @@ def run_checks(
     ref: str | None = None,
     config_path: Path | str | None = None,
     chat: Callable[[], Chat | None] = lambda: None,
+    dispatch: str = "",
 ) -> CheckReport:
-    """Check one environment (or all) without changing anything (Slack too, given `chat`)."""
+    """Check one environment (or all) without changing anything (Slack too, given `chat`;
+    the worker job, given `dispatch`: DEPLOYER_DISPATCH's job name)."""
     try:
         config = load_config(config_path)
     except ConfigError as error:
@@ -65,7 +69,8 @@ def run_checks(
         )
     world, rights, slack = platform(), permissions(), chat()
     reports = tuple(_environment(config, name, world, rights, ref, slack) for name in names)
-    return CheckReport(head, reports)
+    own = (check_worker_job(rights, dispatch),) if dispatch.startswith("projects/") else ()
+    return CheckReport(head, reports, own)
 
 
 def _count(items: Mapping[str, object], noun: str) -> str:
@@ -89,6 +94,8 @@ def _environment(
     checks.append(check_ref(platform, service, settings, ref))
     checks.append(check_image(service))
     checks.append(check_service_rights(rights, service, settings, exists))
+    if (act_as := check_act_as(service, settings)) is not None:
+        checks.append(act_as)
     checks.append(check_secret_rights(rights, service, settings, pinned))
     checks.append(check_runtime_access(rights, service, settings, pinned))
     if exists:
@@ -109,7 +116,7 @@ def _environment(
 
 def render_checks(report: CheckReport) -> list[str]:
     """One line per check, then a count."""
-    lines = [_line(report.config)]
+    lines = [_line(report.config), *(_line(check) for check in report.deployer)]
     for environment in report.environments:
         lines.append(environment.title)
         lines.extend(_line(check) for check in environment.checks)

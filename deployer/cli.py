@@ -192,7 +192,12 @@ def _check(args: argparse.Namespace) -> int:
     from deployer.engine import default_platform
 
     report = run_checks(
-        default_platform, GooglePermissions, args.environment, args.ref, chat=_check_chat
+        default_platform,
+        GooglePermissions,
+        args.environment,
+        args.ref,
+        chat=_check_chat,
+        dispatch=os.environ.get("DEPLOYER_DISPATCH", ""),
     )
     print("\n".join(render_checks(report)))
     return 1 if report.failed else 0

@@ -124,16 +124,23 @@ def project() -> str:
 
 
 @pytest.fixture
-def demo(tmp_path: Path, repo_root: Path) -> Iterator[Demo]:
+def demo_cloud(tmp_path: Path, repo_root: Path) -> Iterator[tuple[Demo, Sandbox]]:
     """The demo, seeded into a sandbox of its own (its fixed names need one); the CLI aims at it."""
     own = Sandbox(tmp_path / "sandbox", slack_rate_scale=SLACK_RATE_SCALE).start()
     try:
         seeded = seed_demo(own, repo_root, tmp_path)
         os.environ["DEPLOYER_GCP_EMULATOR_HOST"] = own.grpc_address
         os.environ["DEPLOYER_CONFIG"] = str(seeded.config.path)
-        yield seeded
+        own.metadata.serve_this_process()
+        yield seeded, own
     finally:
         own.stop()
+
+
+@pytest.fixture
+def demo(demo_cloud: tuple[Demo, Sandbox]) -> Demo:
+    """The seeded demo of `demo_cloud`."""
+    return demo_cloud[0]
 
 
 @pytest.fixture

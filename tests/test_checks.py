@@ -18,6 +18,7 @@ from deployer.adapters.google_clients import google_client
 from deployer.adapters.secret_writer import SecretManagerWriter
 from deployer.sandbox.demo import Demo
 from deployer.sandbox.server import Sandbox
+from deployer.sandbox.webhook import create_worker_job, store_bot_token
 from tests.conftest import REGION
 
 CONFIG = """\
@@ -251,3 +252,54 @@ def test_user_groups_a_free_workspace_will_not_list_fail_the_check(
         for name in ("SLACK_API_URL", "SLACK_BOT_TOKEN"):
             os.environ.pop(name)
     assert f"{group} (1 members)" in _line(capsys.readouterr().out, "ok", "slack user groups")
+
+
+def test_each_missing_right_is_named_with_the_role_that_grants_it(
+    demo_cloud: tuple[Demo, Sandbox], capsys: pytest.CaptureFixture[str]
+) -> None:
+    demo, cloud = demo_cloud
+    # A private service: the deployer's probes go through Cloud Run's door.
+    demo.config.path.write_text(
+        demo.config.path.read_text().replace(
+            "allow_unauthenticated = true", "allow_unauthenticated = false"
+        )
+    )
+    cloud.faults.arm("caller_roles", roles=["roles/run.viewer"])
+    assert cli.main(["check", "prod"]) == 1
+    line = _line(capsys.readouterr().out, "FAIL", "rights on service")
+    assert "missing run.services.update, run.routes.invoke on backend" in line
+    assert "roles/run.developer" in line
+    assert "roles/run.invoker" in line and "gcloud run services add-iam-policy-binding" in line
+
+    # roles/run.developer holds run.routes.* (invoke included): nothing is missing.
+    cloud.faults.clear()
+    cloud.faults.arm("caller_roles", roles=["roles/run.developer"])
+    cli.main(["check", "prod"])  # fails on making it private: that needs roles/run.admin
+    assert "run.routes.invoke on backend" in _line(
+        capsys.readouterr().out, "ok", "rights on service"
+    )
+
+
+def test_the_worker_job_must_be_startable_with_overrides(
+    demo_cloud: tuple[Demo, Sandbox], capsys: pytest.CaptureFixture[str]
+) -> None:
+    demo, cloud = demo_cloud
+    host = cloud.grpc_address
+    job = create_worker_job(
+        host,
+        f"projects/{demo.project}/locations/{demo.region}",
+        {},
+        store_bot_token(host, demo.project, "xoxb-check"),
+    )
+    os.environ["DEPLOYER_DISPATCH"] = job
+    cloud.faults.arm("caller_roles", roles=["roles/run.jobsExecutor"])
+    assert cli.main(["check", "prod"]) == 1
+    line = _line(capsys.readouterr().out, "FAIL", "rights on worker job")
+    assert "run.jobs.runWithOverrides" in line and "roles/run.jobsExecutorWithOverrides" in line
+
+    cloud.faults.clear()
+    cloud.faults.arm("caller_roles", roles=["roles/run.developer"])
+    assert cli.main(["check", "prod"]) == 0
+    assert "run.jobs.runWithOverrides on" in _line(
+        capsys.readouterr().out, "ok", "rights on worker job"
+    )

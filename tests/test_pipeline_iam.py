@@ -3,9 +3,13 @@ client, and what its URL answers with and without a token."""
 
 from __future__ import annotations
 
+import threading
+
 import httpx
 from google.iam.v1 import iam_policy_pb2, policy_pb2
 
+from deployer.adapters.cloud_run_iam import set_public
+from deployer.adapters.health import HttpHealth
 from deployer.pipeline.events import StageProgressed
 from deployer.pipeline.record import Outcome, Stage, State
 from tests.engine_world import Recorder, World, empty_world_fixture, world_fixture  # noqa: F401
@@ -137,3 +141,44 @@ def test_no_right_to_set_the_policy_fails_the_deploy_stage_naming_the_permission
     assert "run.services.setIamPolicy" in deploy.detail and "roles/run.admin" in deploy.detail
     assert world.serving() == serving  # traffic untouched
     assert bindings(world) == {INVOKER_ROLE: ["allUsers"]}
+
+
+def test_a_refused_probe_is_tried_again_until_access_arrives(world: World) -> None:
+    # A grant (here: the service made public) takes a while to reach Cloud Run's door;
+    # 403s meanwhile are tried again within the timeout, not counted as the revision failing.
+    world.reconfigure(environment={"run": {"allow_unauthenticated": False}})
+    record, _ = world.deploy()
+    assert record.state == State.SUCCEEDED, record.error
+    uri = world.service().uri
+    check = world.engine.config.services["backend"].health.model_copy(
+        update={"failures": 1, "consecutive": 1, "interval": 0.1}
+    )
+    said: list[str] = []
+    grant = threading.Timer(1.0, lambda: set_public(world.services, world.service_name, True, 10))
+    grant.start()
+    try:
+        outcome = HttpHealth().check(
+            f"{uri}{check.path}", check, record.commit or "", 20, "", said.append
+        )
+    finally:
+        grant.join()
+
+    assert outcome.ok and outcome.attempts > 1, outcome
+    assert any("HTTP 403" in line and "can take minutes" in line for line in said), said
+
+
+def test_an_organisation_policy_against_allusers_is_explained(world: World) -> None:
+    world.reconfigure(environment={"run": {"allow_unauthenticated": False}})
+    private, _ = world.deploy()
+    assert private.state == State.SUCCEEDED, private.error
+    world.sandbox.faults.arm("iam_org_policy")
+    engine = world.reconfigure(environment={"run": {"allow_unauthenticated": True}})
+
+    record, _ = world.deploy(engine=engine)
+
+    assert record.state == State.FAILED
+    deploy = record.stage(Stage.DEPLOY)
+    assert deploy is not None and deploy.outcome == Outcome.FAILED
+    assert "permitted customer" in deploy.detail
+    assert "iam.allowedPolicyMemberDomains" in deploy.detail and "invoker" in deploy.detail
+    assert bindings(world) == {}

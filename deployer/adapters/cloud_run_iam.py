@@ -100,4 +100,16 @@ def _refused(
             f"Cloud Run refused to make {service} {what}: {words}. The deployer's account "
             f"needs {permission} on the service (roles/run.admin has it)."
         )
+    if public and isinstance(error, exceptions.FailedPrecondition):
+        # Domain-restricted sharing (constraints/iam.allowedPolicyMemberDomains) forbids
+        # allUsers in any policy of the organisation; Cloud Run's answer to that is
+        # "...do not belong to a permitted customer...".
+        return RolloutRefused(
+            f"Cloud Run refused to make {service} public: {words}. An organisation policy "
+            "(domain-restricted sharing, constraints/iam.allowedPolicyMemberDomains) likely "
+            "forbids granting allUsers. Ask for an exception for this project, or keep the "
+            "service private (run.allow_unauthenticated = false) and call it with ID tokens; "
+            "Cloud Run's `invoker_iam_disabled` (gcloud run services update --no-invoker-iam-"
+            "check) also turns the invoker check off without allUsers."
+        )
     return RolloutRefused(f"Cloud Run refused to make {service} {what}: {words}")

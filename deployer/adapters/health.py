@@ -26,6 +26,22 @@ IdTokens = Callable[[str], str]
 _EXCERPT = 300
 
 
+# Cloud Run's front door: 401 for a token it cannot read, 403 for a caller not let in.
+_REFUSED = (401, 403)
+
+
+def _refused_hint(audience: str) -> str:
+    if not audience:
+        return (
+            " (Cloud Run refused the call: is the service still private? A change of who "
+            "may invoke it can take minutes to apply)"
+        )
+    return (
+        f" (Cloud Run refused the ID token for {audience}: the prober's account needs "
+        "roles/run.invoker on the service; a fresh grant can take minutes to apply)"
+    )
+
+
 def judge(status: int, body: bytes, check: HealthCheck, commit: str) -> str:
     """Why an answer is not healthy, or "" when it is."""
     if status != check.expect_status:
@@ -70,10 +86,10 @@ class HttpHealth:
         if audience:
             try:
                 headers["Authorization"] = "Bearer " + self._id_tokens(audience)
-            except IdTokenUnavailable as refused:
+            except IdTokenUnavailable as none:
                 # Nothing was probed: the check fails with the reason, and the deploy
                 # ends as any failed check ends it (traffic untouched, or rolled back).
-                return HealthOutcome(False, 0, None, "", str(refused))
+                return HealthOutcome(False, 0, None, "", str(none))
         attempts = good = bad = 0
         status: int | None = None
         body = b""
@@ -83,6 +99,9 @@ class HttpHealth:
             left = deadline - time.monotonic()
             status, body, error = _get(url, headers, max(0.05, min(check.request_timeout, left)))
             verdict = error or judge(status or 0, body, check, commit)
+            at_door = status in _REFUSED and check.expect_status not in _REFUSED
+            if at_door:
+                verdict += _refused_hint(audience)
             if not verdict:
                 good, bad = good + 1, 0
                 if good >= check.consecutive:
@@ -90,7 +109,10 @@ class HttpHealth:
             else:
                 if verdict != problem:
                     progress(f"{urlsplit(url).path}: {verdict}")
-                good, bad, problem = 0, bad + 1, verdict
+                # Cloud Run's own door refusing is not the revision failing: a fresh grant
+                # (or a just-changed policy) can take minutes to reach it, so such answers
+                # are tried again until the timeout rather than counted as failures.
+                good, bad, problem = 0, bad + (0 if at_door else 1), verdict
                 if bad >= check.failures:
                     return HealthOutcome(False, attempts, status, _excerpt(body), problem)
             left = deadline - time.monotonic()

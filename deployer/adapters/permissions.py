@@ -32,12 +32,18 @@ class GooglePermissions:
     ) -> None:
         self._services = services or google_client(run_v2.ServicesClient)
         self._secrets = secrets or google_client(secretmanager_v1.SecretManagerServiceClient)
+        self._jobs: run_v2.JobsClient | None = None  # built when a job is asked about
 
     def on_service(self, service: ServiceConfig, permissions: Sequence[str]) -> Grant:
         return _test(self._services, _service_name(service), permissions)
 
     def on_secret(self, project: str, secret: str, permissions: Sequence[str]) -> Grant:
         return _test(self._secrets, f"projects/{project}/secrets/{secret}", permissions)
+
+    def on_job(self, job: str, permissions: Sequence[str]) -> Grant:
+        if self._jobs is None:
+            self._jobs = google_client(run_v2.JobsClient)
+        return _test(self._jobs, job, permissions)
 
     def service_policy(self, service: ServiceConfig) -> Bindings:
         return _policy(self._services, _service_name(service))

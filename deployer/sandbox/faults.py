@@ -18,6 +18,12 @@ host, see `http_front.py`). Each kind is consumed where it happens:
     run_job_unavailable  the next `times` Cloud Run RunJob calls answer UNAVAILABLE
     template_drift  until cleared, reads of a Cloud Run service show its template with a
                     server-filled default spelled differently (run_masks.py)
+    caller_roles    until cleared, the caller holds only `roles` (a list of predefined
+                    roles, run_roles.py): TestIamPermissions on a Cloud Run service or job
+                    answers only the asked permissions those roles grant there
+    iam_org_policy  until cleared, a SetIamPolicy on a Cloud Run service whose policy would
+                    name allUsers or allAuthenticatedUsers is FAILED_PRECONDITION, as under
+                    the domain restricted sharing constraint (run_iam.py)
 
 Health faults stick to the revision they were bound to: a broken revision stays
 broken until the fault is cleared. `slack_429` and `slack_5xx` take `after_post`
@@ -35,6 +41,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from deployer.sandbox.run_roles import ROLES
 from deployer.sandbox.slack_methods import HANDLERS
 
 KINDS = (
@@ -51,8 +58,12 @@ KINDS = (
     "iam_conflict",
     "run_job_unavailable",
     "template_drift",
+    "caller_roles",
+    "iam_org_policy",
 )
-_UNTIL_CLEARED = ("health_500", "health_hang", "template_drift")
+_UNTIL_CLEARED = ("health_500", "health_hang", "template_drift", "caller_roles", "iam_org_policy")
+# Faults that are looked at, never consumed: a count would mean nothing.
+_NO_TIMES = ("caller_roles", "iam_org_policy")
 _BOUND_TO_REVISION = ("revision_crash", "health_500", "health_hang")
 _BY_METHOD = ("slack_429", "slack_5xx", "slack_error")
 MAX_LATENCY_MS = 60_000
@@ -62,6 +73,20 @@ _ERROR_CODE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 class FaultError(ValueError):
     """A fault request the sandbox cannot honour; the message says why."""
+
+
+def _check_roles(roles: object) -> None:
+    """FaultError unless `roles` is a list of predefined roles the sandbox models."""
+    example = '{"kind": "caller_roles", "roles": ["roles/run.developer"]}'
+    if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
+        raise FaultError(
+            f"caller_roles needs roles, a list of predefined roles, e.g. {example}; got {roles!r}"
+        )
+    unknown = [role for role in roles if role not in ROLES]
+    if unknown:
+        raise FaultError(
+            f"unknown role(s) {', '.join(unknown)}: caller_roles models {', '.join(ROLES)}"
+        )
 
 
 @dataclass
@@ -94,6 +119,8 @@ class Faults:
         """Arm a fault; raise `FaultError` for unknown kinds or bad parameters."""
         if kind not in KINDS:
             raise FaultError(f"unknown fault kind {kind!r}; expected one of {', '.join(KINDS)}")
+        if kind in _NO_TIMES and "times" in params:
+            raise FaultError(f"{kind} lasts until the faults are cleared; it takes no times")
         times = params.pop("times", None if kind in _UNTIL_CLEARED else 1)
         if times is not None and (not isinstance(times, int) or times < 1):
             raise FaultError("times must be a positive integer")
@@ -139,6 +166,11 @@ class Faults:
                     f"slack_latency needs ms, a whole number of milliseconds from 1 to "
                     f'{MAX_LATENCY_MS}, e.g. {{"kind": "slack_latency", "ms": 500}}'
                 )
+        if kind == "caller_roles":
+            _check_roles(params.get("roles"))
+            params["roles"] = list(params["roles"])  # the caller's list stays the caller's
+        elif "roles" in params:
+            raise FaultError("roles applies only to caller_roles")
         fault = Fault(next(self._ids), kind, times, revision, params)
         with self._lock:
             self._faults.append(fault)
@@ -170,6 +202,15 @@ class Faults:
         """Whether a fault of `kind` is armed (nothing is consumed)."""
         with self._lock:
             return any(fault.kind == kind for fault in self._faults)
+
+    def caller_roles(self) -> frozenset[str] | None:
+        """The roles the caller holds while `caller_roles` faults are armed (those of every
+        one of them); None when none is armed: the caller may do anything."""
+        with self._lock:
+            armed = [fault for fault in self._faults if fault.kind == "caller_roles"]
+            if not armed:
+                return None
+            return frozenset(role for fault in armed for role in fault.params["roles"])
 
     def bind_new_revision(self, revision: str) -> None:
         """Bind every unbound health fault to a revision just created."""

@@ -6,7 +6,8 @@
 Names and their errors are in run_job_names.py. Create, update and delete finish
 at once; their operations are already done when answered. An armed
 `run_job_unavailable` fault answers the next RunJob calls UNAVAILABLE before
-anything is looked at (faults.py).
+anything is looked at (faults.py). Jobs also serve GetIamPolicy, SetIamPolicy and
+TestIamPermissions (run_job_iam.py); a job's policy goes with the job.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from deployer.sandbox.run_executions import (
     new_etag,
     new_execution,
 )
+from deployer.sandbox.run_job_iam import JobIam
 from deployer.sandbox.run_job_names import (
     check_execution_name,
     check_job_id,
@@ -87,6 +89,7 @@ class RunJobs:
         self._executions: dict[str, Execution] = {}
         self._closed = False
         self._runner = ExecutionRunner(self._lock, operations, secrets, self._record_outcome)
+        self._iam = JobIam(self._lock, self._job, faults)
 
     def handlers(self) -> list[grpc.GenericRpcHandler]:
         """The gRPC services for jobs and executions."""
@@ -101,6 +104,7 @@ class RunJobs:
                     "UpdateJob": unary(self._update_job, r.UpdateJobRequest, _Operation),
                     "DeleteJob": unary(self._delete_job, r.DeleteJobRequest, _Operation),
                     "RunJob": unary(self._run_job, r.RunJobRequest, _Operation),
+                    **self._iam.methods(),
                 },
             ),
             service(
@@ -185,6 +189,7 @@ class RunJobs:
             if request.validate_only:
                 return self._finished(parent, clone(job))
             del self._jobs[request.name]
+            self._iam.forget(request.name)
             executions = [
                 e for n, e in self._executions.items() if n.startswith(request.name + "/")
             ]
