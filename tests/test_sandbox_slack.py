@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -20,27 +19,11 @@ from slack_sdk.webhook import WebhookClient
 
 from deployer.sandbox.faults import Faults
 from deployer.sandbox.http_front import SandboxHttp
-from deployer.sandbox.server import Sandbox
 from deployer.sandbox.slack_sink import BOT_USER_ID, TEAM_ID, SlackSink
+from tests.slack_fixtures import channel_fixture, slack_fixture  # noqa: F401  (fixtures)
 
 TOKEN = "xoxb-sandbox-test"
 TS = re.compile(r"^\d{10}\.\d{6}$")
-
-
-@pytest.fixture
-def slack(sandbox: Sandbox) -> Iterator[SandboxHttp]:
-    """The session's Slack front with no faults armed."""
-    sandbox.faults.clear()
-    yield sandbox.http
-    sandbox.faults.clear()
-
-
-@pytest.fixture
-def channel(slack: SandboxHttp) -> str:
-    """A fresh channel of this test's own."""
-    channel_id = "C" + uuid.uuid4().hex[:10].upper()
-    slack.sink.add_channel(channel_id, f"deploys-{channel_id.lower()}")
-    return channel_id
 
 
 def client(slack: SandboxHttp, token: str | None = TOKEN, **kwargs: Any) -> WebClient:

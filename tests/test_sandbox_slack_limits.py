@@ -7,7 +7,6 @@ Sandboxes of their own take a clock the test moves, so no assertion hangs on tim
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -23,6 +22,7 @@ from deployer.sandbox.server import Sandbox
 from deployer.sandbox.slack_rate_limits import SlackRateLimits
 from deployer.sandbox.slack_sink import METHODS
 from tests.conftest import SLACK_RATE_SCALE
+from tests.slack_fixtures import channel_fixture, slack_fixture  # noqa: F401  (fixtures)
 
 TOKEN = "xoxb-sandbox-limits"
 GROUP = "S0LIMITS01"
@@ -295,22 +295,6 @@ def test_the_session_sandbox_runs_at_the_tests_scale(sandbox: Sandbox) -> None:
 
 
 # -- faults: slack_latency and after_post -------------------------------------------
-
-
-@pytest.fixture
-def slack(sandbox: Sandbox) -> Iterator[SandboxHttp]:
-    """The session's Slack front with no faults armed."""
-    sandbox.faults.clear()
-    yield sandbox.http
-    sandbox.faults.clear()
-
-
-@pytest.fixture
-def channel(slack: SandboxHttp) -> str:
-    """A fresh channel of this test's own."""
-    channel_id = "C" + uuid.uuid4().hex[:10].upper()
-    slack.sink.add_channel(channel_id, f"limits-{channel_id.lower()}")
-    return channel_id
 
 
 def arm(slack: SandboxHttp, **fault: Any) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import base64
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
@@ -221,6 +222,25 @@ def _copy(policy: policy_pb2.Policy) -> policy_pb2.Policy:
     return answer
 
 
+def iam_methods(
+    get: Callable[[iam_policy_pb2.GetIamPolicyRequest], policy_pb2.Policy],
+    set_: Callable[[iam_policy_pb2.SetIamPolicyRequest], policy_pb2.Policy],
+    test: Callable[
+        [iam_policy_pb2.TestIamPermissionsRequest], iam_policy_pb2.TestIamPermissionsResponse
+    ],
+) -> dict[str, grpc.RpcMethodHandler]:
+    """The `google.iam.v1` trio as a Cloud Run API serves it on its own service name."""
+    return {
+        "GetIamPolicy": unary(get, iam_policy_pb2.GetIamPolicyRequest, policy_pb2.Policy),
+        "SetIamPolicy": unary(set_, iam_policy_pb2.SetIamPolicyRequest, policy_pb2.Policy),
+        "TestIamPermissions": unary(
+            test,
+            iam_policy_pb2.TestIamPermissionsRequest,
+            iam_policy_pb2.TestIamPermissionsResponse,
+        ),
+    }
+
+
 class ServiceIam:
     """The IAM methods of `google.cloud.run.v2.Services`, over the services in `state`."""
 
@@ -231,15 +251,7 @@ class ServiceIam:
 
     def methods(self) -> dict[str, grpc.RpcMethodHandler]:
         """Method handlers to serve under `google.cloud.run.v2.Services`."""
-        return {
-            "GetIamPolicy": unary(self._get, iam_policy_pb2.GetIamPolicyRequest, policy_pb2.Policy),
-            "SetIamPolicy": unary(self._set, iam_policy_pb2.SetIamPolicyRequest, policy_pb2.Policy),
-            "TestIamPermissions": unary(
-                self._test,
-                iam_policy_pb2.TestIamPermissionsRequest,
-                iam_policy_pb2.TestIamPermissionsResponse,
-            ),
-        }
+        return iam_methods(self._get, self._set, self._test)
 
     def _get(self, request: iam_policy_pb2.GetIamPolicyRequest) -> policy_pb2.Policy:
         check_get(request)

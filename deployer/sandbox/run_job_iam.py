@@ -25,11 +25,12 @@ import grpc
 from google.iam.v1 import iam_policy_pb2, policy_pb2
 
 from deployer.sandbox.faults import Faults
-from deployer.sandbox.rpc import invalid, unary
+from deployer.sandbox.rpc import invalid
 from deployer.sandbox.run_iam import (
     EVERYONE,
     check_get,
     check_test,
+    iam_methods,
     prepare_write,
     tested,
     written,
@@ -54,15 +55,7 @@ class JobIam:
 
     def methods(self) -> dict[str, grpc.RpcMethodHandler]:
         """Method handlers to serve under `google.cloud.run.v2.Jobs`."""
-        return {
-            "GetIamPolicy": unary(self._get, iam_policy_pb2.GetIamPolicyRequest, policy_pb2.Policy),
-            "SetIamPolicy": unary(self._set, iam_policy_pb2.SetIamPolicyRequest, policy_pb2.Policy),
-            "TestIamPermissions": unary(
-                self._test,
-                iam_policy_pb2.TestIamPermissionsRequest,
-                iam_policy_pb2.TestIamPermissionsResponse,
-            ),
-        }
+        return iam_methods(self._get, self._set, self._test)
 
     def forget(self, name: str) -> None:
         """Drop the policy of the job `name`, which is being deleted (lock held)."""

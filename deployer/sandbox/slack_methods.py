@@ -59,16 +59,24 @@ def blocks_param(value: Any) -> list[Any] | None:
     Not JSON, or not a list: `invalid_blocks_format`; a list Block Kit refuses:
     `invalid_blocks` with Slack's pointers (slack_blocks.py).
     """
+    blocks: list[Any] | None = _json_argument(value, list, "invalid_blocks_format")
+    if blocks is not None:
+        check_blocks(blocks)
+    return blocks
+
+
+def _json_argument(value: Any, kind: type, error: str) -> Any:
+    """A JSON argument, sent as a string (forms) or as itself (JSON bodies); None when absent;
+    `error` when it is not JSON or not a `kind`."""
     if value is None or value == "":
         return None
     if isinstance(value, str):
         try:
             value = json.loads(value)
         except ValueError:
-            raise SlackError("invalid_blocks_format") from None
-    if not isinstance(value, list):
-        raise SlackError("invalid_blocks_format")
-    check_blocks(value)
+            raise SlackError(error) from None
+    if not isinstance(value, kind):
+        raise SlackError(error)
     return value
 
 
@@ -84,15 +92,9 @@ def metadata_param(value: Any) -> dict[str, Any] | None:
     event_type are recommendations: "none of these guidelines are enforced
     programmatically" (https://api.slack.com/reference/metadata).
     """
-    if value is None or value == "":
+    value = _json_argument(value, dict, "invalid_metadata_format")
+    if value is None:
         return None
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            raise SlackError("invalid_metadata_format") from None
-    if not isinstance(value, dict):
-        raise SlackError("invalid_metadata_format")
     event_type, payload = value.get("event_type"), value.get("event_payload")
     if not isinstance(event_type, str) or not event_type or not isinstance(payload, dict):
         raise SlackError("invalid_metadata_schema")
