@@ -25,7 +25,7 @@ import pytest
 from deployer.pipeline.record import State
 from deployer.sandbox.server import Sandbox
 from tests.engine_world import ENVIRONMENT, World, world_fixture  # noqa: F401
-from tests.front_requests import SLACK_PATH, WireRequest
+from tests.front_requests import SLACK_PATH, TEAM, WireRequest
 from tests.front_world import FrontWorld, in_process, make_front, unique
 
 
@@ -151,3 +151,19 @@ def test_a_private_channel_the_bot_is_not_in_tells_the_asker_to_invite_it(
     assert record.id in answer and f"<#{channel}>" in answer
     assert "channel_not_found" in answer and "/invite" in answer
     assert front.sandbox.http.sink.messages(channel) == []
+
+
+def test_user_groups_are_read_in_the_askers_workspace(front: FrontWorld) -> None:
+    # On Enterprise Grid an org-wide install must name the workspace (`team_id`).
+    group = "S" + uuid.uuid4().hex[:10].upper()
+    front.sandbox.http.sink.add_usergroup(group, "deployers", [front.other])
+    front.world.reconfigure(environment={"allow": {"slack_users": [], "slack_usergroups": [group]}})
+    before = len(front.sandbox.http.sink.calls())
+    answer = front.command("lock prod grid test", user=front.other)
+    assert "locked" in answer.json()["text"].lower(), answer.json()["text"]
+    [lookup] = [
+        call
+        for call in front.sandbox.http.sink.calls()[before:]
+        if call["method"] == "usergroups.users.list"
+    ]
+    assert lookup["params"]["usergroup"] == group and lookup["params"]["team_id"] == TEAM

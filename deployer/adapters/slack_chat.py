@@ -117,8 +117,11 @@ class SlackChat:
         scopes = None if said is None else frozenset(filter(None, str(said).split(",")))
         return ChannelView(dict(found) if isinstance(found, dict) else {}, scopes)
 
-    def usergroup_members(self, group: str) -> set[str]:
-        answer = _calling(lambda: self.client.usergroups_users_list(usergroup=group))
+    def usergroup_members(self, group: str, team_id: str = "") -> set[str]:
+        # usergroups.users.list: `team_id` "required if org token is used" (Enterprise Grid).
+        answer = _calling(
+            lambda: self.client.usergroups_users_list(usergroup=group, team_id=team_id or None)
+        )
         return {str(user) for user in answer.get("users") or []}
 
     def respond(self, response_url: str, message: SlackMessage) -> None:

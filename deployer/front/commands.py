@@ -56,43 +56,53 @@ class GroupMembers:
     """
 
     def __init__(
-        self, list_users: Callable[[str], Iterable[str]], ttl: float = MEMBERS_TTL
+        self, list_users: Callable[[str, str], Iterable[str]], ttl: float = MEMBERS_TTL
     ) -> None:
         self._list_users = list_users
         self._ttl = ttl
-        self._cache: dict[str, tuple[float, set[str]]] = {}
+        self._cache: dict[tuple[str, str], tuple[float, set[str]]] = {}
         self._lock = threading.Lock()
 
-    def __call__(self, group: str) -> set[str]:
-        """The members of `group`; GroupUnreadable when Slack does not say (nothing is
-        granted then, and the person learns why)."""
+    def __call__(self, group: str, team_id: str = "") -> set[str]:
+        """The members of `group` (in workspace `team_id`); GroupUnreadable when Slack does
+        not say (nothing is granted then, and the person learns why)."""
         now = time.monotonic()
         with self._lock:
-            cached = self._cache.get(group)
+            cached = self._cache.get((team_id, group))
         if cached is not None and now - cached[0] < self._ttl:
             return cached[1]
         try:
-            members = set(self._list_users(group))
+            members = set(self._list_users(group, team_id))
         except ChatError as error:
             log.warning("usergroups.users.list %s failed: %s", group, error)
             raise GroupUnreadable(group, error.error) from error
         with self._lock:
-            self._cache[group] = (now, members)
+            self._cache[(team_id, group)] = (now, members)
         return members
 
 
 class SlackCommands:
     """The chat operations over one front context."""
 
-    def __init__(self, context: FrontContext, members: Callable[[str], set[str]]) -> None:
+    def __init__(self, context: FrontContext, members: Callable[[str, str], set[str]]) -> None:
         self.context = context
-        self.members = members
+        self._members = members
         self._status_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="status")
+
+    def members_in(self, team_id: str) -> Callable[[str], set[str]]:
+        """User-group lookups in the asker's workspace (`team_id`: Enterprise Grid needs it)."""
+        return lambda group: self._members(group, team_id)
 
     # --- slash command ---
 
     def command(
-        self, text: str, user: str, channel: str, trigger_id: str = "", response_url: str = ""
+        self,
+        text: str,
+        user: str,
+        channel: str,
+        trigger_id: str = "",
+        response_url: str = "",
+        team_id: str = "",
     ) -> SlackMessage | None:
         """Run `/deploy <text>` for `user` in `channel`; the ephemeral answer.
 
@@ -113,7 +123,8 @@ class SlackCommands:
             return messages.history_message(
                 parsed.environment, self.context.engine.history(parsed.environment, 10)
             )
-        denial = slack_denial(config, parsed.environment, user, channel, self.members)
+        members = self.members_in(team_id)
+        denial = slack_denial(config, parsed.environment, user, channel, members)
         if denial is not None:
             return messages.denied(denial)
         if trigger_id and not self.context.store.claim(f"slack-trigger:{trigger_id}"):
@@ -124,7 +135,7 @@ class SlackCommands:
             held = engine.lock(parsed.environment, who, parsed.reason)
             return messages.lock_taken(held) if held.holder == who else messages.locked_out(held)
         if isinstance(parsed, grammar.UnlockEnvironment):
-            return self._unlock(parsed, user, who)
+            return self._unlock(parsed, user, who, members)
         if isinstance(parsed, grammar.Rollback):
             record = engine.new_rollback(parsed.environment, parsed.revision, who)
             return self._start(record, channel, respond_to=response_url)
@@ -132,7 +143,11 @@ class SlackCommands:
         return self._start(record, channel, parsed.queue, response_url)
 
     def _unlock(
-        self, parsed: grammar.UnlockEnvironment, user: str, who: str
+        self,
+        parsed: grammar.UnlockEnvironment,
+        user: str,
+        who: str,
+        members: Callable[[str], set[str]],
     ) -> SlackMessage | None:
         environment = parsed.environment
         if not parsed.force:
@@ -140,7 +155,7 @@ class SlackCommands:
             if released:
                 waiters(self.context).start_next(environment)
             return messages.unlocked(environment, released)
-        denial = slack_admin_denial(self.context.config, environment, user, self.members)
+        denial = slack_admin_denial(self.context.config, environment, user, members)
         if denial is not None:
             return messages.denied(denial)
         cleared = self.context.engine.force_unlock(environment, who, parsed.reason)
@@ -153,14 +168,17 @@ class SlackCommands:
 
     # --- buttons ---
 
-    def button(self, action_id: str, value: str, user: str, channel: str) -> SlackMessage | None:
+    def button(
+        self, action_id: str, value: str, user: str, channel: str, team_id: str = ""
+    ) -> SlackMessage | None:
         """A click on a thread's button (the caller claimed the click already)."""
+        members = self.members_in(team_id)
         if action_id == messages.QUEUE:
-            return self._queue_click(value, user, channel)
+            return self._queue_click(value, user, channel, members)
         record = self.context.store.get(value)
         if record is None or action_id not in BUTTONS:
             return messages.reply("That deploy is no longer known here.")
-        denial = slack_denial(self.context.config, record.environment, user, channel, self.members)
+        denial = slack_denial(self.context.config, record.environment, user, channel, members)
         if denial is not None:
             return messages.denied(denial)
         who = f"slack:{user}"
@@ -185,12 +203,14 @@ class SlackCommands:
         self._announce(record, follow_up)
         return answer
 
-    def _queue_click(self, value: str, user: str, channel: str) -> SlackMessage | None:
+    def _queue_click(
+        self, value: str, user: str, channel: str, members: Callable[[str], set[str]]
+    ) -> SlackMessage | None:
         wanted = _queue_request(value, self.context.config)
         if wanted is None:
             return messages.reply("That request can no longer be queued; send it again.")
         environment, ref, service, kind, revision = wanted
-        denial = slack_denial(self.context.config, environment, user, channel, self.members)
+        denial = slack_denial(self.context.config, environment, user, channel, members)
         if denial is not None:
             return messages.denied(denial)
         who = f"slack:{user}"

@@ -83,6 +83,7 @@ class ButtonClick:
     trigger_id: str
     response_url: str
     message_ts: str
+    team_id: str = ""  # the clicker's workspace (`team.id`), "" when not sent
 
 
 @dataclass(frozen=True)
@@ -211,6 +212,9 @@ def button_click(body: Mapping[str, Any], action: Mapping[str, Any]) -> ButtonCl
     container = _object(body, "container", required=False)
     if isinstance(container, Malformed):
         return container
+    team = _object(body, "team", required=False)
+    if isinstance(team, Malformed):
+        return team
     # Messages carry `channel`; `container` names the channel too (and is all some surfaces send).
     where = channel if channel.get("id") is not None else {"id": container.get("channel_id")}
     return _build(
@@ -221,6 +225,7 @@ def button_click(body: Mapping[str, Any], action: Mapping[str, Any]) -> ButtonCl
             "user_id": _string(user, "id", shape=_USER),
             "channel_id": _string(where, "id", shape=_CHANNEL),
             "action_ts": _string(action, "action_ts", shape=_TS),
+            "team_id": _string(team, "id", shape=_TEAM, required=False),
             "trigger_id": _string(body, "trigger_id", shape=_TRIGGER),
             "response_url": _string(body, "response_url", shape=_URL, limit=2048, required=False),
             "message_ts": _string(container, "message_ts", shape=_TS, required=False),

@@ -65,8 +65,9 @@ class Chat(Protocol):
         """The channel as the bot sees it (`conversations.info`), and the bot's scopes."""
         ...
 
-    def usergroup_members(self, group: str) -> set[str]:
-        """The user IDs in the user group `group` (`S...`)."""
+    def usergroup_members(self, group: str, team_id: str = "") -> set[str]:
+        """The user IDs in the user group `group` (`S...`) of workspace `team_id` (needed
+        on Enterprise Grid with an org-wide install; "" for the token's own workspace)."""
         ...
 
     def respond(self, response_url: str, message: SlackMessage) -> None:

@@ -101,7 +101,12 @@ class SlackFront:
         if isinstance(parsed, payloads.Malformed):
             return _bad_request(parsed)
         message = self.commands.command(
-            parsed.text, parsed.user_id, parsed.channel_id, parsed.trigger_id, parsed.response_url
+            parsed.text,
+            parsed.user_id,
+            parsed.channel_id,
+            parsed.trigger_id,
+            parsed.response_url,
+            parsed.team_id,
         )
         if message is None:
             ack()
@@ -120,7 +125,7 @@ class SlackFront:
         if not self.context.store.claim(f"slack-action:{click.action_ts}"):
             return None
         message = self.commands.button(
-            click.action_id, click.value, click.user_id, click.channel_id
+            click.action_id, click.value, click.user_id, click.channel_id, click.team_id
         )
         if message is not None:
             reply_via(self.context.chat, click.response_url, message)

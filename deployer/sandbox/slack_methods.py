@@ -390,8 +390,16 @@ def _limit(value: Any) -> int:
 
 
 def usergroup_users(ws: SlackWorkspace, params: Params) -> dict[str, Any]:
-    """`usergroups.users.list`: a user group's members."""
+    """`usergroups.users.list`: a user group's members.
+
+    `team_id` ("encoded team id where the user group exists, required if org token is
+    used") may name only this workspace: another is `team_access_not_granted` (the app is
+    not installed there), the stricter reading of a case the method page leaves open.
+    """
     _require_scope(ws, "usergroups:read")
+    team = text_param(params, "team_id")
+    if team and team != TEAM_ID:
+        raise SlackError("team_access_not_granted")
     group = ws.usergroup(text_param(params, "usergroup") or "")
     if group is None:
         raise SlackError("no_such_subteam")
