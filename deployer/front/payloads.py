@@ -157,7 +157,7 @@ def _build(kind: Callable[..., T], fields: Mapping[str, object]) -> T | Malforme
 def unescape(text: str) -> str:
     """Slash-command text as typed: Slack sends `&`, `<` and `>` as `&amp;`, `&lt;` and
     `&gt;`, the three characters its text format reserves, and nothing else
-    (api.slack.com/reference/surfaces/formatting#escaping; shared/API-NOTES.md). Undone
+    (api.slack.com/reference/surfaces/formatting#escaping). Undone
     once, here; every echo escapes again (deployer/front/mrkdwn.py)."""
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 

@@ -123,8 +123,8 @@ def _visible(ws: SlackWorkspace, params: Params) -> dict[str, Any]:
     from chat.postMessage ("As long as the authenticated user is a member of the
     private channel ... the message will be posted",
     https://docs.slack.dev/reference/methods/chat.postMessage), chat.update and
-    conversations.info alike (API-NOTES.md: "a private channel needs membership
-    (else channel_not_found)").
+    conversations.info alike (a private channel needs membership, else
+    channel_not_found).
     """
     channel = ws.channel(text_param(params, "channel") or "")
     if channel["is_private"] and not channel["is_member"]:
