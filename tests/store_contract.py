@@ -453,14 +453,6 @@ class StoreContract:
             assert not store.claim(key), key
         assert store.claim("slack-action:a/b/../d")
 
-    def test_an_unclaimed_key_may_be_claimed_again(self, store_url: str) -> None:
-        store = open_store(store_url)
-        assert store.claim("github-release:acme/api:1:prod")
-        open_store(store_url).unclaim("github-release:acme/api:1:prod")
-        store.unclaim("never-claimed")  # forgetting what was never claimed is no error
-        assert store.claim("github-release:acme/api:1:prod")
-        assert not store.claim("github-release:acme/api:1:prod")
-
     def test_racers_claim_a_key_once(self, store_url: str) -> None:
         stores = [open_store(store_url) for _ in range(RACERS)]
         claimed = race([lambda s=store: s.claim("github-delivery:race") for store in stores])

@@ -6,7 +6,8 @@ GitHub waits 10 s for an answer and does not redeliver a failed delivery on its 
 redeliver it from the hook's page, with the same X-GitHub-Delivery.
 
     the jobs API unavailable     202; the deploy waits for the sweep, which starts it
-    the store gives out          503; nothing stays claimed, the redelivery deploys once
+    the store gives out          503; nothing is kept, the redelivery deploys once
+    the front died mid-intake    the redelivery takes the release in, its lock included
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import pytest
 
 from deployer.errors import RefusedError
 from deployer.front.context import current_context
+from deployer.front.github import release_deploy_id
 from deployer.front.sweep import Sweeper
-from deployer.pipeline.record import State
+from deployer.pipeline.record import Lock, State
 from deployer.sandbox.server import Sandbox
 from deployer.store.protocol import Store
 from tests.engine_world import ENVIRONMENT, World, git, world_fixture  # noqa: F401
@@ -130,3 +132,22 @@ def test_a_delivery_the_store_gave_out_on_is_answered_503_and_runs_when_redelive
     # Any later delivery of the same release deploys nothing more.
     later = _released(front, "v3.2.0", 32, "delivery-later")
     assert later.status == 200 and "already deployed" in later.text
+
+
+def test_a_delivery_whose_front_died_before_recording_runs_when_redelivered(
+    front: FrontWorld,
+) -> None:
+    # A front killed after taking prod's lock for the release, before saving its record:
+    # nothing says "handled", and the lock it left names the release's own deploy id.
+    _tag(front, "v3.3.0")
+    deploy_id = release_deploy_id(REPOSITORY, "33", ENVIRONMENT)
+    now = time.time()
+    left = Lock(ENVIRONMENT, "deploy", deploy_id, "deploy", now, "", now + 60)
+    assert front.world.store().acquire_lock(left, now) == left
+
+    again = _released(front, "v3.3.0", 33, "delivery-after-a-death")
+
+    assert again.status == 202 and deploy_id in again.text, again.text
+    assert front.finished(deploy_id, timeout=90).state == State.SUCCEEDED
+    assert [r.id for r in front.records() if r.ref == "v3.3.0"] == [deploy_id]
+    assert front.world.store().locks(ENVIRONMENT) == []

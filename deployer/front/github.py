@@ -9,14 +9,13 @@
     release, action published                           200, nothing done: GitHub sends
                                                         `released` or `prereleased` with it
         repository not in [releases] / allow-list       403, nothing done
-        the same release already deployed there         200, nothing done (one deploy per
+        the same release already taken in there         200, nothing done (one deploy per
                                                         release and environment, whatever
-                                                        the deliveries)
-        X-GitHub-Delivery seen before                   200, nothing done (a redelivery)
+                                                        the deliveries, redeliveries included)
     anything else (created, edited, drafts, pushes)     200, nothing done
     body not JSON, or a release not shaped as GitHub    400 (`payloads.release`)
-    the deploy could not be recorded (store down)       503, its claims forgotten: a
-                                                        redelivery by hand runs it
+    the deploy could not be recorded (store down)       503, nothing kept: a redelivery by
+                                                        hand runs it
 
 GitHub's actions (docs.github.com/webhooks/webhook-events-and-payloads#release):
 `published` for releases and pre-releases alike; `released` when a release is
@@ -29,10 +28,19 @@ environment's `channel`), requested by `github:<owner/name>`; a busy or locked
 environment queues it, so no release is lost to bad timing. The answer is 202
 once the deploy is recorded: if its worker cannot be started now, the sweep
 starts it.
+
+Exactly once, never lost: a release's deploy has an id derived from the release
+and the environment (`release_deploy_id`), and the record under that id is the
+only mark that the release was taken in. There is no claim to take first that a
+front killed before saving could leave behind: a redelivery finds no record and
+takes the release in (under the same id, so it also takes over the lock such a
+front left), and a delivery racing another finds the same lock holder and the
+same record, never a second deploy.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -42,6 +50,7 @@ from urllib.parse import parse_qs
 
 from deployer.front import payloads
 from deployer.front.access import github_denial
+from deployer.front.intake import never_taken_in
 from deployer.front.verify import github_refusal
 
 if TYPE_CHECKING:
@@ -127,36 +136,30 @@ def _release(payload: dict[str, Any], delivery: str, context: FrontContext) -> A
     if denial is not None:
         log.warning("github release refused: %s", denial, extra={"delivery": delivery})
         return 403, "repository not allowed\n"
-    # Claimed only now: a delivery that was refused above may be fixed and redelivered.
-    delivered = f"github-delivery:{delivery}"
-    if not context.store.claim(delivered):
-        return 200, "already handled\n"
-    once = f"github-release:{repository}:{release.release_id or tag}:{environment}"
-    claimed = [delivered]
+    deploy_id = release_deploy_id(repository, release.release_id or tag, environment)
     try:
-        if not context.store.claim(once):
-            return 200, f"already deployed to {environment}: {tag}\n"
-        claimed.append(once)
-        return _deploy(context, environment, tag, repository, release.sender, payload["release"])
+        earlier = context.store.get(deploy_id)
+        if earlier is not None and not never_taken_in(earlier):
+            return 200, f"already deployed to {environment}: {tag} ({deploy_id})\n"
+        return _deploy(
+            context, deploy_id, environment, tag, repository, release.sender, payload["release"]
+        )
     except Exception:
-        # Nothing may stay "handled" that was not taken in: GitHub does not redeliver on
-        # its own, so the 503 (shown in the hook's deliveries) and a redelivery by hand
-        # must be able to run it.
+        # GitHub does not redeliver on its own: the 503 (shown in the hook's deliveries)
+        # says to redeliver, and nothing was kept that would stop the redelivery.
         log.exception("release %s of %s not taken in", tag, repository)
-        _forget(context, claimed)
         return 503, "the deploy could not be recorded; redeliver this delivery\n"
 
 
-def _forget(context: FrontContext, claims: list[str]) -> None:
-    for key in reversed(claims):
-        try:
-            context.store.unclaim(key)
-        except Exception:
-            log.exception("could not forget the claim %s", key)
+def release_deploy_id(repository: str, release: str, environment: str) -> str:
+    """The deploy id of a release in an environment: the same for every delivery of it."""
+    digest = hashlib.sha256(f"{repository}\n{release}\n{environment}".encode()).hexdigest()
+    return f"d-gh{digest[:10]}-{digest[10:16]}"
 
 
 def _deploy(
     context: FrontContext,
+    deploy_id: str,
     environment: str,
     tag: str,
     repository: str,
@@ -169,6 +172,7 @@ def _deploy(
     from deployer.front.intake import Queued, take_in
 
     record = context.engine.new_deploy(environment, tag, f"github:{repository}")
+    record.id = deploy_id
     releases = context.config.releases
     channel = (releases.channel if releases else None) or context.config.environment(
         environment

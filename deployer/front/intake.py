@@ -151,13 +151,22 @@ def _open(
         raise
 
 
+NOT_TAKEN_IN = "not taken in: the store failed while its thread was opened"
+
+
+def never_taken_in(record: DeployRecord) -> bool:
+    """Whether `record` is one whose intake failed part-way (so it may be taken in again)."""
+    return record.state == State.FAILED and record.error == NOT_TAKEN_IN
+
+
 def _never_taken_in(context: FrontContext, record: DeployRecord) -> None:
     """End a saved record whose intake failed part-way (the store gave out); best effort."""
     try:
         record.state = State.FAILED
-        record.error = "not taken in: the store failed while its thread was opened"
+        record.error = NOT_TAKEN_IN
         context.store.save(record)
-        context.outbox.parent(record.id, deploy_parent(record, time.time()), final=True)
+        # Not final: a redelivery may take the same deploy in again, in the same thread.
+        context.outbox.parent(record.id, deploy_parent(record, time.time()))
     except Exception:
         log.exception("could not end %s, whose intake failed", record.id)
     _forget_lock(context, record)

@@ -468,10 +468,6 @@ class FirestoreStore:
             held = self._create(self._claims.document(_document_id(key)), fields)
         return held.get("token") == token
 
-    def unclaim(self, key: str) -> None:
-        with self._answering(f"forget the claim {key}"):
-            self._claims.document(_document_id(key)).delete(**self._calls())
-
     # --- the outbox ----------------------------------------------------------------------
 
     def outbox_read(self, key: str) -> Versioned | None:

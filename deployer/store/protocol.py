@@ -81,10 +81,6 @@ class Store(Protocol):
         """Record `key` (e.g. a GitHub delivery id) once: True the first time, False after."""
         ...
 
-    def unclaim(self, key: str) -> None:
-        """Forget `key`, so it may be claimed again (what was claimed for could not be done)."""
-        ...
-
     def outbox_read(self, key: str) -> Versioned | None:
         """The outbox document `key` (one deploy's Slack thread), or None."""
         ...

@@ -239,10 +239,6 @@ class SqliteStore:
             ).rowcount
         return inserted > 0
 
-    def unclaim(self, key: str) -> None:
-        with self._transaction() as db:
-            db.execute("DELETE FROM claims WHERE key = ?", (key,))
-
     # --- the outbox ----------------------------------------------------------------------
 
     def outbox_read(self, key: str) -> Versioned | None:
