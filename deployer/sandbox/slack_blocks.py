@@ -218,8 +218,13 @@ def _block(value: Any, pointer: str, found: _Problems) -> None:
     if check is not None:
         check(block, pointer, found)
         return
+    _by_sdk_model(Block, block, pointer, found)
+
+
+def _by_sdk_model(model: Any, value: dict[str, Any], pointer: str, found: _Problems) -> None:
+    """Hold `value` to slack_sdk's model of its kind (`to_dict()` runs the model's checks)."""
     try:
-        parsed = Block.parse(block)
+        parsed = model.parse(value)
         if parsed is not None:
             parsed.to_dict()
     except _SDK_REFUSALS:
@@ -333,12 +338,7 @@ def _element(value: Any, pointer: str, allowed: frozenset[str], found: _Problems
     if kind == "button":
         _button(element, pointer, found)
         return
-    try:
-        parsed = BlockElement.parse(element)
-        if parsed is not None:
-            parsed.to_dict()
-    except _SDK_REFUSALS:
-        found.add(pointer, "failed to match all allowed schemas")
+    _by_sdk_model(BlockElement, element, pointer, found)
 
 
 def _button(button: dict[str, Any], pointer: str, found: _Problems) -> None:
