@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from deployer.front.context import current_context
+from deployer.front.sweep import Sweeper
 from deployer.pipeline.record import Outcome, Stage, State
 from deployer.sandbox.server import Sandbox
-from tests.engine_world import World, world_fixture  # noqa: F401
+from tests.engine_world import World, thread_sent, world_fixture  # noqa: F401
 from tests.front_world import FrontWorld, in_process, make_front, unique
 from tests.slack_thread_text import assert_matches
 
@@ -130,6 +132,14 @@ def test_rollback_button(front: FrontWorld) -> None:
     assert rollback.kind == "rollback" and rollback.target_revision == first
     assert front.finished(rollback.id).state == State.SUCCEEDED
     assert front.world.serving() == [(first, 100)]
+    # The note in the old thread is written after the rollback was handed over; if the
+    # rollback's worker ended first, the sweep sends it (Cloud Scheduler, in production).
+    sweeper = Sweeper(current_context())
+    deadline = time.monotonic() + 30
+    while not thread_sent(front.world.store(), second.id):
+        assert time.monotonic() < deadline, "the old thread's note was never sent"
+        sweeper.sweep(budget=2)
+        time.sleep(0.2)
     assert_matches(front.thread_text(), "threads/rollback_button")
 
 
