@@ -2,6 +2,9 @@
 # Image of the deployer itself: the Cloud Run job `deployer-worker` runs it with
 # args ["worker", DEPLOY_ID]; without args it serves the webhook app.
 # (The service that gets deployed has its own image: service/Dockerfile.)
+# It holds nothing of a team's: DEPLOYER_CONFIG names the config's Secret Manager
+# secret, and each service's build config is read from its repository at the
+# commit being deployed (git, installed below, reads it).
 #
 #   DOCKER_BUILDKIT=1 docker build -t REGION-docker.pkg.dev/PROJECT/deployer/deployer .
 
@@ -22,7 +25,7 @@ COPY deployer ./deployer
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-editable
 
-# --- runtime: git for resolving refs, no uv, not root ---------------------
+# --- runtime: git for reading repositories, no uv, not root ---------------------
 FROM python:3.11-slim
 RUN apt-get update \
     && apt-get install --yes --no-install-recommends git \

@@ -1,31 +1,57 @@
-"""The checks a deploy's preflight makes: build config, secrets, service, ref and image."""
+"""The checks a deploy's preflight makes: ref and build config, secrets, service and image."""
 
 from __future__ import annotations
 
 import re
 
 from deployer.check_results import Check, Status, plural
-from deployer.config import Config, Environment, ServiceConfig
+from deployer.config import Environment, ServiceConfig
 from deployer.pipeline.ports import Platform, SecretProblem
-from deployer.pipeline.preflight import current_service, load_build, resolve_env, resolve_ref
+from deployer.pipeline.preflight import (
+    build_config_label,
+    current_service,
+    load_build,
+    resolve_env,
+    resolve_ref,
+)
 from deployer.pipeline.stages import Deadline, StageFailed
 
 _REGISTRY_REGION = re.compile(r"^(?P<region>[a-z0-9-]+)-docker\.pkg\.dev/")
 
 
-def check_build(config: Config, service: ServiceConfig) -> Check:
-    """Whether the build config loads, as the deploy loads it."""
+def check_source(
+    platform: Platform, service: ServiceConfig, settings: Environment, ref: str | None
+) -> list[Check]:
+    """Whether the ref resolves and the build config at that commit loads, as the deploy does."""
+    subject = f"ref {ref or 'HEAD'}"
+    deadline = Deadline(settings.timeouts.preflight)
     try:
-        build = load_build(config, service)
+        commit = resolve_ref(platform.sources, service, ref, deadline)
     except StageFailed as failure:
-        detail = f": {failure.detail}" if failure.detail else ""
-        return Check(Status.FAIL, "build config", failure.summary + detail)
+        return [
+            Check(Status.FAIL, subject, _with_fix(failure)),
+            Check(Status.FAIL, "build config", "not read: the ref did not resolve"),
+        ]
+    checks = [Check(Status.OK, subject, f"resolves to {commit[:12]}")]
+    try:
+        build = load_build(platform.sources, service, commit, deadline)
+    except StageFailed as failure:
+        checks.append(Check(Status.FAIL, "build config", _with_fix(failure)))
+        return checks
     steps = len(build.steps)
-    return Check(
-        Status.OK,
-        "build config",
-        f"{config.build_config_path(service)} loads ({plural(steps, 'step')})",
+    checks.append(
+        Check(
+            Status.OK,
+            "build config",
+            f"{build_config_label(service).removesuffix(' at that commit')} at {commit[:12]} "
+            f"loads ({plural(steps, 'step')})",
+        )
     )
+    return checks
+
+
+def _with_fix(failure: StageFailed) -> str:
+    return f"{failure.summary}: {failure.detail}" if failure.detail else failure.summary
 
 
 def check_secrets(
@@ -91,18 +117,6 @@ def check_service(platform: Platform, service: ServiceConfig, checks: list[Check
     serving = ", ".join(f"{share.revision} {share.percent}%" for share in state.serving())
     checks.append(Check(Status.OK, subject, f"exists, serving {serving}"))
     return True
-
-
-def check_ref(
-    platform: Platform, service: ServiceConfig, settings: Environment, ref: str | None
-) -> Check:
-    """Whether the ref resolves to a commit, as the deploy resolves it."""
-    subject = f"ref {ref or 'HEAD'}"
-    try:
-        commit = resolve_ref(platform.refs, service, ref, Deadline(settings.timeouts.preflight))
-    except StageFailed as failure:
-        return Check(Status.FAIL, subject, failure.summary)
-    return Check(Status.OK, subject, f"resolves to {commit[:12]}")
 
 
 def check_image(service: ServiceConfig) -> Check:

@@ -13,11 +13,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from deployer.check_preflight import (
-    check_build,
     check_image,
-    check_ref,
     check_secrets,
     check_service,
+    check_source,
 )
 from deployer.check_results import Check, CheckReport, EnvironmentReport, Status, plural
 from deployer.check_rights import (
@@ -88,10 +87,9 @@ def _environment(
 ) -> EnvironmentReport:
     settings = config.environment(name)
     service = config.services[settings.service]
-    checks: list[Check] = [check_build(config, service)]
+    checks: list[Check] = check_source(platform, service, settings, ref)
     pinned = check_secrets(platform, service, settings, checks)
     exists = check_service(platform, service, checks)
-    checks.append(check_ref(platform, service, settings, ref))
     checks.append(check_image(service))
     checks.append(check_service_rights(rights, service, settings, exists))
     if (act_as := check_act_as(service, settings)) is not None:

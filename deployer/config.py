@@ -50,6 +50,10 @@ SlackChannel = Annotated[str, StringConstraints(pattern=r"^[CGD][A-Z0-9]{2,}$")]
 Repository = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]+/[A-Za-z0-9._-]+$")]
 Seconds = Annotated[float, Field(gt=0, le=24 * 3600)]
 
+_REPOSITORY_PATH = re.compile(r"^[A-Za-z0-9._ -][A-Za-z0-9._/ -]{0,399}$")
+_CONNECTED_REPOSITORY = re.compile(
+    r"^projects/[^/]+/locations/[^/]+/connections/[^/]+/repositories/[^/]+$"
+)
 _SECRET_REF = re.compile(r"^(?P<secret>[A-Za-z0-9_-]{1,255})(?::(?P<version>latest|[1-9][0-9]*))?$")
 
 
@@ -93,6 +97,16 @@ class Source(_Frozen):
     trigger: str | None = None
     dir: str = ""
 
+    @field_validator("connected_repository")
+    @classmethod
+    def _repository_name(cls, value: str | None) -> str | None:
+        if value is not None and not _CONNECTED_REPOSITORY.match(value):
+            raise ValueError(
+                f"{value!r} is not a connected repository; write "
+                "projects/P/locations/L/connections/C/repositories/R (Cloud Build 2nd gen)"
+            )
+        return value
+
     @model_validator(mode="after")
     def _exactly_one(self) -> Source:
         given = [k for k in ("git", "connected_repository", "trigger") if getattr(self, k)]
@@ -131,12 +145,25 @@ class ServiceConfig(_Frozen):
     region: Region
     service: ServiceKey
     source: Source
+    # A path in the repository, from its root, read at the commit being deployed: the
+    # steps that build a commit are the ones committed with it. (A trigger brings its own.)
     build_config: str = "cloudbuild.yaml"
     image: str = Field(
         pattern=r"^[a-z0-9-]+-docker\.pkg\.dev/[a-z0-9-]+/[a-z0-9._-]+/[a-z0-9._/-]+$"
     )
     substitutions: dict[str, str] = Field(default_factory=dict)
     health: HealthCheck = Field(default_factory=HealthCheck)
+
+    @field_validator("build_config")
+    @classmethod
+    def _path_in_repository(cls, value: str) -> str:
+        parts = value.split("/")
+        if not _REPOSITORY_PATH.match(value) or ".." in parts or "." in parts or "" in parts:
+            raise ValueError(
+                f"{value!r} is not a path in the repository; build_config is read from the "
+                "repository at the deployed commit, from its root (e.g. cloudbuild.yaml)"
+            )
+        return value
 
     @field_validator("service")
     @classmethod
@@ -325,29 +352,72 @@ class Config(_Frozen):
     def service_of(self, environment: str) -> ServiceConfig:
         return self.services[self.environment(environment).service]
 
-    def build_config_path(self, service: ServiceConfig) -> Path:
-        """The cloudbuild.yaml of `service` (absolute once loaded from a file)."""
-        return (self.path.parent / service.build_config).resolve()
+
+# DEPLOYER_CONFIG may name a Secret Manager secret instead of a file: the function and the
+# worker job then read the same text, and the deployer's image holds nothing of a team's.
+_CONFIG_SECRET = re.compile(
+    r"^projects/(?P<project>[^/]+)/secrets/(?P<secret>[A-Za-z0-9_-]{1,255})"
+    r"(?:/versions/(?P<version>latest|[1-9][0-9]*))?$"
+)
 
 
 def load_config(path: Path | str | None = None) -> Config:
-    """Read and validate the configuration at `path`, or at `DEPLOYER_CONFIG`."""
+    """Read and validate the configuration at `path`, or at `DEPLOYER_CONFIG`.
+
+    A `projects/P/secrets/S[/versions/V]` name is read from Secret Manager (default
+    `latest`); its relative paths, having no folder, stay as written.
+    """
     if path is None:
         path = os.environ.get(CONFIG_ENV)
         if not path:
             raise ConfigError(f"{CONFIG_ENV} is not set; point it at your deployer.toml")
+    secret = _CONFIG_SECRET.match(str(path))
+    if secret is not None:
+        text, origin = _read_config_secret(
+            secret["project"], secret["secret"], secret["version"] or "latest"
+        )
+        return parse_config(text, Path(origin), folder=None)
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file; set {CONFIG_ENV} to your deployer.toml") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path}: not valid TOML: {error}") from None
-    _anchor_relative_paths(data, path.parent)
+    return parse_config(text, path, folder=path.parent)
+
+
+def parse_config(text: str, origin: Path, folder: Path | None) -> Config:
+    """Validate config text; `origin` names it in errors, `folder` anchors relative paths."""
     try:
-        return Config.model_validate({**data, "path": path})
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{origin}: not valid TOML: {error}") from None
+    if folder is not None:
+        _anchor_relative_paths(data, folder)
+    try:
+        return Config.model_validate({**data, "path": origin})
     except ValidationError as error:
-        raise ConfigError(f"{path}: " + describe(error)) from None
+        raise ConfigError(f"{origin}: " + describe(error)) from None
+
+
+def _read_config_secret(project: str, secret: str, version: str) -> tuple[str, str]:
+    """(text, the version's full name) of a config kept in Secret Manager."""
+    # Google's clients load lazily: a config read from a file needs none of them.
+    from google.cloud import secretmanager_v1
+
+    from deployer.adapters.google_clients import google_client
+    from deployer.adapters.secret_manager import SecretManagerSecrets
+    from deployer.pipeline.ports import SecretProblem
+
+    client = google_client(secretmanager_v1.SecretManagerServiceClient)
+    try:
+        pinned, text = SecretManagerSecrets(client).read_text(
+            project, SecretRef(secret=secret, version=version)
+        )
+    except SecretProblem as problem:
+        raise ConfigError(f"{CONFIG_ENV}: {problem}") from None
+    finally:
+        client.transport.close()  # type: ignore[no-untyped-call]
+    return text, f"projects/{project}/secrets/{secret}/versions/{pinned.version}"
 
 
 def _looks_remote(location: str) -> bool:
@@ -356,7 +426,7 @@ def _looks_remote(location: str) -> bool:
 
 
 def _anchor_relative_paths(data: dict[str, Any], folder: Path) -> None:
-    """Make relative build configs and local git sources relative to the config's folder."""
+    """Make relative local git sources relative to the config's folder."""
     services = data.get("services")
     if not isinstance(services, dict):
         return
@@ -367,8 +437,6 @@ def _anchor_relative_paths(data: dict[str, Any], folder: Path) -> None:
         git = source.get("git") if isinstance(source, dict) else None
         if isinstance(source, dict) and isinstance(git, str) and not _looks_remote(git):
             source["git"] = str((folder / git).resolve())
-        if isinstance(service.get("build_config"), str):
-            service["build_config"] = str((folder / service["build_config"]).resolve())
 
 
 def describe(error: ValidationError) -> str:

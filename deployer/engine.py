@@ -66,19 +66,23 @@ class EnvironmentStatus:
 def default_platform(host: str | None = None) -> Platform:
     """The real adapters: Google's APIs, or the sandbox at `host` / DEPLOYER_GCP_EMULATOR_HOST."""
     from google.cloud import run_v2, secretmanager_v1
-    from google.cloud.devtools import cloudbuild_v1
+    from google.cloud.devtools import cloudbuild_v1, cloudbuild_v2
     from google.cloud.logging_v2.services.logging_service_v2 import LoggingServiceV2Client
 
     from deployer.adapters.cloud_build import CloudBuildBuilds
     from deployer.adapters.cloud_logging import BuildLogs, RevisionLogs
     from deployer.adapters.cloud_run import CloudRunRevisions
-    from deployer.adapters.git_refs import GitRefs
     from deployer.adapters.google_clients import google_client
     from deployer.adapters.health import HttpHealth
     from deployer.adapters.secret_manager import SecretManagerSecrets
+    from deployer.adapters.source_repositories import CloudBuildSources
 
     return Platform(
-        refs=GitRefs(),
+        sources=CloudBuildSources(
+            google_client(cloudbuild_v2.RepositoryManagerClient, host),
+            google_client(cloudbuild_v1.CloudBuildClient, host),
+            local_paths=bool(host) or None,
+        ),
         builds=CloudBuildBuilds(
             google_client(cloudbuild_v1.CloudBuildClient, host),
             BuildLogs(google_client(LoggingServiceV2Client, host)),

@@ -336,7 +336,7 @@ def base_settings(project: str, repo: Path, service_id: str) -> dict[str, Any]:
             "region": REGION,
             "service": service_id,
             "image": f"{REGION}-docker.pkg.dev/{project}/deployer/backend",
-            "build_config": str(repo / "cloudbuild.yaml"),
+            "build_config": "cloudbuild.yaml",
             "substitutions": {
                 "_REGION": REGION,
                 "_REPOSITORY": "deployer",

@@ -4,13 +4,14 @@
                                         (its container runs `python -m deployer.cli worker ID`
                                         for real, with retries) and points DEPLOYER_DISPATCH at it
 
-The job's environment is the front's (config, store, sandbox, Slack), the bot
-token a Secret Manager reference, plus `extra_env` (a kill point, say).
+The job's environment is the front's (store, sandbox, Slack), its config and the
+bot token Secret Manager references, plus `extra_env` (a kill point, say).
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from google.cloud import run_v2
 
@@ -19,7 +20,7 @@ from deployer.sandbox.webhook import create_worker_job, store_bot_token
 from tests.conftest import REGION
 from tests.front_world import BOT_TOKEN, FrontWorld
 
-PASSED_ON = ("DEPLOYER_CONFIG", "DEPLOYER_STORE", "SLACK_API_URL", "FIRESTORE_EMULATOR_HOST")
+PASSED_ON = ("DEPLOYER_STORE", "SLACK_API_URL", "FIRESTORE_EMULATOR_HOST")
 
 
 def with_worker_job(
@@ -32,10 +33,12 @@ def with_worker_job(
     env[EMULATOR_HOST_ENV] = host
     env.update(extra_env or {})
     job = create_worker_job(
-        host,
+        front.sandbox,
         f"projects/{project}/locations/{REGION}",
         env,
         store_bot_token(host, project, BOT_TOKEN),
+        # The front's config, kept in Secret Manager where the worker reads it.
+        Path(front.env["DEPLOYER_CONFIG"]).read_text(encoding="utf-8"),
         retries,
     )
     front.env["DEPLOYER_DISPATCH"] = job

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,18 @@ from deployer.sandbox.demo import Demo
 from deployer.sandbox.server import Sandbox
 from deployer.sandbox.webhook import create_worker_job, store_bot_token
 from tests.conftest import REGION
+
+
+def commit_all(repo: Path) -> None:
+    """Make `repo` a git repository whose one commit holds every file in it."""
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "app"]):
+        subprocess.run(
+            ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", *args],
+            cwd=repo,
+            check=True,
+            capture_output=True,
+        )
+
 
 CONFIG = """\
 [services.api]
@@ -54,12 +67,12 @@ class World:
         writer.create(self.project, secret_id, {})
         writer.add_version(self.project, secret_id, value)
 
-    def write(self, repo: Path, build_config: Path) -> None:
+    def write(self, repo: Path, build_config: str = "cloudbuild.yaml") -> None:
         self.config.write_text(
             CONFIG.format(
                 project=self.project,
                 region=REGION,
-                build_config=json.dumps(str(build_config)),
+                build_config=json.dumps(build_config),
                 git=json.dumps(str(repo)),
             ),
             encoding="utf-8",
@@ -73,7 +86,7 @@ def world(gcp: Sandbox, tmp_path: Path, repo_root: Path) -> World:
     config = tmp_path / "deployer.toml"
     os.environ["DEPLOYER_CONFIG"] = str(config)
     built = World(config, project, google_client(secretmanager_v1.SecretManagerServiceClient))
-    built.write(repo_root, repo_root / "cloudbuild.yaml")
+    built.write(repo_root)
     built.secret("mongodb-url", b"mongodb://db.invalid:27017/app")
     built.secret("secret-key", b"not-a-real-key-but-long-enough")
     built.secret("api-dotenv", b'FEATURE_FLAGS="a,b=c"\nPORT=9000\n')
@@ -90,7 +103,9 @@ def test_a_good_environment_passes(world: World, capsys: pytest.CaptureFixture[s
     assert cli.main(["check", "prod"]) == 0
     out = capsys.readouterr().out
     assert "is valid: 1 service (api), 1 environment (prod)" in _line(out, "ok", "config")
-    assert "cloudbuild.yaml loads" in _line(out, "ok", "build config")
+    assert re.search(
+        r"cloudbuild.yaml at [0-9a-f]{12} loads \(3 steps\)", _line(out, "ok", "build config")
+    )
     assert "mongodb-url:latest -> version 1, enabled" in _line(out, "ok", "secret MONGODB_URL")
     assert "secret-key:1 -> version 1, enabled" in _line(out, "ok", "secret SECRET_KEY")
     assert "api-dotenv:latest -> version 1: 1 variable parse" in _line(out, "ok", "env_from_secret")
@@ -122,14 +137,35 @@ def test_a_missing_secret_fails_naming_it(world: World, capsys: pytest.CaptureFi
 
 
 def test_a_bad_build_config_fails(
-    world: World, tmp_path: Path, repo_root: Path, capsys: pytest.CaptureFixture[str]
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    broken = tmp_path / "cloudbuild.yaml"
-    broken.write_text("steps:\n- name: gcr.io/cloud-builders/docker\n  argz: [build]\n")
-    world.write(repo_root, broken)
+    repo = tmp_path / "app"
+    (repo / "ci").mkdir(parents=True)
+    (repo / "ci" / "build.yaml").write_text(
+        "steps:\n- name: gcr.io/cloud-builders/docker\n  argz: [build]\n"
+    )
+    commit_all(repo)
+    world.write(repo, "ci/build.yaml")
     assert cli.main(["check", "prod"]) == 1
     line = _line(capsys.readouterr().out, "FAIL", "build config")
-    assert "build config is invalid" in line and "argz" in line
+    assert "build config is invalid" in line and "argz" in line and "ci/build.yaml at" in line
+
+
+def test_a_build_config_only_on_this_machine_fails(
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The build config is read from the repository at the commit, as the worker reads it
+    from its image: a file that was never committed is not there."""
+    repo = tmp_path / "app"
+    (repo / "ci").mkdir(parents=True)
+    (repo / "README.md").write_text("app\n")
+    commit_all(repo)
+    (repo / "cloudbuild.yaml").write_text("steps:\n- name: python\n  args: [-V]\n")
+    world.write(repo)
+    assert cli.main(["check", "prod"]) == 1
+    line = _line(capsys.readouterr().out, "FAIL", "build config")
+    assert re.search(r"build config cloudbuild.yaml not found at [0-9a-f]{12} in ", line)
+    assert "commit it" in line
 
 
 def test_an_unknown_ref_and_environment_fail(
@@ -286,10 +322,11 @@ def test_the_worker_job_must_be_startable_with_overrides(
     demo, cloud = demo_cloud
     host = cloud.grpc_address
     job = create_worker_job(
-        host,
+        cloud,
         f"projects/{demo.project}/locations/{demo.region}",
         {},
         store_bot_token(host, demo.project, "xoxb-check"),
+        demo.config.path.read_text(encoding="utf-8"),
     )
     os.environ["DEPLOYER_DISPATCH"] = job
     cloud.faults.arm("caller_roles", roles=["roles/run.jobsExecutor"])

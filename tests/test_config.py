@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -33,9 +34,35 @@ def test_the_shipped_example_is_valid(repo_root: Path) -> None:
     prod = config.environment("prod")
     assert config.service_of("prod").service == "backend"
     assert prod.secrets["MONGODB_URL"] == SecretRef(secret="mongodb-url", version="latest")
-    # Relative paths are taken from the config file's folder.
-    assert config.services["backend"].source.git == str(repo_root)
-    assert config.build_config_path(config.services["backend"]) == repo_root / "cloudbuild.yaml"
+    # The demo builds from a repository connected to Cloud Build, as teams should.
+    assert config.services["backend"].source.connected_repository == (
+        "projects/demo-project/locations/europe-west1/connections/github/repositories/content-api"
+    )
+    # The build config is a path in the repository, read at the deployed commit.
+    assert config.services["backend"].build_config == "cloudbuild.yaml"
+
+
+@pytest.mark.parametrize("path", ["/srv/app/cloudbuild.yaml", "../cloudbuild.yaml", "ci/../x.yaml"])
+def test_a_build_config_outside_the_repository_is_refused(tmp_path: Path, path: str) -> None:
+    text = MINIMAL.replace("source = {", f"build_config = {json.dumps(path)}\nsource = {{")
+    with pytest.raises(ConfigError, match="is not a path in the repository; build_config is read"):
+        load_config(_write(tmp_path, text))
+
+
+def test_a_malformed_connected_repository_is_refused(tmp_path: Path) -> None:
+    text = MINIMAL.replace(
+        'source = { git = "https://github.com/acme/content-api.git" }',
+        'source = { connected_repository = "acme/content-api" }',
+    )
+    with pytest.raises(ConfigError, match="projects/P/locations/L/connections/C/repositories/R"):
+        load_config(_write(tmp_path, text))
+
+
+def test_a_relative_local_git_source_is_taken_from_the_config_folder(tmp_path: Path) -> None:
+    text = MINIMAL.replace('"https://github.com/acme/content-api.git"', '"app"')
+    assert load_config(_write(tmp_path, text)).services["backend"].source.git == str(
+        tmp_path / "app"
+    )
 
 
 def test_defaults_are_safe(tmp_path: Path) -> None:

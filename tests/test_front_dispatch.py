@@ -83,20 +83,28 @@ def test_a_job_execution_runs_the_deploy(world: World, slack: SlackChat) -> None
     host = world.sandbox.grpc_address
     parent = f"projects/{world.project}/locations/{REGION}"
     job = create_worker_job(
-        host,
+        world.sandbox,
         parent,
         {
-            "DEPLOYER_CONFIG": str(world.config_path),
             "DEPLOYER_STORE": world.store_url,
             EMULATOR_HOST_ENV: host,
             "SLACK_API_URL": world.sandbox.slack_api_url,
         },
         store_bot_token(host, world.project, "xoxb-dispatch-worker"),
+        world.config_path.read_text(encoding="utf-8"),
     )
     record = _saved(world, slack)
     dispatcher = JobDispatcher(
         job, host=host, failures=Failures(world.store(), outbox_of(world.store(), slack))
     )
+    # The worker runs from the deployer's image: its config comes from Secret Manager, the
+    # build config from the repository at the commit. Nothing on this disk is read.
+    container = google_client(run_v2.JobsClient, host).get_job(name=job).template.template
+    env = {variable.name: variable.value for variable in container.containers[0].env}
+    assert env["DEPLOYER_CONFIG"] == (
+        f"projects/{world.project}/secrets/deployer-config/versions/latest"
+    )
+    world.config_path.rename(world.config_path.with_suffix(".gone"))
 
     started = time.monotonic()
     dispatcher.dispatch(record.id)

@@ -26,16 +26,42 @@ Progress = Callable[[str], None]
 """Called with a short human line whenever a wait learns something new."""
 
 
-# --- git ------------------------------------------------------------------------------
+# --- the source repository -----------------------------------------------------------
 
 
-class RefNotFound(Exception):
+class SourceProblem(Exception):
+    """The repository could not be read; `fix` says what to do about it."""
+
+    def __init__(self, message: str, fix: str = "") -> None:
+        super().__init__(message)
+        self.fix = fix
+
+
+class RefNotFound(SourceProblem):
     """The ref names no commit in the source repository."""
 
+    def __init__(self, message: str, fix: str = "push the branch or tag, or check its spelling"):
+        super().__init__(message, fix)
 
-class Refs(Protocol):
+
+@dataclass(frozen=True)
+class BuildConfigText:
+    """The build config a deploy submits, as read from where it lives."""
+
+    origin: str  # how messages name it: "cloudbuild.yaml at 1a2b3c4d5e6f in REPO"
+    text: str
+
+
+class Sources(Protocol):
+    """The code being deployed, read with the same access the build will have."""
+
     def resolve(self, service: ServiceConfig, ref: str | None, timeout: float) -> str:
         """The full commit SHA `ref` (default: the default branch) points at; RefNotFound otherwise."""
+        ...
+
+    def build_config(self, service: ServiceConfig, commit: str, timeout: float) -> BuildConfigText:
+        """The build config that builds `commit`: the repository's file at that commit, or the
+        trigger's own; SourceProblem when it cannot be read."""
         ...
 
 
@@ -247,7 +273,7 @@ class Health(Protocol):
 class Platform:
     """The outside world, one narrow interface per system."""
 
-    refs: Refs
+    sources: Sources
     builds: Builds
     secrets: Secrets
     revisions: Revisions

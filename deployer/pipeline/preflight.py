@@ -19,12 +19,12 @@ from deployer.pipeline import traffic
 from deployer.pipeline.ports import (
     PinnedSecret,
     Platform,
-    RefNotFound,
-    Refs,
     Revisions,
     SecretProblem,
     Secrets,
     ServiceState,
+    SourceProblem,
+    Sources,
     TrafficShare,
 )
 from deployer.pipeline.record import DeployRecord, Outcome
@@ -77,11 +77,19 @@ class Plan:
         )
         return [
             service,
-            f"build {self.ref} = {self.commit[:12]} with {self.service.build_config}, image {self.service.image}",
+            f"build {self.ref} = {self.commit[:12]} with {build_config_label(self.service)}, "
+            f"image {self.service.image}",
             f"env: {', '.join(sorted(self.env)) or 'none'}; secrets pinned: {secrets or 'none'}",
             f"candidate at 0% with tag, health {self.service.health.path} x{self.service.health.consecutive}, then traffic {steps}",
             *[f"warning: {warning}" for warning in self.warnings],
         ]
+
+
+def build_config_label(service: ServiceConfig) -> str:
+    """Where the build's steps come from, for people."""
+    if service.source.trigger:
+        return f"trigger {service.source.trigger}"
+    return f"{service.build_config} at that commit"
 
 
 def check_locks(store: Store, environment: str, requester: str, deploy_id: str = "") -> None:
@@ -98,15 +106,16 @@ def check_locks(store: Store, environment: str, requester: str, deploy_id: str =
             raise StageFailed(f"deploy {lock.holder} is already running in {environment}")
 
 
-def load_build(config: Config, service: ServiceConfig) -> cloudbuild_v1.Build:
-    path = config.build_config_path(service)
+def load_build(
+    sources: Sources, service: ServiceConfig, commit: str, deadline: Deadline
+) -> cloudbuild_v1.Build:
+    """The build config of `commit`, read where it lives (the repository, or the trigger)."""
     try:
-        return load_build_config(path.read_text(encoding="utf-8"), name=str(path))
-    except FileNotFoundError:
-        raise StageFailed(
-            f"build config {path} not found",
-            f"services.{service.service}.build_config names it; fix the path (relative to the config file)",
-        ) from None
+        found = sources.build_config(service, commit, timeout=max(1.0, deadline.left()))
+    except SourceProblem as problem:
+        raise StageFailed(str(problem), problem.fix) from None
+    try:
+        return load_build_config(found.text, name=found.origin)
     except BuildConfigError as error:
         raise StageFailed("build config is invalid", str(error)) from None
 
@@ -166,11 +175,13 @@ def baseline_of(record: DeployRecord, current: ServiceState | None) -> tuple[Tra
     return traffic.from_shares(record.baseline_traffic)
 
 
-def resolve_ref(refs: Refs, service: ServiceConfig, ref: str | None, deadline: Deadline) -> str:
+def resolve_ref(
+    sources: Sources, service: ServiceConfig, ref: str | None, deadline: Deadline
+) -> str:
     try:
-        return refs.resolve(service, ref, timeout=max(1.0, deadline.left()))
-    except RefNotFound as error:
-        raise StageFailed(str(error), "push the branch or tag, or check its spelling") from None
+        return sources.resolve(service, ref, timeout=max(1.0, deadline.left()))
+    except SourceProblem as problem:
+        raise StageFailed(str(problem), problem.fix) from None
 
 
 def make_plan(
@@ -180,14 +191,14 @@ def make_plan(
     settings = config.environment(record.environment)
     service = config.services[settings.service]
     check_locks(store, record.environment, record.requester, record.id)
-    build = load_build(config, service)
+    commit = record.commit or resolve_ref(platform.sources, service, record.ref, deadline)
+    build = load_build(platform.sources, service, commit, deadline)
     env, secret_env, warnings = resolve_env(platform.secrets, service, settings)
     if record.baseline_traffic is None:
         current = current_service(platform.revisions, service)
     else:
         # A resumed run: whatever serves now may be this deploy's own half-done work.
         current = platform.revisions.current(service)
-    commit = record.commit or resolve_ref(platform.refs, service, record.ref, deadline)
     if deadline.expired():
         raise StageFailed("preflight ran out of time", outcome=Outcome.TIMED_OUT)
     return Plan(

@@ -1,5 +1,9 @@
 """Runs one Cloud Build build on its own thread: fetch the source, run the steps in order, push.
 
+The source is a `git_source` (a local repository) or a `connected_repository`: the
+local repository behind a 2nd-gen repository (`locate`, repositories.py), fetched
+as from its `remote_uri` with the connection's credentials.
+
 No container runs here: each step is interpreted by docker_steps.py. A build's
 statuses are those of build_status.py; faults `build_fail` and `build_hang`
 (faults.py) target one step.
@@ -39,11 +43,15 @@ from deployer.sandbox.docker_steps import DockerSteps
 from deployer.sandbox.faults import Fault, Faults
 from deployer.sandbox.images import ImageStore
 from deployer.sandbox.protos import clone, now
+from deployer.sandbox.repositories import ServedRepository
+from deployer.sandbox.rpc import RpcError
 from deployer.sandbox.sources import Checkout, SourceError, TreeStore
 
 log = logging.getLogger(__name__)
 
 Publish = Callable[[cb.Build], None]
+# A 2nd-gen repository by name; raises RpcError when there is none (any more).
+Locate = Callable[[str], ServedRepository]
 # The default error of an injected build failure, worded like BuildKit's.
 FAULT_MESSAGE = 'ERROR: failed to solve: process "/bin/sh -c exit 1" did not complete successfully'
 # The `build_step` label of the build's own lines (fetching, pushing, DONE / ERROR).
@@ -70,8 +78,10 @@ class BuildRunner:
         trees: TreeStore,
         faults: Faults,
         publish: Publish,
+        locate: Locate | None = None,
     ) -> None:
         self._build = clone(build)
+        self._locate = locate
         self._images = images
         self._trees = trees
         self._faults = faults
@@ -154,6 +164,8 @@ class BuildRunner:
 
     def _fetch(self) -> tuple[Path, Checkout | None, str]:
         """(workspace, checkout, source dir relative to the workspace) for this build's source."""
+        if cb.Source.pb(self._build.source).HasField("connected_repository"):
+            return self._fetch_connected()
         git = self._build.source.git_source
         if not git.url:
             return self._trees.empty(), None, "."
@@ -163,6 +175,27 @@ class BuildRunner:
         provenance = cb.GitSource(url=git.url, dir_=git.dir_, revision=checkout.commit)
         self._build.source_provenance = cb.SourceProvenance(resolved_git_source=provenance)
         return checkout.root, checkout, posixpath.normpath(git.dir_ or ".")
+
+    def _fetch_connected(self) -> tuple[Path, Checkout | None, str]:
+        connected = self._build.source.connected_repository
+        if self._locate is None:
+            raise SourceError(f"repository {connected.repository} not found")
+        try:
+            served = self._locate(connected.repository)
+        except RpcError as error:
+            raise SourceError(error.message) from None
+        self._say(f"Fetching {served.remote_uri} {connected.revision}")
+        checkout = self._trees.checkout_local(served.path, connected.revision, served.remote_uri)
+        self._say(f"HEAD is now at {checkout.commit[:7]}")
+        # "A copy of the build's source.connected_repository, if exists, with any
+        # revisions resolved" (SourceProvenance.resolved_connected_repository).
+        provenance = cb.ConnectedRepository(
+            repository=connected.repository, dir_=connected.dir_, revision=checkout.commit
+        )
+        self._build.source_provenance = cb.SourceProvenance(
+            resolved_connected_repository=provenance
+        )
+        return checkout.root, checkout, posixpath.normpath(connected.dir_ or ".")
 
     def _run(self) -> None:
         build = self._build

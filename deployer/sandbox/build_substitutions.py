@@ -19,9 +19,23 @@ from deployer.sandbox.rpc import invalid
 
 USER_KEY = re.compile(r"^_[A-Z0-9_]+$")
 # Built-ins a build may refer to. Only the first four have values for a build that
-# no trigger started; the others expand to "" (pass your own `_COMMIT_SHA`).
+# no trigger started; the others expand to "" (pass your own `_COMMIT_SHA`), and a
+# build a trigger started has them in its `substitutions` (build_triggers.py). The
+# list is the documentation's "default substitutions for builds invoked by triggers"
+# (configuring-builds/substitute-variable-values), which a request may also set.
 BUILTINS = ("PROJECT_ID", "BUILD_ID", "PROJECT_NUMBER", "LOCATION")
-EMPTY_BUILTINS = ("REPO_NAME", "BRANCH_NAME", "TAG_NAME", "REVISION_ID", "COMMIT_SHA", "SHORT_SHA")
+EMPTY_BUILTINS = (
+    "REPO_NAME",
+    "REPO_FULL_NAME",
+    "BRANCH_NAME",
+    "TAG_NAME",
+    "REF_NAME",
+    "REVISION_ID",
+    "COMMIT_SHA",
+    "SHORT_SHA",
+    "TRIGGER_NAME",
+    "TRIGGER_BUILD_CONFIG_PATH",
+)
 _TEMPLATE = re.compile(r"\$\$|\$\{([A-Z_][A-Z0-9_]*)\}|\$([A-Z_][A-Z0-9_]*)")
 _BASH = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)([^}]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 

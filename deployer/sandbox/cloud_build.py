@@ -1,14 +1,18 @@
-"""Cloud Build v1 (`google.devtools.cloudbuild.v1.CloudBuild`): CreateBuild, GetBuild, ListBuilds, CancelBuild.
+"""Cloud Build v1 (`google.devtools.cloudbuild.v1.CloudBuild`): builds and 2nd-gen triggers.
 
     CreateBuild -> validate (build_requests.py) -> substitute (build_substitutions.py)
     -> Operation (metadata.build: id, name, log_url, QUEUED) -> BuildRunner thread
     (build_runner.py) -> the operation ends with the final Build, or with an error
     status when the build did not succeed
+    RunBuildTrigger (build_triggers.py) -> the trigger's build at a commit -> as above
 
-Names are `projects/P/locations/L/builds/ID`; builds created with `project_id` only
-live in location `global`, as on the real API. Sources: `git_source` only (see
-sources.py); other source kinds answer UNIMPLEMENTED. Every other method of the
-service answers UNIMPLEMENTED.
+Methods: CreateBuild, GetBuild, ListBuilds, CancelBuild; CreateBuildTrigger,
+GetBuildTrigger, ListBuildTriggers, DeleteBuildTrigger, RunBuildTrigger. Names
+are `projects/P/locations/L/builds/ID`; builds created with `project_id` only
+live in location `global`, as on the real API. Sources: `git_source` (see
+sources.py) and `connected_repository` (a 2nd-gen repository of
+repositories.py, in the build's location); other source kinds answer
+UNIMPLEMENTED. Every other method of the service answers UNIMPLEMENTED.
 """
 
 from __future__ import annotations
@@ -24,7 +28,13 @@ import grpc
 from google.cloud.devtools import cloudbuild_v1 as cb
 from google.longrunning import operations_pb2
 
-from deployer.sandbox.build_requests import build_filter, build_name, check_build, parse_parent
+from deployer.sandbox.build_requests import (
+    build_filter,
+    build_name,
+    check_build,
+    check_connected_repository,
+    parse_parent,
+)
 from deployer.sandbox.build_runner import BuildLogLine, BuildRunner
 from deployer.sandbox.build_status import (
     CANCELLED,
@@ -37,10 +47,12 @@ from deployer.sandbox.build_status import (
     TIMEOUT,
 )
 from deployer.sandbox.build_substitutions import apply_substitutions
+from deployer.sandbox.build_triggers import BuildTriggers
 from deployer.sandbox.faults import Faults
 from deployer.sandbox.images import ImageStore
 from deployer.sandbox.operations import Operations
 from deployer.sandbox.protos import clone, now
+from deployer.sandbox.repositories import Repositories, ServedRepository
 from deployer.sandbox.rpc import RpcError, failed_precondition, invalid, not_found, service, unary
 from deployer.sandbox.sources import TreeStore
 
@@ -70,12 +82,20 @@ class CloudBuild:
     """The Cloud Build v1 servicer and the builds it runs."""
 
     def __init__(
-        self, operations: Operations, images: ImageStore, faults: Faults, workdir: Path
+        self,
+        operations: Operations,
+        images: ImageStore,
+        faults: Faults,
+        workdir: Path,
+        repositories: Repositories | None = None,
     ) -> None:
         self._operations = operations
         self._images = images
         self._faults = faults
-        self._trees = TreeStore(workdir)
+        self._repositories = repositories
+        private = (repositories.git_server.url,) if repositories is not None else ()
+        self._trees = TreeStore(workdir, private_origins=private)
+        self.triggers = BuildTriggers(repositories, self.submit)
         self._lock = threading.Lock()
         self._records: dict[str, _Record] = {}  # by build name, in creation order
         self._closed = False
@@ -135,8 +155,27 @@ class CloudBuild:
 
     def _create(self, request: cb.CreateBuildRequest) -> operations_pb2.Operation:
         project, location = parse_parent(request.parent, request.project_id)
-        build = clone(request.build)
+        return self.submit(project, location, clone(request.build))
+
+    def _locate(self, name: str) -> ServedRepository:
+        if self._repositories is None:
+            raise failed_precondition("This sandbox serves no 2nd-gen repositories.")
+        return self._repositories.served(name)
+
+    def submit(
+        self,
+        project: str,
+        location: str,
+        build: cb.Build,
+        builtins: dict[str, str] | None = None,
+    ) -> operations_pb2.Operation:
+        """Validate and start `build` (owned by the caller no more) in `location`; answer
+        CreateBuild's operation. `builtins`: the values of a triggered build's built-in
+        substitutions, which the build's own `substitutions` override."""
         check_build(build)
+        check_connected_repository(build, project, location, self._repositories)
+        for key, value in (builtins or {}).items():
+            build.substitutions.setdefault(key, value)
         build.id = str(uuid.uuid4())
         build.name = f"projects/{project}/locations/{location}/builds/{build.id}"
         build.project_id = project
@@ -164,6 +203,7 @@ class CloudBuild:
                 trees=self._trees,
                 faults=self._faults,
                 publish=lambda snapshot: self._publish(build.name, snapshot),
+                locate=self._locate,
             )
             self._records[build.name] = record
         # The answer shows the build as created (QUEUED), whatever the runner does next.
@@ -222,5 +262,6 @@ class CloudBuild:
                 "GetBuild": unary(self._get, cb.GetBuildRequest, cb.Build),
                 "ListBuilds": unary(self._list, cb.ListBuildsRequest, cb.ListBuildsResponse),
                 "CancelBuild": unary(self._cancel, cb.CancelBuildRequest, cb.Build),
+                **self.triggers.methods(),
             },
         )

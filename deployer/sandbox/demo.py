@@ -7,7 +7,7 @@ a seeded sandbox is itself an end-to-end check of the product.
 
 from __future__ import annotations
 
-import json
+import re
 import secrets
 import subprocess
 from dataclasses import dataclass
@@ -27,11 +27,10 @@ from deployer.store.sqlite import SqliteStore
 
 ENVIRONMENT = "prod"
 EXAMPLE_CONFIG = "deployer.example.toml"
-# The example's relative paths, replaced by absolute ones in the demo's copy.
-_RELATIVE_LINES = {
-    'git = "."': "git = {}",
-    'build_config = "cloudbuild.yaml"': "build_config = {}",
-}
+# projects/P/locations/L/connections/C/repositories/R
+_CONNECTED = re.compile(
+    r"^projects/([^/]+)/locations/([^/]+)/connections/([^/]+)/repositories/([^/]+)$"
+)
 SLACK_TEAM = slack_sink.TEAM_ID
 SLACK_USER_NAME = "demo.user"
 SLACK_CHANNEL_NAME = "deploys"
@@ -82,26 +81,15 @@ def repository_root(start: Path) -> Path:
     return Path(out.stdout.strip())
 
 
-def render_config(repo: Path) -> str:
-    """The shipped example config, with this checkout's absolute paths."""
-    text = (repo / EXAMPLE_CONFIG).read_text(encoding="utf-8")
-    for relative, absolute in _RELATIVE_LINES.items():
-        if relative not in text:
-            raise DemoError(f"{EXAMPLE_CONFIG} no longer contains `{relative}`; update demo.py")
-        target = repo if relative.startswith("git") else repo / "cloudbuild.yaml"
-        # A JSON string is a valid TOML basic string, escapes included.
-        text = text.replace(relative, absolute.format(json.dumps(str(target))), 1)
-    return text
-
-
 def seed_demo(sandbox: Sandbox, repo: Path, workdir: Path) -> Demo:
     """Create the demo's secrets, Slack people and channels, then deploy HEAD as the first revision."""
     path = workdir / "deployer.toml"
-    path.write_text(render_config(repo))
+    path.write_text((repo / EXAMPLE_CONFIG).read_text(encoding="utf-8"))
     config = load_config(path)
     settings = config.environment(ENVIRONMENT)
     service = config.services[settings.service]
     host = sandbox.grpc_address
+    connect_repository(sandbox, service.source.connected_repository, repo)
     _seed_secrets(host, service.project, [ref.secret for ref in settings.secrets.values()])
     channel = settings.allow.slack_channels[0]
     user = settings.allow.slack_users[0]
@@ -134,6 +122,15 @@ def seed_demo(sandbox: Sandbox, repo: Path, workdir: Path) -> Demo:
         slack_unjoined_public=SLACK_UNJOINED_PUBLIC[0],
         slack_unjoined_private=SLACK_UNJOINED_PRIVATE[0],
     )
+
+
+def connect_repository(sandbox: Sandbox, name: str | None, repo: Path) -> None:
+    """Serve this checkout as the connected repository the demo's config names."""
+    match = _CONNECTED.match(name or "")
+    if match is None:
+        raise DemoError(f"{EXAMPLE_CONFIG} no longer builds from a connected repository")
+    project, location, connection, repository = match.groups()
+    sandbox.repositories.connect(project, location, connection, repository, repo)
 
 
 def _seed_secrets(host: str, project: str, secret_ids: list[str]) -> None:

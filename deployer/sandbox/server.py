@@ -5,11 +5,15 @@ Sandbox
 ├── gRPC (plaintext, any credentials)
 │   ├── google.longrunning.Operations        operations.py
 │   ├── google.cloud.secretmanager.v1        secret_manager.py
-│   ├── google.devtools.cloudbuild.v1        cloud_build.py  -> images.py
+│   ├── google.devtools.cloudbuild.v1        cloud_build.py  -> images.py; triggers
+│   │                                        (build_triggers.py)
+│   ├── google.devtools.cloudbuild.v2        repositories.py (RepositoryManager)
 │   ├── google.cloud.run.v2 (services, revisions, jobs, executions)
 │   │                                        cloud_run.py    -> revision processes, router
 │   └── google.logging.v2 (ListLogEntries)   cloud_logging.py -> revision processes' logs
 ├── HTTP: Slack Web API sink + control endpoint   http_front.py
+├── HTTP: git smart-HTTP, private repositories    git_server.py (the v2 repositories'
+│                                                remote_uri; read tokens from FetchReadToken)
 └── HTTP: the metadata server                 metadata_server.py (GCE_METADATA_HOST/_IP)
         ID tokens it mints, signed by `id_tokens` (id_tokens.py), open private services
 """
@@ -26,11 +30,13 @@ from deployer.sandbox.cloud_build import CloudBuild
 from deployer.sandbox.cloud_logging import CloudLogging
 from deployer.sandbox.cloud_run import CloudRun
 from deployer.sandbox.faults import Faults
+from deployer.sandbox.git_server import GitServer
 from deployer.sandbox.http_front import SandboxHttp
 from deployer.sandbox.id_tokens import IdTokenKey
 from deployer.sandbox.images import ImageStore
 from deployer.sandbox.metadata_server import MetadataServer
 from deployer.sandbox.operations import Operations
+from deployer.sandbox.repositories import Repositories
 from deployer.sandbox.secret_manager import SecretManager
 from deployer.sandbox.slack_rate_limits import SlackRateLimits
 
@@ -58,7 +64,17 @@ class Sandbox:
         self.operations = Operations()
         self.images = ImageStore()
         self.secrets = SecretManager()
-        self.builds = CloudBuild(self.operations, self.images, self.faults, workdir / "builds")
+        # GitHub, as far as the sandbox goes: the private repositories Cloud Build's
+        # connections (RepositoryManager) serve, at `git_server.url`.
+        self.git_server = GitServer(host=host)
+        self.repositories = Repositories(self.operations, self.git_server)
+        self.builds = CloudBuild(
+            self.operations,
+            self.images,
+            self.faults,
+            workdir / "builds",
+            repositories=self.repositories,
+        )
         # Google's signing key, as far as the sandbox goes: the metadata server signs ID
         # tokens with it, Cloud Run's door (the router) checks them.
         self.id_tokens = IdTokenKey()
@@ -87,6 +103,7 @@ class Sandbox:
                 self.operations.handler(),
                 self.secrets.handler(),
                 self.builds.handler(),
+                self.repositories.handler(),
                 *self.run.handlers(),
                 self.logging.handler(),
             ]
@@ -113,6 +130,7 @@ class Sandbox:
         self._grpc.start()
         self.http.start()
         self.metadata.start()
+        self.git_server.start()
         return self
 
     def stop(self) -> None:
@@ -121,7 +139,7 @@ class Sandbox:
             return
         self._stopped = True
         self._grpc.stop(grace=0.5)
-        for component in (self.run, self.builds, self.http, self.metadata):
+        for component in (self.run, self.builds, self.http, self.metadata, self.git_server):
             try:
                 component.close()
             except Exception:

@@ -5,34 +5,40 @@
     │                    on a free loopback port (the state file's `webhook`)
     ├── FrontContext     the demo config (its allow-lists), the demo store, the
     │                    sandbox's gRPC and Slack sink, fresh signing secrets
-    └── deployer-worker  a Cloud Run job in the sandbox whose container runs
-                         `python -m deployer.cli worker DEPLOY_ID` for real; the
-                         front dispatches to it exactly as in production
-                         (DEPLOYER_DISPATCH = the job's resource name)
+    └── deployer-worker  a Cloud Run job in the sandbox that runs the deployer's image
+                         (`deployer worker DEPLOY_ID`) for real; the front dispatches
+                         to it exactly as in production (DEPLOYER_DISPATCH = the
+                         job's resource name)
 
-The bot token the worker needs is a Secret Manager secret referenced by the
-job's env, as it would be in production; the other variables are plain values.
+What the worker reads, as in production: its config from Secret Manager
+(DEPLOYER_CONFIG names the secret `deployer-config`), the bot token from a
+secret referenced by the job's env, each service's build config from the
+application's repository at the commit it deploys. The image holds none of them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import secrets
-import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from google.api_core import exceptions
 from google.cloud import run_v2, secretmanager_v1
 
 from deployer.adapters.google_clients import EMULATOR_HOST_ENV, google_client
 from deployer.sandbox.demo import Demo
+from deployer.sandbox.images import Image
 from deployer.sandbox.server import Sandbox
 
 log = logging.getLogger(__name__)
 
 WORKER_JOB_ID = "deployer-worker"
-WORKER_IMAGE = "deployer-worker"  # never pushed: the sandbox runs the command locally
+WORKER_IMAGE = "deployer"
+CONFIG_SECRET = "deployer-config"
 BOT_TOKEN_SECRET = "slack-bot-token"
 WORKER_TIMEOUT_S = 1800
 WORKER_RETRIES = 3
@@ -84,38 +90,93 @@ def warm_imports() -> threading.Thread:
 
 def store_bot_token(host: str, project: str, token: str) -> str:
     """Keep the bot token in Secret Manager, as production would; the secret's name."""
+    return store_secret(host, project, BOT_TOKEN_SECRET, token.encode())
+
+
+def store_config(host: str, project: str, text: str) -> str:
+    """Keep the deployer's config in Secret Manager, where the worker job reads it.
+
+    The DEPLOYER_CONFIG value that names it (the `latest` version): a new version is
+    read by the next execution, as on Cloud Run.
+    """
+    secret = store_secret(host, project, CONFIG_SECRET, text.encode())
+    return f"{secret}/versions/latest"
+
+
+def store_secret(host: str, project: str, secret_id: str, data: bytes) -> str:
+    """Add `data` as the newest version of the secret (created if missing); its name."""
     client: Any = google_client(secretmanager_v1.SecretManagerServiceClient, host)
+    name = f"projects/{project}/secrets/{secret_id}"
     try:
-        secret = client.create_secret(
-            parent=f"projects/{project}",
-            secret_id=BOT_TOKEN_SECRET,
-            secret=secretmanager_v1.Secret(
-                replication=secretmanager_v1.Replication(
-                    automatic=secretmanager_v1.Replication.Automatic()
-                )
-            ),
-            timeout=_RPC_TIMEOUT,
-        )
+        with contextlib.suppress(exceptions.AlreadyExists):
+            client.create_secret(
+                parent=f"projects/{project}",
+                secret_id=secret_id,
+                secret=secretmanager_v1.Secret(
+                    replication=secretmanager_v1.Replication(
+                        automatic=secretmanager_v1.Replication.Automatic()
+                    )
+                ),
+                timeout=_RPC_TIMEOUT,
+            )
         client.add_secret_version(
-            parent=secret.name,
-            payload=secretmanager_v1.SecretPayload(data=token.encode()),
+            parent=name,
+            payload=secretmanager_v1.SecretPayload(data=data),
             timeout=_RPC_TIMEOUT,
         )
-        return str(secret.name)
+        return name
     finally:
         client.transport.close()
 
 
-def create_worker_job(
-    host: str, parent: str, env: dict[str, str], token_secret: str, retries: int = WORKER_RETRIES
-) -> str:
-    """A `deployer-worker` job under `parent` whose container runs this deployer; its name.
+def push_worker_image(sandbox: Sandbox, project: str, region: str) -> str:
+    """The deployer's own image in the sandbox's registry; its reference.
 
-    `env` are plain variables; SLACK_BOT_TOKEN references the secret `token_secret`.
+    The real image (the root Dockerfile) holds the deployer installed in /app/.venv and
+    main.py, nothing of a team's: no deployer.toml, no cloudbuild.yaml. The sandbox cannot
+    run the image's RUN steps, so the deployer installed beside the sandbox stands in for
+    /app/.venv; the container's working directory is the image's own folder, empty of
+    everything else, so a worker that reaches for a file on this machine fails here too.
     """
+    context = sandbox.workdir / "images" / "deployer"
+    context.mkdir(parents=True, exist_ok=True)
+    repository = f"{region}-docker.pkg.dev/{project}/deployer/{WORKER_IMAGE}"
+    digest = "sha256:" + hashlib.sha256(f"{repository}\n{context}".encode()).hexdigest()
+    image = Image(
+        repository=repository,
+        digest=digest,
+        context=context,
+        cmd=("python", "-m", "deployer.cli", "serve", "--host", "0.0.0.0"),
+        env={"PYTHONUNBUFFERED": "1"},  # the Dockerfile's ENV
+    )
+    sandbox.images.push(image, ["latest"])
+    return image.uri
+
+
+def create_worker_job(
+    sandbox: Sandbox,
+    parent: str,
+    env: dict[str, str],
+    token_secret: str,
+    config_text: str,
+    retries: int = WORKER_RETRIES,
+) -> str:
+    """A `deployer-worker` job under `parent` that runs the deployer's image; its name.
+
+    As in production, the worker finds its config in Secret Manager (`config_text` is
+    stored there) and everything else in `env` (plain variables) and the bot token's
+    secret `token_secret`: nothing on this machine's disk but the store.
+    """
+    if "DEPLOYER_CONFIG" in env:
+        raise ValueError("the worker reads its config from Secret Manager: pass config_text")
+    host = sandbox.grpc_address
     project, region = parent.split("/")[1], parent.split("/")[3]
-    # The job dispatches the next deploy waiting in a queue to itself, as the front does.
-    env = {**env, "DEPLOYER_DISPATCH": f"{parent}/jobs/{WORKER_JOB_ID}"}
+    env = {
+        **env,
+        "DEPLOYER_CONFIG": store_config(host, project, config_text),
+        # The job dispatches the next deploy waiting in a queue to itself, as the front does.
+        "DEPLOYER_DISPATCH": f"{parent}/jobs/{WORKER_JOB_ID}",
+    }
     variables = [run_v2.EnvVar(name=name, value=value) for name, value in sorted(env.items())]
     variables.append(
         run_v2.EnvVar(
@@ -126,8 +187,9 @@ def create_worker_job(
         )
     )
     container = run_v2.Container(
-        image=f"{region}-docker.pkg.dev/{project}/deployer/{WORKER_IMAGE}:latest",
-        command=[sys.executable, "-m", "deployer.cli"],
+        image=push_worker_image(sandbox, project, region),
+        # The Dockerfile's ENTRYPOINT ["deployer"]; a dispatch's args are ["worker", ID].
+        command=["python", "-m", "deployer.cli"],
         env=variables,
     )
     job = run_v2.Job(
@@ -163,15 +225,15 @@ def start_front(sandbox: Sandbox, demo: Demo, signing: dict[str, str]) -> Front:
     host = sandbox.grpc_address
     token = f"xoxb-sandbox-{secrets.token_hex(12)}"
     job = create_worker_job(
-        host,
+        sandbox,
         f"projects/{demo.project}/locations/{demo.region}",
         {
-            "DEPLOYER_CONFIG": str(demo.config.path),
             EMULATOR_HOST_ENV: host,
             "DEPLOYER_STORE": demo.store,
             "SLACK_API_URL": sandbox.slack_api_url,
         },
         store_bot_token(host, demo.project, token),
+        demo.config.path.read_text(encoding="utf-8"),
     )
     # What the front would read from its environment on Cloud Functions, given directly:
     # the sandbox's own process environment stays as it was.
