@@ -16,14 +16,17 @@ ENV UV_COMPILE_BYTECODE=1 \
     UV_PYTHON_DOWNLOADS=0
 WORKDIR /app
 
-# Dependencies first: reused until the lock changes. hatchling reads README.md.
+# Dependencies first: reused until the lock changes. hatchling reads README.md; uv
+# reads the workspace's other member (the sandbox) from its pyproject.toml alone and
+# installs nothing of it: `--package deployer` is the product and its dependencies.
 COPY pyproject.toml uv.lock README.md ./
+COPY sandbox/pyproject.toml ./sandbox/
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --no-install-project
+    uv sync --frozen --no-dev --package deployer --no-install-project
 
 COPY deployer ./deployer
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --no-editable
+    uv sync --frozen --no-dev --package deployer --no-editable
 
 # --- runtime: git for reading repositories, no uv, not root ---------------------
 FROM python:3.11-slim

@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from deployer_sandbox.harness import seed as demo
+from deployer_sandbox.harness.sandbox import Sandbox
 from figures import save, summary
 from google.cloud import run_v2
 from google.cloud.devtools import cloudbuild_v1
@@ -29,8 +31,6 @@ from deployer.adapters.google_clients import google_client
 from deployer.engine import Engine, default_platform
 from deployer.pipeline.events import Event, StageFinished
 from deployer.pipeline.record import Outcome, Stage, State
-from deployer.sandbox import demo
-from deployer.sandbox.server import Sandbox
 from deployer.store.sqlite import SqliteStore
 
 ROOT = Path(__file__).resolve().parent.parent

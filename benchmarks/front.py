@@ -48,7 +48,7 @@ class Slack:
         self.client = httpx.Client(timeout=10)
 
     def send(self, text: str, secret: str | None = None) -> tuple[float, int]:
-        from deployer.demo import signed_slash_command
+        from deployer_sandbox.harness.demo import signed_slash_command
 
         demo = self.running.demo
         url = self.running.sandbox.http.mint_response_url(
@@ -105,7 +105,7 @@ def _free_port() -> int:
 
 def cold_starts(running: Any, runs: int) -> list[float]:
     """Seconds from spawning `python -m deployer.cli serve` to its first answered command."""
-    from deployer.demo import signed_slash_command
+    from deployer_sandbox.harness.demo import signed_slash_command
 
     demo, sandbox = running.demo, running.sandbox
     env = {
@@ -161,7 +161,8 @@ def _refusals_in_process(seconds: float) -> float:
     """Child: the webhook app pinned to one core, refusing forged commands; refusals/s."""
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     os.environ.update(SLACK_SIGNING_SECRET="the-real-secret", SLACK_BOT_TOKEN="xoxb-bench")
-    from deployer.demo import signed_slash_command
+    from deployer_sandbox.harness.demo import signed_slash_command
+
     from deployer.front.http import create_app
 
     client = create_app().test_client()
@@ -207,7 +208,7 @@ def main() -> None:
         print(_refusals_in_process(args.refusals_child))
         return
 
-    from deployer.sandbox import lifecycle
+    from deployer_sandbox.harness import lifecycle
 
     started = time.perf_counter()
     running: Any = lifecycle.start(with_demo=True, start_dir=ROOT)

@@ -64,6 +64,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from deployer_sandbox.harness import chat_front as webhook
+from deployer_sandbox.harness import seed as demo
+from deployer_sandbox.harness.sandbox import Sandbox
 from figures import save, summary
 from google.cloud import run_v2
 from google.cloud.devtools import cloudbuild_v1
@@ -78,8 +81,6 @@ from deployer.pipeline.events import ignore
 from deployer.pipeline.failpoints import KILL_AT
 from deployer.pipeline.lease import DEPLOY
 from deployer.pipeline.record import DeployRecord, Lock, Stage, State
-from deployer.sandbox import demo, webhook
-from deployer.sandbox.server import Sandbox
 from deployer.store import open_store
 from deployer.store.protocol import Store
 

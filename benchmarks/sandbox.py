@@ -18,13 +18,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from deployer_sandbox.common.images import Image
+from deployer_sandbox.harness.sandbox import Sandbox
 from figures import save, summary
 from google.cloud import run_v2, secretmanager_v1
 
 from deployer.adapters.google_clients import google_client
 from deployer.adapters.polling import operation_result
-from deployer.sandbox.images import Image
-from deployer.sandbox.server import Sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT, REGION = "bench-project", "europe-west1"

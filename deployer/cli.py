@@ -355,23 +355,43 @@ def _run(args: argparse.Namespace) -> int:
     raise AssertionError(f"unhandled command {args.command}")
 
 
+def _sandbox_harness() -> Any:
+    """The sandbox's harness package, or None (having said how to get it) when the
+    sandbox is not installed: it is a package of its own, which production leaves out."""
+    try:
+        import deployer_sandbox.harness.demo
+        import deployer_sandbox.harness.lifecycle
+    except ModuleNotFoundError as error:
+        if error.name is None or not error.name.startswith("deployer_sandbox"):
+            raise
+        print(
+            "deployer: the sandbox is not installed. It is the package deployer-sandbox in "
+            "this repository's sandbox/ folder: in a clone, `uv run deployer ...` installs "
+            "it (the dev group); elsewhere, `pip install ./sandbox`.",
+            file=sys.stderr,
+        )
+        return None
+    return deployer_sandbox.harness
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `deployer` console script."""
     args = _parser().parse_args(argv)
     logs.configure()
-    if args.command == "sandbox":
-        from deployer.sandbox import lifecycle
-
-        return lifecycle.run(
-            args.state_file,
-            with_demo=not args.no_demo,
-            smoke=args.smoke,
-            slack_rate_scale=args.slack_rate_scale,
+    if args.command in ("sandbox", "demo"):
+        harness = _sandbox_harness()
+        if harness is None:
+            return 2
+        if args.command == "demo":
+            return int(harness.demo.run(args.timeout))
+        return int(
+            harness.lifecycle.run(
+                args.state_file,
+                with_demo=not args.no_demo,
+                smoke=args.smoke,
+                slack_rate_scale=args.slack_rate_scale,
+            )
         )
-    if args.command == "demo":
-        from deployer.demo import run as run_demo
-
-        return run_demo(args.timeout)
     try:
         return _run(args)
     except DeployerError as error:

@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 import pytest
+from deployer_sandbox.common.images import Image
+from deployer_sandbox.harness.sandbox import Sandbox
+from deployer_sandbox.harness.seed import Demo, seed_demo
 from google.cloud import run_v2
 from google.cloud.logging_v2.services.logging_service_v2 import LoggingServiceV2Client
 
 from deployer.adapters.google_clients import google_client
-from deployer.sandbox.demo import Demo, seed_demo
-from deployer.sandbox.images import Image
-from deployer.sandbox.server import Sandbox
 from tests.firestore_emulator import firestore_emulator  # noqa: F401  (a fixture)
 
 PROJECT = "test-project"
@@ -25,7 +25,7 @@ REGION = "europe-west1"
 # Measured: test_concurrent_posts_get_distinct_increasing_ts sends 40 posts into one
 # channel from 8 threads in about 40 ms (~1000 a second); its channel needed a scale of
 # up to 1650 on a busy 2-core machine. 10000 leaves room for faster ones; the limits'
-# own tests build sandboxes with scales of their own (tests/test_sandbox_slack_limits.py).
+# own tests build sandboxes with scales of their own (tests/sandbox/slack/test_rate_limits.py).
 SLACK_RATE_SCALE = 10_000.0
 
 C = TypeVar("C")

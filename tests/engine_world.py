@@ -28,6 +28,7 @@ from typing import Any
 
 import httpx
 import pytest
+from deployer_sandbox.harness.sandbox import Sandbox
 from google.api_core import exceptions
 from google.cloud import run_v2, secretmanager_v1
 from google.cloud.devtools import cloudbuild_v1
@@ -40,7 +41,6 @@ from deployer.front.thread_box import ThreadBox
 from deployer.pipeline.events import Event, Listener, StageFinished, StageStarted
 from deployer.pipeline.ports import Platform
 from deployer.pipeline.record import DeployRecord, Stage, State
-from deployer.sandbox.server import Sandbox
 from deployer.store.protocol import Store
 from deployer.store.sqlite import SqliteStore
 from deployer.terminal import TerminalProgress

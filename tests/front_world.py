@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import functions_framework
+from deployer_sandbox.harness.sandbox import Sandbox
 
 from deployer.pipeline.record import DeployRecord
-from deployer.sandbox.server import Sandbox
 from deployer.store.protocol import Store
 from tests.engine_world import ENVIRONMENT, World, thread_sent
 from tests.front_requests import (

@@ -13,10 +13,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from deployer_sandbox.harness.chat_front import create_worker_job, store_bot_token
 from google.cloud import run_v2
 
 from deployer.adapters.google_clients import EMULATOR_HOST_ENV, google_client
-from deployer.sandbox.webhook import create_worker_job, store_bot_token
 from tests.conftest import REGION
 from tests.front_world import BOT_TOKEN, FrontWorld
 

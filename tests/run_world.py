@@ -7,9 +7,9 @@ from collections.abc import Mapping
 
 import httpx
 import pytest
+from deployer_sandbox.harness.sandbox import Sandbox
 from google.cloud import run_v2
 
-from deployer.sandbox.server import Sandbox
 from tests.conftest import PROJECT, REGION
 
 PARENT = f"projects/{PROJECT}/locations/{REGION}"

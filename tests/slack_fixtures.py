@@ -7,9 +7,8 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-
-from deployer.sandbox.http_front import SandboxHttp
-from deployer.sandbox.server import Sandbox
+from deployer_sandbox.harness.http_server import SandboxHttp
+from deployer_sandbox.harness.sandbox import Sandbox
 
 
 @pytest.fixture(name="slack")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from deployer_sandbox.harness.sandbox import Sandbox
 from google.cloud.devtools import cloudbuild_v1 as cb
 from google.cloud.logging_v2.services.logging_service_v2 import LoggingServiceV2Client
 
@@ -23,7 +24,6 @@ from deployer.adapters.google_clients import google_client
 from deployer.build_config import load_build_config
 from deployer.config import ServiceConfig, Source
 from deployer.pipeline.ports import BuildOutcome, BuildRejected, BuildStarted
-from deployer.sandbox.server import Sandbox
 from tests.conftest import GoogleClients
 
 Status = cb.Build.Status

@@ -11,6 +11,8 @@ from typing import Any
 import grpc
 import httpx
 import pytest
+from deployer_sandbox.common.images import Image
+from deployer_sandbox.harness.sandbox import Sandbox
 from google.cloud import run_v2
 from google.cloud.run_v2.services.services.transports import ServicesGrpcTransport
 
@@ -19,8 +21,6 @@ from deployer.adapters.cloud_run import CloudRunRevisions
 from deployer.adapters.google_clients import google_client
 from deployer.config import RunSettings, ServiceConfig, Source
 from deployer.pipeline.ports import CandidateSpec, PinnedSecret, ServiceState, TrafficShare
-from deployer.sandbox.images import Image
-from deployer.sandbox.server import Sandbox
 from tests.conftest import REGION
 from tests.run_world import invoker
 

@@ -11,15 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from deployer_sandbox.harness.chat_front import create_worker_job, store_bot_token
+from deployer_sandbox.harness.sandbox import Sandbox
+from deployer_sandbox.harness.seed import Demo
 from google.cloud import run_v2, secretmanager_v1
 from google.iam.v1 import iam_policy_pb2
 
 from deployer import cli
 from deployer.adapters.google_clients import google_client
 from deployer.adapters.secret_writer import SecretManagerWriter
-from deployer.sandbox.demo import Demo
-from deployer.sandbox.server import Sandbox
-from deployer.sandbox.webhook import create_worker_job, store_bot_token
 from tests.conftest import REGION
 
 

@@ -7,11 +7,11 @@ import uuid
 from pathlib import Path
 
 import pytest
+from deployer_sandbox.harness.chat_front import store_config, store_secret
+from deployer_sandbox.harness.sandbox import Sandbox
 
 from deployer.config import load_config
 from deployer.errors import ConfigError
-from deployer.sandbox.server import Sandbox
-from deployer.sandbox.webhook import store_config, store_secret
 
 
 def test_a_config_kept_in_secret_manager_loads_at_its_latest_version(

@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
+from deployer_sandbox.harness.demo import plain, render_blocks
 
-from deployer.demo import plain, render_blocks
 from tests.front_requests import github_event, send_http, slash_command
 from tests.processes import descendants, wait_all_gone
 

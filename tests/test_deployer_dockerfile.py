@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shlex
+import shutil
+import subprocess
 from pathlib import Path
 
 from tests.dockerfile_context import build_context, missing_sources, parse_dockerfile
@@ -17,7 +20,9 @@ def test_every_copied_file_is_in_the_build_context() -> None:
 def test_the_context_holds_the_package_and_nothing_of_the_rest() -> None:
     context = build_context(ROOT, ROOT / "Dockerfile")
     assert {"pyproject.toml", "uv.lock", "README.md", "main.py", "deployer/cli.py"} <= context
+    assert "sandbox/pyproject.toml" in context  # uv reads the workspace; nothing of it is installed
     assert not {path for path in context if path.startswith(("tests", "service", ".git", ".venv"))}
+    assert not {path for path in context if path.startswith("sandbox/deployer_sandbox")}
     assert not {path for path in context if "__pycache__" in path}
 
 
@@ -39,3 +44,30 @@ def test_dependencies_install_exactly_from_the_lock() -> None:
         if i.keyword == "RUN" and "uv sync" in i.raw
     ]
     assert syncs and all("--frozen" in words and "--no-dev" in words for words in syncs)
+    assert all(words[words.index("--package") + 1] == "deployer" for words in syncs)
+
+
+def test_the_product_installs_no_sandbox_and_no_sample_service_dependency() -> None:
+    """What the function and the worker image install: the product and its dependencies."""
+    # `uv run` names itself in UV; uv on PATH otherwise.
+    uv = os.environ.get("UV") or shutil.which("uv") or "uv"
+    exported = subprocess.run(
+        [uv, "export", "--frozen", "--no-dev", "--package", "deployer", "--no-hashes"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    names = {line.split("==")[0] for line in exported.splitlines() if "==" in line}
+    assert {"slack-bolt", "google-cloud-run", "functions-framework"} <= names
+    assert not names & {"fastapi", "pydantic-settings", "deployer-sandbox"}
+    # uvicorn stays, for functions-framework's own sake (its ASGI mode), not the product's.
+    lines = exported.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("uvicorn=="))
+    via = []
+    for line in lines[start + 1 :]:
+        if not line.startswith("    #"):
+            break
+        via.append(line.removeprefix("    #").strip())
+    assert set(via) - {"via"} <= {"functions-framework", "uvicorn-worker"}

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from deployer_sandbox.harness.sandbox import Sandbox
 from google.api_core import exceptions
 from google.cloud import secretmanager_v1
 
@@ -17,7 +18,6 @@ from deployer.adapters.google_clients import google_client
 from deployer.config import SecretRef, load_config
 from deployer.config_edit import pin_secret_refs
 from deployer.errors import ConfigError
-from deployer.sandbox.server import Sandbox
 from tests.conftest import REGION
 
 # The seed's trouble makers: commas, quotes, `=`, `#`, several lines, non-ASCII, `$`.

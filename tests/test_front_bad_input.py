@@ -13,8 +13,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from deployer_sandbox.harness.sandbox import Sandbox
 
-from deployer.sandbox.server import Sandbox
 from tests.engine_world import World, close_world, make_world
 from tests.front_requests import FORM, WireRequest, block_action, slack_headers, slash_command
 from tests.front_world import FrontWorld, in_process, make_front

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from deployer_sandbox.harness.chat_front import create_worker_job, store_bot_token
+from deployer_sandbox.harness.sandbox import Sandbox
 from google.cloud import run_v2
 
 from deployer.adapters.google_clients import EMULATOR_HOST_ENV, google_client
@@ -27,8 +29,6 @@ from deployer.front.outbox import Outbox
 from deployer.front.thread import open_thread
 from deployer.front.worker import run_deploy
 from deployer.pipeline.record import DeployRecord, Lock, State
-from deployer.sandbox.server import Sandbox
-from deployer.sandbox.webhook import create_worker_job, store_bot_token
 from deployer.store.sqlite import SqliteStore
 from tests.conftest import REGION
 from tests.engine_world import ENVIRONMENT, World, wait_finished, world_fixture  # noqa: F401  (fixture)

@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from deployer_sandbox.harness.sandbox import Sandbox
 
 from deployer.errors import RefusedError
 from deployer.front.context import current_context
 from deployer.front.github import release_deploy_id
 from deployer.front.sweep import Sweeper
 from deployer.pipeline.record import Lock, State
-from deployer.sandbox.server import Sandbox
 from deployer.store.protocol import Store
 from tests.engine_world import ENVIRONMENT, World, git, world_fixture  # noqa: F401
 from tests.front_requests import github_event, release_payload

@@ -10,9 +10,9 @@ from pathlib import Path
 import functions_framework
 import httpx
 import pytest
+from deployer_sandbox.harness.sandbox import Sandbox
 
 from deployer.pipeline.record import State
-from deployer.sandbox.server import Sandbox
 from tests.engine_world import World, world_fixture  # noqa: F401
 from tests.front_requests import github_event, send_flask, slash_command
 from tests.front_world import FrontWorld, in_process, make_front, served

@@ -20,12 +20,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from deployer_sandbox.harness.sandbox import Sandbox
 
 from deployer.front.context import current_context
 from deployer.front.intake import take_in
 from deployer.front.sweep import Sweeper
 from deployer.pipeline.record import DeployRecord, State
-from deployer.sandbox.server import Sandbox
 from tests.engine_world import World, thread_sent, world_fixture  # noqa: F401
 from tests.front_requests import Answer, slash_command
 from tests.front_world import FrontWorld, in_process, make_front, served

@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from deployer_sandbox.harness.sandbox import Sandbox
 from hypothesis import HealthCheck, currently_in_test_context, event, given, settings
 from hypothesis import strategies as st
 
 from deployer.front import payloads
-from deployer.sandbox.server import Sandbox
 from tests.engine_world import ENVIRONMENT, World, close_world, make_world
 from tests.front_requests import (
     Answer,

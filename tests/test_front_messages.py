@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from deployer_sandbox.harness.sandbox import Sandbox
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import (
@@ -32,7 +33,6 @@ from deployer.pipeline.record import (
     StageResult,
     State,
 )
-from deployer.sandbox.server import Sandbox
 from tests.slack_thread_text import assert_matches, render_message
 
 T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC

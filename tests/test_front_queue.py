@@ -15,11 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from deployer_sandbox.harness.sandbox import Sandbox
 
 from deployer.front.context import current_context
 from deployer.front.sweep import Sweeper
 from deployer.pipeline.record import DeployRecord, State
-from deployer.sandbox.server import Sandbox
 from tests.engine_world import ENVIRONMENT, World, world_fixture  # noqa: F401
 from tests.front_requests import block_action
 from tests.front_world import FrontWorld, in_process, make_front

@@ -12,11 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from deployer_sandbox.harness.sandbox import Sandbox
 
 from deployer.front.context import current_context
 from deployer.front.sweep import Sweeper
 from deployer.pipeline.record import Outcome, Stage, State
-from deployer.sandbox.server import Sandbox
 from tests.engine_world import World, thread_sent, world_fixture  # noqa: F401
 from tests.front_world import FrontWorld, in_process, make_front, unique
 from tests.slack_thread_text import assert_matches

@@ -21,9 +21,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from deployer_sandbox.harness.sandbox import Sandbox
 
 from deployer.pipeline.record import State
-from deployer.sandbox.server import Sandbox
 from tests.engine_world import ENVIRONMENT, World, world_fixture  # noqa: F401
 from tests.front_requests import SLACK_PATH, TEAM, WireRequest
 from tests.front_world import FrontWorld, in_process, make_front, unique

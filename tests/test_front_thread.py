@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
+from deployer_sandbox.harness.sandbox import Sandbox
 
 from deployer.adapters.slack_chat import SlackChat
 from deployer.adapters.slack_client import slack_web_client
@@ -29,7 +30,6 @@ from deployer.pipeline.events import (
     fan_out,
 )
 from deployer.pipeline.record import DeployRecord, Outcome, Stage, StageResult, State
-from deployer.sandbox.server import Sandbox
 from deployer.store.sqlite import SqliteStore
 from tests.engine_world import ENVIRONMENT, Recorder, World, world_fixture  # noqa: F401
 from tests.slack_thread_text import assert_matches, read_messages, read_thread

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 
 import pytest
+from deployer_sandbox.harness.sandbox import Sandbox
 from google.api_core import exceptions
 from google.cloud import run_v2, secretmanager_v1
 
 from deployer.adapters.google_clients import EMULATOR_HOST_ENV, google_client
-from deployer.sandbox.server import Sandbox
 
 
 def test_emulator_host_variable_routes_every_client_to_the_sandbox(gcp: Sandbox) -> None:

@@ -21,11 +21,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from deployer_sandbox.harness.sandbox import Sandbox
 
 from deployer.front.context import current_context
 from deployer.front.sweep import Sweeper
 from deployer.pipeline.record import DeployRecord, State
-from deployer.sandbox.server import Sandbox
 from deployer.store import open_store
 from tests.engine_world import ENVIRONMENT, World, close_world, make_world, world_fixture  # noqa: F401
 from tests.front_world import FrontWorld, in_process, make_front

@@ -8,11 +8,11 @@ import logging
 import os
 
 import pytest
+from deployer_sandbox.harness.seed import Demo
 
 from deployer import cli, logs
 from deployer.pipeline.events import DeployFinished, StageFinished, StageStarted
 from deployer.pipeline.record import DeployRecord, Outcome, Stage, StageResult, State
-from deployer.sandbox.demo import Demo
 
 SIGNING_SECRET = "8f14e45fceea167a5a36dedd4bea2543"
 

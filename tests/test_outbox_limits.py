@@ -15,14 +15,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from deployer_sandbox.common.faults import Faults
+from deployer_sandbox.harness.http_server import SandboxHttp
+from deployer_sandbox.slack.rate_limits import SlackRateLimits
 
 from deployer.adapters.slack_chat import SlackChat
 from deployer.adapters.slack_client import slack_web_client
 from deployer.front.mrkdwn import says
 from deployer.front.outbox import Outbox
-from deployer.sandbox.faults import Faults
-from deployer.sandbox.http_front import SandboxHttp
-from deployer.sandbox.slack_rate_limits import SlackRateLimits
 from deployer.store.sqlite import SqliteStore
 
 SCALE = 4.0  # Slack's limits, four times faster: ~4 posts a second per channel, burst 3

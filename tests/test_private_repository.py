@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from deployer_sandbox.harness.sandbox import Sandbox
 from google.cloud.devtools import cloudbuild_v1
 
 from deployer import cli
@@ -21,7 +22,6 @@ from deployer.adapters.source_repositories import CloudBuildSources
 from deployer.config import load_config
 from deployer.pipeline.ports import SourceProblem
 from deployer.pipeline.record import State
-from deployer.sandbox.server import Sandbox
 from tests.conftest import REGION
 from tests.engine_world import World, close_world, make_world
 

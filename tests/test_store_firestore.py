@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from deployer_sandbox.harness.sandbox import Sandbox
 from google.api_core import exceptions
 from google.cloud import firestore
 
@@ -23,7 +24,6 @@ from deployer.config import load_config
 from deployer.engine import Engine
 from deployer.errors import RefusedError
 from deployer.pipeline.record import Lock, State
-from deployer.sandbox.server import Sandbox
 from deployer.store import open_store
 from deployer.store.firestore import (
     DEPLOYS,

@@ -1,0 +1,70 @@
+"""Cloud Run Admin v2: services, revisions and jobs, with revisions running as local processes.
+
+CloudRun
+├── google.cloud.run.v2.Services    run_services.py   -> run_reconciler.py (per-service queue)
+├── google.cloud.run.v2.Revisions   run_revisions.py
+├── google.cloud.run.v2.Jobs, ...   run_jobs.py
+├── RevisionLauncher                run_launcher.py   -> revision_processes.py -> child_processes.py
+└── Router                          router.py         (service and tag URLs; ID tokens
+                                                       checked with id_tokens.py)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import grpc
+
+from deployer_sandbox.cloud_run.jobs import RunJobs
+from deployer_sandbox.cloud_run.launcher import RevisionLauncher
+from deployer_sandbox.cloud_run.processes import RevisionProcesses
+from deployer_sandbox.cloud_run.revisions import RevisionsServicer
+from deployer_sandbox.cloud_run.router import Router
+from deployer_sandbox.cloud_run.serial import SerialQueues
+from deployer_sandbox.cloud_run.services import ServicesServicer
+from deployer_sandbox.cloud_run.state import RunState
+from deployer_sandbox.common.faults import Faults
+from deployer_sandbox.common.images import ImageStore
+from deployer_sandbox.common.operations import Operations
+from deployer_sandbox.metadata.id_tokens import IdTokenKey
+from deployer_sandbox.secret_manager.api import SecretManager
+
+
+class CloudRun:
+    """The Cloud Run component of the sandbox; `close()` ends every revision process."""
+
+    def __init__(
+        self,
+        operations: Operations,
+        images: ImageStore,
+        secrets: SecretManager,
+        faults: Faults,
+        workdir: Path,
+        id_tokens: IdTokenKey | None = None,
+        platform_env: Mapping[str, str] | None = None,
+    ) -> None:
+        """`id_tokens`: the key whose ID tokens open private services; `platform_env`: what
+        every revision and job task finds in its environment (the metadata server's address)."""
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.state = RunState()
+        self.processes = RevisionProcesses(workdir / "revisions", faults)
+        self.router = Router(faults, id_tokens=id_tokens)
+        self._queues = SerialQueues("run-reconcile")
+        launcher = RevisionLauncher(self.processes, images, secrets, platform_env)
+        self._services = ServicesServicer(
+            self.state, operations, launcher, self.router, faults, self._queues
+        )
+        self._revisions = RevisionsServicer(self.state, operations, launcher, self._queues)
+        self._jobs = RunJobs(operations, images, secrets, workdir / "jobs", faults, platform_env)
+
+    def handlers(self) -> list[grpc.GenericRpcHandler]:
+        """The gRPC services: Services, Revisions, and the jobs' own."""
+        return [self._services.handler(), self._revisions.handler(), *self._jobs.handlers()]
+
+    def close(self) -> None:
+        """Stop reconciling, then end every revision process and URL. Idempotent."""
+        self._queues.close()
+        self._jobs.close()
+        self.processes.close()
+        self.router.close()

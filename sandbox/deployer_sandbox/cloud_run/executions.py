@@ -1,0 +1,363 @@
+"""One execution of a Cloud Run job: made from the job and its overrides, run as local processes.
+
+    Execution JOB-xxxxx
+        └── tasks 0..task_count-1, `parallelism` at a time, each retried up to
+            `max_retries` times and killed after `timeout`; stdout and stderr of
+            every task go to one log file, `log_uri`.
+    conditions: ResourcesAvailable (secrets read) -> Started -> Completed
+
+A task runs the template's first container. When its image is in the
+sandbox's registry it runs like a revision (the image's CMD in its context); an
+image that was never pushed runs `command` + `args` as a local command with the
+sandbox's PATH, which is how the deployer's own `deployer worker` job runs here.
+Beside the container's env, a task finds the platform's: CLOUD_RUN_JOB,
+CLOUD_RUN_EXECUTION, CLOUD_RUN_TASK_INDEX/_ATTEMPT/_COUNT, and GCE_METADATA_HOST
+and GCE_METADATA_IP naming the sandbox's metadata server (metadata_server.py),
+where google-auth finds its credentials and ID tokens as on Cloud Run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.cloud import run_v2
+
+from deployer_sandbox.cloud_run.job_names import new_execution_id
+from deployer_sandbox.cloud_run.resources import clone, now
+from deployer_sandbox.common.child_processes import (
+    exit_line,
+    minimal_environment,
+    resolve_command,
+    spawn,
+    terminate,
+)
+from deployer_sandbox.common.images import ImageStore
+from deployer_sandbox.common.operations import Operations
+from deployer_sandbox.common.rpc import RpcError, failed_precondition, invalid
+from deployer_sandbox.secret_manager.api import SecretManager
+
+log = logging.getLogger(__name__)
+
+Condition = run_v2.Condition
+State = run_v2.Condition.State
+CompletionStatus = run_v2.ExecutionReference.CompletionStatus
+# Called, with the lock held, with an execution that ended and how it ended.
+OnComplete = Callable[[run_v2.Execution, CompletionStatus], None]
+
+
+def new_etag() -> str:
+    """An opaque quoted etag, new for every write."""
+    return f'"{uuid.uuid4().hex}"'
+
+
+def condition(kind: str, state: Any, message: str = "", **extra: Any) -> run_v2.Condition:
+    """A condition of a job or an execution, stamped with the current time."""
+    return Condition(type_=kind, state=state, message=message, last_transition_time=now(), **extra)
+
+
+@dataclass
+class Execution:
+    """One execution's record, its cancel signal and the task processes it runs."""
+
+    message: run_v2.Execution
+    operation: str
+    argv: list[str]
+    cwd: str
+    env: dict[str, str]
+    max_retries: int
+    timeout: float
+    log_path: Path
+    cancel: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+    processes: set[subprocess.Popen[bytes]] = field(default_factory=set)
+    failure: str = ""
+    started: float = field(default_factory=time.monotonic)
+    # The platform's variables, set over whatever the container declares.
+    platform: dict[str, str] = field(default_factory=dict)
+
+
+def new_execution(
+    job: run_v2.Job,
+    overrides: Any,
+    images: ImageStore,
+    logs: Path,
+    platform_env: Mapping[str, str] | None = None,
+) -> Execution:
+    """A pending execution of `job` with RunJob's `overrides`; its log file goes in `logs`.
+
+    `platform_env` is in every task's environment, over the container's own
+    (the sandbox's metadata server: GCE_METADATA_HOST, GCE_METADATA_IP).
+    """
+    template = clone(job.template)
+    container = template.template.containers[0]
+    for override in overrides.container_overrides:
+        if override.name and override.name != container.name:
+            raise invalid(f"Container override names unknown container '{override.name}'.")
+        if override.clear_args:
+            del container.args[:]
+        elif override.args:
+            container.args = list(override.args)
+        merged = {env.name: env for env in container.env}
+        merged.update({env.name: env for env in override.env})
+        container.env = list(merged.values())
+    if overrides.task_count:
+        template.task_count = overrides.task_count
+    if run_v2.RunJobRequest.Overrides.pb(overrides).HasField("timeout"):
+        template.template.timeout = overrides.timeout
+    job_id = job.name.rsplit("/", 1)[1]
+    name = f"{job.name}/executions/{new_execution_id(job_id)}"
+    log_path = logs / f"{name.rsplit('/', 1)[1]}.log"
+    message = run_v2.Execution(
+        name=name,
+        uid=str(uuid.uuid4()),
+        generation=1,
+        observed_generation=1,
+        create_time=now(),
+        update_time=now(),
+        launch_stage=job.launch_stage,
+        job=job_id,
+        parallelism=template.parallelism,
+        task_count=template.task_count,
+        template=template.template,
+        reconciling=True,
+        log_uri=log_path.as_uri(),
+        etag=new_etag(),
+        labels=dict(template.labels),
+        annotations=dict(template.annotations),
+        conditions=[
+            condition("ResourcesAvailable", State.CONDITION_PENDING),
+            condition("Started", State.CONDITION_PENDING),
+            condition("Completed", State.CONDITION_PENDING),
+        ],
+    )
+    argv, cwd, env = _command(images, container)
+    platform = {
+        **(platform_env or {}),
+        "CLOUD_RUN_JOB": job_id,
+        "CLOUD_RUN_EXECUTION": name.rsplit("/", 1)[1],
+        "CLOUD_RUN_TASK_COUNT": str(template.task_count),
+    }
+    env.update(platform)
+    timeout = run_v2.TaskTemplate.pb(template.template).timeout.ToTimedelta().total_seconds()
+    return Execution(
+        message,
+        "",
+        argv,
+        cwd,
+        env,
+        template.template.max_retries,
+        timeout,
+        log_path,
+        platform=platform,
+    )
+
+
+def _command(
+    images: ImageStore, container: run_v2.Container
+) -> tuple[list[str], str, dict[str, str]]:
+    """(argv, cwd, environment without secrets resolved yet) of a task's container."""
+    image = images.resolve(container.image)
+    env = minimal_environment()
+    if image is not None:
+        env.update(image.env)
+        if container.command:
+            argv = [*container.command, *container.args]
+        else:
+            # As in Docker without ENTRYPOINT: args replace the image's CMD.
+            argv = list(container.args) or list(image.cmd)
+        return resolve_command(argv), str(image.context), env
+    if not container.command:
+        raise failed_precondition(f"Image '{container.image}' not found.")
+    return resolve_command([*container.command, *container.args]), os.getcwd(), env
+
+
+class ExecutionRunner:
+    """Runs executions on their own threads; execution state is guarded by the servicer's lock."""
+
+    def __init__(
+        self,
+        lock: threading.Lock,
+        operations: Operations,
+        secrets: SecretManager,
+        on_complete: OnComplete,
+    ) -> None:
+        self._lock = lock
+        self._operations = operations
+        self._secrets = secrets
+        self._on_complete = on_complete
+
+    def start(self, execution: Execution) -> None:
+        """Run `execution` on a thread of its own; its operation ends when it does."""
+        job_id = execution.message.job
+        threading.Thread(
+            target=self._execute, args=(execution,), name=f"job-{job_id}", daemon=True
+        ).start()
+
+    def _resolve_env(self, execution: Execution, project: str) -> dict[str, str]:
+        """The container's env over the base; secret references read now, as at task start."""
+        env = dict(execution.env)
+        for var in execution.message.template.containers[0].env:
+            ref = var.value_source.secret_key_ref
+            if not ref.secret:
+                env[var.name] = var.value
+                continue
+            secret = ref.secret if "/" in ref.secret else f"projects/{project}/secrets/{ref.secret}"
+            _, payload = self._secrets.access(f"{secret}/versions/{ref.version or 'latest'}")
+            env[var.name] = payload.decode("utf-8", "replace")
+        # The platform's variables win over anything the container declares.
+        env.update(execution.platform)
+        return env
+
+    def _execute(self, execution: Execution) -> None:
+        project = execution.message.name.split("/")[1]
+        try:
+            env = self._resolve_env(execution, project)
+        except Exception as error:
+            detail = error.message if isinstance(error, RpcError) else str(error)
+            self._set_condition(execution, "ResourcesAvailable", State.CONDITION_FAILED, detail)
+            execution.failure = f"Failed to access secrets for the container: {detail}"
+            with self._lock:
+                execution.message.failed_count = execution.message.task_count
+            self._complete(execution)
+            return
+        started = now()
+        with self._lock:
+            execution.message.start_time = started
+        self._set_condition(execution, "ResourcesAvailable", State.CONDITION_SUCCEEDED)
+        self._set_condition(execution, "Started", State.CONDITION_SUCCEEDED)
+        pending = list(range(execution.message.task_count))
+        workers = min(execution.message.parallelism or len(pending), len(pending))
+
+        def work() -> None:
+            while not execution.cancel.is_set():
+                with self._lock:
+                    if not pending:
+                        return
+                    index = pending.pop(0)
+                try:
+                    self._run_task(execution, index, env)
+                except Exception:
+                    log.exception("task %d of %s failed to run", index, execution.message.name)
+                    with self._lock:
+                        execution.message.failed_count += 1
+                        execution.failure = execution.failure or "Internal error running a task."
+
+        threads = [threading.Thread(target=work, daemon=True) for _ in range(workers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        self._complete(execution)
+
+    def _run_task(self, execution: Execution, index: int, env: dict[str, str]) -> None:
+        name = f"{execution.message.name.rsplit('/', 1)[1]}-task{index}"
+        for attempt in range(execution.max_retries + 1):
+            if execution.cancel.is_set():
+                return
+            with self._lock:
+                execution.message.running_count += 1
+                if attempt:
+                    execution.message.retried_count += 1
+            outcome = self._attempt(
+                execution,
+                {**env, "CLOUD_RUN_TASK_INDEX": str(index), "CLOUD_RUN_TASK_ATTEMPT": str(attempt)},
+            )
+            with self._lock:
+                execution.message.running_count -= 1
+                if outcome is None:
+                    execution.message.succeeded_count += 1
+                    return
+                if execution.cancel.is_set():
+                    return
+                if attempt == execution.max_retries:
+                    execution.message.failed_count += 1
+                    execution.failure = execution.failure or (
+                        f"Task {name} failed with message: {outcome}"
+                    )
+
+    def _attempt(self, execution: Execution, env: dict[str, str]) -> str | None:
+        """Run one task attempt; None on success, else why it failed."""
+        with execution.log_path.open("ab") as sink:
+            try:
+                process = spawn(execution.argv, cwd=execution.cwd, env=env, stdout=sink)
+            except OSError as error:
+                sink.write(f"Application failed to start: {error}\n".encode())
+                return "The container exited with an error."
+            with self._lock:
+                execution.processes.add(process)
+            deadline = time.monotonic() + execution.timeout
+            try:
+                while process.poll() is None:
+                    if execution.cancel.is_set() or time.monotonic() >= deadline:
+                        terminate([process])
+                        if execution.cancel.is_set():
+                            return "The execution was cancelled."
+                        sink.write(
+                            b"Terminating task because it has reached the maximum timeout.\n"
+                        )
+                        return "The configured timeout was reached."
+                    time.sleep(0.05)
+            finally:
+                with self._lock:
+                    execution.processes.discard(process)
+            sink.write(f"{exit_line(process.returncode)}\n".encode())
+            return None if process.returncode == 0 else "The container exited with an error."
+
+    def _set_condition(
+        self, execution: Execution, kind: str, state: Any, message: str = "", **extra: Any
+    ) -> None:
+        with self._lock:
+            conditions = [c for c in execution.message.conditions if c.type_ != kind]
+            conditions.append(condition(kind, state, message, **extra))
+            order = ("ResourcesAvailable", "Started", "Completed")
+            execution.message.conditions = sorted(conditions, key=lambda c: order.index(c.type_))
+            execution.message.update_time = now()
+
+    def _complete(self, execution: Execution) -> None:
+        message = execution.message
+        status: Any = run_v2.ExecutionReference.CompletionStatus
+        reason: Any = run_v2.Condition.ExecutionReason
+        with self._lock:
+            finished = message.succeeded_count + message.failed_count
+            message.cancelled_count = max(0, message.task_count - finished)
+            elapsed = time.monotonic() - execution.started
+        error: RpcError | None = None
+        if execution.cancel.is_set() and message.cancelled_count:
+            outcome = status.EXECUTION_CANCELLED
+            error = RpcError(grpc.StatusCode.CANCELLED, "The execution was cancelled.")
+            extra = {"execution_reason": reason.CANCELLED}
+        elif message.failed_count:
+            outcome = status.EXECUTION_FAILED
+            text = execution.failure or "The execution failed."
+            error = RpcError(grpc.StatusCode.FAILED_PRECONDITION, text)
+            extra = {"execution_reason": reason.NON_ZERO_EXIT_CODE}
+        else:
+            outcome, extra = status.EXECUTION_SUCCEEDED, {}
+        if error is None:
+            text = f"Execution completed successfully in {elapsed:.2f}s."
+            self._set_condition(execution, "Completed", State.CONDITION_SUCCEEDED, text)
+        else:
+            self._set_condition(
+                execution, "Completed", State.CONDITION_FAILED, error.message, **extra
+            )
+        with self._lock:
+            message.completion_time = now()
+            message.reconciling = False
+            message.running_count = 0
+            snapshot = clone(message)
+            self._on_complete(message, outcome)
+        execution.done.set()
+        if error is None:
+            self._operations.succeed(execution.operation, snapshot, metadata=snapshot)
+        else:
+            self._operations.fail(execution.operation, error, metadata=snapshot)

@@ -1,0 +1,98 @@
+"""IAM on Cloud Run jobs: `GetIamPolicy`, `SetIamPolicy`, `TestIamPermissions` of
+`google.cloud.run.v2.Jobs`, over the jobs `RunJobs` keeps (run_jobs.py).
+
+They answer as the services' do (run_iam.py, whose helpers they use): a job's policy starts
+empty (etag `ACAB`) and goes with the job; a stale etag is ABORTED; bindings come back merged
+and sorted; an unknown job is NOT_FOUND ("Resource 'J' of kind 'JOB' ..."); wildcards in
+`TestIamPermissions` are INVALID_ARGUMENT. `TestIamPermissions` answers the asked permissions
+that exist on a job (`JOB_PERMISSIONS`: run.jobs.*, run.executions.*, run.tasks.get/list) and
+that the caller holds: everything, or what the roles of an armed `caller_roles` grant.
+
+Unlike a service, a job cannot be made public: a binding for allUsers or
+allAuthenticatedUsers is INVALID_ARGUMENT "Member allUsers is invalid due to membership type
+restrictions on the resource." (as `gcloud beta run jobs add-iam-policy-binding` was answered
+in hashicorp/terraform-provider-google#13592, January 2023). Nothing is enforced by a job's
+policy: RunJob and the rest go through whoever calls. The service faults `iam_denied`,
+`iam_conflict` and `iam_org_policy` do not touch jobs.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import grpc
+from google.iam.v1 import iam_policy_pb2, policy_pb2
+
+from deployer_sandbox.cloud_run.iam import (
+    EVERYONE,
+    check_get,
+    check_test,
+    iam_methods,
+    prepare_write,
+    tested,
+    written,
+)
+from deployer_sandbox.cloud_run.roles import JOB_PERMISSIONS
+from deployer_sandbox.cloud_run.state import empty_policy
+from deployer_sandbox.common.faults import Faults
+from deployer_sandbox.common.rpc import invalid
+
+
+class JobIam:
+    """The IAM methods of `google.cloud.run.v2.Jobs`.
+
+    `lock` is the jobs' lock; `job(name)` answers the stored job (lock held) or raises
+    INVALID_ARGUMENT for a malformed name and NOT_FOUND for an unknown one. Policies are kept
+    here by job name; `forget` drops one when its job is deleted (lock held).
+    """
+
+    def __init__(self, lock: threading.Lock, job: Callable[[str], object], faults: Faults) -> None:
+        self._lock = lock
+        self._job = job
+        self._faults = faults
+        self._policies: dict[str, policy_pb2.Policy] = {}
+
+    def methods(self) -> dict[str, grpc.RpcMethodHandler]:
+        """Method handlers to serve under `google.cloud.run.v2.Jobs`."""
+        return iam_methods(self._get, self._set, self._test)
+
+    def forget(self, name: str) -> None:
+        """Drop the policy of the job `name`, which is being deleted (lock held)."""
+        self._policies.pop(name, None)
+
+    def _policy(self, name: str) -> policy_pb2.Policy:
+        """The stored policy of the job `name` (lock held); NOT_FOUND if there is no such job."""
+        self._job(name)
+        stored = self._policies.get(name)
+        return empty_policy() if stored is None else stored
+
+    def _get(self, request: iam_policy_pb2.GetIamPolicyRequest) -> policy_pb2.Policy:
+        check_get(request)
+        answer = policy_pb2.Policy()
+        with self._lock:
+            answer.CopyFrom(self._policy(request.resource))
+        return answer
+
+    def _set(self, request: iam_policy_pb2.SetIamPolicyRequest) -> policy_pb2.Policy:
+        write = prepare_write(request)
+        everyone = sorted({m for b in write.bindings or () for m in b.members} & EVERYONE)
+        if everyone:
+            raise invalid(
+                f"Member {everyone[0]} is invalid due to membership type restrictions on the "
+                "resource."
+            )
+        answer = policy_pb2.Policy()
+        with self._lock:
+            updated = written(self._policy(request.resource), write)
+            self._policies[request.resource] = updated
+            answer.CopyFrom(updated)
+        return answer
+
+    def _test(
+        self, request: iam_policy_pb2.TestIamPermissionsRequest
+    ) -> iam_policy_pb2.TestIamPermissionsResponse:
+        check_test(request)
+        with self._lock:
+            self._job(request.resource)
+        return tested(request, JOB_PERMISSIONS, self._faults)

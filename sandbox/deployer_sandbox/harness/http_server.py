@@ -1,0 +1,396 @@
+"""The sandbox's HTTP front: the Slack Web API sink and the control endpoint.
+
+    POST /api/<method>              Slack Web API (slack_sdk.WebClient base_url=URL/api/)
+    POST /response/<id>             a Slack response_url (slack_sdk.webhook.WebhookClient)
+    GET  /_sandbox/health           {"ok": true}
+    GET|DELETE /_sandbox/messages   every message posted (?channel=, ?thread_ts=) / clear
+    GET  /_sandbox/calls            every Web API call, token removed
+    POST /_sandbox/response_urls    mint a response_url
+    GET|POST|DELETE /_sandbox/faults  list / arm / clear faults (see faults.py)
+    GET  /_sandbox/rate_limits      the rate limits enforced (see slack_rate_limits.py)
+
+A Web API call meets, in this order: an armed `slack_latency` (a sleep, then
+on), an armed `slack_429` or `slack_5xx` (answered before the token is even
+looked at, so slack_sdk's retry handlers meet them exactly as they would meet
+Slack; with `after_post` the call is performed first and its answer lost; a
+fault with a `method` hits only calls of that method), then the token, then
+Slack's rate limits: a call over its method's limit is answered 429 with
+`Retry-After` and is not performed. Then an armed `slack_error` for the method
+answers `{"ok": false, "error": ...}` in its place; otherwise the method runs.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import json
+import logging
+import threading
+import time
+from email.message import Message as Headers
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from deployer_sandbox.common.faults import FaultError, Faults
+from deployer_sandbox.slack.rate_limits import SlackRateLimits
+from deployer_sandbox.slack.sink import METHODS, SlackError, SlackSink
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 1024 * 1024
+_DRAIN_LIMIT = 16 * MAX_BODY  # read (and drop) this much of an oversized body so the 413 arrives
+_JSON = "application/json; charset=utf-8"
+
+Response = tuple[int, dict[str, str], bytes]
+
+
+class _HttpError(Exception):
+    """An answer other than success, with a JSON `{"error": message}` body."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    return status, {"Content-Type": _JSON, **(headers or {})}, json.dumps(body).encode()
+
+
+def _text(status: int, body: str, headers: dict[str, str] | None = None) -> Response:
+    return status, {"Content-Type": "text/plain; charset=utf-8", **(headers or {})}, body.encode()
+
+
+def _ratelimited(retry_after: object) -> Response:
+    """Slack's answer to a call over a rate limit."""
+    body = {"ok": False, "error": "ratelimited"}
+    return _json(429, body, {"Retry-After": str(retry_after)})
+
+
+def _json_object(body: bytes, what: str) -> dict[str, Any]:
+    """The JSON object in a body (empty body: {}); 400 otherwise."""
+    if not body.strip():
+        return {}
+    try:
+        value = json.loads(body)
+    except ValueError as error:
+        raise _HttpError(400, f"{what} is not valid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise _HttpError(400, f"{what} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _form_fields(content_type: str, body: bytes) -> dict[str, Any]:
+    """Text fields of a multipart/form-data body (slack_sdk sends one when it uploads)."""
+    parser = email.parser.BytesParser(policy=email.policy.HTTP)
+    message = parser.parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body)
+    fields: dict[str, Any] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str):
+            continue
+        payload = part.get_payload(decode=True)
+        if part.get_filename() or not isinstance(payload, bytes):
+            fields[name] = "(file)"
+        else:
+            fields[name] = payload.decode("utf-8", "replace")
+    return fields
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], front: SandboxHttp) -> None:
+        self.front = front
+        super().__init__(address, _Handler)
+
+
+class SandboxHttp:
+    """Serves the Slack sink and the control endpoint on one port (bound at construction).
+
+    `rate_limits` defaults to Slack's real limits (`SlackRateLimits(scale=1.0)`).
+    """
+
+    def __init__(
+        self,
+        faults: Faults,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        sink: SlackSink | None = None,
+        rate_limits: SlackRateLimits | None = None,
+    ) -> None:
+        self.faults = faults
+        self.sink = sink if sink is not None else SlackSink()
+        self.rate_limits = rate_limits if rate_limits is not None else SlackRateLimits()
+        self._server = _Server((host, port), self)
+        self.url = f"http://{host}:{self._server.server_address[1]}"
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def start(self) -> None:
+        """Serve on a daemon thread."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name="sandbox-http",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop serving and release the port. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread is not None:
+            # shutdown() waits for serve_forever to notice; it would block forever unstarted.
+            self._server.shutdown()
+            self._thread.join(timeout=5)
+        self._server.server_close()
+
+    def mint_response_url(
+        self, channel: str | None = None, user: str | None = None, message_ts: str | None = None
+    ) -> str:
+        """A fresh response_url served here, as Slack puts in a slash command or action payload."""
+        return self.sink.open_response_url(
+            self.url, channel=channel, user=user, message_ts=message_ts
+        )
+
+    # -- routing ---------------------------------------------------------------
+
+    def handle(self, verb: str, target: str, headers: Headers, body: bytes) -> Response:
+        """Answer one request (body already read and size-checked)."""
+        parts = urlsplit(target)
+        path, query = parts.path, dict(parse_qsl(parts.query, keep_blank_values=True))
+        if path.startswith("/api/"):
+            self._allow(verb, ("GET", "POST"))
+            return self._api(path.removeprefix("/api/"), query, headers, body)
+        if path.startswith("/response/"):
+            self._allow(verb, ("POST",))
+            return self._response_url(path.removeprefix("/response/"), body)
+        routes = {
+            "/_sandbox/health": ("GET",),
+            "/_sandbox/messages": ("GET", "DELETE"),
+            "/_sandbox/calls": ("GET",),
+            "/_sandbox/response_urls": ("POST",),
+            "/_sandbox/faults": ("GET", "POST", "DELETE"),
+            "/_sandbox/rate_limits": ("GET",),
+        }
+        if path not in routes:
+            raise _HttpError(404, f"no route for {verb} {path}")
+        self._allow(verb, routes[path])
+        if path == "/_sandbox/health":
+            return _json(200, {"ok": True})
+        if path == "/_sandbox/messages":
+            if verb == "DELETE":
+                self.sink.clear()
+                return 204, {}, b""
+            return _json(200, self.sink.messages(query.get("channel"), query.get("thread_ts")))
+        if path == "/_sandbox/calls":
+            return _json(200, self.sink.calls())
+        if path == "/_sandbox/response_urls":
+            return self._mint(body)
+        if path == "/_sandbox/rate_limits":
+            return _json(200, self.rate_limits.table())
+        return self._faults(verb, body)
+
+    @staticmethod
+    def _allow(verb: str, allowed: tuple[str, ...]) -> None:
+        if verb not in allowed:
+            raise _HttpError(405, f"use {' or '.join(allowed)}", {"Allow": ", ".join(allowed)})
+
+    def _faults(self, verb: str, body: bytes) -> Response:
+        if verb == "GET":
+            return _json(200, self.faults.snapshot())
+        if verb == "DELETE":
+            self.faults.clear()
+            return 204, {}, b""
+        request = _json_object(body, "fault request")
+        kind = request.pop("kind", None)
+        if not isinstance(kind, str):
+            raise _HttpError(400, 'fault request needs "kind", e.g. {"kind": "slack_429"}')
+        try:
+            fault = self.faults.arm(kind, **request)
+        except FaultError as error:
+            raise _HttpError(400, str(error)) from None
+        return _json(201, fault.to_json())
+
+    def _mint(self, body: bytes) -> Response:
+        request = _json_object(body, "response_url request")
+        fields = {key: request.get(key) for key in ("channel", "user", "message_ts")}
+        for key, value in fields.items():
+            if value is not None and not isinstance(value, str):
+                raise _HttpError(400, f"{key} must be a string")
+        url = self.mint_response_url(fields["channel"], fields["user"], fields["message_ts"])
+        return _json(201, {"response_url": url})
+
+    def _response_url(self, token: str, body: bytes) -> Response:
+        payload: dict[str, Any] = {}
+        try:
+            payload = _json_object(body, "payload")
+        except _HttpError:
+            status, answer = 400, "invalid_payload"
+        else:
+            status, answer = self.sink.respond(token, payload)
+        self.sink.record_call("response_url", payload, status, None if status == 200 else answer)
+        return _text(status, answer)
+
+    # -- Slack Web API ---------------------------------------------------------
+
+    def _api(self, method: str, query: dict[str, str], headers: Headers, body: bytes) -> Response:
+        params: dict[str, Any] = dict(query)
+        parse_error: str | None = None
+        try:
+            params.update(self._api_body(headers.get("Content-Type", ""), body))
+        except SlackError as error:
+            parse_error = error.code
+        token = params.pop("token", None)
+        authorization = headers.get("Authorization", "")
+        if authorization.startswith("Bearer "):
+            token = authorization.removeprefix("Bearer ").strip()
+
+        if fault := self.faults.take("slack_latency"):
+            time.sleep(int(fault.params["ms"]) / 1000)
+        if fault := self.faults.take("slack_429", method=method):
+            if fault.params.get("after_post"):
+                self._perform(method, params, token, parse_error)
+            self.sink.record_call(method, params, 429, "ratelimited")
+            return _ratelimited(fault.params.get("retry_after", 1))
+        if fault := self.faults.take("slack_5xx", method=method):
+            status = int(fault.params.get("status", 503))
+            if fault.params.get("after_post"):
+                self._perform(method, params, token, parse_error)
+            self.sink.record_call(method, params, status, "server_error")
+            return _text(status, f"sandbox: injected {status} for {method}\n")
+
+        response, failure = self._perform(method, params, token, parse_error)
+        self.sink.record_call(method, params, response[0], failure)
+        return response
+
+    def _perform(
+        self, method: str, params: dict[str, Any], token: str | None, parse_error: str | None
+    ) -> tuple[Response, str | None]:
+        """Check the call, its rate limits, then run it: the answer and its error, if any."""
+        answer: dict[str, Any]
+        headers: dict[str, str] = {}
+        try:
+            if parse_error:
+                raise SlackError(parse_error)
+            if method not in METHODS:
+                raise SlackError("unknown_method")
+            self.sink.check_token(token)
+            # Slack names a valid token's scopes on every answer, ok or not (the only way
+            # to read them through the API: slack-ruby-client#378; @slack/web-api reads
+            # it into response_metadata.scopes).
+            headers["x-oauth-scopes"] = ",".join(sorted(self.sink.scopes()))
+            retry_after = self.rate_limits.take(method, self._channel_key(params))
+            if retry_after is not None:
+                # Slack's own 429: the call is not performed.
+                return _ratelimited(retry_after), "ratelimited"
+            if fault := self.faults.take("slack_error", method=method):
+                # Slack's refusal of an authenticated call, answered as Slack
+                # answers every API error: HTTP 200, ok false; nothing is done.
+                raise SlackError(str(fault.params["error"]))
+            answer = self.sink.call(method, params)
+        except SlackError as error:
+            answer = {"ok": False, "error": error.code, **error.details}
+            if error.code == "unknown_method":
+                answer["req_method"] = method
+        # Slack answers API errors with HTTP 200 and ok: false.
+        return _json(200, answer, headers), None if answer["ok"] else answer["error"]
+
+    def _channel_key(self, params: dict[str, Any]) -> str | None:
+        """The channel a call names, by id when the workspace knows it (a name or #name too)."""
+        channel = params.get("channel")
+        if channel is None or channel == "":
+            return None
+        return self.sink.channel_id(str(channel)) or str(channel)
+
+    @staticmethod
+    def _api_body(content_type: str, body: bytes) -> dict[str, Any]:
+        """Arguments from a JSON, form-encoded or multipart body."""
+        if not body.strip():
+            return {}
+        kind = content_type.split(";")[0].strip().lower()
+        if kind == "application/json":
+            try:
+                value = json.loads(body)
+            except ValueError:
+                raise SlackError("invalid_json") from None
+            if not isinstance(value, dict):
+                raise SlackError("json_not_object")
+            return value
+        if kind == "multipart/form-data":
+            return _form_fields(content_type, body)
+        return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "SandboxSlack/1.0"
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def do_DELETE(self) -> None:
+        self._serve("DELETE")
+
+    def do_PUT(self) -> None:
+        self._serve("PUT")
+
+    def do_PATCH(self) -> None:
+        self._serve("PATCH")
+
+    def _serve(self, verb: str) -> None:
+        try:
+            body = self._read_body()
+            status, headers, payload = self.server.front.handle(verb, self.path, self.headers, body)
+        except _HttpError as error:
+            status, headers, payload = _json(error.status, {"error": error.message}, error.headers)
+        except Exception:
+            # A sandbox bug must still answer like a server, never with a traceback.
+            log.exception("sandbox http: %s %s failed", verb, self.path)
+            status, headers, payload = _json(500, {"error": "internal sandbox error"})
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            raise _HttpError(411, "send a Content-Length; chunked bodies are not accepted")
+        raw = self.headers.get("Content-Length", "0") or "0"
+        try:
+            length = int(raw)
+        except ValueError:
+            raise _HttpError(400, f"bad Content-Length {raw!r}") from None
+        if length < 0:
+            raise _HttpError(400, f"bad Content-Length {raw!r}")
+        if length > MAX_BODY:
+            self._drain(length)
+            raise _HttpError(413, f"body of {length} bytes exceeds the {MAX_BODY}-byte limit")
+        return self.rfile.read(length)
+
+    def _drain(self, length: int) -> None:
+        # Reading the rest lets the client finish sending and see the 413
+        # instead of a reset connection.
+        remaining = min(length, _DRAIN_LIMIT)
+        while remaining > 0:
+            chunk = self.rfile.read(min(remaining, 64 * 1024))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+        self.close_connection = True
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("sandbox http: " + format, *args)

@@ -1,0 +1,146 @@
+"""Assembles the sandbox: one gRPC server for every Google API, one HTTP server for Slack,
+and the metadata server.
+
+Sandbox
+├── gRPC (plaintext, any credentials)
+│   ├── google.longrunning.Operations        operations.py
+│   ├── google.cloud.secretmanager.v1        secret_manager.py
+│   ├── google.devtools.cloudbuild.v1        cloud_build.py  -> images.py; triggers
+│   │                                        (build_triggers.py)
+│   ├── google.devtools.cloudbuild.v2        repositories.py (RepositoryManager)
+│   ├── google.cloud.run.v2 (services, revisions, jobs, executions)
+│   │                                        cloud_run.py    -> revision processes, router
+│   └── google.logging.v2 (ListLogEntries)   cloud_logging.py -> revision processes' logs
+├── HTTP: Slack Web API sink + control endpoint   http_front.py
+├── HTTP: git smart-HTTP, private repositories    git_server.py (the v2 repositories'
+│                                                remote_uri; read tokens from FetchReadToken)
+└── HTTP: the metadata server                 metadata_server.py (GCE_METADATA_HOST/_IP)
+        ID tokens it mints, signed by `id_tokens` (id_tokens.py), open private services
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+
+from deployer_sandbox.cloud_build.api import CloudBuild
+from deployer_sandbox.cloud_build.git_server import GitServer
+from deployer_sandbox.cloud_build.repositories import Repositories
+from deployer_sandbox.cloud_logging.api import CloudLogging
+from deployer_sandbox.cloud_run.api import CloudRun
+from deployer_sandbox.common.faults import Faults
+from deployer_sandbox.common.images import ImageStore
+from deployer_sandbox.common.operations import Operations
+from deployer_sandbox.harness.http_server import SandboxHttp
+from deployer_sandbox.metadata.id_tokens import IdTokenKey
+from deployer_sandbox.metadata.server import MetadataServer
+from deployer_sandbox.secret_manager.api import SecretManager
+from deployer_sandbox.slack.rate_limits import SlackRateLimits
+
+log = logging.getLogger(__name__)
+
+
+class Sandbox:
+    """The local cloud, in this process. `start()` it, `stop()` it (stops every child).
+
+    `slack_rate_scale` speeds up the Slack sink's rate limits (1.0: Slack's own;
+    20: twenty times as many calls; 0 or less: none), see slack_rate_limits.py.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        host: str = "127.0.0.1",
+        grpc_port: int = 0,
+        slack_rate_scale: float = 1.0,
+    ) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir = workdir
+        self.host = host
+        self.faults = Faults()
+        self.operations = Operations()
+        self.images = ImageStore()
+        self.secrets = SecretManager()
+        # GitHub, as far as the sandbox goes: the private repositories Cloud Build's
+        # connections (RepositoryManager) serve, at `git_server.url`.
+        self.git_server = GitServer(host=host)
+        self.repositories = Repositories(self.operations, self.git_server)
+        self.builds = CloudBuild(
+            self.operations,
+            self.images,
+            self.faults,
+            workdir / "builds",
+            repositories=self.repositories,
+        )
+        # Google's signing key, as far as the sandbox goes: the metadata server signs ID
+        # tokens with it, Cloud Run's door (the router) checks them.
+        self.id_tokens = IdTokenKey()
+        self.metadata = MetadataServer(self.id_tokens, host=host)
+        self.run = CloudRun(
+            self.operations,
+            self.images,
+            self.secrets,
+            self.faults,
+            workdir / "run",
+            id_tokens=self.id_tokens,
+            platform_env=self.metadata.environment(),
+        )
+        self.logging = CloudLogging(self.run.processes, self.run.state, self.builds)
+        self.http = SandboxHttp(
+            self.faults, host=host, rate_limits=SlackRateLimits(slack_rate_scale)
+        )
+        # Builds and reconciles run on their own threads; handlers only record and answer.
+        self._grpc = grpc.server(
+            # Enough threads that callers blocked in WaitOperation (one per deploy that
+            # waits on Cloud Run) never starve the other calls.
+            futures.ThreadPoolExecutor(max_workers=256, thread_name_prefix="rpc")
+        )
+        self._grpc.add_generic_rpc_handlers(
+            [
+                self.operations.handler(),
+                self.secrets.handler(),
+                self.builds.handler(),
+                self.repositories.handler(),
+                *self.run.handlers(),
+                self.logging.handler(),
+            ]
+        )
+        self._grpc_port = self._grpc.add_insecure_port(f"{host}:{grpc_port}")
+        self._stopped = False
+
+    @property
+    def grpc_address(self) -> str:
+        """host:port for `DEPLOYER_GCP_EMULATOR_HOST`."""
+        return f"{self.host}:{self._grpc_port}"
+
+    @property
+    def slack_api_url(self) -> str:
+        """Base URL of the Slack Web API sink, for `SLACK_API_URL`."""
+        return f"{self.http.url}/api/"
+
+    @property
+    def metadata_address(self) -> str:
+        """host:port of the metadata server, for both `GCE_METADATA_HOST` and `GCE_METADATA_IP`."""
+        return self.metadata.address
+
+    def start(self) -> Sandbox:
+        self._grpc.start()
+        self.http.start()
+        self.metadata.start()
+        self.git_server.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and end every process the sandbox started. Safe to call twice."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._grpc.stop(grace=0.5)
+        for component in (self.run, self.builds, self.http, self.metadata, self.git_server):
+            try:
+                component.close()
+            except Exception:
+                log.exception("closing %s failed", type(component).__name__)

@@ -1,0 +1,62 @@
+"""The sandbox is a package of its own: only its harness knows the deployer, and the
+deployer knows only the harness (lazily, for `deployer sandbox` and `deployer demo`)."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SANDBOX = ROOT / "sandbox" / "deployer_sandbox"
+PRODUCT = ROOT / "deployer"
+
+
+def imports(path: Path) -> Iterator[tuple[int, str]]:
+    """(line, module) of every import in the file, at any depth (lazy imports too)."""
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            yield from ((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node.lineno, node.module
+
+
+def _offending(root: Path, forbidden: str, allowed: tuple[str, ...]) -> list[str]:
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        where = path.relative_to(ROOT).as_posix()
+        if where.startswith(allowed):
+            continue
+        for line, module in imports(path):
+            if module == forbidden or module.startswith(forbidden + "."):
+                found.append(f"{where}:{line} imports {module}")
+    return found
+
+
+def test_only_the_harness_imports_the_deployer() -> None:
+    assert SANDBOX.is_dir()
+    assert _offending(SANDBOX, "deployer", ("sandbox/deployer_sandbox/harness/",)) == []
+
+
+def test_the_deployer_reaches_the_sandbox_only_through_its_harness() -> None:
+    found = [
+        entry
+        for entry in _offending(PRODUCT, "deployer_sandbox", ())
+        if not entry.split(" imports ")[1].startswith("deployer_sandbox.harness")
+    ]
+    assert found == []
+    assert not (PRODUCT / "sandbox").exists()
+
+
+def test_each_emulated_api_is_a_package() -> None:
+    packages = {path.parent.name for path in SANDBOX.glob("*/__init__.py")}
+    assert packages == {
+        "cloud_build",
+        "cloud_logging",
+        "cloud_run",
+        "common",
+        "harness",
+        "metadata",
+        "secret_manager",
+        "slack",
+    }
