@@ -102,7 +102,7 @@ def check_service(platform: Platform, service: ServiceConfig, checks: list[Check
     """Add the Cloud Run service's check; whether the service exists."""
     subject = f"service {service.service}"
     try:
-        state = current_service(platform.revisions, service)
+        state = current_service(platform.services, service)
     except StageFailed as failure:
         checks.append(Check(Status.FAIL, subject, failure.summary))
         return True

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
 
 from deployer.check_results import Check, Status, plural
+from deployer.cli_ports import Permissions
 from deployer.config import Environment, ServiceConfig
 
 # What the deployer itself does to a service: read it, roll out revisions and traffic, and
@@ -34,52 +32,6 @@ RUN_WITH_OVERRIDES = "run.jobs.runWithOverrides"
 # (roles/iam.serviceAccountUser); Cloud Run's own testIamPermissions cannot ask it.
 ACT_AS = "iam.serviceAccounts.actAs"
 _DEFAULT_RUNTIME_SA = re.compile(r"^serviceAccount:\d+-compute@developer\.gserviceaccount\.com$")
-
-
-@dataclass(frozen=True)
-class Grant:
-    """The caller's answer from `testIamPermissions`: which of the asked permissions it lacks."""
-
-    checked: bool
-    missing: tuple[str, ...] = ()
-    note: str = ""  # why it was not checked
-
-
-@dataclass(frozen=True)
-class Bindings:
-    """A resource's IAM policy: role -> members."""
-
-    checked: bool
-    roles: Mapping[str, frozenset[str]] = field(default_factory=dict)
-    note: str = ""
-
-    def members(self, roles: frozenset[str]) -> set[str]:
-        """Who holds any of `roles`."""
-        return {member for role in roles for member in self.roles.get(role, frozenset())}
-
-
-class Permissions(Protocol):
-    """The slice of IAM the checks ask."""
-
-    def on_service(self, service: ServiceConfig, permissions: Sequence[str]) -> Grant:
-        """Which of `permissions` the caller lacks on the Cloud Run service."""
-        ...
-
-    def on_secret(self, project: str, secret: str, permissions: Sequence[str]) -> Grant:
-        """Which of `permissions` the caller lacks on the secret."""
-        ...
-
-    def on_job(self, job: str, permissions: Sequence[str]) -> Grant:
-        """Which of `permissions` the caller lacks on the Cloud Run job `job` (full name)."""
-        ...
-
-    def service_policy(self, service: ServiceConfig) -> Bindings:
-        """The Cloud Run service's IAM bindings."""
-        ...
-
-    def secret_policy(self, project: str, secret: str) -> Bindings:
-        """The secret's IAM bindings."""
-        ...
 
 
 def not_checked(subject: str, note: str) -> Check:

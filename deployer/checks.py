@@ -20,7 +20,6 @@ from deployer.check_preflight import (
 )
 from deployer.check_results import Check, CheckReport, EnvironmentReport, Status, plural
 from deployer.check_rights import (
-    Permissions,
     check_act_as,
     check_public_access,
     check_runtime_access,
@@ -29,6 +28,7 @@ from deployer.check_rights import (
     check_worker_job,
 )
 from deployer.check_slack import check_channel, check_usergroups
+from deployer.cli_ports import Permissions
 from deployer.config import Config, load_config
 from deployer.errors import ConfigError
 from deployer.front.ports import Chat

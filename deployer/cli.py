@@ -10,10 +10,10 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deployer import logs
+from deployer.cli_parser import parser
 from deployer.errors import DeployerError
 from deployer.pipeline.record import DeployRecord, Lock, State
 
@@ -22,137 +22,6 @@ if TYPE_CHECKING:
     from deployer.front.ports import Chat
     from deployer.front.thread_box import ThreadBox
     from deployer.pipeline.events import Listener
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="deployer", description="ChatOps deployer for Google Cloud Run."
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    deploy = commands.add_parser("deploy", help="build REF and roll it out to ENV")
-    deploy.add_argument("environment", metavar="ENV")
-    deploy.add_argument(
-        "ref", metavar="REF", nargs="?", help="branch, tag or commit (default HEAD)"
-    )
-    deploy.add_argument("--service", help="the service, when several are configured")
-    deploy.add_argument(
-        "--dry-run", action="store_true", help="run preflight and show the plan; change nothing"
-    )
-
-    status = commands.add_parser("status", help="what runs where")
-    status.add_argument("environment", metavar="ENV", nargs="?")
-    status.add_argument("--json", action="store_true", help="a JSON list, one entry per ENV")
-
-    history = commands.add_parser("history", help="deploys and rollbacks of ENV, newest first")
-    history.add_argument("environment", metavar="ENV")
-    history.add_argument("--limit", type=int, default=20)
-    history.add_argument("--json", action="store_true", help="a JSON list of records")
-
-    show = commands.add_parser("show", help="one deploy or rollback in full")
-    show.add_argument("deploy_id", metavar="ID")
-    show.add_argument("--json", action="store_true", help="the record as JSON")
-
-    rollback = commands.add_parser(
-        "rollback", help="move ENV's traffic back to an earlier revision"
-    )
-    rollback.add_argument("environment", metavar="ENV")
-    rollback.add_argument("--to", metavar="REVISION", help="default: the previous ready revision")
-
-    lock = commands.add_parser("lock", help="stop others from deploying to ENV")
-    lock.add_argument("environment", metavar="ENV")
-    lock.add_argument("--reason", default="")
-
-    unlock = commands.add_parser("unlock", help="release ENV's lock")
-    unlock.add_argument("environment", metavar="ENV")
-    unlock.add_argument(
-        "--force",
-        action="store_true",
-        help="clear a deploy's lock too: the deploy is abandoned, its build stopped, "
-        "and the traffic that served before it put back and verified",
-    )
-    unlock.add_argument("--reason", default="", help="why, kept with the abandoned deploy")
-
-    commands.add_parser(
-        "sweep",
-        help="resume or abandon deploys whose worker died, start queued deploys, drain Slack",
-        description="One pass of the time-driven work (Cloud Scheduler runs it every minute).",
-    )
-
-    env = commands.add_parser("env", help="move environment variables into Secret Manager")
-    env_commands = env.add_subparsers(dest="env_command", required=True, metavar="COMMAND")
-    env_import = env_commands.add_parser(
-        "import",
-        help="a dotenv file into Secret Manager, pinned in the config",
-        description="Create (or add a version to) one secret per variable of FILE, exactly as "
-        "written, and pin each in [environments.ENV.secrets] of $DEPLOYER_CONFIG. "
-        "Values are never printed.",
-    )
-    env_import.add_argument("file", metavar="FILE", type=Path, help="e.g. .env.prod")
-    env_import.add_argument("--env", required=True, metavar="ENV", dest="environment")
-    env_import.add_argument(
-        "--prefix", metavar="NAME", help="secret ids are NAME-variable-name (default: ENV)"
-    )
-    env_import.add_argument(
-        "--dry-run", action="store_true", help="show what would be written; change nothing"
-    )
-
-    check = commands.add_parser(
-        "check", help="preflight of config, secrets, service and rights, without deploying"
-    )
-    check.add_argument("environment", metavar="ENV", nargs="?", help="default: every environment")
-    check.add_argument("--ref", help="the ref a deploy would build (default HEAD)")
-
-    serve = commands.add_parser(
-        "serve", help="run the webhook server (the app main.py exposes) until stopped"
-    )
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument(
-        "--port",
-        type=int,
-        default=int(os.environ.get("PORT") or 8080),
-        help="default: $PORT or 8080",
-    )
-
-    worker = commands.add_parser("worker", help="run (or resume) one saved deploy by id")
-    worker.add_argument("deploy_id", metavar="DEPLOY_ID")
-
-    demo = commands.add_parser(
-        "demo",
-        help="watch /deploy prod unfold as a Slack thread, against the sandbox",
-        description="Start the sandbox, send a signed /deploy prod as Slack would, show the "
-        "thread live, then /deploy status. Exit 0 when the deploy succeeded.",
-    )
-    demo.add_argument(
-        "--timeout", type=float, default=300.0, help="seconds the whole demo may take"
-    )
-
-    sandbox = commands.add_parser(
-        "sandbox",
-        help="run the local cloud (Cloud Build, Cloud Run, Secret Manager, Slack) until stopped",
-        description="Run the local cloud until SIGINT/SIGTERM; every child process ends with it.",
-    )
-    sandbox.add_argument(
-        "--state-file",
-        type=Path,
-        help="write the sandbox's addresses and demo here (JSON) once ready",
-    )
-    sandbox.add_argument(
-        "--no-demo", action="store_true", help="start empty: no demo secrets, build or service"
-    )
-    sandbox.add_argument(
-        "--smoke",
-        action="store_true",
-        help="check the demo service answers /health with the commit it was built from, then exit",
-    )
-    sandbox.add_argument(
-        "--slack-rate-scale",
-        type=float,
-        default=1.0,
-        metavar="X",
-        help="Slack's rate limits, X times faster (default 1: Slack's own; 0: no limits)",
-    )
-    return parser
 
 
 def _requester() -> str:
@@ -288,7 +157,7 @@ def _run(args: argparse.Namespace) -> int:
     from deployer.pipeline.events import fan_out
 
     if args.command == "serve":
-        from deployer.front.http import serve as serve_webhooks
+        from deployer.front.server import serve as serve_webhooks
 
         return serve_webhooks(args.host, args.port)
     if args.command == "env":
@@ -376,7 +245,7 @@ def _sandbox_harness() -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `deployer` console script."""
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     logs.configure()
     if args.command in ("sandbox", "demo"):
         harness = _sandbox_harness()

@@ -8,7 +8,6 @@ field, commented.
 
 from __future__ import annotations
 
-import os
 import re
 import tomllib
 from pathlib import Path
@@ -26,10 +25,10 @@ from pydantic import (
     model_validator,
 )
 
-from deployer import run_names
+from deployer import config_text, run_names
 from deployer.errors import ConfigError
 
-CONFIG_ENV = "DEPLOYER_CONFIG"
+CONFIG_ENV = config_text.CONFIG_ENV
 
 # Names Cloud Run sets itself or refuses in a revision's environment.
 RESERVED_ENV = frozenset({"PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION"})
@@ -353,36 +352,14 @@ class Config(_Frozen):
         return self.services[self.environment(environment).service]
 
 
-# DEPLOYER_CONFIG may name a Secret Manager secret instead of a file: the function and the
-# worker job then read the same text, and the deployer's image holds nothing of a team's.
-_CONFIG_SECRET = re.compile(
-    r"^projects/(?P<project>[^/]+)/secrets/(?P<secret>[A-Za-z0-9_-]{1,255})"
-    r"(?:/versions/(?P<version>latest|[1-9][0-9]*))?$"
-)
-
-
 def load_config(path: Path | str | None = None) -> Config:
     """Read and validate the configuration at `path`, or at `DEPLOYER_CONFIG`.
 
     A `projects/P/secrets/S[/versions/V]` name is read from Secret Manager (default
     `latest`); its relative paths, having no folder, stay as written.
     """
-    if path is None:
-        path = os.environ.get(CONFIG_ENV)
-        if not path:
-            raise ConfigError(f"{CONFIG_ENV} is not set; point it at your deployer.toml")
-    secret = _CONFIG_SECRET.match(str(path))
-    if secret is not None:
-        text, origin = _read_config_secret(
-            secret["project"], secret["secret"], secret["version"] or "latest"
-        )
-        return parse_config(text, Path(origin), folder=None)
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file; set {CONFIG_ENV} to your deployer.toml") from None
-    return parse_config(text, path, folder=path.parent)
+    found = config_text.read(path)
+    return parse_config(found.text, found.origin, found.folder)
 
 
 def parse_config(text: str, origin: Path, folder: Path | None) -> Config:
@@ -392,62 +369,8 @@ def parse_config(text: str, origin: Path, folder: Path | None) -> Config:
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{origin}: not valid TOML: {error}") from None
     if folder is not None:
-        _anchor_relative_paths(data, folder)
+        config_text.anchor_relative_paths(data, folder)
     try:
         return Config.model_validate({**data, "path": origin})
     except ValidationError as error:
-        raise ConfigError(f"{origin}: " + describe(error)) from None
-
-
-def _read_config_secret(project: str, secret: str, version: str) -> tuple[str, str]:
-    """(text, the version's full name) of a config kept in Secret Manager."""
-    # Google's clients load lazily: a config read from a file needs none of them.
-    from google.cloud import secretmanager_v1
-
-    from deployer.adapters.google_clients import google_client
-    from deployer.adapters.secret_manager import SecretManagerSecrets
-    from deployer.pipeline.ports import SecretProblem
-
-    client = google_client(secretmanager_v1.SecretManagerServiceClient)
-    try:
-        pinned, text = SecretManagerSecrets(client).read_text(
-            project, SecretRef(secret=secret, version=version)
-        )
-    except SecretProblem as problem:
-        raise ConfigError(f"{CONFIG_ENV}: {problem}") from None
-    finally:
-        client.transport.close()  # type: ignore[no-untyped-call]
-    return text, f"projects/{project}/secrets/{secret}/versions/{pinned.version}"
-
-
-def _looks_remote(location: str) -> bool:
-    """A URL (scheme://...) or scp-like `user@host:path`, as git understands them."""
-    return "://" in location or re.match(r"^[\w.-]+@[\w.-]+:", location) is not None
-
-
-def _anchor_relative_paths(data: dict[str, Any], folder: Path) -> None:
-    """Make relative local git sources relative to the config's folder."""
-    services = data.get("services")
-    if not isinstance(services, dict):
-        return
-    for service in services.values():
-        if not isinstance(service, dict):
-            continue
-        source = service.get("source")
-        git = source.get("git") if isinstance(source, dict) else None
-        if isinstance(source, dict) and isinstance(git, str) and not _looks_remote(git):
-            source["git"] = str((folder / git).resolve())
-
-
-def describe(error: ValidationError) -> str:
-    """One line per problem: the dotted field and what is wrong with it."""
-    lines = []
-    for problem in error.errors(include_url=False):
-        field = ".".join(str(part) for part in problem["loc"])
-        message = problem["msg"].removeprefix("Value error, ")
-        if problem["type"] == "extra_forbidden":
-            message = "unknown field; check its spelling against deployer.example.toml"
-        elif problem["type"] == "missing":
-            message = "required field missing"
-        lines.append(f"{field}: {message}" if field else message)
-    return "; ".join(lines)
+        raise ConfigError(f"{origin}: " + config_text.describe(error)) from None

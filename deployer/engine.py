@@ -18,6 +18,7 @@ from deployer.pipeline.ports import (
     RevisionInfo,
     ServiceState,
 )
+from deployer.pipeline.probes import probe_once
 from deployer.pipeline.record import DeployRecord, Lock, new_deploy_id
 from deployer.pipeline.runs import Runs
 from deployer.pipeline.traffic import audience
@@ -63,6 +64,24 @@ class EnvironmentStatus:
     tagged: list[RevisionStatus] = field(default_factory=list)  # 0 % revisions with a tag
 
 
+def bare_status(config: Config, environment: str, problem: str = "") -> EnvironmentStatus:
+    """An environment's status before anything about it is read: where it runs, nothing
+    serving, no locks, no last deploy, no health; `problem` says why nothing more."""
+    settings = config.environment(environment)
+    service = config.services[settings.service]
+    return EnvironmentStatus(
+        environment=environment,
+        service=service.service,
+        location=f"{service.project}/{service.region}",
+        uri="",
+        serving=[],
+        locks=[],
+        last=None,
+        health=None,
+        problem=problem,
+    )
+
+
 def default_platform(host: str | None = None) -> Platform:
     """The real adapters: Google's APIs, or the sandbox at `host` / DEPLOYER_GCP_EMULATOR_HOST."""
     from google.cloud import run_v2, secretmanager_v1
@@ -71,7 +90,7 @@ def default_platform(host: str | None = None) -> Platform:
 
     from deployer.adapters.cloud_build import CloudBuildBuilds
     from deployer.adapters.cloud_logging import BuildLogs, RevisionLogs
-    from deployer.adapters.cloud_run import CloudRunRevisions
+    from deployer.adapters.cloud_run import CloudRunServices
     from deployer.adapters.google_clients import google_client
     from deployer.adapters.health import HttpHealth
     from deployer.adapters.secret_manager import SecretManagerSecrets
@@ -90,7 +109,7 @@ def default_platform(host: str | None = None) -> Platform:
         secrets=SecretManagerSecrets(
             google_client(secretmanager_v1.SecretManagerServiceClient, host)
         ),
-        revisions=CloudRunRevisions(
+        services=CloudRunServices(
             google_client(run_v2.ServicesClient, host),
             google_client(run_v2.RevisionsClient, host),
             RevisionLogs(google_client(LoggingServiceV2Client, host)),
@@ -239,42 +258,29 @@ class Engine:
         settings = self.config.environment(environment)
         service = self.config.services[settings.service]
         history = self.store.history(environment, 1)
-        base = EnvironmentStatus(
-            environment=environment,
-            service=service.service,
-            location=f"{service.project}/{service.region}",
-            uri="",
-            serving=[],
+        base = replace(
+            bare_status(self.config, environment),
             locks=self.store.locks(environment),
             last=history[0] if history else None,
-            health=None,
         )
         try:
-            state = self.platform.revisions.current(service)
-            infos = {r.name: r for r in self.platform.revisions.revisions(service, 50)}
+            state = self.platform.services.current(service)
+            infos = {r.name: r for r in self.platform.services.revisions(service, 50)}
         except Exception as error:  # status must answer even when Cloud Run does not
             return replace(base, problem=f"cannot read {service.service}: {error}")
         if state is None:
             return replace(base, problem=f"service {service.service} does not exist")
         rows = [self._with_requester(row) for row in _revision_rows(state, infos)]
         serving = [row for row in rows if row.percent > 0]
-        top = max(serving, key=lambda row: row.percent, default=None)
-        # Report the commit check only when one labelled revision takes all traffic.
-        single = top is not None and bool(top.commit) and len(serving) == 1
-        check = service.health.model_copy(
-            update={
-                "consecutive": 1,
-                "failures": 1,
-                "version_field": service.health.version_field if single else "",
-            }
-        )
-        health = self.platform.health.check(
-            state.uri + check.path,
-            check,
-            top.commit if top else "",
-            STATUS_HEALTH_TIMEOUT,
-            audience(settings.run.allow_unauthenticated, state.uri),
-            lambda _: None,
+        # The commit is checked only when one labelled revision takes all traffic.
+        health = probe_once(
+            self.platform.health,
+            service.health,
+            state.uri,
+            commit=serving[0].commit if len(serving) == 1 else "",
+            timeout=STATUS_HEALTH_TIMEOUT,
+            audience=audience(settings.run.allow_unauthenticated, state.uri),
+            failures=1,
         )
         return replace(
             base,

@@ -19,8 +19,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from deployer.cli_ports import SecretWriter, StoredSecret
 from deployer.config import RESERVED_ENV, RESERVED_ENV_PREFIXES, Config, load_config
 from deployer.config_edit import pin_secret_refs, validate_config_text, write_config
 from deployer.dotenv import parse_dotenv
@@ -31,31 +32,6 @@ MAX_VALUE_BYTES = 64 * 1024  # Secret Manager's payload limit
 _SECRET_ID = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 _PREFIX = re.compile(r"^[A-Za-z0-9_-]{0,200}$")
 _MANAGED_LABELS = {"managed-by": "deployer"}
-
-
-# --- the slice of Secret Manager this needs -------------------------------------------
-
-
-@dataclass(frozen=True)
-class StoredSecret:
-    """A secret as Secret Manager holds it: its latest enabled version and that version's bytes."""
-
-    version: str | None  # None: no enabled version
-    data: bytes | None
-
-
-class SecretWriter(Protocol):
-    def stored(self, project: str, secret: str) -> StoredSecret | None:
-        """The latest enabled version (CRC32C checked), or None when the secret does not exist."""
-        ...
-
-    def create(self, project: str, secret: str, labels: Mapping[str, str]) -> None:
-        """Create an empty secret with automatic replication."""
-        ...
-
-    def add_version(self, project: str, secret: str, data: bytes) -> str:
-        """Add `data` as a new enabled version; its number."""
-        ...
 
 
 # --- the result ---------------------------------------------------------------------------
@@ -122,17 +98,7 @@ def import_env(
     prefix = environment if prefix is None else prefix
     if not _PREFIX.match(prefix):
         raise ConfigError(f"--prefix {prefix!r}: use letters, digits, '-' and '_' only")
-    values = _read_dotenv(dotenv_path)
-
-    skipped: list[tuple[str, str]] = []
-    chosen: dict[str, bytes] = {}
-    for name, value in values.items():
-        if name in RESERVED_ENV or name.startswith(RESERVED_ENV_PREFIXES):
-            skipped.append((name, "Cloud Run sets it itself"))
-        elif value == "":
-            skipped.append((name, "empty; Secret Manager stores no empty value (put it in `env`)"))
-        else:
-            chosen[name] = value.encode("utf-8")
+    chosen, skipped = _choose(_read_dotenv(dotenv_path))
     _refuse_conflicts(config, environment, dotenv_path, chosen, prefix)
     ids = {name: secret_id(name, prefix) for name in chosen}
 
@@ -141,19 +107,10 @@ def import_env(
     validate_config_text(
         config.path, pin_secret_refs(text, environment, {n: f"{s}:1" for n, s in ids.items()})
     )
-
-    planned: list[ImportItem] = []
-    for name, data in chosen.items():
-        previous = str(settings.secrets[name]) if name in settings.secrets else None
-        stored = _stored(writer, project, ids[name])
-        if stored is None:
-            action, version = Action.CREATE, None
-        elif stored.data == data:
-            action, version = Action.UNCHANGED, stored.version
-        else:
-            action, version = Action.ADD, None
-        planned.append(ImportItem(name, ids[name], action, version, previous))
-
+    planned = [
+        _plan_item(writer, project, name, ids[name], data, settings.secrets)
+        for name, data in chosen.items()
+    ]
     base = ImportResult(
         source=dotenv_path,
         environment=environment,
@@ -165,7 +122,54 @@ def import_env(
     )
     if dry_run:
         return base
+    done, problem = _write(writer, project, environment, planned, chosen)
+    if problem:
+        return _replace(base, items=tuple(done), error=problem)
+    return _pin(base, config.path, text, done)
 
+
+def _choose(values: Mapping[str, str]) -> tuple[dict[str, bytes], list[tuple[str, str]]]:
+    """The variables that become secrets (as bytes), and those skipped with why."""
+    skipped: list[tuple[str, str]] = []
+    chosen: dict[str, bytes] = {}
+    for name, value in values.items():
+        if name in RESERVED_ENV or name.startswith(RESERVED_ENV_PREFIXES):
+            skipped.append((name, "Cloud Run sets it itself"))
+        elif value == "":
+            skipped.append((name, "empty; Secret Manager stores no empty value (put it in `env`)"))
+        else:
+            chosen[name] = value.encode("utf-8")
+    return chosen, skipped
+
+
+def _plan_item(
+    writer: SecretWriter,
+    project: str,
+    name: str,
+    secret: str,
+    data: bytes,
+    pinned: Mapping[str, object],
+) -> ImportItem:
+    """What importing `name` as `secret` would do, from what Secret Manager holds now."""
+    previous = str(pinned[name]) if name in pinned else None
+    stored = _stored(writer, project, secret)
+    if stored is None:
+        action, version = Action.CREATE, None
+    elif stored.data == data:
+        action, version = Action.UNCHANGED, stored.version
+    else:
+        action, version = Action.ADD, None
+    return ImportItem(name, secret, action, version, previous)
+
+
+def _write(
+    writer: SecretWriter,
+    project: str,
+    environment: str,
+    planned: list[ImportItem],
+    chosen: Mapping[str, bytes],
+) -> tuple[list[ImportItem], str]:
+    """Write the planned secrets in order; those written, and why it stopped ("" if it did not)."""
     done: list[ImportItem] = []
     for item in planned:
         try:
@@ -180,28 +184,30 @@ def import_env(
                     item.previous,
                 )
         except SecretProblem as problem:
-            return _replace(
-                base,
-                items=tuple(done),
-                error=f"stopped at {item.name} ({item.secret}): {problem}. The secrets listed "
+            return done, (
+                f"stopped at {item.name} ({item.secret}): {problem}. The secrets listed "
                 "above were written; the config was not changed. Run the import again: "
-                "what was written shows as unchanged.",
+                "what was written shows as unchanged."
             )
         done.append(item)
+    return done, ""
 
+
+def _pin(base: ImportResult, path: Path, text: str, done: list[ImportItem]) -> ImportResult:
+    """Pin the written versions in the config read as `text`, unless it changed meanwhile."""
     refs = {item.name: item.ref for item in done}
-    edited = pin_secret_refs(text, environment, refs)
+    edited = pin_secret_refs(text, base.environment, refs)
     if edited == text:
         return _replace(base, items=tuple(done))
-    if config.path.read_bytes().decode("utf-8") != text:
+    if path.read_bytes().decode("utf-8") != text:
         return _replace(
             base,
             items=tuple(done),
-            error=f"{config.path} changed while importing; the config was not changed. "
+            error=f"{path} changed while importing; the config was not changed. "
             "Run the import again (the secrets show as unchanged).",
         )
-    write_config(config.path, edited)
-    load_config(config.path)  # what the next deploy will read
+    write_config(path, edited)
+    load_config(path)  # what the next deploy will read
     return _replace(base, items=tuple(done), config_changed=True)
 
 

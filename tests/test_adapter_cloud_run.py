@@ -17,7 +17,7 @@ from google.cloud import run_v2
 from google.cloud.run_v2.services.services.transports import ServicesGrpcTransport
 
 from deployer.adapters.cloud_logging import RevisionLogs
-from deployer.adapters.cloud_run import CloudRunRevisions
+from deployer.adapters.cloud_run import CloudRunServices
 from deployer.adapters.google_clients import google_client
 from deployer.config import RunSettings, ServiceConfig, Source
 from deployer.pipeline.ports import CandidateSpec, PinnedSecret, ServiceState, TrafficShare
@@ -35,7 +35,7 @@ class World:
     gcp: Sandbox
     services: run_v2.ServicesClient
     revisions: run_v2.RevisionsClient
-    adapter: CloudRunRevisions
+    adapter: CloudRunServices
     config: ServiceConfig
     first: str  # the first revision's short name
     secret: str  # id of the SECRET_KEY secret (versions 1 and 2)
@@ -122,7 +122,7 @@ def world(gcp: Sandbox, repo_root: Path) -> Iterator[World]:
         gcp,
         services,
         revisions,
-        CloudRunRevisions(services, revisions),
+        CloudRunServices(services, revisions),
         config,
         "",
         secret,
@@ -179,7 +179,7 @@ def test_current_of_a_missing_service_is_none(gcp: Sandbox) -> None:
         image=f"{REGION}-docker.pkg.dev/adapter-run-missing/apps/api",
     )
 
-    assert CloudRunRevisions().current(config) is None
+    assert CloudRunServices().current(config) is None
 
 
 def test_candidate_answers_on_its_tag_url_while_the_service_serves_the_old_revision(
@@ -395,7 +395,7 @@ def test_an_etag_conflict_is_resolved_by_reading_again(world: World) -> None:
 
     interceptor = _CompetingWrite(someone_else)
     channel = grpc.intercept_channel(grpc.insecure_channel(world.gcp.grpc_address), interceptor)
-    racing = CloudRunRevisions(
+    racing = CloudRunServices(
         run_v2.ServicesClient(transport=ServicesGrpcTransport(channel=channel)), world.revisions
     )
 

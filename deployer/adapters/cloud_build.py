@@ -10,8 +10,8 @@
 
 The build is followed with GetBuild rather than the CreateBuild operation so that
 a worker resuming a deploy in a new process, with only the build id saved, waits
-the same way. The request is built in `build_request.py`; what a build's status
-says (progress, failing step, outcome) is read in `build_outcome.py`.
+the same way. The request itself, and what a build's status says (progress,
+failing step, outcome), are worked out by pure functions kept apart from these calls.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Cloud Run Admin v2 behind the pipeline's `Revisions` port.
+"""Cloud Run Admin v2 behind the pipeline's `Services` port.
 
     start_candidate  get -> candidate template + traffic pinned by revision -> update (etag)
     route            traffic only, under an update mask: never a template, never a revision
@@ -67,12 +67,12 @@ def service_name(service: ServiceConfig) -> str:
     return f"projects/{service.project}/locations/{service.region}/services/{service.service}"
 
 
-class CloudRunRevisions:
-    """`Revisions` over the Cloud Run Admin v2 API.
+class CloudRunServices:
+    """`Services` over the Cloud Run Admin v2 API.
 
     `RunSettings.allow_unauthenticated` is applied by `set_public`, as gcloud's
     `--[no-]allow-unauthenticated` does: the `allUsers` binding of
-    `roles/run.invoker` in the service's IAM policy (cloud_run_iam.py).
+    `roles/run.invoker` in the service's IAM policy.
     """
 
     def __init__(
@@ -170,7 +170,7 @@ class CloudRunRevisions:
 
     def wait(self, service: ServiceConfig, operation: str, timeout: float) -> RolloutOutcome:
         """Wait until Cloud Run has reconciled the candidate and say how it ended."""
-        return self._settle(service, operation, timeout, candidate=True)
+        return self._await_reconciled(service, operation, timeout, candidate=True)
 
     def route(
         self,
@@ -210,7 +210,7 @@ class CloudRunRevisions:
                 f"Cloud Run refused traffic {describe_traffic(wanted)}: {_words(error)}",
             )
         left = max(0.0, timeout - (time.monotonic() - started))
-        outcome = self._settle(service, operation, left, candidate=False)
+        outcome = self._await_reconciled(service, operation, left, candidate=False)
         if not outcome.ok or outcome.state is None:
             return outcome
         if not same_traffic(outcome.state.traffic, wanted):
@@ -261,7 +261,7 @@ class CloudRunRevisions:
             return operation_name
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _settle(
+    def _await_reconciled(
         self, service: ServiceConfig, operation: str, timeout: float, candidate: bool
     ) -> RolloutOutcome:
         """Poll the operation and the service until this change is reconciled, or `timeout`."""
@@ -282,7 +282,7 @@ class CloudRunRevisions:
                 target = _metadata(op)
             generation = target.generation if target is not None else found.generation
             failed_op = op is not None and op.done and op.HasField("error")
-            if failed_op or _settled(found, generation):
+            if failed_op or _reconciled(found, generation):
                 revision = _candidate_revision(target, found) if candidate else ""
                 return self._outcome(service, found, op, revision)
             if time.monotonic() >= deadline:
@@ -339,7 +339,7 @@ class CloudRunRevisions:
         return f"{message}\n\nContainer output (last {len(lines)} lines):\n{output}"
 
 
-def _settled(found: run_v2.Service, generation: int) -> bool:
+def _reconciled(found: run_v2.Service, generation: int) -> bool:
     """Whether Cloud Run is done with `generation`, as `Service.reconciling`'s comment says.
 
     Reconciliation is over when `reconciling` is false and the Ready condition is

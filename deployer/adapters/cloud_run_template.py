@@ -1,7 +1,7 @@
 """What the Cloud Run adapter asks for: the candidate's RevisionTemplate, traffic targets, states.
 
 Pure functions between the pipeline's dataclasses and `run_v2` messages, kept
-apart from the calls that send them (`cloud_run.py`).
+apart from the adapter's calls that send them.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from google.cloud import run_v2, secretmanager_v1
 from google.iam.v1 import iam_policy_pb2
 
 from deployer.adapters.google_clients import google_client
-from deployer.check_rights import Bindings, Grant
+from deployer.cli_ports import Bindings, Grant
 from deployer.config import ServiceConfig
 
 _CALL_TIMEOUT = 15.0

@@ -14,7 +14,7 @@ from google.api_core import exceptions
 from google.cloud import secretmanager_v1
 
 from deployer.adapters.google_clients import google_client
-from deployer.env_import import StoredSecret
+from deployer.cli_ports import StoredSecret
 from deployer.pipeline.ports import SecretProblem
 
 _CALL_TIMEOUT = 30.0

@@ -1,7 +1,7 @@
 """Slack's Web API and response URLs behind the front's `Chat` port.
 
-Each call is bounded by the client's timeout and retry handlers
-(deployer/adapters/slack_client.py); whatever goes wrong comes out as a
+Each call is bounded by the timeout and retry handlers the Slack client is
+built with; whatever goes wrong comes out as a
 `ChatError`, so the front never sees a slack_sdk type.
 """
 
@@ -15,8 +15,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.webhook import WebhookClient
 
 from deployer.adapters.slack_client import slack_web_client
-from deployer.front.mrkdwn import SlackMessage
-from deployer.front.ports import ChannelView, ChatError
+from deployer.front.ports import ChannelView, ChatError, SlackMessage
 
 HISTORY_LIMIT = 100  # messages looked through for a parent that may have been posted
 RESPONSE_URL_TIMEOUT = 1  # seconds; it runs inside a request, which must answer within 3

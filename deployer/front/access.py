@@ -1,5 +1,6 @@
 """Who may do what, per environment, from the config's allow-lists.
 
+The user groups the lists name are read from Slack and trusted for a minute.
 Identity is always an ID (Slack user, channel and user-group IDs; GitHub
 `owner/name`), never a display name, which anyone can change. An environment
 with empty allow-lists accepts nobody: access is granted, never assumed.
@@ -7,9 +8,17 @@ with empty allow-lists accepts nobody: access is granted, never assumed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
 
 from deployer.config import Config
+from deployer.front.ports import ChatError
+
+log = logging.getLogger(__name__)
+
+MEMBERS_TTL = 60.0  # seconds a user group's members are trusted
 
 UserGroupMembers = Callable[[str], set[str]]
 """user-group ID -> the user IDs in it (Slack `usergroups.users.list`); raises
@@ -47,6 +56,39 @@ class GroupUnreadable(Exception):
             f"The deployer cannot read user group `{self.group}`: {why}. "
             "List the people in the environment's `allow.slack_users` instead."
         )
+
+
+class GroupMembers:
+    """Slack user-group members (`usergroups.users.list`), cached briefly.
+
+    A cache miss costs one call inside the request, bounded by the chat's short timeout
+    and never retried; an error is never cached (the next request asks again).
+    """
+
+    def __init__(
+        self, list_users: Callable[[str, str], Iterable[str]], ttl: float = MEMBERS_TTL
+    ) -> None:
+        self._list_users = list_users
+        self._ttl = ttl
+        self._cache: dict[tuple[str, str], tuple[float, set[str]]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, group: str, team_id: str = "") -> set[str]:
+        """The members of `group` (in workspace `team_id`); GroupUnreadable when Slack does
+        not say (nothing is granted then, and the person learns why)."""
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get((team_id, group))
+        if cached is not None and now - cached[0] < self._ttl:
+            return cached[1]
+        try:
+            members = set(self._list_users(group, team_id))
+        except ChatError as error:
+            log.warning("usergroups.users.list %s failed: %s", group, error)
+            raise GroupUnreadable(group, error.error) from error
+        with self._lock:
+            self._cache[(team_id, group)] = (now, members)
+        return members
 
 
 def slack_denial(

@@ -14,17 +14,18 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
 from deployer.config import Config
-from deployer.engine import EnvironmentStatus
+from deployer.engine import EnvironmentStatus, bare_status
 from deployer.errors import DeployerError
 from deployer.front import grammar, messages
-from deployer.front.access import GroupUnreadable, slack_admin_denial, slack_denial
+from deployer.front.access import UserGroupMembers, slack_admin_denial, slack_denial
 from deployer.front.context import FrontContext
 from deployer.front.intake import (
     Queued,
@@ -35,50 +36,44 @@ from deployer.front.intake import (
     waiters,
 )
 from deployer.front.messages import SlackMessage
-from deployer.front.ports import ChatError
 from deployer.pipeline.record import DeployRecord, Outcome, Stage, State
 
 log = logging.getLogger(__name__)
 
 STATUS_WAIT = 2.4  # seconds: what is left of Slack's 3 s after the round trips
-MEMBERS_TTL = 60.0  # seconds a user group's members are trusted
 
 CANCEL, ROLLBACK, RETRY = "deploy_cancel", "deploy_rollback", "deploy_retry"
 BUTTONS = (CANCEL, ROLLBACK, RETRY)  # a thread's buttons; their value is the deploy id
 ACTIONS = (*BUTTONS, messages.QUEUE)  # every button the app answers
 
+Answer = SlackMessage | None
 
-class GroupMembers:
-    """Slack user-group members (`usergroups.users.list`), cached briefly.
 
-    A cache miss costs one call inside the request, bounded by the chat's short timeout
-    and never retried; an error is never cached (the next request asks again).
-    """
+@dataclass(frozen=True)
+class Asker:
+    """Who sent a command, where, and the request's ids."""
 
-    def __init__(
-        self, list_users: Callable[[str, str], Iterable[str]], ttl: float = MEMBERS_TTL
-    ) -> None:
-        self._list_users = list_users
-        self._ttl = ttl
-        self._cache: dict[tuple[str, str], tuple[float, set[str]]] = {}
-        self._lock = threading.Lock()
+    user: str
+    channel: str
+    trigger_id: str = ""
+    response_url: str = ""
+    team_id: str = ""
 
-    def __call__(self, group: str, team_id: str = "") -> set[str]:
-        """The members of `group` (in workspace `team_id`); GroupUnreadable when Slack does
-        not say (nothing is granted then, and the person learns why)."""
-        now = time.monotonic()
-        with self._lock:
-            cached = self._cache.get((team_id, group))
-        if cached is not None and now - cached[0] < self._ttl:
-            return cached[1]
-        try:
-            members = set(self._list_users(group, team_id))
-        except ChatError as error:
-            log.warning("usergroups.users.list %s failed: %s", group, error)
-            raise GroupUnreadable(group, error.error) from error
-        with self._lock:
-            self._cache[(team_id, group)] = (now, members)
-        return members
+    @property
+    def who(self) -> str:
+        return f"slack:{self.user}"
+
+
+class OnEnvironment(Protocol):
+    """A command that changes an environment."""
+
+    @property
+    def environment(self) -> str: ...
+
+
+E = TypeVar("E", bound=OnEnvironment)
+Runner = Callable[[Any, Asker], Answer]
+Act = Callable[[E, Asker, UserGroupMembers], Answer]
 
 
 class SlackCommands:
@@ -88,8 +83,21 @@ class SlackCommands:
         self.context = context
         self._members = members
         self._status_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="status")
+        # One runner per command. Those that change something first check who asks, and
+        # act once per request; the rest answer anyone at once.
+        self._runners: dict[type, Runner] = {
+            grammar.Ignore: lambda parsed, asker: None,
+            grammar.Reply: lambda parsed, asker: messages.reply(parsed.text),
+            grammar.Help: self._help,
+            grammar.Status: self._status_command,
+            grammar.History: self._history,
+            grammar.LockEnvironment: self._guarded(self._lock),
+            grammar.UnlockEnvironment: self._guarded(self._unlock),
+            grammar.Rollback: self._guarded(self._rollback),
+            grammar.Deploy: self._guarded(self._deploy),
+        }
 
-    def members_in(self, team_id: str) -> Callable[[str], set[str]]:
+    def members_in(self, team_id: str) -> UserGroupMembers:
         """User-group lookups in the asker's workspace (`team_id`: Enterprise Grid needs it)."""
         return lambda group: self._members(group, team_id)
 
@@ -109,62 +117,74 @@ class SlackCommands:
         A command that changes anything acts once per `trigger_id`: the same signed
         request sent again (a replay, a retry) starts nothing.
         """
-        config = self.context.config
-        parsed = grammar.parse(text, config)
-        if isinstance(parsed, grammar.Ignore):
-            return None
-        if isinstance(parsed, grammar.Reply):
-            return messages.reply(parsed.text)
-        if isinstance(parsed, grammar.Help):
-            return messages.help_message(config)
-        if isinstance(parsed, grammar.Status):
-            return messages.status_message(self._status(parsed.environment))
-        if isinstance(parsed, grammar.History):
-            return messages.history_message(
-                parsed.environment, self.context.engine.history(parsed.environment, 10)
+        parsed = grammar.parse(text, self.context.config)
+        run = self._runners[type(parsed)]
+        return run(parsed, Asker(user, channel, trigger_id, response_url, team_id))
+
+    def _guarded(self, act: Act[E]) -> Runner:
+        """`act`, run only for someone the environment allows, once per request."""
+
+        def run(parsed: E, asker: Asker) -> SlackMessage | None:
+            members = self.members_in(asker.team_id)
+            denial = slack_denial(
+                self.context.config, parsed.environment, asker.user, asker.channel, members
             )
-        members = self.members_in(team_id)
-        denial = slack_denial(config, parsed.environment, user, channel, members)
-        if denial is not None:
-            return messages.denied(denial)
-        if trigger_id and not self.context.store.claim(f"slack-trigger:{trigger_id}"):
-            return None  # this very request was handled already
-        who = f"slack:{user}"
-        engine = self.context.engine
-        if isinstance(parsed, grammar.LockEnvironment):
-            held = engine.lock(parsed.environment, who, parsed.reason)
-            return messages.lock_taken(held) if held.holder == who else messages.locked_out(held)
-        if isinstance(parsed, grammar.UnlockEnvironment):
-            return self._unlock(parsed, user, who, members)
-        if isinstance(parsed, grammar.Rollback):
-            record = engine.new_rollback(parsed.environment, parsed.revision, who)
-            return self._start(record, channel, respond_to=response_url)
-        record = engine.new_deploy(parsed.environment, parsed.ref, who, parsed.service)
-        return self._start(record, channel, parsed.queue, response_url)
+            if denial is not None:
+                return messages.denied(denial)
+            if asker.trigger_id and not self.context.store.claim(
+                f"slack-trigger:{asker.trigger_id}"
+            ):
+                return None  # this very request was handled already
+            return act(parsed, asker, members)
+
+        return run
+
+    def _help(self, parsed: grammar.Help, asker: Asker) -> SlackMessage:
+        return messages.help_message(self.context.config)
+
+    def _status_command(self, parsed: grammar.Status, asker: Asker) -> SlackMessage:
+        return messages.status_message(self._status(parsed.environment))
+
+    def _history(self, parsed: grammar.History, asker: Asker) -> SlackMessage:
+        environment = parsed.environment
+        return messages.history_message(environment, self.context.engine.history(environment, 10))
+
+    def _lock(
+        self, parsed: grammar.LockEnvironment, asker: Asker, members: UserGroupMembers
+    ) -> Answer:
+        held = self.context.engine.lock(parsed.environment, asker.who, parsed.reason)
+        return messages.lock_taken(held) if held.holder == asker.who else messages.locked_out(held)
 
     def _unlock(
-        self,
-        parsed: grammar.UnlockEnvironment,
-        user: str,
-        who: str,
-        members: Callable[[str], set[str]],
+        self, parsed: grammar.UnlockEnvironment, asker: Asker, members: UserGroupMembers
     ) -> SlackMessage | None:
         environment = parsed.environment
         if not parsed.force:
-            released = self.context.engine.unlock(environment, who)
+            released = self.context.engine.unlock(environment, asker.who)
             if released:
                 waiters(self.context).start_next(environment)
             return messages.unlocked(environment, released)
-        denial = slack_admin_denial(self.context.config, environment, user, members)
+        denial = slack_admin_denial(self.context.config, environment, asker.user, members)
         if denial is not None:
             return messages.denied(denial)
-        cleared = self.context.engine.force_unlock(environment, who, parsed.reason)
+        cleared = self.context.engine.force_unlock(environment, asker.who, parsed.reason)
         if cleared.abandoned is not None:
             # Its worker (or this dispatch) abandons it: build stopped, traffic put back.
             self.context.dispatcher.dispatch(cleared.abandoned.id)
         else:
             waiters(self.context).start_next(environment)
         return messages.forced(environment, cleared.manual, cleared.abandoned)
+
+    def _rollback(
+        self, parsed: grammar.Rollback, asker: Asker, members: UserGroupMembers
+    ) -> Answer:
+        record = self.context.engine.new_rollback(parsed.environment, parsed.revision, asker.who)
+        return self._start(record, asker.channel, respond_to=asker.response_url)
+
+    def _deploy(self, parsed: grammar.Deploy, asker: Asker, members: UserGroupMembers) -> Answer:
+        engine = self.context.engine
+        record = engine.new_deploy(parsed.environment, parsed.ref, asker.who, parsed.service)
+        return self._start(record, asker.channel, parsed.queue, asker.response_url)
 
     # --- buttons ---
 
@@ -204,7 +224,7 @@ class SlackCommands:
         return answer
 
     def _queue_click(
-        self, value: str, user: str, channel: str, members: Callable[[str], set[str]]
+        self, value: str, user: str, channel: str, members: UserGroupMembers
     ) -> SlackMessage | None:
         wanted = _queue_request(value, self.context.config)
         if wanted is None:
@@ -303,9 +323,9 @@ class SlackCommands:
             try:
                 statuses += future.result(timeout=max(0.0, deadline - time.monotonic()))
             except FutureTimeout:
-                statuses.append(_unanswered(engine.config, name, "no answer in time"))
+                statuses.append(bare_status(engine.config, name, "no answer in time"))
             except DeployerError as error:
-                statuses.append(_unanswered(engine.config, name, str(error)))
+                statuses.append(bare_status(engine.config, name, str(error)))
         return statuses
 
 
@@ -348,19 +368,3 @@ def _queue_request(
     if service is not None and service != config.environments[environment].service:
         return None
     return environment, ref if isinstance(ref, str) else None, service, str(kind), revision
-
-
-def _unanswered(config: Config, environment: str, problem: str) -> EnvironmentStatus:
-    settings = config.environment(environment)
-    service = config.services[settings.service]
-    return EnvironmentStatus(
-        environment=environment,
-        service=service.service,
-        location=f"{service.project}/{service.region}",
-        uri="",
-        serving=[],
-        locks=[],
-        last=None,
-        health=None,
-        problem=problem,
-    )

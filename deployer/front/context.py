@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from deployer.adapters.slack_chat import SlackChat
 from deployer.adapters.slack_client import slack_web_client
@@ -15,6 +16,9 @@ from deployer.front.outbox import Outbox
 from deployer.front.ports import Chat
 from deployer.front.settings import FrontSettings
 from deployer.store.protocol import Store
+
+if TYPE_CHECKING:
+    from deployer.front.slack_app import SlackFront
 
 # A request gives Slack at most this long per call (the outbox retries later, never here).
 REQUEST_SLACK_TIMEOUT = 0.8
@@ -44,6 +48,9 @@ class FrontContext:
     chat: Chat  # answers through response URLs, user groups: short, never retried
     dispatcher: Dispatcher
     outbox: Outbox  # every thread message, kept before it is sent
+    # Its bolt app, built by the first Slack request (`slack_app.slack_front`): kept here,
+    # it lives and dies with the context it serves, and no other context can get it.
+    slack: SlackFront | None = field(default=None, init=False, repr=False, compare=False)
 
 
 def outbox_chat(settings: FrontSettings, timeout: float = WORKER_SLACK_TIMEOUT) -> SlackChat:

@@ -11,7 +11,6 @@ import re
 from typing import Any
 
 from deployer.front.mrkdwn import (
-    SlackMessage,
     button,
     code,
     code_block,
@@ -26,6 +25,7 @@ from deployer.front.mrkdwn import (
     says,
     section,
 )
+from deployer.front.ports import SlackMessage
 from deployer.pipeline.record import (
     DEPLOY_STAGES,
     ROLLBACK_STAGES,

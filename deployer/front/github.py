@@ -23,7 +23,7 @@ published or a pre-release is changed into one; `prereleased` when a pre-release
 is published. So a pre-release never reaches `releases.environment` until someone
 makes it the release. Only `tag_name` is built, never `target_commitish` (usually
 a branch that may have moved on). The deploy is taken in like a Slack one
-(intake.py), announced in a new thread in `releases.channel` (or the
+(the front's intake), announced in a new thread in `releases.channel` (or the
 environment's `channel`), requested by `github:<owner/name>`; a busy or locked
 environment queues it, so no release is lost to bad timing. The answer is 202
 once the deploy is recorded: if its worker cannot be started now, the sweep

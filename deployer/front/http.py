@@ -1,8 +1,8 @@
-"""Routes of the webhook app shared by Cloud Functions (`main.py`) and `deployer serve`.
+"""Routes of the webhook app shared by Cloud Functions and `deployer serve`.
 
     GET  /healthz         {"status": "ok"}
-    POST /slack/events    size -> signature and timestamp -> fields (`payloads`) -> bolt (`slack_app`)
-    POST /github/webhook  size -> signature -> `github.handle_github`
+    POST /slack/events    the request's checks, then the bolt app of the front's context
+    POST /github/webhook  the request's checks, then the release handler
     anything else         404, or 405 with `Allow`
 
 Nothing is parsed before the raw body passed its checks; refusals have generic
@@ -16,19 +16,17 @@ it (`context.current_context`) unless one is given, and reused.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import flask
 
-from deployer.front import payloads, verify
+from deployer.front import request_checks
 from deployer.front.settings import FrontSettings
 from deployer.front.verify import Refusal
 
 if TYPE_CHECKING:
     from deployer.front.context import FrontContext
-    from deployer.front.slack_app import SlackFront
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +47,6 @@ def _method_not_allowed(allowed: str) -> flask.Response:
     response = _text(405, "method not allowed\n")
     response.headers["Allow"] = allowed
     return response
-
-
-def _headers(request: flask.Request) -> dict[str, str]:
-    return dict(request.headers.items())
 
 
 def _context(given: FrontContext | None) -> FrontContext | None:
@@ -79,32 +73,17 @@ def slack_events(request: flask.Request, context: FrontContext | None = None) ->
     if request.method != "POST":
         return _method_not_allowed("POST")
     settings = context.settings if context else FrontSettings.from_environment()
-    if not settings.slack_signing_secret or not settings.slack_bot_token:
-        return _refused(verify.NOT_CONFIGURED)  # never accept what cannot be verified
-    body = verify.read_body(request.stream, request.content_length, settings.max_body_bytes)
-    if isinstance(body, Refusal):
-        return _refused(body)
-    if payloads.is_ssl_check(body):
-        return _text(200, "")  # Slack checking the certificate: a 200, and nothing else
-    headers = _headers(request)
-    refusal = verify.slack_refusal(headers, body, settings.slack_signing_secret)
-    if refusal is None and not verify.is_form(request.content_type or ""):
-        refusal = verify.WRONG_TYPE
-    if refusal is not None:
-        return _refused(refusal)
-    # A slash command or a button click with every field the listeners need, as bolt reads it.
-    form = payloads.slack_form(body)
-    if isinstance(form, payloads.Malformed):
-        log.warning("refused a signed Slack request: %s", form.reason)
-        return _refused(verify.BAD_FORM)
-    if isinstance(form, payloads.SslCheck):
-        return _text(200, "")  # Slack checking the certificate wants a 200 and nothing else
+    verified = request_checks.slack_request(request, settings)
+    if isinstance(verified, Refusal):
+        return _refused(verified)
     if request.headers.get("X-Slack-Retry-Num"):
         return _text(200, "")  # the first delivery was (or is being) handled
-    front = _slack_front(_context(context))
-    if front is None:
+    ready = _context(context)
+    if ready is None:
         return _refused(UNAVAILABLE)
-    answer = front.handle(body, headers)
+    from deployer.front.slack_app import slack_front
+
+    answer = slack_front(ready).handle(verified.body, verified.headers)
     response = flask.Response(answer.body, status=answer.status)
     for key, values in answer.headers.items():
         for value in values:
@@ -117,39 +96,16 @@ def github_webhook(request: flask.Request, context: FrontContext | None = None) 
     if request.method != "POST":
         return _method_not_allowed("POST")
     settings = context.settings if context else FrontSettings.from_environment()
-    if not settings.github_webhook_secret:
-        return _refused(verify.NOT_CONFIGURED)
-    body = verify.read_body(request.stream, request.content_length, settings.max_body_bytes)
-    if isinstance(body, Refusal):
-        return _refused(body)
-    headers = _headers(request)
-    refusal = verify.github_refusal(headers, body, settings.github_webhook_secret)
-    if refusal is not None:
-        return _refused(refusal)
+    verified = request_checks.github_request(request, settings)
+    if isinstance(verified, Refusal):
+        return _refused(verified)
     ready = _context(context)
     if ready is None:
         return _refused(UNAVAILABLE)
     from deployer.front.github import handle_github
 
-    status, text = handle_github(headers, body, ready)
+    status, text = handle_github(verified.headers, verified.body, ready)
     return _text(status, text)
-
-
-_fronts: dict[int, SlackFront] = {}
-_fronts_lock = threading.Lock()
-
-
-def _slack_front(context: FrontContext | None) -> SlackFront | None:
-    """The bolt app of `context`, built once."""
-    if context is None:
-        return None
-    from deployer.front.slack_app import SlackFront
-
-    with _fronts_lock:
-        front = _fronts.get(id(context))
-        if front is None or front.context is not context:
-            front = _fronts[id(context)] = SlackFront(context)
-        return front
 
 
 Route = Callable[[flask.Request, "FrontContext | None"], flask.Response]
@@ -184,42 +140,3 @@ def create_app(context: FrontContext | None = None) -> flask.Flask:
         "/<path:path>", "path", every_path, methods=METHODS, provide_automatic_options=False
     )
     return app
-
-
-def serve(host: str, port: int) -> int:
-    """`deployer serve`: the webhook app on a threaded server until SIGINT/SIGTERM."""
-    import signal
-    import sys
-
-    from werkzeug.serving import make_server
-
-    from deployer.front.context import close_contexts, current_context
-    from deployer.front.sweep import Sweeper, SweepTimer
-
-    # Fail fast on a bad configuration, and answer the first request warm.
-    context = current_context()
-    sweeps = SweepTimer(Sweeper(context), context.config.deployer.sweep_interval)
-    server = make_server(host, port, create_app(), threaded=True)
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: object) -> None:
-        if stop.is_set():
-            raise SystemExit(130)  # a second signal: stop waiting for running deploys
-        stop.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    thread = threading.Thread(target=server.serve_forever, name="serve", daemon=True)
-    thread.start()
-    print(f"deployer serve: listening on http://{host}:{server.server_port}", flush=True)
-    try:
-        while not stop.wait(0.5):
-            pass
-    finally:
-        server.shutdown()
-        server.server_close()
-        print("deployer serve: stopping; running deploys finish first", file=sys.stderr, flush=True)
-        sweeps.stop()
-        close_contexts()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return 0

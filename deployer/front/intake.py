@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from deployer.front.context import FrontContext
 from deployer.front.messages import deploy_parent
-from deployer.front.mrkdwn import SlackMessage
+from deployer.front.ports import SlackMessage
 from deployer.front.thread import open_thread
 from deployer.front.thread_box import ThreadBox
 from deployer.front.waiters import Waiters

@@ -28,7 +28,6 @@ from deployer.front.deploy_messages import (
 from deployer.front.mrkdwn import (
     MAX_BLOCKS,
     STATE_WORDS,
-    SlackMessage,
     button,
     code,
     code_block,
@@ -43,6 +42,7 @@ from deployer.front.mrkdwn import (
     section,
     when,
 )
+from deployer.front.ports import SlackMessage
 from deployer.pipeline.record import DeployRecord, Lock
 
 __all__ = [

@@ -1,12 +1,12 @@
-"""Slack mrkdwn building blocks: the message type, escaping, people, links, code, durations, limits."""
+"""Slack mrkdwn building blocks: escaping, people, links, code, durations, limits."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from deployer.front.ports import SlackMessage
 from deployer.pipeline.record import State
 
 MAX_SECTION = 3000  # characters of text in one section block
@@ -29,17 +29,6 @@ _SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,30}$")
 _SLACK_REQUESTER = re.compile(r"\bslack:([UW][A-Z0-9]{2,30})\b")
 _PARTIAL_ENTITY = re.compile(r"&[a-z]{0,4}$")
 _DIGEST = re.compile(r"sha256:([0-9a-f]{12})[0-9a-f]*")
-
-
-@dataclass(frozen=True)
-class SlackMessage:
-    """What `chat.postMessage` / `chat.update` / a response_url get: notification text and blocks."""
-
-    text: str
-    blocks: list[dict[str, Any]]
-
-    def to_kwargs(self) -> dict[str, Any]:
-        return {"text": self.text, "blocks": self.blocks}
 
 
 def escape(text: str) -> str:

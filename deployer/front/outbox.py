@@ -29,46 +29,20 @@ is known.
 from __future__ import annotations
 
 import logging
-import random
 import secrets
 import time
 from collections.abc import Callable
 from typing import Any
 
-from deployer.front.mrkdwn import SlackMessage, says
-from deployer.front.ports import Chat, ChatError
-from deployer.front.thread_box import ThreadBox
-from deployer.store.protocol import Store, Versioned
+from deployer.front.outbox_failures import UNJOINED, failed, unjoined
+from deployer.front.ports import Chat, ChatError, SlackMessage
+from deployer.front.thread_box import ThreadBox, change_box, read_box
+from deployer.store.protocol import Store
 
 log = logging.getLogger(__name__)
 
 DEADLINE = 24 * 3600.0  # seconds a box keeps trying
-FIRST_BACKOFF, MAX_BACKOFF = 0.5, 60.0  # seconds after a failure without Retry-After
 CLAIM = 10.0  # seconds a drainer's claim lasts beyond its budget
-# Refusals that say nothing about the message: the deployer's token or Slack itself is
-# at fault, and the same message may go through once that is mended.
-# (api.slack.com/methods/chat.postMessage, "Errors": the common errors of every method)
-TRANSIENT = frozenset(
-    {
-        "not_authed",
-        "invalid_auth",
-        "account_inactive",
-        "token_revoked",
-        "token_expired",
-        "no_permission",
-        "missing_scope",
-        "ratelimited",
-        "request_timeout",
-        "service_unavailable",
-        "fatal_error",
-        "internal_error",
-        "team_access_not_granted",
-    }
-)
-_CAS_ATTEMPTS = 30
-# Slack refusing a channel the bot is not in (api.slack.com/methods/chat.postMessage,
-# "Errors"): a public one without `chat:write.public`, or any private one.
-UNJOINED = frozenset({"not_in_channel", "channel_not_found"})
 # The metadata event every thread parent carries (api.slack.com/metadata): its payload
 # names the deploy, so a parent whose post went unanswered can be found.
 THREAD_EVENT = "deployer_thread"
@@ -78,19 +52,6 @@ def _unclaimed(box: ThreadBox | None, me: str) -> ThreadBox | None:
     if box is not None and box.drainer == me:
         box.drainer, box.drain_until = "", 0.0
     return box
-
-
-def unjoined(deploy_id: str, channel: str, error: str) -> SlackMessage:
-    """What the asker is told when the thread's channel refuses the bot.
-
-    The deploy itself goes on: only its thread has nowhere to go.
-    """
-    return says(
-        f"Deploy `{deploy_id}` goes on, but I could not post its thread in <#{channel}> "
-        f"(Slack: `{error}`): the bot is not in that channel. Invite it there (`/invite @` "
-        "and the deployer's app) so the next deploys are told there; meanwhile "
-        "`/deploy status` shows where things are."
-    )
 
 
 def _message(data: dict[str, Any]) -> SlackMessage:
@@ -178,8 +139,7 @@ class Outbox:
         return self._change(deploy_id, add)
 
     def get(self, deploy_id: str) -> ThreadBox | None:
-        found = self.store.outbox_read(deploy_id)
-        return ThreadBox.from_json(found.body) if found else None
+        return read_box(self.store, deploy_id)
 
     # --- sending -------------------------------------------------------------------------
 
@@ -349,7 +309,7 @@ class Outbox:
             done = call()
         except ChatError as error:
             failure = error
-            saved = self._change(box.deploy_id, lambda saved: self._failed(saved, failure))
+            saved = self._change(box.deploy_id, lambda saved: failed(saved, failure, self._clock()))
             if saved is not None and saved.ended and error.error in UNJOINED:
                 self._tell_asker(saved, error.error)
             return saved
@@ -378,54 +338,10 @@ class Outbox:
 
         self._change(box.deploy_id, forget)
 
-    def _failed(self, box: ThreadBox | None, error: ChatError) -> ThreadBox | None:
-        if box is None:
-            return None
-        now = self._clock()
-        box.last_error = error.error or str(error)
-        if error.outage or error.retry_after is not None or error.error in TRANSIENT:
-            if box.ts is None and error.outage and error.retry_after is None:
-                box.parent_unsure = True  # it may have been posted: look before posting again
-            box.failures += 1
-            wait = error.retry_after
-            if wait is None:
-                wait = min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** (box.failures - 1))
-            box.retry_at = now + wait
-            log.warning(
-                "slack: thread of %s: %s; next try in %.1fs", box.deploy_id, box.last_error, wait
-            )
-            return box
-        # Slack answered and refused: sending the same again would be refused again.
-        box.dropped += 1
-        if box.ts is None:
-            box.ended = f"Slack refused the thread's parent: {box.last_error}"
-        elif box.replies_sent < len(box.replies):
-            box.replies_sent += 1
-        else:
-            box.shown_version = box.parent_version
-        log.error("slack: thread of %s: a message was refused: %s", box.deploy_id, box.last_error)
-        return box
-
     # --- the store ----------------------------------------------------------------------
 
     def _change(
         self, deploy_id: str, change: Callable[[ThreadBox | None], ThreadBox | None]
     ) -> ThreadBox | None:
         """Read the box, apply `change`, write it over the version read; again on a conflict."""
-        for attempt in range(_CAS_ATTEMPTS):
-            if attempt:
-                # Racing writers (the listener, the courier) back off apart, not in step.
-                time.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))
-            found: Versioned | None = self.store.outbox_read(deploy_id)
-            box = ThreadBox.from_json(found.body) if found else None
-            changed = change(box)
-            if changed is None:
-                return None
-            if found is not None and changed.to_json() == found.body:
-                return changed  # nothing to write
-            written = self.store.outbox_write(
-                deploy_id, changed.to_json(), changed.due_at(), found.version if found else 0
-            )
-            if written:
-                return changed
-        raise RuntimeError(f"the outbox of {deploy_id} kept changing while it was written")
+        return change_box(self.store, deploy_id, change)

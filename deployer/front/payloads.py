@@ -1,9 +1,10 @@
 """What Slack and GitHub send, checked once: frozen, typed fields, or `Malformed` naming the field.
 
-    slack_form(raw body)             -> SlashCommand | ButtonClick | SslCheck | Malformed  (http.py)
+    slack_form(raw body)             -> SlashCommand | ButtonClick | SslCheck | Malformed
+                                                                   (the Slack route's checks)
     slash_command(command)           -> SlashCommand | Malformed   (the bolt listeners, with
     button_click(body, action)       -> ButtonClick | Malformed     what bolt hands them)
-    release(release event payload)   -> Release | Malformed        (github.py)
+    release(release event payload)   -> Release | Malformed        (the GitHub webhook)
 
 A request is signed before it gets here, so a refusal means a sender that does
 not speak Slack's or GitHub's format (or a bug there): the HTTP answer stays a
@@ -158,7 +159,7 @@ def unescape(text: str) -> str:
     """Slash-command text as typed: Slack sends `&`, `<` and `>` as `&amp;`, `&lt;` and
     `&gt;`, the three characters its text format reserves, and nothing else
     (api.slack.com/reference/surfaces/formatting#escaping). Undone
-    once, here; every echo escapes again (deployer/front/mrkdwn.py)."""
+    once, here; every echo escapes again (`mrkdwn.escape`)."""
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 

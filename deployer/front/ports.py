@@ -1,6 +1,6 @@
 """The narrow interface the front needs from chat: the slice of Slack it uses.
 
-`deployer/adapters/slack_chat.py` implements it over slack_sdk. Every call is
+The Slack adapter implements it over slack_sdk. Every call is
 bounded (timeout and retries live in the adapter) and raises `ChatError` when
 Slack refused or did not answer; the callers decide what a failure costs, and
 none of them lets it reach a deploy.
@@ -9,9 +9,18 @@ none of them lets it reach a deploy.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-from deployer.front.mrkdwn import SlackMessage
+
+@dataclass(frozen=True)
+class SlackMessage:
+    """What `chat.postMessage` / `chat.update` / a response_url get: notification text and blocks."""
+
+    text: str
+    blocks: list[dict[str, Any]]
+
+    def to_kwargs(self) -> dict[str, Any]:
+        return {"text": self.text, "blocks": self.blocks}
 
 
 class ChatError(Exception):

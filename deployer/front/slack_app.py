@@ -13,6 +13,7 @@ raises (bolt would answer 500).
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +23,8 @@ from slack_bolt.authorization import AuthorizeResult
 
 from deployer.adapters.slack_client import slack_web_client
 from deployer.front import payloads
-from deployer.front.commands import ACTIONS, GroupMembers, SlackCommands
+from deployer.front.access import GroupMembers
+from deployer.front.commands import ACTIONS, SlackCommands
 from deployer.front.context import FrontContext
 from deployer.front.messages import SlackMessage
 from deployer.front.ports import Chat
@@ -31,6 +33,8 @@ from deployer.front.verify import BAD_FORM
 log = logging.getLogger(__name__)
 
 COMMAND = "/deploy"
+
+_building = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -130,3 +134,12 @@ class SlackFront:
         if message is not None:
             reply_via(self.context.chat, click.response_url, message)
         return None
+
+
+def slack_front(context: FrontContext) -> SlackFront:
+    """The bolt app of `context`, built once (bolt is heavy: a front that only ever hears
+    from GitHub never builds it)."""
+    with _building:
+        if context.slack is None:
+            context.slack = SlackFront(context)
+        return context.slack

@@ -4,7 +4,7 @@ answered and the job has exited. Cloud Scheduler runs it every minute in product
 
     dead deploys     a deploy whose lease ran out (its worker died, or never started)
                      is dispatched again, once per loss; the run resumes it, or gives it
-                     up safely once it was lost `max_attempts` times (runs.py)
+                     up safely once it was lost `max_attempts` times
     queues           an environment that came free starts its first waiting deploy;
                      waits older than `queue_timeout` end
     outbox           every thread with messages due is drained, except those a live

@@ -1,7 +1,7 @@
 """The Slack thread of one deploy: a parent message kept current, and replies for what matters.
 
 The listener never calls Slack itself: it writes what the thread should say into
-the deploy's outbox box (outbox.py), which the store keeps, and wakes a
+the deploy's box in the outbox, which the store keeps, and wakes a
 `Courier` that sends it on a thread of its own. A deploy therefore runs at the
 same speed whether Slack answers, is slow, rate-limits or is down; what Slack
 did not take is sent later by the next drain (this worker's, or the sweep's).

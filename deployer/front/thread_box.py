@@ -8,10 +8,16 @@ query orders by.
 from __future__ import annotations
 
 import json
+import random
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from deployer.store.protocol import Store, Versioned
+
 UPDATE_INTERVAL = 1.0  # seconds between two updates of one parent
+_CAS_ATTEMPTS = 30
 
 
 @dataclass
@@ -65,3 +71,32 @@ class ThreadBox:
     @classmethod
     def from_json(cls, text: str) -> ThreadBox:
         return cls(**json.loads(text))
+
+
+def read_box(store: Store, deploy_id: str) -> ThreadBox | None:
+    """The box of `deploy_id` as the store keeps it, or None."""
+    found = store.outbox_read(deploy_id)
+    return ThreadBox.from_json(found.body) if found else None
+
+
+def change_box(
+    store: Store, deploy_id: str, change: Callable[[ThreadBox | None], ThreadBox | None]
+) -> ThreadBox | None:
+    """Read the box, apply `change`, write it over the version read; again on a conflict."""
+    for attempt in range(_CAS_ATTEMPTS):
+        if attempt:
+            # Racing writers (the listener, the courier) back off apart, not in step.
+            time.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))
+        found: Versioned | None = store.outbox_read(deploy_id)
+        box = ThreadBox.from_json(found.body) if found else None
+        changed = change(box)
+        if changed is None:
+            return None
+        if found is not None and changed.to_json() == found.body:
+            return changed  # nothing to write
+        written = store.outbox_write(
+            deploy_id, changed.to_json(), changed.due_at(), found.version if found else 0
+        )
+        if written:
+            return changed
+    raise RuntimeError(f"the outbox of {deploy_id} kept changing while it was written")

@@ -1,7 +1,7 @@
 """Starting the deploy that waits first for a free environment, and telling the waits that ended.
 
 Called by whoever frees an environment (a worker at its end, an unlock) and by
-the sweep, which catches a release that did not (lock_queue.py keeps the line).
+the sweep, which catches a release that did not (the pipeline's lock queue keeps the line).
 """
 
 from __future__ import annotations

@@ -41,10 +41,10 @@ def abandon(
         except BuildRejected as error:
             runner.note(f"could not cancel build {record.build_id}: {error}")
     if record.kind == "deploy":
-        keep_safe(runner, platform.revisions, service, settings, State.ABANDONED)
+        keep_safe(runner, platform.services, service, settings, State.ABANDONED)
     record.state = State.ABANDONED
     record.running_stage = None
-    read_back(platform.revisions, service, record)
+    read_back(platform.services, service, record)
     runner.save()
     listener(DeployFinished(record))
     return record

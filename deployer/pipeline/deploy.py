@@ -2,15 +2,14 @@
 
 Any unsuccessful end (a failure, a timeout, a cancel, at any stage, on any run)
 leaves the traffic that served when the deploy first began: read back, and put
-back and verified when it is not what serves (restore.py). Stage outputs are
-saved the moment they are known, so running the same record again continues
+back and verified when it is not what serves. Stage outputs are saved the
+moment they are known, so running the same record again continues
 where it stopped: the build is followed, not restarted; an existing candidate
 is not created twice; traffic steps resume from what the candidate serves.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from deployer.config import Config, ServiceConfig
@@ -31,7 +30,7 @@ from deployer.pipeline.preflight import Plan, make_plan
 from deployer.pipeline.record import DeployRecord, Outcome, Stage, State
 from deployer.pipeline.restore import keep_safe, read_back
 from deployer.pipeline.rollout import Rollout
-from deployer.pipeline.stages import Deadline, Done, StageFailed, StageRunner
+from deployer.pipeline.stages import Deadline, Done, StageBody, StageFailed, StageRunner
 from deployer.run_names import candidate_revision_name as candidate_revision_name
 from deployer.store.protocol import Store
 
@@ -60,28 +59,19 @@ class DeployPipeline:
         settings = self.config.environment(record.environment)
         service = self.config.services[settings.service]
         record.state = State.RUNNING
-        plans: list[Plan] = []
-        if self._stage(
-            runner,
-            Stage.PREFLIGHT,
-            settings.timeouts.preflight,
-            lambda d: self._preflight(runner, d, plans, dry_run),
-        ):
-            if dry_run:
-                record.state = State.SUCCEEDED
-                self.listener(DeployFinished(record, tuple(plans[0].lines())))
-                return record
-            self._deploy(runner, plans[0])
-        else:
-            record.state = _stopped(record)
-        if not dry_run:
-            failpoints.reached(f"{record.state}.done", record.attempt)
-            if record.state != State.SUCCEEDED:
-                self._stop_build(runner, service)
-                revisions = self.platform.revisions
-                record.state = keep_safe(runner, revisions, service, settings, record.state)
-            read_back(self.platform.revisions, service, record)
-            runner.save()
+        plan = self._preflight(runner, settings.timeouts.preflight, dry_run)
+        if dry_run:
+            record.state = _stopped(record) if plan is None else State.SUCCEEDED
+            self.listener(DeployFinished(record, () if plan is None else tuple(plan.lines())))
+            return record
+        record.state = _stopped(record) if plan is None else self._deploy(runner, plan)
+        failpoints.reached(f"{record.state}.done", record.attempt)
+        if record.state != State.SUCCEEDED:
+            self._stop_build(runner, service)
+            services = self.platform.services
+            record.state = keep_safe(runner, services, service, settings, record.state)
+        read_back(self.platform.services, service, record)
+        runner.save()
         self.listener(DeployFinished(record))
         return record
 
@@ -97,25 +87,27 @@ class DeployPipeline:
             return
         runner.progress(f"build {record.build_id} stopped")
 
-    def _stage(
-        self, runner: StageRunner, stage: Stage, seconds: float, body: Callable[[Deadline], Done]
-    ) -> bool:
-        return runner.run(stage, seconds, body).outcome == Outcome.SUCCEEDED
+    def _preflight(self, runner: StageRunner, seconds: float, dry_run: bool) -> Plan | None:
+        """The preflight stage; its plan, or None when it did not pass."""
+        plan: Plan | None = None
 
-    # --- stages ----------------------------------------------------------------------
+        def body(deadline: Deadline) -> Done:
+            nonlocal plan
+            plan = make_plan(self.config, self.platform, self.store, runner.record, deadline)
+            return self._planned(runner, plan, dry_run)
 
-    def _preflight(
-        self, runner: StageRunner, deadline: Deadline, out: list[Plan], dry_run: bool
-    ) -> Done:
+        passed = runner.run(Stage.PREFLIGHT, seconds, body).outcome == Outcome.SUCCEEDED
+        return plan if passed else None
+
+    def _planned(self, runner: StageRunner, plan: Plan, dry_run: bool) -> Done:
+        """Keep what preflight learned in the record (a dry run keeps nothing); say it."""
         record = runner.record
-        plan = make_plan(self.config, self.platform, self.store, record, deadline)
         if dry_run:
-            record.baseline_traffic = None  # a dry run keeps nothing
+            record.baseline_traffic = None
         else:
             record.commit = plan.commit
             record.previous_revision = record.previous_revision or plan.previous_revision
             runner.save()
-        out.append(plan)
         for warning in plan.warnings:
             runner.progress(warning)
         serving = traffic.describe(traffic.shares(plan.keep)) if plan.keep else "nothing yet"
@@ -124,26 +116,36 @@ class DeployPipeline:
             f"serving {serving}"
         )
 
-    def _deploy(self, runner: StageRunner, plan: Plan) -> None:
-        record = runner.record
+    def _deploy(self, runner: StageRunner, plan: Plan) -> State:
+        """The stages after preflight, in order, until one does not succeed; how it ended."""
         timeouts = plan.settings.timeouts
+        candidate = CandidateStages(self.platform, runner, plan)
         rollout = Rollout(self.platform, runner, plan)
-        operation: list[str] = []
-        stages: list[tuple[Stage, float, Callable[[Deadline], Done]]] = [
-            (Stage.BUILD, timeouts.build, lambda d: self._build(runner, plan, d)),
-            (Stage.DEPLOY, timeouts.deploy, lambda d: self._candidate(runner, plan, operation)),
-            (Stage.READY, timeouts.ready, lambda d: self._ready(runner, plan, operation, d)),
-            (Stage.HEALTH, timeouts.health, lambda d: self._health(runner, plan, d)),
+        stages: list[tuple[Stage, float, StageBody]] = [
+            (Stage.BUILD, timeouts.build, candidate.build),
+            (Stage.DEPLOY, timeouts.deploy, candidate.create),
+            (Stage.READY, timeouts.ready, candidate.ready),
+            (Stage.HEALTH, timeouts.health, candidate.health),
             (Stage.PROMOTE, timeouts.promote, rollout.promote),
             (Stage.VERIFY, timeouts.verify, rollout.verify),
         ]
-        for stage, seconds, body in stages:
-            if not self._stage(runner, stage, seconds, body):
-                record.state = _stopped(record)
-                return
-        record.state = State.SUCCEEDED
+        return State.SUCCEEDED if runner.run_in_order(stages) else _stopped(runner.record)
 
-    def _build(self, runner: StageRunner, plan: Plan, deadline: Deadline) -> Done:
+
+@dataclass
+class CandidateStages:
+    """Build, deploy, ready and health stages of one deploy: the candidate, up to the
+    moment it may take traffic."""
+
+    platform: Platform
+    runner: StageRunner
+    plan: Plan
+    # The operation that created the candidate, for ready to wait on; "" when an earlier
+    # run created it (ready then waits on the service itself).
+    operation: str = ""
+
+    def build(self, deadline: Deadline) -> Done:
+        runner, plan = self.runner, self.plan
         record = runner.record
         builds = self.platform.builds
         assert record.commit is not None
@@ -193,7 +195,9 @@ class DeployPipeline:
         runner.save()
         return Done(f"image {outcome.image}", link=link)
 
-    def _candidate(self, runner: StageRunner, plan: Plan, operation: list[str]) -> Done:
+    def create(self, deadline: Deadline) -> Done:
+        """The candidate revision at 0 % with its tag (on a first deploy, the service)."""
+        runner, plan = self.runner, self.plan
         record = runner.record
         assert record.commit is not None and record.image is not None
         name = record.candidate_revision or candidate_revision_name(
@@ -216,36 +220,36 @@ class DeployPipeline:
             annotations={REQUESTER_ANNOTATION: record.requester, "deployer/ref": plan.ref},
             tag=traffic.CANDIDATE_TAG,
         )
-        revisions = self.platform.revisions
-        if record.candidate_revision and self._exists(plan, record.candidate_revision):
+        services = self.platform.services
+        if record.candidate_revision and self._exists(record.candidate_revision):
             # A resumed run: the revision was created before the last run was lost.
             return Done(f"revision {name} was created by an earlier run")
         try:
             if plan.current is None:
-                operation.append(revisions.create(plan.service, spec))
+                self.operation = services.create(plan.service, spec)
             else:
                 # Traffic stays pinned to the baseline, whatever serves now.
                 keep = replace(plan.current, traffic=plan.baseline)
-                operation.append(revisions.start_candidate(plan.service, spec, keep))
+                self.operation = services.start_candidate(plan.service, spec, keep)
         except RolloutRefused as error:
             raise StageFailed(f"Cloud Run refused revision {name}", str(error)) from None
         failpoints.reached("deploy.created", record.attempt)
-        access = self._access(runner, plan)
+        access = self._access()
         if plan.current is None:
             return Done(f"service {plan.service.service} created with revision {name}{access}")
         return Done(f"revision {name} created at 0% with tag {traffic.CANDIDATE_TAG}{access}")
 
-    def _exists(self, plan: Plan, revision: str) -> bool:
-        return any(
-            info.name == revision for info in self.platform.revisions.revisions(plan.service, 50)
-        )
+    def _exists(self, revision: str) -> bool:
+        listed = self.platform.services.revisions(self.plan.service, 50)
+        return any(info.name == revision for info in listed)
 
-    def _access(self, runner: StageRunner, plan: Plan) -> str:
+    def _access(self) -> str:
         """Who may invoke the service, as `allow_unauthenticated` says; "; what changed" or ""."""
+        plan = self.plan
         public = plan.settings.run.allow_unauthenticated
         # Read first, written only when it differs (right after creation on a first deploy).
         try:
-            changed = self.platform.revisions.set_public(plan.service, public)
+            changed = self.platform.services.set_public(plan.service, public)
         except RolloutRefused as error:
             what = "public" if public else "private"
             raise StageFailed(f"could not make {plan.service.service} {what}", str(error)) from None
@@ -256,17 +260,14 @@ class DeployPipeline:
             if public
             else "made private: allUsers may no longer invoke"
         )
-        runner.progress(line)
+        self.runner.progress(line)
         return f"; {line}"
 
-    def _ready(
-        self, runner: StageRunner, plan: Plan, operation: list[str], deadline: Deadline
-    ) -> Done:
+    def ready(self, deadline: Deadline) -> Done:
+        runner = self.runner
         record = runner.record
         failpoints.reached("ready.waiting", record.attempt)
-        # No operation when an earlier run created the revision: wait on the service itself.
-        started = operation[0] if operation else ""
-        outcome = self.platform.revisions.wait(plan.service, started, deadline.left())
+        outcome = self.platform.services.wait(self.plan.service, self.operation, deadline.left())
         if not outcome.ok:
             kind = Outcome.TIMED_OUT if outcome.timed_out else Outcome.FAILED
             raise StageFailed(
@@ -284,7 +285,8 @@ class DeployPipeline:
         runner.save()
         return Done(f"revision {record.candidate_revision} ready", link=url)
 
-    def _health(self, runner: StageRunner, plan: Plan, deadline: Deadline) -> Done:
+    def health(self, deadline: Deadline) -> Done:
+        runner, plan = self.runner, self.plan
         record = runner.record
         assert record.candidate_url is not None and record.commit is not None
         failpoints.reached("health.probing", record.attempt)

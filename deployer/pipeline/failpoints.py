@@ -5,7 +5,7 @@
 Only a deploy's first run is ever killed (its resumption must get through), and
 nothing happens unless the variable is set: production never sets it. The
 points are the boundaries a worker can die on for real; tests kill the worker
-at each and check the deploy still ends true (tests/test_kill_matrix.py):
+at each and check the deploy still ends true (the kill matrix tests):
 
     build.submitted  build.running  deploy.created  ready.waiting  health.probing
     promote.step1 .. promote.stepN (after step N was routed, before its gate)

@@ -1,9 +1,11 @@
 """The narrow interfaces the pipeline needs from the outside world.
 
-Each Protocol is the slice of one system the pipeline uses; the adapters in
-`deployer/adapters/` implement them over the Google client libraries. The
-values crossing them are plain frozen dataclasses, so the pipeline never sees
-a protobuf.
+Each Protocol is the slice of one system the pipeline uses; the adapters
+implement them over the Google client libraries. The values crossing them are
+plain frozen dataclasses, with one exception: the build config crosses as the
+`cloudbuild_v1.Build` it was parsed into. Cloud Build's own message is the
+schema preflight checks the file against (as gcloud does); the pipeline carries
+it from preflight to `Builds.start` and never reads it.
 """
 
 from __future__ import annotations
@@ -96,7 +98,8 @@ class Builds(Protocol):
     def start(
         self, service: ServiceConfig, build: cloudbuild_v1.Build, commit: str, deploy_id: str
     ) -> BuildStarted:
-        """Submit `build` for `commit`; returns as soon as Cloud Build knows the build id."""
+        """Submit `build` (the build config, as parsed) for `commit`; returns as soon as
+        Cloud Build knows the build id."""
         ...
 
     def wait(
@@ -200,7 +203,9 @@ class RolloutOutcome:
     timed_out: bool = False
 
 
-class Revisions(Protocol):
+class Services(Protocol):
+    """A Cloud Run service: its state, its revisions, its traffic, who may invoke it."""
+
     def current(self, service: ServiceConfig) -> ServiceState | None:
         """The service as Cloud Run serves it now, or None when it does not exist."""
         ...
@@ -276,5 +281,5 @@ class Platform:
     sources: Sources
     builds: Builds
     secrets: Secrets
-    revisions: Revisions
+    services: Services
     health: Health

@@ -19,9 +19,9 @@ from deployer.pipeline import traffic
 from deployer.pipeline.ports import (
     PinnedSecret,
     Platform,
-    Revisions,
     SecretProblem,
     Secrets,
+    Services,
     ServiceState,
     SourceProblem,
     Sources,
@@ -39,7 +39,7 @@ class Plan:
     environment: str
     settings: Environment
     service: ServiceConfig
-    build: cloudbuild_v1.Build
+    build: cloudbuild_v1.Build  # the build config as parsed, for `Builds.start` alone
     ref: str
     commit: str
     env: dict[str, str]  # plain values; from env_from_secret too, so never printed
@@ -160,9 +160,9 @@ def resolve_env(
     return env, pinned, warnings
 
 
-def current_service(revisions: Revisions, service: ServiceConfig) -> ServiceState | None:
+def current_service(services: Services, service: ServiceConfig) -> ServiceState | None:
     """The service now, or None when this deploy will create it."""
-    state = revisions.current(service)
+    state = services.current(service)
     if state is not None and not state.serving():
         raise StageFailed(f"service {service.service} serves no revision; nothing to keep safe")
     return state
@@ -195,10 +195,10 @@ def make_plan(
     build = load_build(platform.sources, service, commit, deadline)
     env, secret_env, warnings = resolve_env(platform.secrets, service, settings)
     if record.baseline_traffic is None:
-        current = current_service(platform.revisions, service)
+        current = current_service(platform.services, service)
     else:
         # A resumed run: whatever serves now may be this deploy's own half-done work.
-        current = platform.revisions.current(service)
+        current = platform.services.current(service)
     if deadline.expired():
         raise StageFailed("preflight ran out of time", outcome=Outcome.TIMED_OUT)
     return Plan(

@@ -13,15 +13,15 @@ from __future__ import annotations
 
 from deployer.config import Environment, ServiceConfig
 from deployer.pipeline import traffic
-from deployer.pipeline.ports import Revisions, ServiceState
+from deployer.pipeline.ports import Services, ServiceState
 from deployer.pipeline.record import DeployRecord, Outcome, Stage, State
 from deployer.pipeline.stages import Deadline, Done, StageFailed, StageRunner
 
 
-def read_back(revisions: Revisions, service: ServiceConfig, record: DeployRecord) -> None:
+def read_back(services: Services, service: ServiceConfig, record: DeployRecord) -> None:
     """Keep the traffic the service serves now as the record's final traffic (best effort)."""
     try:
-        state = revisions.current(service)
+        state = services.current(service)
     except Exception:  # a report must not fail the deploy; the traffic stays unknown
         record.final_traffic = None
         return
@@ -30,7 +30,7 @@ def read_back(revisions: Revisions, service: ServiceConfig, record: DeployRecord
 
 def keep_safe(
     runner: StageRunner,
-    revisions: Revisions,
+    services: Services,
     service: ServiceConfig,
     settings: Environment,
     ended: State,
@@ -45,18 +45,18 @@ def keep_safe(
     if not kept:
         runner.progress("first deploy: no earlier revision to keep serving")
         return ended
-    state = revisions.current(service)
+    state = services.current(service)
     now = traffic.serving(state)
     if now == kept:
         runner.progress(f"traffic untouched: {traffic.describe(now)}")
         return ended
-    restored = restore_baseline(runner, revisions, service, settings.timeouts.promote, state)
+    restored = restore_baseline(runner, services, service, settings.timeouts.promote, state)
     return State.ROLLED_BACK if restored else State.FAILED
 
 
 def restore_baseline(
     runner: StageRunner,
-    revisions: Revisions,
+    services: Services,
     service: ServiceConfig,
     seconds: float,
     before: ServiceState | None = None,
@@ -69,8 +69,8 @@ def restore_baseline(
     found = traffic.describe(traffic.serving(before)) if before is not None else "unknown"
 
     def body(deadline: Deadline) -> Done:
-        outcome = revisions.route(service, list(baseline), deadline.left())
-        now = traffic.serving(revisions.current(service))
+        outcome = services.route(service, list(baseline), deadline.left())
+        now = traffic.serving(services.current(service))
         if not outcome.ok or now != kept:
             raise StageFailed(
                 f"could not restore {traffic.describe(kept)}: serving {traffic.describe(now)}",

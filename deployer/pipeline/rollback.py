@@ -15,6 +15,7 @@ from deployer.pipeline.events import DeployFinished, Listener
 from deployer.pipeline.lease import Lease
 from deployer.pipeline.ports import COMMIT_LABEL, Platform, RevisionInfo, ServiceState, TrafficShare
 from deployer.pipeline.preflight import check_locks, current_service
+from deployer.pipeline.probes import verify_serving
 from deployer.pipeline.record import DeployRecord, Outcome, Stage, State
 from deployer.pipeline.restore import read_back
 from deployer.pipeline.stages import Deadline, Done, StageFailed, StageRunner
@@ -63,25 +64,43 @@ class RollbackPipeline:
         service = self.config.services[settings.service]
         runner = StageRunner(record, self.store, self.listener, lease=lease)
         record.state = State.RUNNING
-        target: list[RevisionInfo] = []
+        target = self._preflight(runner, service, settings.timeouts.preflight)
+        public = settings.run.allow_unauthenticated
+        timeouts = settings.timeouts
+        moved = target is not None and runner.run_in_order(
+            [
+                (Stage.PROMOTE, timeouts.promote, lambda d: self._route(service, target, d)),
+                (
+                    Stage.VERIFY,
+                    timeouts.verify,
+                    lambda d: self._verify(runner, service, target, public, d),
+                ),
+            ]
+        )
+        record.state = State.SUCCEEDED if moved else State.FAILED
+        read_back(self.platform.services, service, record)
+        runner.save()
+        self.listener(DeployFinished(record))
+        return record
 
-        def preflight(deadline: Deadline) -> Done:
+    def _preflight(
+        self, runner: StageRunner, service: ServiceConfig, seconds: float
+    ) -> RevisionInfo | None:
+        """The preflight stage; the revision to roll back to, or None when it did not pass."""
+        record = runner.record
+        target: RevisionInfo | None = None
+
+        def body(deadline: Deadline) -> Done:
+            nonlocal target
             check_locks(self.store, record.environment, record.requester, record.id)
             resumed = record.baseline_traffic is not None
-            state = (
-                self.platform.revisions.current(service)
-                if resumed
-                else current_service(self.platform.revisions, service)
-            )
+            services = self.platform.services
+            state = services.current(service) if resumed else current_service(services, service)
             if state is None:
                 raise StageFailed(f"service {service.service} does not exist; nothing to roll back")
-            chosen = choose_target(
-                record.target_revision,
-                state,
-                self.platform.revisions.revisions(service, 50),
-                resumed,
+            target = chosen = choose_target(
+                record.target_revision, state, services.revisions(service, 50), resumed
             )
-            target.append(chosen)
             if not resumed:
                 record.baseline_traffic = traffic.to_shares(state.traffic)
                 record.previous_revision = max(state.serving(), key=lambda s: s.percent).revision
@@ -90,29 +109,11 @@ class RollbackPipeline:
             record.image = chosen.image
             return Done(f"from {record.previous_revision} to {chosen.name}")
 
-        ok = runner.run(Stage.PREFLIGHT, settings.timeouts.preflight, preflight).outcome
-        if ok == Outcome.SUCCEEDED:
-            ok = runner.run(
-                Stage.PROMOTE,
-                settings.timeouts.promote,
-                lambda d: self._route(service, target[0], d),
-            ).outcome
-        if ok == Outcome.SUCCEEDED:
-            ok = runner.run(
-                Stage.VERIFY,
-                settings.timeouts.verify,
-                lambda d: self._verify(
-                    runner, service, target[0], settings.run.allow_unauthenticated, d
-                ),
-            ).outcome
-        record.state = State.SUCCEEDED if ok == Outcome.SUCCEEDED else State.FAILED
-        read_back(self.platform.revisions, service, record)
-        runner.save()
-        self.listener(DeployFinished(record))
-        return record
+        passed = runner.run(Stage.PREFLIGHT, seconds, body).outcome == Outcome.SUCCEEDED
+        return target if passed else None
 
     def _route(self, service: ServiceConfig, target: RevisionInfo, deadline: Deadline) -> Done:
-        outcome = self.platform.revisions.route(
+        outcome = self.platform.services.route(
             service, [TrafficShare(target.name, 100)], deadline.left()
         )
         if not outcome.ok:
@@ -127,28 +128,16 @@ class RollbackPipeline:
         public: bool,
         deadline: Deadline,
     ) -> Done:
-        state = self.platform.revisions.current(service)
-        now = traffic.serving(state)
-        if now != [(target.name, 100)]:
-            raise StageFailed(f"traffic is {traffic.describe(now)}, expected 100% on {target.name}")
-        assert state is not None
-        commit = target.labels.get(COMMIT_LABEL, "")
-        check = service.health.model_copy(
-            update={
-                "consecutive": 1,
-                "version_field": service.health.version_field if commit else "",
-            }
-        )
-        outcome = self.platform.health.check(
-            state.uri + check.path,
-            check,
-            commit,
-            deadline.left(),
-            traffic.audience(public, state.uri),
+        """100 % on the target, and the service URL healthy on the target's commit when the
+        deployer labelled it (a revision made otherwise reports no version to check)."""
+        uri = verify_serving(
+            self.platform,
+            service,
+            target.name,
+            target.labels.get(COMMIT_LABEL, ""),
+            public,
+            deadline,
             runner.progress,
+            unhealthy=f"{target.name} unhealthy after rollback",
         )
-        if not outcome.ok:
-            raise StageFailed(
-                f"{target.name} unhealthy after rollback: {outcome.message}", outcome.body
-            )
-        return Done(f"{state.uri} healthy on {target.name}", link=state.uri)
+        return Done(f"{uri} healthy on {target.name}", link=uri)

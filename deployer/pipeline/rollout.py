@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from deployer.pipeline import failpoints, traffic
 from deployer.pipeline.ports import Platform, TrafficShare
 from deployer.pipeline.preflight import Plan
+from deployer.pipeline.probes import probe_once, verify_serving
 from deployer.pipeline.stages import Deadline, Done, StageFailed, StageRunner
 
 
@@ -29,12 +30,12 @@ class Rollout:
     plan: Plan
 
     def promote(self, deadline: Deadline) -> Done:
-        record, revisions = self.runner.record, self.platform.revisions
+        record, services = self.runner.record, self.platform.services
         candidate = record.candidate_revision
         assert candidate is not None and record.commit is not None
         if not self.plan.keep:
             # The first revision already takes all traffic; only its candidate tag goes.
-            outcome = revisions.route(
+            outcome = services.route(
                 self.plan.service, [TrafficShare(candidate, 100, "")], deadline.left()
             )
             if not outcome.ok:
@@ -50,7 +51,7 @@ class Rollout:
             split = traffic.split_towards(candidate, percent, self.plan.keep)
             if percent == 100:
                 split = [TrafficShare(candidate, 100, "")]
-            outcome = revisions.route(self.plan.service, split, deadline.left())
+            outcome = services.route(self.plan.service, split, deadline.left())
             if not outcome.ok:
                 raise StageFailed(f"traffic step {percent}% failed", outcome.message)
             # Said as read back: the candidate first, then what else serves.
@@ -64,14 +65,14 @@ class Rollout:
 
     def _reached(self, candidate: str) -> int:
         """The percent the candidate serves now (a resumed run's earlier steps), read back."""
-        state = self.platform.revisions.current(self.plan.service)
+        state = self.platform.services.current(self.plan.service)
         return sum(percent for revision, percent in traffic.serving(state) if revision == candidate)
 
     def _service_url(self) -> str:
         """The service's own URL (saved at ready; read again for a record saved before)."""
         record = self.runner.record
         if not record.service_url:
-            state = self.platform.revisions.current(self.plan.service)
+            state = self.platform.services.current(self.plan.service)
             record.service_url = state.uri if state else None
         return record.service_url or ""
 
@@ -90,16 +91,16 @@ class Rollout:
         )
         if not outcome.ok:
             raise StageFailed(f"candidate unhealthy at {percent}%: {outcome.message}", outcome.body)
-        once = check.model_copy(update={"consecutive": 1})
         while (left := soak_end - time.monotonic()) > 0:
             time.sleep(min(check.interval, left))
-            outcome = self.platform.health.check(
-                url,
-                once,
-                record.commit,
-                max(0.1, min(check.request_timeout * check.failures, deadline.left())),
-                audience,
-                self.runner.progress,
+            outcome = probe_once(
+                self.platform.health,
+                check,
+                record.candidate_url,
+                commit=record.commit,
+                timeout=max(0.1, min(check.request_timeout * check.failures, deadline.left())),
+                audience=audience,
+                progress=self.runner.progress,
             )
             if not outcome.ok:
                 raise StageFailed(
@@ -108,25 +109,16 @@ class Rollout:
 
     def verify(self, deadline: Deadline) -> Done:
         record = self.runner.record
-        state = self.platform.revisions.current(self.plan.service)
-        now = traffic.serving(state)
-        if now != [(record.candidate_revision, 100)]:
-            found = traffic.describe(now)
-            raise StageFailed(f"traffic is {found}, expected 100% on {record.candidate_revision}")
-        assert state is not None and record.commit is not None
-        outcome = self.platform.health.check(
-            state.uri + self.plan.service.health.path,
-            self.plan.service.health.model_copy(update={"consecutive": 1}),
+        candidate = record.candidate_revision
+        assert candidate is not None and record.commit is not None
+        uri = verify_serving(
+            self.platform,
+            self.plan.service,
+            candidate,
             record.commit,
-            deadline.left(),
-            traffic.audience(self.plan.settings.run.allow_unauthenticated, state.uri),
+            self.plan.settings.run.allow_unauthenticated,
+            deadline,
             self.runner.progress,
+            unhealthy="service URL unhealthy after promotion",
         )
-        if not outcome.ok:
-            raise StageFailed(
-                f"service URL unhealthy after promotion: {outcome.message}", outcome.body
-            )
-        return Done(
-            f"{state.uri} serves {record.commit[:12]} from {record.candidate_revision}",
-            link=state.uri,
-        )
+        return Done(f"{uri} serves {record.commit[:12]} from {candidate}", link=uri)

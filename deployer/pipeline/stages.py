@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from deployer.pipeline.events import (
@@ -55,6 +55,10 @@ class Deadline:
 
     def expired(self) -> bool:
         return self.left() <= 0
+
+
+StageBody = Callable[[Deadline], Done]
+"""What a stage does, within its deadline; raises StageFailed to end it unsuccessfully."""
 
 
 class StageRunner:
@@ -135,7 +139,14 @@ class StageRunner:
         self.record.note(text)
         self._emit(Noted(self.record, text))
 
-    def run(self, stage: Stage, seconds: float, body: Callable[[Deadline], Done]) -> StageResult:
+    def run_in_order(self, stages: Sequence[tuple[Stage, float, StageBody]]) -> bool:
+        """Run each (stage, seconds, body) in turn until one does not succeed; whether all did."""
+        return all(
+            self.run(stage, seconds, body).outcome == Outcome.SUCCEEDED
+            for stage, seconds, body in stages
+        )
+
+    def run(self, stage: Stage, seconds: float, body: StageBody) -> StageResult:
         """Run `body` as `stage` within `seconds`; StageFailed ends it with that outcome."""
         self._current = stage
         self.record.running_stage = stage

@@ -9,8 +9,8 @@
     firestore:///PREFIX                  the environment's project, under deployers/PREFIX
     firestore://...?database=NAME        a named Firestore database
 
-`FIRESTORE_EMULATOR_HOST` sends the Firestore client to the emulator. Layout,
-index and rights: deployer/store/firestore.py.
+`FIRESTORE_EMULATOR_HOST` sends the Firestore client to the emulator. The
+Firestore store's module documents its layout, the index it needs and its rights.
 """
 
 from __future__ import annotations

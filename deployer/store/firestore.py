@@ -1,30 +1,9 @@
 """The production store: Cloud Firestore (native mode), shared by the function and the job.
 
-`DEPLOYER_STORE` names it:
-
-    firestore                           project from GOOGLE_CLOUD_PROJECT, else ADC's
-    firestore://PROJECT                 that project
-    firestore://PROJECT/PREFIX          under deployers/PREFIX (deployers or tests sharing a project)
-    firestore:///PREFIX                 the environment's project, under deployers/PREFIX
-    ...?database=NAME                   a named database instead of "(default)"
-
-With `FIRESTORE_EMULATOR_HOST` set, the client talks to the emulator instead.
-Documents, under ROOT (the database root, or `deployers/PREFIX`):
-
-    ROOT/deploys/{deploy id}     body (the record's JSON, the truth), and for queries and
-                                 the console: environment, created_at, updated_at, kind,
-                                 state, service, requester
-    ROOT/locks/{env}:{kind}      environment, kind, holder, reason, created_at, owner,
-                                 lease_until (locks written before leases lack the last
-                                 two: read as "" and 0, no lease)
-    ROOT/cancels/{deploy id}     deploy_id, who, token, created_at
-    ROOT/claims/{key or hash}    key, token, created_at
-    ROOT/outbox/{key or hash}    key, body (the caller's JSON), version (1 after the first
-                                 write), due_at (seconds since the epoch, or null: nothing
-                                 due), token
-
-Document ids are the plain text when it is a safe id, else `~` + its SHA-256
-(claim keys may hold `/`); the text is always kept as a field.
+`DEPLOYER_STORE` names it (`firestore`, `firestore://PROJECT/PREFIX?database=NAME`, ...;
+the URL module lists the forms), and one document per record, lock, cancel request,
+claim and outbox key holds it, under a root of its own per PREFIX (the documents
+module lists the fields).
 
 Atomicity: an absent lock, a cancel request, a claim and a new outbox document
 are taken with `DocumentReference.create()`, which fails with AlreadyExists when
@@ -67,251 +46,84 @@ never goes on without its lock store.
 
 from __future__ import annotations
 
-import hashlib
-import itertools
-import random
-import re
 import secrets
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, TypeVar
-from urllib.parse import parse_qs, urlsplit
+from typing import Any
 
 from google.api_core import exceptions
-from google.api_core.retry import Retry, if_exception_type
-from google.auth.exceptions import GoogleAuthError
 from google.cloud import firestore
 from google.cloud.firestore_v1 import FieldFilter
 
 from deployer.adapters.firestore_client import firestore_client, firestore_emulator_host
-from deployer.errors import RefusedError
 from deployer.pipeline.record import DeployRecord, Lock, State
+from deployer.store.firestore_calls import FirestoreCalls
+from deployer.store.firestore_documents import (
+    CANCELS,
+    CLAIMS,
+    DEPLOYS,
+    HISTORY_INDEX,
+    LOCKS,
+    OUTBOX,
+    ROOT_COLLECTION,
+    document_id,
+    lock_fields,
+    lock_from,
+    record_fields,
+    versioned_from,
+)
+from deployer.store.firestore_url import FirestoreLocation, parse_firestore_url
 from deployer.store.protocol import Versioned
 
-ROOT_COLLECTION = "deployers"
-DEPLOYS, LOCKS, CANCELS, CLAIMS, OUTBOX = "deploys", "locks", "cancels", "claims", "outbox"
-# The composite index `history` needs, as in infra/firestore.indexes.json.
-HISTORY_INDEX = ((DEPLOYS, "environment", "ASCENDING"), (DEPLOYS, "created_at", "DESCENDING"))
-DEFAULT_TIMEOUT = 10.0
+# What users of the Firestore store import from here, wherever it is defined.
+__all__ = [
+    "DEPLOYS",
+    "HISTORY_INDEX",
+    "LOCKS",
+    "OUTBOX",
+    "ROOT_COLLECTION",
+    "FirestoreLocation",
+    "FirestoreStore",
+    "parse_firestore_url",
+]
 
-_PLAIN_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
-_PREFIX = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
-_PROJECT = re.compile(r"^[a-z][a-z0-9.:-]{0,99}$")
-_DATABASE = re.compile(r"^[a-z0-9()-]{1,63}$")
-# Safe to repeat: set() is idempotent, and a repeated create() that had committed
-# reads back its own token (see _create).
-_TRANSIENT_ERRORS = (
-    exceptions.ServiceUnavailable,
-    exceptions.DeadlineExceeded,
-    exceptions.InternalServerError,
-)
-_TRANSIENT = if_exception_type(*_TRANSIENT_ERRORS, exceptions.Aborted)
-# Inside a transaction an aborted read is not repeated: the transaction is over,
-# and _transact starts it again.
-_TRANSIENT_IN_TRANSACTION = if_exception_type(*_TRANSIENT_ERRORS)
-_ATTEMPTS = 5
-# The longest random pause before a transaction that lost to racers starts again.
-_MAX_PAUSE = 1.0
+DEFAULT_TIMEOUT = 10.0
 _UNFINISHED = [str(state) for state in State if not state.finished]
 
-T = TypeVar("T")
 
-
-@dataclass(frozen=True)
-class FirestoreLocation:
-    """Where the store lives: project (None: from the environment), database and prefix."""
-
-    project: str | None = None
-    database: str | None = None
-    prefix: str = ""
-
-
-def parse_firestore_url(url: str) -> FirestoreLocation:
-    """`firestore`, `firestore://PROJECT[/PREFIX][?database=NAME]` or `firestore:///PREFIX`."""
-    if url == "firestore":
-        return FirestoreLocation()
-    parts = urlsplit(url)
-    query = parse_qs(parts.query, keep_blank_values=True)
-    prefix = parts.path.removeprefix("/")
-    database = query.pop("database", [None])[-1]
-    problem = ""
-    if parts.scheme != "firestore" or parts.fragment or query:
-        problem = "it is not firestore://PROJECT/PREFIX?database=NAME"
-    elif parts.netloc and not _PROJECT.match(parts.netloc):
-        problem = f"{parts.netloc!r} is not a project id"
-    elif prefix and not _PREFIX.match(prefix):
-        problem = f"the prefix {prefix!r} must be one segment of letters, digits, '-' and '_'"
-    elif database is not None and not _DATABASE.match(database):
-        problem = f"{database!r} is not a database id"
-    if problem:
-        raise RefusedError(
-            f"DEPLOYER_STORE={url!r}: {problem}. Without a store there are no locks, "
-            "so nothing is deployed."
-        )
-    return FirestoreLocation(parts.netloc or None, database or None, prefix)
-
-
-def _document_id(text: str) -> str:
-    """`text` when it is a safe document id, else `~` + its SHA-256 (ids may not hold `/`)."""
-    if _PLAIN_ID.match(text) and text not in (".", "..") and not text.startswith("__"):
-        return text
-    return "~" + hashlib.sha256(text.encode()).hexdigest()
-
-
-def _lock_fields(lock: Lock) -> dict[str, Any]:
-    return {
-        "environment": lock.environment,
-        "kind": lock.kind,
-        "holder": lock.holder,
-        "reason": lock.reason,
-        "created_at": lock.created_at,
-        "owner": lock.owner,
-        "lease_until": lock.lease_until,
-    }
-
-
-def _lock_from(fields: dict[str, Any]) -> Lock:
-    return Lock(
-        environment=str(fields["environment"]),
-        kind=str(fields["kind"]),
-        holder=str(fields["holder"]),
-        reason=str(fields["reason"]),
-        created_at=float(fields["created_at"]),
-        # Absent from locks written before leases: no owner yet, no lease.
-        owner=str(fields.get("owner") or ""),
-        lease_until=float(fields.get("lease_until") or 0.0),
-    )
-
-
-def _versioned_from(fields: dict[str, Any]) -> Versioned:
-    due_at = fields.get("due_at")
-    return Versioned(
-        key=str(fields["key"]),
-        body=str(fields["body"]),
-        version=int(fields["version"]),
-        due_at=None if due_at is None else float(due_at),
-    )
-
-
-class FirestoreStore:
+class FirestoreStore(FirestoreCalls):
     """`Store` on Cloud Firestore: create() for one winner, transactions for the rest."""
 
     def __init__(
         self, client: firestore.Client, prefix: str = "", timeout: float = DEFAULT_TIMEOUT
     ) -> None:
-        self._client = client
-        self._timeout = timeout
-        self._retry = Retry(
-            predicate=_TRANSIENT, initial=0.1, maximum=1.0, multiplier=2.0, timeout=timeout
+        emulator = firestore_emulator_host()
+        super().__init__(
+            client,
+            f"Firestore projects/{client.project}/databases/{client._database}"
+            + (f"/documents/{ROOT_COLLECTION}/{prefix}" if prefix else "")
+            + (f" (emulator {emulator})" if emulator else ""),
+            timeout,
         )
-        self._retry_in_transaction = self._retry.with_predicate(_TRANSIENT_IN_TRANSACTION)
         root: Any = client.collection(ROOT_COLLECTION).document(prefix) if prefix else client
         self._deploys = root.collection(DEPLOYS)
         self._locks = root.collection(LOCKS)
         self._cancels = root.collection(CANCELS)
         self._claims = root.collection(CLAIMS)
         self._outbox = root.collection(OUTBOX)
-        emulator = firestore_emulator_host()
-        self.where = (
-            f"Firestore projects/{client.project}/databases/{client._database}"
-            + (f"/documents/{ROOT_COLLECTION}/{prefix}" if prefix else "")
-            + (f" (emulator {emulator})" if emulator else "")
-        )
 
     @classmethod
     def from_url(cls, url: str, timeout: float = DEFAULT_TIMEOUT) -> FirestoreStore:
-        """The store a `firestore...` URL names (see the module docstring)."""
+        """The store a `firestore...` URL names (see `parse_firestore_url`)."""
         location = parse_firestore_url(url)
         client = firestore_client(location.project, location.database)
         return cls(client, location.prefix, timeout)
-
-    @contextmanager
-    def _answering(self, what: str) -> Iterator[None]:
-        """Turn any Firestore failure into a RefusedError that names the store."""
-        try:
-            yield
-        except (exceptions.GoogleAPICallError, exceptions.RetryError, GoogleAuthError) as error:
-            raise RefusedError(
-                f"{self.where} failed to {what}: {error}. Check that Firestore is reachable, "
-                "the project and database exist, and the deployer has roles/datastore.user. "
-                "Without the lock store nothing is deployed."
-            ) from error
-
-    def _calls(self, transaction: Any = None) -> dict[str, Any]:
-        if transaction is None:
-            return {"retry": self._retry, "timeout": self._timeout}
-        return {
-            "transaction": transaction,
-            "retry": self._retry_in_transaction,
-            "timeout": self._timeout,
-        }
-
-    def _create(self, ref: Any, fields: dict[str, Any]) -> dict[str, Any]:
-        """Create the document, else read it; the fields it holds (ours when we won).
-
-        Our fields carry a random token, so a create() retried after a reply was
-        lost reads back its own document and still counts as the winner.
-        """
-        for _ in range(_ATTEMPTS):
-            try:
-                ref.create(fields, **self._calls())
-                return fields
-            except exceptions.AlreadyExists:
-                pass
-            snapshot = ref.get(**self._calls())
-            if snapshot.exists:
-                held: dict[str, Any] = snapshot.to_dict()
-                return held
-            # Deleted between our create and our read (a lock released): try again.
-        raise RefusedError(f"{self.where}: {ref.path} kept changing while it was being created")
-
-    def _transact(self, what: str, body: Callable[[Any], T]) -> T:
-        """What `body(transaction)` answers, run `@firestore.transactional` until it commits.
-
-        Its reads and writes commit together or not at all. A transaction aborted by
-        racers (at a read or at its commit) starts again from its first read, so it
-        decides on what the winner wrote. Each start is one attempt, after a random,
-        growing pause: the library would start an aborted transaction again at once,
-        and racers that all lost would meet again in the same conflict (the emulator
-        breaks a deadlock by timing out every transaction in it, round after round).
-        """
-        run = firestore.transactional(body)
-        deadline = time.monotonic() + self._timeout
-        for attempt in itertools.count(1):
-            try:
-                result: T = run(self._client.transaction(max_attempts=1))
-                return result
-            except exceptions.Aborted:
-                pass  # a read lost to a racer
-            except ValueError as error:  # the library's "exceeded max attempts"
-                if not isinstance(error.__cause__, exceptions.Aborted):
-                    raise RefusedError(f"{self.where} could not {what}: {error}") from error
-            pause = random.uniform(0, min(_MAX_PAUSE, 0.05 * 2**attempt))
-            if time.monotonic() + pause > deadline:
-                break
-            time.sleep(pause)
-        raise RefusedError(
-            f"{self.where} could not {what}: racing writers aborted it {attempt} times "
-            f"in {self._timeout:g} s"
-        )
 
     # --- records -----------------------------------------------------------------------
 
     def save(self, record: DeployRecord, owner: str | None = None) -> bool:
         record.updated_at = time.time()
-        fields = {
-            "environment": record.environment,
-            "created_at": record.created_at,
-            "updated_at": record.updated_at,
-            "kind": record.kind,
-            "state": str(record.state),
-            "service": record.service,
-            "requester": record.requester,
-            "body": record.to_json(),
-        }
-        ref = self._deploys.document(_document_id(record.id))
+        fields = record_fields(record)
+        ref = self._deploys.document(document_id(record.id))
         what = f"save deploy {record.id}"
         if owner is None:
             with self._answering(what):
@@ -337,7 +149,7 @@ class FirestoreStore:
 
     def get(self, deploy_id: str) -> DeployRecord | None:
         with self._answering(f"read deploy {deploy_id}"):
-            snapshot = self._deploys.document(_document_id(deploy_id)).get(**self._calls())
+            snapshot = self._deploys.document(document_id(deploy_id)).get(**self._calls())
         return DeployRecord.from_json(snapshot.get("body")) if snapshot.exists else None
 
     def history(self, environment: str, limit: int = 20) -> list[DeployRecord]:
@@ -365,17 +177,17 @@ class FirestoreStore:
     # --- locks -------------------------------------------------------------------------
 
     def _lock_ref(self, environment: str, kind: str) -> Any:
-        return self._locks.document(_document_id(f"{environment}:{kind}"))
+        return self._locks.document(document_id(f"{environment}:{kind}"))
 
     def acquire_lock(self, lock: Lock, now: float | None = None) -> Lock:
         now = time.time() if now is None else now
         ref = self._lock_ref(lock.environment, lock.kind)
-        fields = _lock_fields(lock)
+        fields = lock_fields(lock)
 
         def take_over(transaction: firestore.Transaction) -> Lock:
             snapshot = ref.get(**self._calls(transaction))
             if snapshot.exists:
-                held = _lock_from(snapshot.to_dict())
+                held = lock_from(snapshot.to_dict())
                 if not held.yields_to(lock, now):
                     return held
                 transaction.set(ref, fields)
@@ -386,7 +198,7 @@ class FirestoreStore:
         what = f"lock {lock.environment} ({lock.kind})"
         with self._answering(what):
             # The fast path: nobody holds it, and create() lets exactly one racer in.
-            held = _lock_from(self._create(ref, fields))
+            held = lock_from(self._create(ref, fields))
             if held == lock or not held.yields_to(lock, now):
                 return held
             return self._transact(what, take_over)
@@ -399,7 +211,7 @@ class FirestoreStore:
         def held_by_us(snapshot: Any) -> bool:
             if not snapshot.exists:
                 return False
-            held = _lock_from(snapshot.to_dict())
+            held = lock_from(snapshot.to_dict())
             return held.holder == holder and held.owner == owner
 
         def renew(transaction: firestore.Transaction) -> bool:
@@ -424,7 +236,7 @@ class FirestoreStore:
             return bool(
                 snapshot.exists
                 and snapshot.get("holder") == holder
-                and (owner is None or _lock_from(snapshot.to_dict()).owner == owner)
+                and (owner is None or lock_from(snapshot.to_dict()).owner == owner)
             )
 
         def release(transaction: firestore.Transaction) -> bool:
@@ -444,7 +256,7 @@ class FirestoreStore:
     def locks(self, environment: str) -> list[Lock]:
         query = self._locks.where(filter=FieldFilter("environment", "==", environment))
         with self._answering(f"read the locks of {environment}"):
-            found = [_lock_from(doc.to_dict()) for doc in query.stream(**self._calls())]
+            found = [lock_from(doc.to_dict()) for doc in query.stream(**self._calls())]
         return sorted(found, key=lambda lock: lock.kind)
 
     # --- cancels and claims ------------------------------------------------------------
@@ -453,30 +265,30 @@ class FirestoreStore:
         token = secrets.token_hex(8)
         fields = {"deploy_id": deploy_id, "who": who, "token": token, "created_at": time.time()}
         with self._answering(f"record a cancel request for {deploy_id}"):
-            held = self._create(self._cancels.document(_document_id(deploy_id)), fields)
+            held = self._create(self._cancels.document(document_id(deploy_id)), fields)
         return held.get("token") == token
 
     def cancel_requested(self, deploy_id: str) -> str | None:
         with self._answering(f"read the cancel request of {deploy_id}"):
-            snapshot = self._cancels.document(_document_id(deploy_id)).get(**self._calls())
+            snapshot = self._cancels.document(document_id(deploy_id)).get(**self._calls())
         return str(snapshot.get("who")) if snapshot.exists else None
 
     def claim(self, key: str) -> bool:
         token = secrets.token_hex(8)
         fields = {"key": key, "token": token, "created_at": time.time()}
         with self._answering(f"claim {key}"):
-            held = self._create(self._claims.document(_document_id(key)), fields)
+            held = self._create(self._claims.document(document_id(key)), fields)
         return held.get("token") == token
 
     # --- the outbox ----------------------------------------------------------------------
 
     def outbox_read(self, key: str) -> Versioned | None:
         with self._answering(f"read the outbox document {key}"):
-            snapshot = self._outbox.document(_document_id(key)).get(**self._calls())
-        return _versioned_from(snapshot.to_dict()) if snapshot.exists else None
+            snapshot = self._outbox.document(document_id(key)).get(**self._calls())
+        return versioned_from(snapshot.to_dict()) if snapshot.exists else None
 
     def outbox_write(self, key: str, body: str, due_at: float | None, version: int) -> bool:
-        ref = self._outbox.document(_document_id(key))
+        ref = self._outbox.document(document_id(key))
         what = f"write the outbox document {key}"
         if version == 0:
             token = secrets.token_hex(8)
@@ -522,4 +334,4 @@ class FirestoreStore:
             .limit(limit)
         )
         with self._answering("read the outbox documents due"):
-            return [_versioned_from(doc.to_dict()) for doc in query.stream(**self._calls())]
+            return [versioned_from(doc.to_dict()) for doc in query.stream(**self._calls())]

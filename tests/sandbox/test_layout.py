@@ -4,6 +4,7 @@ deployer knows only the harness (lazily, for `deployer sandbox` and `deployer de
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,3 +61,30 @@ def test_each_emulated_api_is_a_package() -> None:
         "secret_manager",
         "slack",
     }
+
+
+# A sandbox module named in prose: `cloud_run.iam`, `slack.rate_limits`.
+_MODULE_REFERENCE = re.compile(
+    r"`((?:cloud_build|cloud_logging|cloud_run|common|harness|metadata|secret_manager|slack)"
+    r"\.[a-z_]+)`"
+)
+# A file name in prose, not part of a path: `masks.py`, but not google/auth/_metadata.py.
+_FILE_REFERENCE = re.compile(r"(?<![\w/.])([a-z_]+\.py)\b")
+
+
+def test_docstrings_and_comments_name_modules_that_exist() -> None:
+    """Modules get renamed and split; a pointer to one that is gone misleads the reader."""
+    files = {path.name for path in SANDBOX.rglob("*.py")} | {p.name for p in ROOT.glob("*.py")}
+    stale = []
+    for path in sorted(SANDBOX.rglob("*.py")):
+        where = path.relative_to(ROOT).as_posix()
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            for module in _MODULE_REFERENCE.findall(line):
+                if not (SANDBOX / f"{module.replace('.', '/')}.py").is_file():
+                    stale.append(f"{where}:{number} names {module}")
+            stale.extend(
+                f"{where}:{number} names {name}"
+                for name in _FILE_REFERENCE.findall(line)
+                if name not in files
+            )
+    assert stale == []

@@ -1,17 +1,17 @@
 """Cloud Build v1 (`google.devtools.cloudbuild.v1.CloudBuild`): builds and 2nd-gen triggers.
 
-    CreateBuild -> validate (build_requests.py) -> substitute (build_substitutions.py)
-    -> Operation (metadata.build: id, name, log_url, QUEUED) -> BuildRunner thread
-    (build_runner.py) -> the operation ends with the final Build, or with an error
-    status when the build did not succeed
-    RunBuildTrigger (build_triggers.py) -> the trigger's build at a commit -> as above
+CreateBuild checks the request, applies the substitutions and answers an
+operation (metadata.build: id, name, log_url, QUEUED); a `BuildRunner` thread
+runs the build, and the operation ends with the final Build, or with an error
+status when the build did not succeed. RunBuildTrigger makes the trigger's build
+at a commit, which then goes the same way.
 
 Methods: CreateBuild, GetBuild, ListBuilds, CancelBuild; CreateBuildTrigger,
 GetBuildTrigger, ListBuildTriggers, DeleteBuildTrigger, RunBuildTrigger. Names
 are `projects/P/locations/L/builds/ID`; builds created with `project_id` only
 live in location `global`, as on the real API. Sources: `git_source` (see
-sources.py) and `connected_repository` (a 2nd-gen repository of
-repositories.py, in the build's location); other source kinds answer
+`cloud_build.sources`) and `connected_repository` (a 2nd-gen repository of
+RepositoryManager, in the build's location); other source kinds answer
 UNIMPLEMENTED. Every other method of the service answers UNIMPLEMENTED.
 """
 
@@ -28,7 +28,8 @@ import grpc
 from google.cloud.devtools import cloudbuild_v1 as cb
 from google.longrunning import operations_pb2
 
-from deployer_sandbox.cloud_build.repositories import Repositories, ServedRepository
+from deployer_sandbox.cloud_build.repositories import Repositories
+from deployer_sandbox.cloud_build.repository_store import ServedRepository
 from deployer_sandbox.cloud_build.requests import (
     build_filter,
     build_name,
@@ -53,11 +54,11 @@ from deployer_sandbox.cloud_build.triggers import BuildTriggers
 from deployer_sandbox.common.faults import Faults
 from deployer_sandbox.common.images import ImageStore
 from deployer_sandbox.common.operations import Operations
+from deployer_sandbox.common.paging import page
 from deployer_sandbox.common.protos import clone, now
 from deployer_sandbox.common.rpc import (
     RpcError,
     failed_precondition,
-    invalid,
     not_found,
     service,
     unary,
@@ -252,13 +253,14 @@ class CloudBuild:
         with self._lock:
             builds = [clone(r.build) for n, r in self._records.items() if n.startswith(prefix)]
         builds = [b for b in reversed(builds) if keep(b)]  # newest first, as the API sorts
-        try:
-            start = int(request.page_token or 0)
-        except ValueError:
-            raise invalid(f"invalid page token {request.page_token!r}") from None
-        size = request.page_size if request.page_size > 0 else 50
-        following = str(start + size) if start + size < len(builds) else ""
-        return cb.ListBuildsResponse(builds=builds[start : start + size], next_page_token=following)
+        found, following = page(
+            builds,
+            request.page_size,
+            request.page_token,
+            default_size=50,
+            invalid_token="invalid page token {token!r}",
+        )
+        return cb.ListBuildsResponse(builds=found, next_page_token=following)
 
     def handler(self) -> grpc.GenericRpcHandler:
         """The gRPC handler serving `google.devtools.cloudbuild.v1.CloudBuild`."""

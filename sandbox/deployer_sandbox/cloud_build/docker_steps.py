@@ -5,7 +5,7 @@
                                                  `exit`, `set -e`, `true`, `false`, docker)
          -> any other builder                   (succeeds with a note in the log)
 
-`docker build` reads the Dockerfile (dockerfile.py) and keeps what running the
+`docker build` reads the Dockerfile (`cloud_build.dockerfile`) and keeps what running the
 image needs; tags stay local to the build until pushed to the ImageStore.
 """
 

@@ -4,7 +4,7 @@
     └── /<owner>/<name>.git/...   git's own CGI, `git http-backend`, for a registered
                                   local repository (a checkout or a bare repository)
 
-Cloud Build's 2nd-gen repositories (repositories.py) register their local
+Cloud Build's 2nd-gen repositories (`cloud_build.repositories`) register their local
 repository here; the `remote_uri` they answer is this server's URL for it, so a
 client reads it as it reads github.com: over HTTP, with a read token.
 
@@ -41,6 +41,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
+
+from deployer_sandbox.common.serving import Serving
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +105,7 @@ class GitServer:
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
         self.url = f"http://{host}:{self._server.server_address[1]}"
-        self._thread: threading.Thread | None = None
+        self._serving = Serving(self._server, "git-server")
 
     # --- repositories ---------------------------------------------------------------------
 
@@ -179,23 +181,12 @@ class GitServer:
     # --- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> GitServer:
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._server.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                name="git-server",
-                daemon=True,
-            )
-            self._thread.start()
+        self._serving.start()
         return self
 
     def close(self) -> None:
         """Stop serving. Idempotent."""
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._server.server_close()
+        self._serving.close()
 
 
 def _cgi_environment(

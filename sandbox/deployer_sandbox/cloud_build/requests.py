@@ -13,7 +13,8 @@ from collections.abc import Callable
 
 from google.cloud.devtools import cloudbuild_v1 as cb
 
-from deployer_sandbox.cloud_build.repositories import Repositories, parse_repository_name
+from deployer_sandbox.cloud_build.repositories import Repositories
+from deployer_sandbox.cloud_build.repository_store import parse_repository_name
 from deployer_sandbox.cloud_build.substitutions import check_substitutions
 from deployer_sandbox.common.rpc import failed_precondition, invalid, unimplemented
 

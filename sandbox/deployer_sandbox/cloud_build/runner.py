@@ -1,12 +1,12 @@
 """Runs one Cloud Build build on its own thread: fetch the source, run the steps in order, push.
 
 The source is a `git_source` (a local repository) or a `connected_repository`: the
-local repository behind a 2nd-gen repository (`locate`, repositories.py), fetched
-as from its `remote_uri` with the connection's credentials.
+local repository behind a 2nd-gen repository (`locate`), fetched as from its
+`remote_uri` with the connection's credentials.
 
-No container runs here: each step is interpreted by docker_steps.py. A build's
-statuses are those of build_status.py; faults `build_fail` and `build_hang`
-(faults.py) target one step.
+No container runs here: each step is interpreted by `cloud_build.docker_steps`. A
+build's statuses are those of `cloud_build.status`; faults `build_fail` and
+`build_hang` target one step.
 
 The runner owns its copy of the `Build` and hands snapshots to `publish` at every
 change; the last snapshot has a terminal status.
@@ -23,12 +23,12 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 from google.cloud.devtools import cloudbuild_v1 as cb
 
 from deployer_sandbox.cloud_build.docker_steps import DockerSteps
-from deployer_sandbox.cloud_build.repositories import ServedRepository
+from deployer_sandbox.cloud_build.repository_store import ServedRepository
 from deployer_sandbox.cloud_build.sources import Checkout, SourceError, TreeStore
 from deployer_sandbox.cloud_build.status import (
     CANCELLED,
@@ -65,6 +65,16 @@ class BuildLogLine(NamedTuple):
     number: int  # 0, 1, ... within the build: a tie-breaker
     step: str  # 'Step #1 - "build"', 'Step #2' (a step without id) or MAIN
     text: str  # with the step's prefix, as the build log shows it: 'Step #1 - "build": ...'
+
+
+class _Ended(Exception):
+    """The build ends before it succeeds: how, raised where that is found out."""
+
+    def __init__(
+        self, status: Status, detail: str, failure: cb.Build.FailureInfo | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.status, self.detail, self.failure = status, detail, failure
 
 
 class BuildRunner:
@@ -198,83 +208,120 @@ class BuildRunner:
         return checkout.root, checkout, posixpath.normpath(connected.dir_ or ".")
 
     def _run(self) -> None:
-        build = self._build
+        # Armed faults are consumed by this build even when it is cancelled before it starts.
         fail, hang = self._faults.take("build_fail"), self._faults.take("build_hang")
-        fail_at, hang_at = self._fault_step(fail), self._fault_step(hang)
-        fail_message = str(fail.params.get("message") or FAULT_MESSAGE) if fail else ""
+        try:
+            self._check_cancelled()
+            deadline = self._begin()
+            workspace, checkout, source_dir = self._fetch_source()
+            docker = DockerSteps(self._images, workspace, checkout, self._say)
+            self._run_steps(docker, source_dir, deadline, fail, hang)
+            self._push(docker)
+        except _Ended as ended:
+            return self._finish(ended.status, ended.detail, ended.failure)
+        return self._finish(SUCCESS)
+
+    def _check_cancelled(self) -> None:
         if self._cancelled.is_set():
-            return self._finish(CANCELLED, "Build was cancelled.")
+            raise _Ended(CANCELLED, "Build was cancelled.")
+
+    def _begin(self) -> float:
+        """Mark the build WORKING; returns its deadline, on the monotonic clock."""
+        build = self._build
         build.status, build.start_time = WORKING, now()
         deadline = time.monotonic() + (cb.Build.pb(build).timeout.seconds or DEFAULT_TIMEOUT_S)
         self._emit()
+        return deadline
+
+    def _fetch_source(self) -> tuple[Path, Checkout | None, str]:
+        """`_fetch`, timed as FETCHSOURCE; a source that cannot be fetched fails the build."""
         started = now()
         try:
-            workspace, checkout, source_dir = self._fetch()
+            fetched = self._fetch()
         except SourceError as error:
             detail = f"failed to fetch source: {error}"
-            return self._finish(
-                FAILURE,
-                detail,
-                cb.Build.FailureInfo(type_=FailureType.FETCH_SOURCE_FAILED, detail=detail),
-            )
-        build.timing["FETCHSOURCE"] = cb.TimeSpan(start_time=started, end_time=now())
-        docker, started = DockerSteps(self._images, workspace, checkout, self._say), now()
+            failure = cb.Build.FailureInfo(type_=FailureType.FETCH_SOURCE_FAILED, detail=detail)
+            raise _Ended(FAILURE, detail, failure) from None
+        self._build.timing["FETCHSOURCE"] = cb.TimeSpan(start_time=started, end_time=now())
+        return fetched
+
+    def _run_steps(
+        self,
+        docker: DockerSteps,
+        source_dir: str,
+        deadline: float,
+        fail: Fault | None,
+        hang: Fault | None,
+    ) -> None:
+        """Each step in order, timed as BUILD; the build ends at the first step that fails
+        (unless it may), hangs, or finds the build cancelled or out of time."""
+        build = self._build
+        fail_at, hang_at = self._fault_step(fail), self._fault_step(hang)
+        fail_message = str(fail.params.get("message") or FAULT_MESSAGE) if fail else ""
+        started = now()
         for index, step in enumerate(build.steps):
-            if self._cancelled.is_set():
-                return self._finish(CANCELLED, "Build was cancelled.")
+            self._check_cancelled()
             if time.monotonic() >= deadline:
-                return self._finish(TIMEOUT, "Build timed out.")
+                raise _Ended(TIMEOUT, "Build timed out.")
             self._prefix = f'Step #{index} - "{step.id}": ' if step.id else f"Step #{index}: "
             step.status = WORKING
             step.timing = step.pull_timing = cb.TimeSpan(start_time=now())
             self._emit()
             if index == hang_at:
-                self._say("(sandbox fault build_hang: this step never ends)")
-                cancelled = self._cancelled.wait(max(0.0, deadline - time.monotonic()))
-                step.timing.end_time = now()
-                step.status = CANCELLED if cancelled else TIMEOUT
-                if cancelled:
-                    return self._finish(CANCELLED, "Build was cancelled.")
-                return self._finish(TIMEOUT, "Build timed out.")
+                self._hang(step, deadline)
             try:
                 if index == fail_at:
                     raise StepFailed(fail_message)
                 docker.run(step, self._step_dir(source_dir, step.dir_))
             except StepFailed as failed:
-                self._say(str(failed))
-                step.status, step.exit_code, step.timing.end_time = FAILURE, 1, now()
-                if step.allow_failure:
-                    continue
-                detail = (
-                    f'build step {index} "{step.name}" failed: step exited with non-zero status: 1'
-                )
-                failure = cb.Build.FailureInfo(
-                    type_=FailureType.USER_BUILD_STEP, detail=f"Build step failure: {detail}"
-                )
-                return self._finish(FAILURE, detail, failure)
+                self._step_failed(index, step, str(failed))
+                continue
             step.status, step.timing.end_time = SUCCESS, now()
         self._prefix = ""
         build.timing["BUILD"] = cb.TimeSpan(start_time=started, end_time=now())
         build.results.build_step_images = [
             "sha256:" + hashlib.sha256(step.name.encode()).hexdigest() for step in build.steps
         ]
-        if self._cancelled.is_set():
-            return self._finish(CANCELLED, "Build was cancelled.")
-        if build.images:
-            started = now()
-            try:
-                build.results.images = docker.push_images(list(build.images))
-            except LookupError as missing:
-                detail = (
-                    "failed to find one or more images after execution of build steps: "
-                    + json.dumps(missing.args[0])
-                )
-                failure = cb.Build.FailureInfo(
-                    type_=FailureType.PUSH_IMAGE_NOT_FOUND, detail=detail
-                )
-                return self._finish(FAILURE, detail, failure)
-            build.timing["PUSH"] = cb.TimeSpan(start_time=started, end_time=now())
-        return self._finish(SUCCESS)
+
+    def _hang(self, step: cb.BuildStep, deadline: float) -> NoReturn:
+        """Fault `build_hang`: the step runs until the build is cancelled or times out."""
+        self._say("(sandbox fault build_hang: this step never ends)")
+        cancelled = self._cancelled.wait(max(0.0, deadline - time.monotonic()))
+        step.timing.end_time = now()
+        step.status = CANCELLED if cancelled else TIMEOUT
+        if cancelled:
+            raise _Ended(CANCELLED, "Build was cancelled.")
+        raise _Ended(TIMEOUT, "Build timed out.")
+
+    def _step_failed(self, index: int, step: cb.BuildStep, message: str) -> None:
+        """Record the step's failure; the build fails with it unless `allow_failure`."""
+        self._say(message)
+        step.status, step.exit_code, step.timing.end_time = FAILURE, 1, now()
+        if step.allow_failure:
+            return
+        detail = f'build step {index} "{step.name}" failed: step exited with non-zero status: 1'
+        failure = cb.Build.FailureInfo(
+            type_=FailureType.USER_BUILD_STEP, detail=f"Build step failure: {detail}"
+        )
+        raise _Ended(FAILURE, detail, failure)
+
+    def _push(self, docker: DockerSteps) -> None:
+        """Push the build's `images`, timed as PUSH; one the steps did not build fails it."""
+        self._check_cancelled()
+        build = self._build
+        if not build.images:
+            return
+        started = now()
+        try:
+            build.results.images = docker.push_images(list(build.images))
+        except LookupError as missing:
+            detail = (
+                "failed to find one or more images after execution of build steps: "
+                + json.dumps(missing.args[0])
+            )
+            failure = cb.Build.FailureInfo(type_=FailureType.PUSH_IMAGE_NOT_FOUND, detail=detail)
+            raise _Ended(FAILURE, detail, failure) from None
+        build.timing["PUSH"] = cb.TimeSpan(start_time=started, end_time=now())
 
     @staticmethod
     def _step_dir(source_dir: str, step_dir: str) -> str:

@@ -2,7 +2,7 @@
 
 The repository is a local path or a `file://` URL: a `Source.git_source`'s URL, or
 the local repository behind a 2nd-gen `Source.connected_repository`
-(repositories.py). The revision (branch, tag, sha or any git revision, default
+(`cloud_build.repositories`). The revision (branch, tag, sha or any git revision, default
 HEAD) is resolved to a full commit, and that commit's tree is extracted with
 `git archive` into a content-addressed store:
 

@@ -20,7 +20,7 @@ from deployer_sandbox.common.rpc import invalid
 USER_KEY = re.compile(r"^_[A-Z0-9_]+$")
 # Built-ins a build may refer to. Only the first four have values for a build that
 # no trigger started; the others expand to "" (pass your own `_COMMIT_SHA`), and a
-# build a trigger started has them in its `substitutions` (build_triggers.py). The
+# build a trigger started has them in its `substitutions` (`cloud_build.triggers`). The
 # list is the documentation's "default substitutions for builds invoked by triggers"
 # (configuring-builds/substitute-variable-values), which a request may also set.
 BUILTINS = ("PROJECT_ID", "BUILD_ID", "PROJECT_NUMBER", "LOCATION")

@@ -1,12 +1,12 @@
 """Cloud Build 2nd-gen triggers: CreateBuildTrigger, GetBuildTrigger, ListBuildTriggers,
-DeleteBuildTrigger and RunBuildTrigger, on repositories of RepositoryManager (repositories.py).
+DeleteBuildTrigger and RunBuildTrigger, on repositories of RepositoryManager.
 
     RunBuildTrigger(commit_sha | branch_name | tag_name)
     -> the commit in the trigger's repository
     -> the build config: the trigger's inline `build`, or its `filename` read at that commit
     -> substitutions: the config's, overridden by the trigger's, then by the request's;
        the built-ins of a triggered build (COMMIT_SHA, SHORT_SHA, BRANCH_NAME, ...) set
-    -> CreateBuild's path (cloud_build.py): source = connected_repository at the commit,
+    -> CreateBuild's path: source = connected_repository at the commit,
        `build_trigger_id` set; the answer is CreateBuild's operation
 
 Triggers are the 2nd-gen kind only: a repository from `repository_event_config`
@@ -30,14 +30,12 @@ from google.cloud.devtools import cloudbuild_v1 as cb
 from google.longrunning import operations_pb2
 from google.protobuf import empty_pb2, json_format
 
-from deployer_sandbox.cloud_build.repositories import (
-    Repositories,
-    ServedRepository,
-    parse_repository_name,
-)
+from deployer_sandbox.cloud_build.repositories import Repositories
+from deployer_sandbox.cloud_build.repository_store import ServedRepository, parse_repository_name
 from deployer_sandbox.cloud_build.requests import check_steps, parse_parent, trigger_reference
 from deployer_sandbox.cloud_build.sources import SourceError, read_file, ref_names, resolve_commit
 from deployer_sandbox.cloud_build.substitutions import USER_KEY
+from deployer_sandbox.common.paging import page
 from deployer_sandbox.common.protos import clone, now
 from deployer_sandbox.common.rpc import (
     already_exists,
@@ -47,7 +45,6 @@ from deployer_sandbox.common.rpc import (
     unary,
     unimplemented,
 )
-from deployer_sandbox.secret_manager.listing import page
 
 # (project, location, build, the built-in substitutions' values) -> CreateBuild's operation
 Submit = Callable[[str, str, cb.Build, dict[str, str]], operations_pb2.Operation]
@@ -238,7 +235,7 @@ class BuildTriggers:
         with self._lock:
             # "sorted by create_time descending" (ListBuildTriggersResponse.triggers)
             found = [clone(t) for n, t in reversed(self._triggers.items()) if n.startswith(prefix)]
-        items, following = page(found, request.page_size, request.page_token)
+        items, following = page(found, request.page_size, request.page_token, default_size=None)
         return cb.ListBuildTriggersResponse(triggers=items, next_page_token=following)
 
     def _delete(self, request: cb.DeleteBuildTriggerRequest) -> empty_pb2.Empty:

@@ -6,7 +6,8 @@
         filter (a conjunction, below)       -> their lines, from RevisionProcesses.logs()
                                                and CloudBuild.project_logs()
         order_by "timestamp asc" | "timestamp desc", page_size (default 50, at most 1000),
-        page_token (opaque, bound to the request that made it)
+        page_token (opaque, bound to the request that made it, resuming after the last
+        entry returned)
 
 What an entry looks like, as Cloud Run writes it (resource type `cloud_run_revision`,
 labels project_id, location, service_name, revision_name, configuration_name):
@@ -40,17 +41,13 @@ label the entry lacks equals nothing (so `!=` holds). Anything else the Logging 
 language has (OR, NOT, parentheses, other fields) is INVALID_ARGUMENT saying so, never
 silently ignored.
 
-The entries are built in `log_sources.py` and the filters read in `log_filters.py`.
+The entries are built in `cloud_logging.sources` and the filters read in
+`cloud_logging.filters`.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import json
 import re
-from datetime import datetime
 from typing import Any
 
 from google.cloud.logging_v2.types import ListLogEntriesRequest, ListLogEntriesResponse
@@ -67,6 +64,7 @@ from deployer_sandbox.cloud_logging.sources import (
 )
 from deployer_sandbox.cloud_run.processes import RevisionProcesses
 from deployer_sandbox.cloud_run.state import RunState
+from deployer_sandbox.common.paging import Query, page
 from deployer_sandbox.common.rpc import invalid, service, unary
 
 SERVICE = "google.logging.v2.LoggingServiceV2"
@@ -97,21 +95,30 @@ class CloudLogging:
         projects = _projects(list(request.resource_names))
         clauses = parse_filter(request.filter)
         descending = _descending(request.order_by)
-        page_size = request.page_size or DEFAULT_PAGE_SIZE
-        if not 0 < page_size <= MAX_PAGE_SIZE:
-            raise invalid(
-                f"page_size must be between 0 and {MAX_PAGE_SIZE}; got {request.page_size}."
-            )
-        fingerprint = _fingerprint(request)
         rows = [row for row in self._rows(projects, clauses) if all(c.test(row) for c in clauses)]
         rows.sort(key=lambda row: row.key, reverse=descending)
-        if request.page_token:
-            after = _read_token(request.page_token, fingerprint)
-            rows = [row for row in rows if (row.key < after if descending else row.key > after)]
-        page, more = rows[:page_size], len(rows) > page_size
+        found, following = page(
+            rows,
+            request.page_size,
+            request.page_token,
+            default_size=DEFAULT_PAGE_SIZE,
+            max_size=MAX_PAGE_SIZE,
+            invalid_token="page_token: '{token}' is not a page token of this API.",
+            # The API wants the parameters of the request that returned the token.
+            query=Query(
+                [list(request.resource_names), request.filter, request.order_by],
+                mismatch=(
+                    "page_token: the token was issued for a request with another filter, "
+                    "order_by or resource_names; repeat the parameters of the request that "
+                    "returned it."
+                ),
+            ),
+            # Entries arrive while a reader pages: a token resumes after the last one read.
+            position=lambda row: row.key,
+            descending=descending,
+        )
         return ListLogEntriesResponse(
-            entries=[row.entry() for row in page],
-            next_page_token=_token(page[-1].key, fingerprint) if more else "",
+            entries=[row.entry() for row in found], next_page_token=following
         )
 
     def _rows(self, projects: list[str], clauses: list[Clause]) -> list[LogRow]:
@@ -173,30 +180,3 @@ def _descending(order_by: str) -> bool:
     raise invalid(
         f'order_by: \'{order_by}\' is not supported; use "timestamp asc" or "timestamp desc".'
     )
-
-
-def _fingerprint(request: ListLogEntriesRequest) -> str:
-    """Ties a page token to the request that made it (the API wants the same parameters)."""
-    identity = json.dumps([list(request.resource_names), request.filter, request.order_by])
-    return hashlib.sha256(identity.encode()).hexdigest()[:16]
-
-
-def _token(after: tuple[datetime, str], fingerprint: str) -> str:
-    payload = json.dumps({"after": [after[0].isoformat(), after[1]], "q": fingerprint})
-    return base64.urlsafe_b64encode(payload.encode()).decode()
-
-
-def _read_token(token: str, fingerprint: str) -> tuple[datetime, str]:
-    try:
-        payload = json.loads(base64.urlsafe_b64decode(token.encode()))
-        stamp, insert_id = payload["after"]
-        after = (datetime.fromisoformat(stamp), str(insert_id))
-        same = payload["q"] == fingerprint
-    except (binascii.Error, ValueError, TypeError, KeyError):
-        raise invalid(f"page_token: '{token}' is not a page token of this API.") from None
-    if not same:
-        raise invalid(
-            "page_token: the token was issued for a request with another filter, order_by or "
-            "resource_names; repeat the parameters of the request that returned it."
-        )
-    return after

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from google.api import monitored_resource_pb2
 from google.cloud.logging_v2.types import LogEntry
@@ -36,8 +36,10 @@ class LogRow:
     entry_labels: dict[str, str] = field(default_factory=dict)
 
     @property
-    def key(self) -> tuple[datetime, str]:
-        return self.timestamp, self.insert_id
+    def key(self) -> str:
+        """Where the entry sorts: by time, then insert id (the time is fixed-width); page
+        tokens hold it."""
+        return f"{self.timestamp.astimezone(UTC):%Y-%m-%dT%H:%M:%S.%f} {self.insert_id}"
 
     def entry(self) -> LogEntry:
         return LogEntry(

@@ -1,12 +1,10 @@
 """Cloud Run Admin v2: services, revisions and jobs, with revisions running as local processes.
 
-CloudRun
-├── google.cloud.run.v2.Services    run_services.py   -> run_reconciler.py (per-service queue)
-├── google.cloud.run.v2.Revisions   run_revisions.py
-├── google.cloud.run.v2.Jobs, ...   run_jobs.py
-├── RevisionLauncher                run_launcher.py   -> revision_processes.py -> child_processes.py
-└── Router                          router.py         (service and tag URLs; ID tokens
-                                                       checked with id_tokens.py)
+`CloudRun` puts together the servicers of Services (whose changes a reconciler
+applies, one queue per service), Revisions, and Jobs with their Executions; the
+`RevisionLauncher`, which starts a revision's container as a local child process;
+and the `Router`, which serves each service's URL and tag URLs and checks the ID
+tokens of calls to private services.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ image that was never pushed runs `command` + `args` as a local command with the
 sandbox's PATH, which is how the deployer's own `deployer worker` job runs here.
 Beside the container's env, a task finds the platform's: CLOUD_RUN_JOB,
 CLOUD_RUN_EXECUTION, CLOUD_RUN_TASK_INDEX/_ATTEMPT/_COUNT, and GCE_METADATA_HOST
-and GCE_METADATA_IP naming the sandbox's metadata server (metadata_server.py),
+and GCE_METADATA_IP naming the sandbox's metadata server,
 where google-auth finds its credentials and ID tokens as on Cloud Run.
 """
 
@@ -33,7 +33,7 @@ import grpc
 from google.cloud import run_v2
 
 from deployer_sandbox.cloud_run.job_names import new_execution_id
-from deployer_sandbox.cloud_run.resources import clone, now
+from deployer_sandbox.cloud_run.resources import condition
 from deployer_sandbox.common.child_processes import (
     exit_line,
     minimal_environment,
@@ -43,26 +43,16 @@ from deployer_sandbox.common.child_processes import (
 )
 from deployer_sandbox.common.images import ImageStore
 from deployer_sandbox.common.operations import Operations
+from deployer_sandbox.common.protos import clone, new_etag, now
 from deployer_sandbox.common.rpc import RpcError, failed_precondition, invalid
 from deployer_sandbox.secret_manager.api import SecretManager
 
 log = logging.getLogger(__name__)
 
-Condition = run_v2.Condition
 State = run_v2.Condition.State
 CompletionStatus = run_v2.ExecutionReference.CompletionStatus
 # Called, with the lock held, with an execution that ended and how it ended.
 OnComplete = Callable[[run_v2.Execution, CompletionStatus], None]
-
-
-def new_etag() -> str:
-    """An opaque quoted etag, new for every write."""
-    return f'"{uuid.uuid4().hex}"'
-
-
-def condition(kind: str, state: Any, message: str = "", **extra: Any) -> run_v2.Condition:
-    """A condition of a job or an execution, stamped with the current time."""
-    return Condition(type_=kind, state=state, message=message, last_transition_time=now(), **extra)
 
 
 @dataclass
@@ -318,7 +308,7 @@ class ExecutionRunner:
     ) -> None:
         with self._lock:
             conditions = [c for c in execution.message.conditions if c.type_ != kind]
-            conditions.append(condition(kind, state, message, **extra))
+            conditions.append(condition(kind, state, message, failure_severity=None, **extra))
             order = ("ResourcesAvailable", "Started", "Completed")
             execution.message.conditions = sorted(conditions, key=lambda c: order.index(c.type_))
             execution.message.update_time = now()

@@ -7,7 +7,7 @@ service goes) and decides what the router lets through:
     policy grants roles/run.invoker to allUsers (no condition)  -> public: anyone may call
     otherwise                                                   -> private: only requests
                                                                    with an ID token for the
-                                                                   service get in (router.py)
+                                                                   service get in
 
 As on Google: a new service has an empty policy (etag `ACAB`), so it is private;
 `SetIamPolicy` with the etag of an older read is ABORTED (a write without an
@@ -21,14 +21,14 @@ answers with every asked permission that exists on a Cloud Run service
 (`SERVICE_PERMISSIONS`), and drops the rest as Google drops permissions the
 caller lacks or that do not apply to the resource. While a `caller_roles` fault is
 armed the caller holds only those roles, and only what they grant is answered
-(run_roles.py).
+(`cloud_run.roles`).
 
 While an `iam_org_policy` fault is armed, the project sits under an organization
 enforcing domain restricted sharing (`constraints/iam.allowedPolicyMemberDomains`):
 a `SetIamPolicy` whose policy would name allUsers or allAuthenticatedUsers is refused
 with FAILED_PRECONDITION and Google's text (`ORG_POLICY_REFUSAL`), and nothing changes.
 
-Jobs serve the same three methods (run_job_iam.py) through the helpers here:
+Jobs serve the same three methods (`cloud_run.job_iam`) through the helpers here:
 `check_get`, `prepare_write`, `written`, `check_test` and `tested`.
 """
 

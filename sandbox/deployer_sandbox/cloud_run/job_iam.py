@@ -1,7 +1,7 @@
 """IAM on Cloud Run jobs: `GetIamPolicy`, `SetIamPolicy`, `TestIamPermissions` of
-`google.cloud.run.v2.Jobs`, over the jobs `RunJobs` keeps (run_jobs.py).
+`google.cloud.run.v2.Jobs`, over the jobs `RunJobs` keeps.
 
-They answer as the services' do (run_iam.py, whose helpers they use): a job's policy starts
+They answer as the services' do (`cloud_run.iam`, whose helpers they use): a job's policy starts
 empty (etag `ACAB`) and goes with the job; a stale etag is ABORTED; bindings come back merged
 and sorted; an unknown job is NOT_FOUND ("Resource 'J' of kind 'JOB' ..."); wildcards in
 `TestIamPermissions` are INVALID_ARGUMENT. `TestIamPermissions` answers the asked permissions

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 
-from deployer_sandbox.common.rpc import RpcError, aborted, invalid, not_found
+from deployer_sandbox.common.rpc import RpcError, invalid, not_found
 
 _PARENT_RE = re.compile(r"^projects/([^/]+)/locations/([^/]+)$")
 _JOB_RE = re.compile(r"^(projects/[^/]+/locations/[^/]+)/jobs/([^/]+)$")
@@ -71,8 +71,3 @@ def missing(name: str, kind: str) -> RpcError:
         f"Resource '{location[-1]}' of kind '{kind}' in region '{location[3]}' "
         f"in project '{location[1]}' does not exist."
     )
-
-
-def etag_mismatch(job_id: str) -> RpcError:
-    """ABORTED for a request whose etag is no longer the job's."""
-    return aborted(f"Etag mismatch for job '{job_id}': it was modified.")

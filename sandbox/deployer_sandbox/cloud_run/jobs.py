@@ -1,22 +1,23 @@
 """Cloud Run Admin v2 `Jobs` and `Executions` services: the jobs, and the executions they ran.
 
-    Jobs.RunJob -> Execution JOB-xxxxx (operation metadata and result), run by
-    run_executions.py; Executions: Get, List (newest first), Cancel, Delete
+Jobs.RunJob starts an execution, JOB-xxxxx (the operation's metadata and result),
+whose tasks run as local processes; Executions serves Get, List (newest first),
+Cancel and Delete.
 
-Names and their errors are in run_job_names.py. Create, update and delete finish
-at once; their operations are already done when answered. An armed
+Names and their errors are in `cloud_run.job_names`. Create, update and delete
+finish at once; their operations are already done when answered. An armed
 `run_job_unavailable` fault answers the next RunJob calls UNAVAILABLE before
-anything is looked at (faults.py). Jobs also serve GetIamPolicy, SetIamPolicy and
-TestIamPermissions (run_job_iam.py); a job's policy goes with the job.
+anything is looked at. Jobs also serve GetIamPolicy, SetIamPolicy and
+TestIamPermissions (`cloud_run.job_iam`); a job's policy goes with the job.
 """
 
 from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 from google.cloud import run_v2
@@ -28,8 +29,6 @@ from deployer_sandbox.cloud_run.executions import (
     Execution,
     ExecutionRunner,
     State,
-    condition,
-    new_etag,
     new_execution,
 )
 from deployer_sandbox.cloud_run.job_iam import JobIam
@@ -37,27 +36,28 @@ from deployer_sandbox.cloud_run.job_names import (
     check_execution_name,
     check_job_id,
     check_parent,
-    etag_mismatch,
     is_job_name,
     location_of,
     missing,
     parse_job,
 )
-from deployer_sandbox.cloud_run.resources import clone, now
+from deployer_sandbox.cloud_run.names import INVALID_PAGE_TOKEN
+from deployer_sandbox.cloud_run.resources import condition
 from deployer_sandbox.common.faults import Faults
 from deployer_sandbox.common.images import ImageStore
 from deployer_sandbox.common.operations import Operations
+from deployer_sandbox.common.paging import page
+from deployer_sandbox.common.protos import clone, new_etag, now
 from deployer_sandbox.common.rpc import (
     RpcError,
     already_exists,
+    etag_mismatch,
     failed_precondition,
     invalid,
     service,
     unary,
 )
 from deployer_sandbox.secret_manager.api import SecretManager
-
-M = TypeVar("M")
 
 _DEFAULT_RETRIES = 3
 _DEFAULT_TIMEOUT = duration_pb2.Duration(seconds=600)
@@ -157,8 +157,14 @@ class RunJobs:
         with self._lock:
             jobs = [clone(j) for n, j in sorted(self._jobs.items()) if is_job_name(n)]
         jobs = [j for j in jobs if j.name.startswith(request.parent + "/jobs/")]
-        page, token = _page(jobs, request.page_size, request.page_token)
-        return run_v2.ListJobsResponse(jobs=page, next_page_token=token)
+        found, token = page(
+            jobs,
+            request.page_size,
+            request.page_token,
+            default_size=None,  # every one left
+            invalid_token=INVALID_PAGE_TOKEN,
+        )
+        return run_v2.ListJobsResponse(jobs=found, next_page_token=token)
 
     def _update_job(self, request: run_v2.UpdateJobRequest) -> Any:
         parent, job_id = parse_job(request.job.name)
@@ -171,7 +177,7 @@ class RunJobs:
                 job = self._new_job(request.job.name, request.job)
             else:
                 if request.job.etag and request.job.etag != current.etag:
-                    raise etag_mismatch(job_id)
+                    raise etag_mismatch(request.job.name)
                 job = self._new_job(request.job.name, request.job)
                 for kept in ("uid", "create_time", "execution_count", "latest_created_execution"):
                     setattr(job, kept, getattr(current, kept))
@@ -181,11 +187,11 @@ class RunJobs:
         return self._finished(parent, job)
 
     def _delete_job(self, request: run_v2.DeleteJobRequest) -> Any:
-        parent, job_id = parse_job(request.name)
+        parent, _ = parse_job(request.name)
         with self._lock:
             job = self._job(request.name)
             if request.etag and request.etag != job.etag:
-                raise etag_mismatch(job_id)
+                raise etag_mismatch(request.name)
             if request.validate_only:
                 return self._finished(parent, clone(job))
             del self._jobs[request.name]
@@ -240,13 +246,13 @@ class RunJobs:
             # unavailable. This is most likely a transient condition, which can be
             # corrected by retrying with a backoff." Nothing is started.
             raise RpcError(grpc.StatusCode.UNAVAILABLE, "The service is currently unavailable.")
-        parent, job_id = parse_job(request.name)
+        parent, _ = parse_job(request.name)
         with self._lock:
             if self._closed:
                 raise failed_precondition("The sandbox is shutting down.")
             job = self._job(request.name)
             if request.etag and request.etag != job.etag:
-                raise etag_mismatch(job_id)
+                raise etag_mismatch(request.name)
             execution = new_execution(
                 job, request.overrides, self._images, self._logs, self._platform_env
             )
@@ -299,9 +305,14 @@ class RunJobs:
                 if n.startswith(prefix)
                 and (prefix.endswith("/jobs/") or n.startswith(prefix + "/"))
             ]
-
-        page, token = _page(found, request.page_size, request.page_token)
-        return run_v2.ListExecutionsResponse(executions=page, next_page_token=token)
+        listed, token = page(
+            found,
+            request.page_size,
+            request.page_token,
+            default_size=None,  # every one left
+            invalid_token=INVALID_PAGE_TOKEN,
+        )
+        return run_v2.ListExecutionsResponse(executions=listed, next_page_token=token)
 
     def _cancel_execution(self, request: run_v2.CancelExecutionRequest) -> Any:
         with self._lock:
@@ -340,12 +351,3 @@ class RunJobs:
             then(snapshot)
 
         threading.Thread(target=wait, daemon=True).start()
-
-
-def _page(items: list[M], size: int, token: str) -> tuple[Iterable[M], str]:
-    """One page of `items` and the next page's token (a plain offset)."""
-    start = int(token) if token.isdigit() else 0
-    if size <= 0:
-        return items[start:], ""
-    end = start + size
-    return items[start:end], str(end) if end < len(items) else ""

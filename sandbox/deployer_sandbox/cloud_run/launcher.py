@@ -4,12 +4,12 @@ Cloud Run reads env secrets once, when an instance starts; so does the sandbox,
 each time it starts a revision's process (again after a scale to zero). Beside
 the container's env, the process finds the platform's: K_SERVICE, K_REVISION,
 K_CONFIGURATION, PORT, and GCE_METADATA_HOST and GCE_METADATA_IP naming the
-sandbox's metadata server (metadata_server.py), where google-auth finds its
+sandbox's metadata server, where google-auth finds its
 credentials and ID tokens as on Cloud Run.
 
 A container that does not come up fails the revision with Cloud Run's own words
 and a Logs URL; as on Cloud Run, the container's output is not in the message but
-in Cloud Logging (the sandbox's `cloud_logging.py`).
+in Cloud Logging (the sandbox's `cloud_logging.api`).
 """
 
 from __future__ import annotations

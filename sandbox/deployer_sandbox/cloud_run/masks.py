@@ -28,7 +28,8 @@ import re
 from google.cloud import run_v2
 from google.protobuf.field_mask_pb2 import FieldMask
 
-from deployer_sandbox.cloud_run.resources import SERVICE_OUTPUT_FIELDS, clone
+from deployer_sandbox.cloud_run.resources import SERVICE_OUTPUT_FIELDS
+from deployer_sandbox.common.protos import clone
 from deployer_sandbox.common.rpc import invalid
 
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")

@@ -16,7 +16,7 @@ import string
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from deployer_sandbox.common.rpc import RpcError, aborted, invalid, not_found
+from deployer_sandbox.common.rpc import RpcError, invalid, not_found
 
 # Service ids: "must begin with letter, and cannot end with hyphen; must contain
 # fewer than 50 characters" (CreateServiceRequest.service_id).
@@ -149,6 +149,10 @@ def generated_revision_id(service_id: str, generation: int) -> str:
     return f"{service_id}-{generation:05d}-{suffix}"
 
 
+# How Cloud Run words a page token it did not issue (`{token}`: the token), for every list.
+INVALID_PAGE_TOKEN = "Invalid page_token '{token}'."
+
+
 def service_not_found(service: ServiceName) -> RpcError:
     """NOT_FOUND worded as Cloud Run words it."""
     return not_found(
@@ -176,12 +180,4 @@ def log_uri(service: ServiceName, revision_id: str) -> str:
         f"https://console.cloud.google.com/logs/viewer?project={service.project}"
         f"&resource=cloud_run_revision/service_name/{service.service}"
         f"/revision_name/{revision_id}&advancedFilter={quote(query, safe='')}"
-    )
-
-
-def etag_mismatch(name: str) -> RpcError:
-    """ABORTED, as Google APIs answer a stale etag (AIP-154)."""
-    return aborted(
-        f"The etag provided does not match the current etag of '{name}': the resource "
-        "changed since it was read. Read it again and retry with its etag."
     )

@@ -22,12 +22,13 @@ from google.cloud import run_v2
 
 from deployer_sandbox.cloud_run.launcher import RevisionLauncher
 from deployer_sandbox.cloud_run.names import service_not_found
-from deployer_sandbox.cloud_run.resources import State, clone, condition
+from deployer_sandbox.cloud_run.resources import State, condition
 from deployer_sandbox.cloud_run.revisions import settle
 from deployer_sandbox.cloud_run.router import Router
 from deployer_sandbox.cloud_run.state import RunState, ServiceRecord
 from deployer_sandbox.cloud_run.traffic import Resolution, not_ready_error, resolve
 from deployer_sandbox.common.operations import Operations
+from deployer_sandbox.common.protos import clone
 from deployer_sandbox.common.rpc import RpcError
 
 log = logging.getLogger(__name__)

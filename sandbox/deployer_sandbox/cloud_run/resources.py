@@ -1,4 +1,4 @@
-"""Building blocks of Cloud Run resources: copies, etags, conditions, specs and defaults.
+"""Building blocks of Cloud Run resources: conditions, specs and defaults.
 
 A service's *spec* is what its owner writes (template, traffic, labels, ...);
 everything else is status that Cloud Run fills in. The generation counts spec
@@ -7,18 +7,15 @@ changes only, so specs are compared with the status fields cleared.
 
 from __future__ import annotations
 
-import base64
 import datetime
-import uuid
-from typing import Any, TypeVar
+from typing import Any
 
 from google.cloud import run_v2
-from google.protobuf import timestamp_pb2
+
+from deployer_sandbox.common.protos import clone, now
 
 Condition = run_v2.Condition
 State = run_v2.Condition.State
-
-MessageT = TypeVar("MessageT")
 
 # Fields of `Service` that Cloud Run owns; whatever a request puts there is ignored.
 SERVICE_OUTPUT_FIELDS = (
@@ -52,44 +49,31 @@ DEFAULT_PORT = 8080
 DEFAULT_LIMITS = {"cpu": "1000m", "memory": "512Mi"}
 
 
-def clone(message: MessageT) -> MessageT:
-    """A deep copy of a proto-plus message, safe to hand to another thread."""
-    cls: Any = type(message)
-    copied: MessageT = cls.deserialize(cls.serialize(message))
-    return copied
-
-
 def same(a: Any, b: Any) -> bool:
     """Whether two proto-plus messages are equal (map order does not matter)."""
     return bool(type(a).pb(a) == type(b).pb(b))
-
-
-def now() -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(datetime.datetime.now(datetime.UTC))
-    return stamp
-
-
-def new_etag() -> str:
-    """An opaque quoted fingerprint, like the ones Cloud Run hands out."""
-    return '"' + base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=") + '"'
 
 
 def condition(
     type_: str,
     state: Any,
     message: str = "",
-    reason: Any = None,
-    revision_reason: Any = None,
+    *,
+    failure_severity: Any = Condition.Severity.ERROR,
+    **reasons: Any,
 ) -> run_v2.Condition:
-    """A condition stamped with the current time; failures are of severity ERROR."""
+    """A condition of a service, revision, job or execution, stamped with the current time.
+
+    A failed one is of `failure_severity` (None: none, as on executions). `reasons`
+    holds at most one of the oneof `reason`, `revision_reason`, `execution_reason`;
+    a None value is left out.
+    """
     built = run_v2.Condition(type_=type_, state=state, message=message, last_transition_time=now())
-    if state == State.CONDITION_FAILED:
-        built.severity = Condition.Severity.ERROR  # type: ignore[assignment]
-    if reason is not None:
-        built.reason = reason
-    elif revision_reason is not None:
-        built.revision_reason = revision_reason
+    if state == State.CONDITION_FAILED and failure_severity is not None:
+        built.severity = failure_severity
+    for field, value in reasons.items():
+        if value is not None:
+            setattr(built, field, value)
     return built
 
 

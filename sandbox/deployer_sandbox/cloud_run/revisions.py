@@ -15,20 +15,19 @@ from google.cloud import run_v2
 from google.longrunning import operations_pb2
 
 from deployer_sandbox.cloud_run.launcher import Outcome, RevisionLauncher
-from deployer_sandbox.cloud_run.names import ServiceName, etag_mismatch, log_uri, parse_service
+from deployer_sandbox.cloud_run.names import INVALID_PAGE_TOKEN, ServiceName, log_uri, parse_service
 from deployer_sandbox.cloud_run.resources import (
     SANDBOX_PRINCIPAL,
     State,
-    clone,
     condition,
-    new_etag,
-    now,
     template_config,
 )
 from deployer_sandbox.cloud_run.serial import SerialQueues
 from deployer_sandbox.cloud_run.state import RevisionRecord, RunState, ServiceRecord
 from deployer_sandbox.common.operations import Operations
-from deployer_sandbox.common.rpc import failed_precondition, invalid, service, unary
+from deployer_sandbox.common.paging import page
+from deployer_sandbox.common.protos import clone, new_etag, now
+from deployer_sandbox.common.rpc import etag_mismatch, failed_precondition, service, unary
 
 _PAGE_SIZE = 100
 
@@ -164,14 +163,14 @@ class RevisionsServicer:
             owner = self._state.record(request.parent, "parent")
             # Newest first, as Cloud Run lists them.
             revisions = [clone(r.revision) for r in reversed(owner.revisions.values())]
-        size = request.page_size if request.page_size > 0 else _PAGE_SIZE
-        try:
-            start = int(request.page_token or 0)
-        except ValueError:
-            raise invalid(f"Invalid page_token '{request.page_token}'.") from None
-        page = revisions[start : start + size]
-        token = str(start + size) if start + size < len(revisions) else ""
-        return run_v2.ListRevisionsResponse(revisions=page, next_page_token=token)
+        found, token = page(
+            revisions,
+            request.page_size,
+            request.page_token,
+            default_size=_PAGE_SIZE,
+            invalid_token=INVALID_PAGE_TOKEN,
+        )
+        return run_v2.ListRevisionsResponse(revisions=found, next_page_token=token)
 
     def _delete(self, request: run_v2.DeleteRevisionRequest) -> operations_pb2.Operation:
         with self._state.lock:

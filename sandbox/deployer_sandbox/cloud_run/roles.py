@@ -1,6 +1,6 @@
 """What Google's predefined roles let a caller do to one Cloud Run service or job.
 
-The `caller_roles` fault (faults.py) makes the sandbox's caller hold only the roles it
+The `caller_roles` fault makes the sandbox's caller hold only the roles it
 names; `TestIamPermissions` on a service or a job then answers the asked permissions those
 roles grant there (`held`). Without the fault the caller may do anything.
 

@@ -11,11 +11,11 @@ where the health faults bite: `health_500` answers 500 in the revision's name,
 `health_hang` holds the request without answering (bounded).
 
 Access is decided at the door, as Cloud Run's front end decides it. A public
-service (allUsers holds roles/run.invoker: `run_iam.py` calls `set_public`; or
-the service's `invoker_iam_disabled`: `run_services.py` calls `set_access`)
+service (allUsers holds roles/run.invoker: Services' IAM calls `set_public`; or
+the service's `invoker_iam_disabled`: the Services servicer calls `set_access`)
 takes any request. A private one (the default) wants an ID token in
 `Authorization: Bearer T` (or Cloud Run's `X-Serverless-Authorization`, read
-first), signed by the sandbox's key (id_tokens.py, minted by its metadata
+first), signed by the sandbox's key (`metadata.id_tokens`, minted by its metadata
 server), current, and whose `aud` is the service's URL (also when a tag URL is
 called) or one of its `custom_audiences`:
 
@@ -39,6 +39,7 @@ from http.server import ThreadingHTTPServer
 
 from deployer_sandbox.cloud_run.proxy import Forbidden, Pick, ProxyHandler, Refusal, Target
 from deployer_sandbox.common.faults import Faults
+from deployer_sandbox.common.serving import Serving
 from deployer_sandbox.metadata.id_tokens import IdTokenKey, InvalidIdToken, WrongAudience
 
 
@@ -95,18 +96,11 @@ class _Listener:
         self.server = ThreadingHTTPServer((host, 0), handler)
         self.server.daemon_threads = True
         self.url = f"http://{host}:{self.server.server_address[1]}"
-        self._thread = threading.Thread(
-            target=self.server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"router-{self.server.server_address[1]}",
-            daemon=True,
-        )
-        self._thread.start()
+        self._serving = Serving(self.server, f"router-{self.server.server_address[1]}")
+        self._serving.start()
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(timeout=5)
+        self._serving.close()
 
 
 class Router:

@@ -17,10 +17,10 @@ from deployer_sandbox.cloud_run.iam import ServiceIam
 from deployer_sandbox.cloud_run.launcher import RevisionLauncher
 from deployer_sandbox.cloud_run.masks import drifted, masked_paths, merged_spec
 from deployer_sandbox.cloud_run.names import (
+    INVALID_PAGE_TOKEN,
     ServiceName,
     check_revision_id,
     check_service_id,
-    etag_mismatch,
     generated_revision_id,
     parse_location,
     parse_service,
@@ -30,9 +30,6 @@ from deployer_sandbox.cloud_run.resources import (
     SANDBOX_PRINCIPAL,
     SERVICE_OUTPUT_FIELDS,
     apply_template_defaults,
-    clone,
-    new_etag,
-    now,
     same,
     service_spec,
     template_config,
@@ -44,7 +41,9 @@ from deployer_sandbox.cloud_run.state import RunState, ServiceRecord
 from deployer_sandbox.cloud_run.traffic import validate
 from deployer_sandbox.common.faults import Faults
 from deployer_sandbox.common.operations import Operations
-from deployer_sandbox.common.rpc import already_exists, invalid, service, unary
+from deployer_sandbox.common.paging import page
+from deployer_sandbox.common.protos import clone, new_etag, now
+from deployer_sandbox.common.rpc import already_exists, etag_mismatch, invalid, service, unary
 
 _PAGE_SIZE = 100
 
@@ -121,16 +120,15 @@ class ServicesServicer:
 
     def _list(self, request: run_v2.ListServicesRequest) -> run_v2.ListServicesResponse:
         location = parse_location(request.parent)
-        services = self._state.services_in(location.name)
-        size = request.page_size if request.page_size > 0 else _PAGE_SIZE
-        try:
-            start = int(request.page_token or 0)
-        except ValueError:
-            raise invalid(f"Invalid page_token '{request.page_token}'.") from None
-        token = str(start + size) if start + size < len(services) else ""
+        found, token = page(
+            self._state.services_in(location.name),
+            request.page_size,
+            request.page_token,
+            default_size=_PAGE_SIZE,
+            invalid_token=INVALID_PAGE_TOKEN,
+        )
         return run_v2.ListServicesResponse(
-            services=[self._shown(found) for found in services[start : start + size]],
-            next_page_token=token,
+            services=[self._shown(stored) for stored in found], next_page_token=token
         )
 
     # --- mutations -----------------------------------------------------------------------
@@ -194,7 +192,7 @@ class ServicesServicer:
             current = record.service
             if request.service.etag and request.service.etag != current.etag:
                 raise etag_mismatch(name.name)
-            # The body's revision name is checked whatever the mask (run_masks.py).
+            # The body's revision name is checked whatever the mask (`cloud_run.masks`).
             self._revision_for(record, request.service, named_only=True)
             given = request.service
             if paths is not None:

@@ -19,7 +19,8 @@ from deployer_sandbox.cloud_run.names import (
     revision_not_found,
     service_not_found,
 )
-from deployer_sandbox.cloud_run.resources import State, clone, new_etag, now
+from deployer_sandbox.cloud_run.resources import State
+from deployer_sandbox.common.protos import clone, new_etag, now
 
 # The etag Google gives a resource whose IAM policy was never set ("ACAB" in base64).
 EMPTY_POLICY_ETAG = b"\x00\x20\x01"
@@ -63,7 +64,7 @@ class ServiceRecord:
     service: run_v2.Service
     revisions: dict[str, RevisionRecord] = field(default_factory=dict)
     deleted: bool = False
-    policy: policy_pb2.Policy = field(default_factory=empty_policy)  # run_iam.py
+    policy: policy_pb2.Policy = field(default_factory=empty_policy)  # see cloud_run.iam
 
     def touch(self) -> None:
         """Record a change: new etag, new update time."""

@@ -1,7 +1,7 @@
 """Faults the sandbox injects on demand, so failure paths can be exercised for real.
 
 Armed through the control endpoint (`POST /_sandbox/faults` on the Slack API's
-host, see `http_front.py`). Each kind is consumed where it happens:
+host, see `harness.http_server`). Each kind is consumed where it happens:
 
     build_fail      the next build fails at a step (`step`: id or index, `message`)
     build_hang      the next build stays WORKING until its timeout or a cancel
@@ -17,13 +17,13 @@ host, see `http_front.py`). Each kind is consumed where it happens:
     iam_conflict    the next SetIamPolicy finds the policy changed since it was read (ABORTED)
     run_job_unavailable  the next `times` Cloud Run RunJob calls answer UNAVAILABLE
     template_drift  until cleared, reads of a Cloud Run service show its template with a
-                    server-filled default spelled differently (run_masks.py)
+                    server-filled default spelled differently (`cloud_run.masks`)
     caller_roles    until cleared, the caller holds only `roles` (a list of predefined
-                    roles, run_roles.py): TestIamPermissions on a Cloud Run service or job
+                    roles, `cloud_run.roles`): TestIamPermissions on a Cloud Run service or job
                     answers only the asked permissions those roles grant there
     iam_org_policy  until cleared, a SetIamPolicy on a Cloud Run service whose policy would
                     name allUsers or allAuthenticatedUsers is FAILED_PRECONDITION, as under
-                    the domain restricted sharing constraint (run_iam.py)
+                    the domain restricted sharing constraint (`cloud_run.iam`)
 
 Health faults stick to the revision they were bound to: a broken revision stays
 broken until the fault is cleared. `slack_429` and `slack_5xx` take `after_post`

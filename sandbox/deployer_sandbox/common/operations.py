@@ -57,27 +57,27 @@ class Operations:
 
     def succeed(self, name: str, response: Any, metadata: Any | None = None) -> None:
         """Finish the operation with `response`."""
-        with self._lock:
-            entry = self._entries[name]
-            if entry.operation.done:
-                return
-            if metadata is not None:
-                entry.operation.metadata.CopyFrom(pack(metadata))
-            entry.operation.response.CopyFrom(pack(response))
-            entry.operation.done = True
-        entry.finished.set()
+        self._finish(name, metadata, lambda operation: operation.response.CopyFrom(pack(response)))
 
     def fail(self, name: str, error: RpcError, metadata: Any | None = None) -> None:
         """Finish the operation with an error status."""
+        status = status_pb2.Status(code=error.code.value[0], message=error.message)
+        self._finish(name, metadata, lambda operation: operation.error.CopyFrom(status))
+
+    def _finish(
+        self,
+        name: str,
+        metadata: Any | None,
+        outcome: Callable[[operations_pb2.Operation], None],
+    ) -> None:
+        """Set the operation's `outcome` and end it, unless it already ended."""
         with self._lock:
             entry = self._entries[name]
             if entry.operation.done:
                 return
             if metadata is not None:
                 entry.operation.metadata.CopyFrom(pack(metadata))
-            entry.operation.error.CopyFrom(
-                status_pb2.Status(code=error.code.value[0], message=error.message)
-            )
+            outcome(entry.operation)
             entry.operation.done = True
         entry.finished.set()
 

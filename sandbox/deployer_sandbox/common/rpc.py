@@ -52,6 +52,14 @@ def unimplemented(message: str) -> RpcError:
     return RpcError(grpc.StatusCode.UNIMPLEMENTED, message)
 
 
+def etag_mismatch(name: str) -> RpcError:
+    """ABORTED, as Google APIs answer a write carrying a stale etag (AIP-154)."""
+    return aborted(
+        f"The etag provided does not match the current etag of '{name}': the resource "
+        "changed since it was read. Read it again and retry with its etag."
+    )
+
+
 def _codec(message_type: Any) -> tuple[Callable[[bytes], Any], Callable[[Any], bytes]]:
     """(deserialize, serialize) for a proto-plus class or a protobuf class."""
     if hasattr(message_type, "deserialize"):  # proto-plus

@@ -1,14 +1,12 @@
 """The chat front inside `deployer sandbox`: the webhook app, and the job that runs deploys.
 
-    Front
-    ├── webhook server   the WSGI app of `deployer serve` / `main.py`, on a thread,
-    │                    on a free loopback port (the state file's `webhook`)
-    ├── FrontContext     the demo config (its allow-lists), the demo store, the
-    │                    sandbox's gRPC and Slack sink, fresh signing secrets
-    └── deployer-worker  a Cloud Run job in the sandbox that runs the deployer's image
-                         (`deployer worker DEPLOY_ID`) for real; the front dispatches
-                         to it exactly as in production (DEPLOYER_DISPATCH = the
-                         job's resource name)
+A `Front` is the webhook server, the WSGI app `deployer serve` runs, on a thread
+and a free loopback port (the state file's `webhook`); its `FrontContext`, which
+holds the demo config (its allow-lists), the demo store, the sandbox's gRPC and
+Slack sink, and fresh signing secrets; and `deployer-worker`, a Cloud Run job in
+the sandbox that runs the deployer's image (`deployer worker DEPLOY_ID`) for real.
+The front dispatches to that job exactly as in production (DEPLOYER_DISPATCH is
+the job's resource name).
 
 What the worker reads, as in production: its config from Secret Manager
 (DEPLOYER_CONFIG names the secret `deployer-config`), the bot token from a
@@ -31,6 +29,7 @@ from google.cloud import run_v2, secretmanager_v1
 
 from deployer.adapters.google_clients import EMULATOR_HOST_ENV, google_client
 from deployer_sandbox.common.images import Image
+from deployer_sandbox.common.serving import Serving
 from deployer_sandbox.harness.sandbox import Sandbox
 from deployer_sandbox.harness.seed import Demo
 
@@ -52,8 +51,7 @@ class Front:
     url: str
     job: str
     context: Any  # the FrontContext it serves (deployer.front.context; imported lazily)
-    _server: Any = None
-    _thread: threading.Thread | None = None
+    _serving: Serving | None = None
     _sweeps: Any = None  # the SweepTimer (deployer.front.sweep)
     _closed: bool = field(default=False)
 
@@ -64,11 +62,8 @@ class Front:
         self._closed = True
         if self._sweeps is not None:
             self._sweeps.stop()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        if self._serving is not None:
+            self._serving.close()
 
 
 def warm_imports() -> threading.Thread:
@@ -266,13 +261,11 @@ def serve(
     # One access line per request is noise next to the deploy's own logs.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = make_server(host, port, create_app(context), threaded=True)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="webhook", daemon=True
-    )
-    thread.start()
+    serving = Serving(server, "webhook", poll_interval=0.2)
+    serving.start()
     interval = sweep_interval or context.config.deployer.sweep_interval
     sweeps = SweepTimer(Sweeper(context), interval)
-    return Front(f"http://{host}:{server.server_port}", job, context, server, thread, sweeps)
+    return Front(f"http://{host}:{server.server_port}", job, context, serving, sweeps)
 
 
 def state_entries(front: Front | None) -> dict[str, str]:

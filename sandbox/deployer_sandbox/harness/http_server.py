@@ -6,8 +6,8 @@
     GET|DELETE /_sandbox/messages   every message posted (?channel=, ?thread_ts=) / clear
     GET  /_sandbox/calls            every Web API call, token removed
     POST /_sandbox/response_urls    mint a response_url
-    GET|POST|DELETE /_sandbox/faults  list / arm / clear faults (see faults.py)
-    GET  /_sandbox/rate_limits      the rate limits enforced (see slack_rate_limits.py)
+    GET|POST|DELETE /_sandbox/faults  list / arm / clear faults (see `common.faults`)
+    GET  /_sandbox/rate_limits      the rate limits enforced (see `slack.rate_limits`)
 
 A Web API call meets, in this order: an armed `slack_latency` (a sleep, then
 on), an armed `slack_429` or `slack_5xx` (answered before the token is even
@@ -25,7 +25,6 @@ import email.parser
 import email.policy
 import json
 import logging
-import threading
 import time
 from email.message import Message as Headers
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,6 +32,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from deployer_sandbox.common.faults import FaultError, Faults
+from deployer_sandbox.common.serving import Serving
 from deployer_sandbox.slack.rate_limits import SlackRateLimits
 from deployer_sandbox.slack.sink import METHODS, SlackError, SlackSink
 
@@ -127,31 +127,15 @@ class SandboxHttp:
         self.rate_limits = rate_limits if rate_limits is not None else SlackRateLimits()
         self._server = _Server((host, port), self)
         self.url = f"http://{host}:{self._server.server_address[1]}"
-        self._thread: threading.Thread | None = None
-        self._closed = False
+        self._serving = Serving(self._server, "sandbox-http", poll_interval=0.2)
 
     def start(self) -> None:
         """Serve on a daemon thread."""
-        if self._thread is not None:
-            return
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.2},
-            name="sandbox-http",
-            daemon=True,
-        )
-        self._thread.start()
+        self._serving.start()
 
     def close(self) -> None:
         """Stop serving and release the port. Safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._thread is not None:
-            # shutdown() waits for serve_forever to notice; it would block forever unstarted.
-            self._server.shutdown()
-            self._thread.join(timeout=5)
-        self._server.server_close()
+        self._serving.close()
 
     def mint_response_url(
         self, channel: str | None = None, user: str | None = None, message_ts: str | None = None

@@ -1,21 +1,17 @@
-"""Assembles the sandbox: one gRPC server for every Google API, one HTTP server for Slack,
+"""Assembles the sandbox: one gRPC server for every Google API, HTTP servers for Slack, git
 and the metadata server.
 
-Sandbox
-├── gRPC (plaintext, any credentials)
-│   ├── google.longrunning.Operations        operations.py
-│   ├── google.cloud.secretmanager.v1        secret_manager.py
-│   ├── google.devtools.cloudbuild.v1        cloud_build.py  -> images.py; triggers
-│   │                                        (build_triggers.py)
-│   ├── google.devtools.cloudbuild.v2        repositories.py (RepositoryManager)
-│   ├── google.cloud.run.v2 (services, revisions, jobs, executions)
-│   │                                        cloud_run.py    -> revision processes, router
-│   └── google.logging.v2 (ListLogEntries)   cloud_logging.py -> revision processes' logs
-├── HTTP: Slack Web API sink + control endpoint   http_front.py
-├── HTTP: git smart-HTTP, private repositories    git_server.py (the v2 repositories'
-│                                                remote_uri; read tokens from FetchReadToken)
-└── HTTP: the metadata server                 metadata_server.py (GCE_METADATA_HOST/_IP)
-        ID tokens it mints, signed by `id_tokens` (id_tokens.py), open private services
+The gRPC server is plaintext and takes any credentials. It serves
+`google.longrunning.Operations`, Secret Manager v1, Cloud Build v1 (builds,
+which push to the sandbox's image registry, and triggers), Cloud Build v2's
+RepositoryManager, Cloud Run v2 (services, revisions, jobs, executions; revisions
+run as local processes behind the router) and Cloud Logging v2's ListLogEntries
+(over the revisions' and the builds' logs). One HTTP server is the Slack Web API
+sink and the control endpoint; a git smart-HTTP server serves the v2
+repositories' `remote_uri`s as private GitHub repositories (read tokens come from
+FetchReadToken); and the metadata server (GCE_METADATA_HOST/_IP) hands out
+credentials and the ID tokens, signed by the sandbox's key, that open private
+services.
 """
 
 from __future__ import annotations
@@ -47,7 +43,7 @@ class Sandbox:
     """The local cloud, in this process. `start()` it, `stop()` it (stops every child).
 
     `slack_rate_scale` speeds up the Slack sink's rate limits (1.0: Slack's own;
-    20: twenty times as many calls; 0 or less: none), see slack_rate_limits.py.
+    20: twenty times as many calls; 0 or less: none), see `slack.rate_limits`.
     """
 
     def __init__(

@@ -103,7 +103,7 @@ def seed_demo(sandbox: Sandbox, repo: Path, workdir: Path) -> Demo:
     record = engine.deploy(engine.new_deploy(ENVIRONMENT, "HEAD", "sandbox:seed"), ignore)
     if record.state != State.SUCCEEDED or not record.commit or not record.image:
         raise DemoError(f"the demo's first deploy did not succeed: {record.error}")
-    state = default_platform(host).revisions.current(service)
+    state = default_platform(host).services.current(service)
     assert state is not None
     repositories = config.releases.repositories if config.releases else ["acme/content-api"]
     return Demo(

@@ -9,7 +9,7 @@
         └── default/ (or the account's email)/                ?recursive=true: JSON
             ├── email, aliases, scopes                        text
             ├── token                                         an access token, JSON
-            └── identity?audience=AUD[&format=full]           an ID token for AUD (id_tokens.py)
+            └── identity?audience=AUD[&format=full]           an ID token for AUD
 
 google-auth finds a metadata server through two environment variables
 (google/auth/compute_engine/_metadata.py): it pings `http://$GCE_METADATA_IP`
@@ -29,7 +29,7 @@ required").
 
 Access tokens are opaque strings no sandbox API checks (its gRPC takes any
 credentials). ID tokens are signed by the sandbox's key, which Cloud Run's door
-in the sandbox (router.py) checks.
+in the sandbox (`cloud_run.router`) checks.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from deployer_sandbox.common.serving import Serving
 from deployer_sandbox.metadata.id_tokens import IdTokenKey
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ class MetadataServer:
         self._server.daemon_threads = True
         self.address = f"{host}:{self._server.server_address[1]}"
         self.url = f"http://{self.address}"
-        self._thread: threading.Thread | None = None
+        self._serving = Serving(self._server, "metadata-server")
 
     @property
     def identity(self) -> Identity:
@@ -157,23 +158,12 @@ class MetadataServer:
         return self.key.sign(audience, self.service_account_email)
 
     def start(self) -> MetadataServer:
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._server.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                name="metadata-server",
-                daemon=True,
-            )
-            self._thread.start()
+        self._serving.start()
         return self
 
     def close(self) -> None:
         """Stop serving. Idempotent."""
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._server.server_close()
+        self._serving.close()
 
     # --- answers -------------------------------------------------------------------------
 

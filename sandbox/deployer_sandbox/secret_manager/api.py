@@ -5,13 +5,13 @@ Names are `projects/{p}/secrets/{s}[/versions/{n}]` or the regional
 resource from a global one of the same id, as in the real API. `latest` is an
 alias to the most recently created version whatever its state, so accessing it
 fails while that version is disabled or destroyed (the documented behaviour).
-Payloads are never logged. Names and the errors about them are in secret_names.py;
-list filters and page tokens in secret_listing.py.
+Payloads are never logged. Names and the errors about them are in
+`secret_manager.names`, list filters in `secret_manager.listing`. A page size of 0
+lists every item left.
 """
 
 from __future__ import annotations
 
-import itertools
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,9 +22,10 @@ from google.cloud.secretmanager_v1.types import resources, service
 from google.protobuf import empty_pb2
 
 from deployer_sandbox.common import rpc
-from deployer_sandbox.common.protos import clone, now
+from deployer_sandbox.common.paging import page
+from deployer_sandbox.common.protos import clone, new_etag, now
 from deployer_sandbox.common.rpc import invalid, unary
-from deployer_sandbox.secret_manager.listing import matches_secret, matches_version, page
+from deployer_sandbox.secret_manager.listing import matches_secret, matches_version
 from deployer_sandbox.secret_manager.names import (
     check_etag,
     check_numbered_version,
@@ -71,7 +72,6 @@ class SecretManager:
         # One lock for all state: handlers run on the gRPC thread pool.
         self._lock = threading.RLock()
         self._secrets: dict[str, _Secret] = {}
-        self._etags = itertools.count(1)
 
     def handler(self) -> grpc.GenericRpcHandler:
         """The gRPC handler for `google.cloud.secretmanager.v1.SecretManagerService`."""
@@ -161,7 +161,7 @@ class SecretManager:
             meta = clone(request.secret)
             meta.name = name
             meta.create_time = now()
-            meta.etag = self._etag()
+            meta.etag = new_etag()
             self._secrets[name] = _Secret(meta)
             return clone(meta)
 
@@ -178,7 +178,7 @@ class SecretManager:
                 key=lambda meta: str(meta.name),
             )
             matching = [s for s in secrets if matches_secret(s, request.filter)]
-            found, token = page(matching, request.page_size, request.page_token)
+            found, token = page(matching, request.page_size, request.page_token, default_size=None)
             return service.ListSecretsResponse(
                 secrets=[clone(s) for s in found], next_page_token=token, total_size=len(matching)
             )
@@ -200,7 +200,7 @@ class SecretManager:
                 # Maps and repeated fields are replaced whole, as a field mask means.
                 target.ClearField(path)
                 getattr(target, path).MergeFrom(getattr(source, path))
-            stored.meta.etag = self._etag()
+            stored.meta.etag = new_etag()
             return clone(stored.meta)
 
     def _delete_secret(self, request: service.DeleteSecretRequest) -> empty_pb2.Empty:
@@ -232,7 +232,7 @@ class SecretManager:
                 name=f"{stored.meta.name}/versions/{number}",
                 create_time=now(),
                 state=State.ENABLED,
-                etag=self._etag(),
+                etag=new_etag(),
                 client_specified_payload_checksum=client_checksum,
                 replication_status=_replication_status(stored.meta.replication),
             )
@@ -251,7 +251,7 @@ class SecretManager:
             # Newest first, as the real API lists them.
             versions = [stored.versions[n].meta for n in sorted(stored.versions, reverse=True)]
             matching = [v for v in versions if matches_version(v, request.filter)]
-            found, token = page(matching, request.page_size, request.page_token)
+            found, token = page(matching, request.page_size, request.page_token, default_size=None)
             return service.ListSecretVersionsResponse(
                 versions=[clone(v) for v in found], next_page_token=token, total_size=len(matching)
             )
@@ -287,7 +287,7 @@ class SecretManager:
             if state == State.DESTROYED:
                 version.data, version.crc32c = b"", 0
                 version.meta.destroy_time = now()
-            version.meta.etag = self._etag()
+            version.meta.etag = new_etag()
             return clone(version.meta)
 
     # --- lookups (callers hold the lock) ---------------------------------------------------
@@ -316,10 +316,6 @@ class SecretManager:
         if version.meta.state != State.ENABLED:
             raise version_in_state(version.meta.name, State(version.meta.state).name)
         return version
-
-    def _etag(self) -> str:
-        # Quoted and opaque, like the real API's; unique for every write.
-        return f'"{next(self._etags):016x}"'
 
 
 def _replication_status(replication: resources.Replication) -> resources.ReplicationStatus:

@@ -1,39 +1,19 @@
-"""Listing secrets and versions: the filters the sandbox understands and opaque page tokens.
+"""Listing secrets and versions: the filters the sandbox understands.
 
-filter:  space-separated terms, ANDed: `name:x`, `name=x`, `labels.k:v`, `labels.k:*`
-         for secrets; `state:ENABLED` (any state's name) for versions
-tokens:  the base64 of `offset:N`; page_size 0 means every remaining item
+A filter is space-separated terms, ANDed: `name:x`, `name=x`, `labels.k:v` and
+`labels.k:*` for secrets; `state:ENABLED` (any state's name) for versions.
 """
 
 from __future__ import annotations
 
-import base64
 import re
 from collections.abc import Iterable
-from typing import TypeVar
 
 from google.cloud.secretmanager_v1.types import resources
 
 from deployer_sandbox.common.rpc import invalid
 
-M = TypeVar("M")
 State = resources.SecretVersion.State
-
-
-def page(items: list[M], size: int, token: str) -> tuple[list[M], str]:
-    """One page of `items` and the token of the next; tokens are opaque offsets."""
-    if size < 0:
-        raise invalid("page_size must not be negative.")
-    start = 0
-    if token:
-        try:
-            start = int(base64.urlsafe_b64decode(token.encode()).decode().removeprefix("offset:"))
-        except ValueError:
-            raise invalid(f"Invalid page token [{token}].") from None
-    end = len(items) if size == 0 else start + size
-    if end >= len(items):
-        return items[start:], ""
-    return items[start:end], base64.urlsafe_b64encode(f"offset:{end}".encode()).decode()
 
 
 def _filter_terms(text: str) -> Iterable[tuple[str, str, str]]:

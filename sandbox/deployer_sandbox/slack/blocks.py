@@ -31,7 +31,7 @@ their validators and raises `SlackObjectFormationError`), and a refusal there
 is answered at the block's pointer with Slack's generic "failed to match all
 allowed schemas". slack_sdk does not refuse unknown types (it logs and returns
 None), so types are checked here first. A response URL answers plain
-`400 invalid_blocks`, without the detail (slack_response_urls.py).
+`400 invalid_blocks`, without the detail (`slack.response_urls`).
 """
 
 from __future__ import annotations

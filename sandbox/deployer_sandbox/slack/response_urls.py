@@ -6,7 +6,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from deployer_sandbox.slack.methods import content, flag, text_param
+from deployer_sandbox.slack.arguments import content, flag, text_param
 from deployer_sandbox.slack.workspace import BOT_USER_ID, Message, SlackError, SlackWorkspace
 
 RESPONSE_URL_USES = 5  # Slack: "up to five times within 30 minutes"

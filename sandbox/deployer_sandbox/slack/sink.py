@@ -8,9 +8,9 @@ bot token holds `DEFAULT_SCOPES` unless `scopes=` (or `set_scopes`) says
 otherwise; channels may be ones the bot has not joined (`add_channel(...,
 is_member=False)`).
 
-The recorded state lives in `slack_workspace`, the Web API methods in
-`slack_methods` (Block Kit checks in `slack_blocks`), response URLs in
-`slack_response_urls`; this module joins them and keeps the names others import.
+The recorded state lives in `slack.workspace`, the Web API methods in
+`slack.methods` (Block Kit checks in `slack.blocks`), response URLs in
+`slack.response_urls`; this module joins them and keeps the names others import.
 """
 
 from __future__ import annotations
