@@ -18,7 +18,6 @@ import io
 import json
 import secrets
 import shutil
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -45,18 +44,13 @@ from deployer.store.protocol import Store
 from deployer.store.sqlite import SqliteStore
 from deployer.terminal import TerminalProgress
 from tests.conftest import REGION
+from tests.git_repos import git
 
 ENVIRONMENT = "prod"
 SERVICE_KEY = "backend"
 _IGNORED = shutil.ignore_patterns(
     "__pycache__", ".venv", ".pytest_cache", ".ruff_cache", ".mypy_cache"
 )
-_GIT_IDENTITY = {
-    "GIT_AUTHOR_NAME": "Deployer Tests",
-    "GIT_AUTHOR_EMAIL": "tests@example.invalid",
-    "GIT_COMMITTER_NAME": "Deployer Tests",
-    "GIT_COMMITTER_EMAIL": "tests@example.invalid",
-}
 
 
 # --- TOML ------------------------------------------------------------------------------
@@ -125,18 +119,6 @@ class Recorder:
 
 
 # --- the world -------------------------------------------------------------------------
-
-
-def git(repo: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-C", str(repo), *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-        env={**_GIT_IDENTITY, "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(repo)},
-    )
-    return done.stdout.strip()
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,18 +20,7 @@ from deployer import cli
 from deployer.adapters.google_clients import google_client
 from deployer.adapters.secret_writer import SecretManagerWriter
 from tests.conftest import REGION
-
-
-def commit_all(repo: Path) -> None:
-    """Make `repo` a git repository whose one commit holds every file in it."""
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "app"]):
-        subprocess.run(
-            ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", *args],
-            cwd=repo,
-            check=True,
-            capture_output=True,
-        )
-
+from tests.git_repos import new_repository
 
 CONFIG = """\
 [services.api]
@@ -144,7 +132,7 @@ def test_a_bad_build_config_fails(
     (repo / "ci" / "build.yaml").write_text(
         "steps:\n- name: gcr.io/cloud-builders/docker\n  argz: [build]\n"
     )
-    commit_all(repo)
+    new_repository(repo)
     world.write(repo, "ci/build.yaml")
     assert cli.main(["check", "prod"]) == 1
     line = _line(capsys.readouterr().out, "FAIL", "build config")
@@ -159,7 +147,7 @@ def test_a_build_config_only_on_this_machine_fails(
     repo = tmp_path / "app"
     (repo / "ci").mkdir(parents=True)
     (repo / "README.md").write_text("app\n")
-    commit_all(repo)
+    new_repository(repo)
     (repo / "cloudbuild.yaml").write_text("steps:\n- name: python\n  args: [-V]\n")
     world.write(repo)
     assert cli.main(["check", "prod"]) == 1

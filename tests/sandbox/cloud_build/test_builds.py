@@ -14,6 +14,7 @@ from google.api_core import exceptions
 from google.cloud.devtools import cloudbuild_v1 as cb
 
 from tests.conftest import GoogleClients
+from tests.git_repos import commit, git
 
 Status = cb.Build.Status
 FailureType = cb.Build.FailureInfo.FailureType
@@ -33,30 +34,12 @@ CMD ["python", "-m", "app"]
 """
 
 
-def git(repo: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True, timeout=30
-    )
-    return done.stdout.strip()
-
-
-def commit(repo: Path, files: dict[str, str], message: str = "change") -> str:
-    for name, text in files.items():
-        (repo / name).parent.mkdir(parents=True, exist_ok=True)
-        (repo / name).write_text(text)
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", message)
-    return git(repo, "rev-parse", "HEAD")
-
-
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     """A git repository with a small service under `service/`."""
     path = tmp_path / "repo"
     path.mkdir()
     git(path, "init", "-q", "-b", "main")
-    git(path, "config", "user.name", "Test")
-    git(path, "config", "user.email", "test@example.com")
     commit(
         path,
         {

@@ -18,6 +18,7 @@ from google.cloud.devtools import cloudbuild_v1 as cb
 from google.cloud.devtools import cloudbuild_v2 as v2
 
 from tests.conftest import REGION, GoogleClients
+from tests.git_repos import commit, git
 
 Status = cb.Build.Status
 FailureType = cb.Build.FailureInfo.FailureType
@@ -31,27 +32,9 @@ substitutions:
 """
 
 
-def git(repo: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True, timeout=30
-    )
-    return done.stdout.strip()
-
-
-def commit(repo: Path, files: dict[str, str], message: str = "change") -> str:
-    for name, text in files.items():
-        (repo / name).parent.mkdir(parents=True, exist_ok=True)
-        (repo / name).write_text(text)
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", message)
-    return git(repo, "rev-parse", "HEAD")
-
-
 def make_repo(path: Path) -> Path:
     path.mkdir(parents=True)
     git(path, "init", "-q", "-b", "main")
-    git(path, "config", "user.name", "Test")
-    git(path, "config", "user.email", "test@example.com")
     commit(path, {"cloudbuild.yaml": CONFIG, "app/main.py": "print('v1')\n"}, "first")
     git(path, "tag", "v1")
     return path
