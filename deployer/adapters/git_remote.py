@@ -24,6 +24,8 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 from deployer.pipeline.ports import RefNotFound, SourceProblem
 
@@ -112,6 +114,10 @@ def read_file(remote: Remote, commit: str, path: str, timeout: float) -> str | N
     if not _SAFE_PATH.match(path) or ".." in path.split("/"):
         raise SourceProblem(f"{path!r} is not a path inside the repository")
     deadline = time.monotonic() + timeout
+    local = _local_repository(remote.url)
+    if local is not None:
+        # A repository on this machine (the sandbox's `git` paths): its objects are here.
+        return _read_blob(remote, ["-C", str(local)], commit, path, deadline)
     with tempfile.TemporaryDirectory(prefix="deployer-source-") as folder:
         # A bare partial repository: the commit's trees come with the fetch, the one blob
         # needed is fetched when it is read (the promisor remote is `origin`).
@@ -139,20 +145,33 @@ def read_file(remote: Remote, commit: str, path: str, timeout: float) -> str | N
             _left(deadline),
             doing=f"fetch commit {commit[:12]} of",
         )
-        entry = _git(
-            remote, ["-C", folder, "ls-tree", commit, "--", path], _left(deadline), doing="read"
-        ).split()
-        if len(entry) < 3 or entry[1] != "blob":
-            return None
-        data = _git_bytes(
-            remote, ["-C", folder, "cat-file", "blob", entry[2]], _left(deadline), doing="read"
-        )
+        return _read_blob(remote, ["-C", folder], commit, path, deadline)
+
+
+def _read_blob(
+    remote: Remote, where: list[str], commit: str, path: str, deadline: float
+) -> str | None:
+    """The text of `path` in `commit` of the repository `where` names; None if absent."""
+    entry = _git(remote, [*where, "ls-tree", commit, "--", path], _left(deadline), doing="read")
+    fields = entry.split()
+    if len(fields) < 3 or fields[1] != "blob":
+        return None
+    data = _git_bytes(remote, [*where, "cat-file", "blob", fields[2]], _left(deadline), "read")
     if len(data) > MAX_FILE_BYTES:
         raise SourceProblem(f"{path} at {commit[:12]} is over {MAX_FILE_BYTES // 1024} KiB")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         raise SourceProblem(f"{path} at {commit[:12]} is not UTF-8 text") from None
+
+
+def _local_repository(url: str) -> Path | None:
+    """The folder a path or `file://` URL names; None for a network URL."""
+    if url.startswith("file://"):
+        return Path(unquote(urlparse(url).path))
+    if "://" in url or re.match(r"^[\w.-]+@[\w.-]+:", url):
+        return None
+    return Path(url)
 
 
 def _left(deadline: float) -> float:
