@@ -32,6 +32,8 @@ def state_of(sandbox: Sandbox, demo: Demo | None, signing: dict[str, str]) -> di
         "control": f"{sandbox.http.url}/_sandbox/",
         # GCE_METADATA_HOST and GCE_METADATA_IP: where google-auth finds credentials.
         "metadata": sandbox.metadata_address,
+        # The git server behind connected repositories (they refuse anonymous reads).
+        "git": sandbox.git_server.url,
         **signing,
     }
     if demo is not None:
@@ -51,6 +53,8 @@ def state_of(sandbox: Sandbox, demo: Demo | None, signing: dict[str, str]) -> di
                     "revision": demo.revision,
                     "commit": demo.commit,
                     "image": demo.image,
+                    "repository": demo.repository,
+                    "repository_remote": demo.repository_remote,
                 },
                 # Channels the bot has not joined, for trying what Slack refuses there.
                 "slack_channels": {

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from google.cloud import secretmanager_v1
+from google.cloud.devtools import cloudbuild_v2
 
 from deployer.adapters.google_clients import google_client
 from deployer.adapters.secret_writer import SecretManagerWriter
@@ -60,6 +61,8 @@ class Demo:
     store: str  # DEPLOYER_STORE of the seed deploy
     slack_unjoined_public: str  # a public channel the bot is not in
     slack_unjoined_private: str  # a private channel the bot is not in
+    repository: str  # the connected repository the demo builds from
+    repository_remote: str  # its remote_uri: the sandbox's git server, no anonymous reads
 
 
 def repository_root(start: Path) -> Path:
@@ -89,7 +92,7 @@ def seed_demo(sandbox: Sandbox, repo: Path, workdir: Path) -> Demo:
     settings = config.environment(ENVIRONMENT)
     service = config.services[settings.service]
     host = sandbox.grpc_address
-    connect_repository(sandbox, service.source.connected_repository, repo)
+    connected = connect_repository(sandbox, service.source.connected_repository, repo)
     _seed_secrets(host, service.project, [ref.secret for ref in settings.secrets.values()])
     channel = settings.allow.slack_channels[0]
     user = settings.allow.slack_users[0]
@@ -121,16 +124,18 @@ def seed_demo(sandbox: Sandbox, repo: Path, workdir: Path) -> Demo:
         store=f"sqlite:///{store}",
         slack_unjoined_public=SLACK_UNJOINED_PUBLIC[0],
         slack_unjoined_private=SLACK_UNJOINED_PRIVATE[0],
+        repository=str(connected.name),
+        repository_remote=str(connected.remote_uri),
     )
 
 
-def connect_repository(sandbox: Sandbox, name: str | None, repo: Path) -> None:
+def connect_repository(sandbox: Sandbox, name: str | None, repo: Path) -> cloudbuild_v2.Repository:
     """Serve this checkout as the connected repository the demo's config names."""
     match = _CONNECTED.match(name or "")
     if match is None:
         raise DemoError(f"{EXAMPLE_CONFIG} no longer builds from a connected repository")
     project, location, connection, repository = match.groups()
-    sandbox.repositories.connect(project, location, connection, repository, repo)
+    return sandbox.repositories.connect(project, location, connection, repository, repo)
 
 
 def _seed_secrets(host: str, project: str, secret_ids: list[str]) -> None:

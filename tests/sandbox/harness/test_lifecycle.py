@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 from google.auth import jwt
 from google.cloud import run_v2
+from google.cloud.devtools import cloudbuild_v2
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
@@ -62,6 +64,22 @@ def _head(repo_root: Path) -> str:
     ).stdout.strip()
 
 
+def _ls_remote(url: str, token: str) -> subprocess.CompletedProcess[str]:
+    """`git ls-remote url` with no saved credentials, the token (if any) as GitHub takes it."""
+    settings = ["-c", "credential.helper="]
+    if token:
+        basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+        settings += ["-c", f"http.extraHeader=Authorization: Basic {basic}"]
+    return subprocess.run(
+        ["git", *settings, "ls-remote", url],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+        check=False,
+    )
+
+
 def test_state_file_describes_a_working_sandbox(
     running: tuple[subprocess.Popen[bytes], Path], repo_root: Path
 ) -> None:
@@ -74,6 +92,7 @@ def test_state_file_describes_a_working_sandbox(
         "github_webhook_secret",
         "config",
         "metadata",
+        "git",
     ):
         assert state[key], key
     demo = state["demo"]
@@ -82,6 +101,17 @@ def test_state_file_describes_a_working_sandbox(
     assert demo["slack_user"].startswith("U")
     assert "/" in demo["github_repository"]
     assert Path(state["config"]).read_text().count("[environments.prod]") == 1
+
+    # The demo builds from a connected repository: private to git alone, readable with
+    # the connection's read token, as a private GitHub repository is.
+    assert demo["repository"] in Path(state["config"]).read_text()
+    assert demo["repository_remote"].startswith(state["git"])
+    anonymous = _ls_remote(demo["repository_remote"], token="")
+    assert anonymous.returncode != 0 and "terminal prompts disabled" in anonymous.stderr
+    manager = google_client(cloudbuild_v2.RepositoryManagerClient, state["gcp"])
+    token = manager.fetch_read_token(repository=demo["repository"], timeout=30).token
+    listed = _ls_remote(demo["repository_remote"], token=token)
+    assert listed.returncode == 0 and demo["commit"] in listed.stdout
 
     # Beside the deploy channel, one public and one private channel the bot is not in.
     unjoined = state["slack_channels"]
