@@ -77,7 +77,7 @@ def told(outbox: Outbox, record: DeployRecord, run: Callable[[SlackThread], obje
     courier = Courier(outbox, record.id)
     thread = SlackThread(outbox, record, courier)
     run(thread)
-    assert thread.settle()
+    assert thread.flush_pending()
     assert courier.flush(30), outbox.get(record.id)
     box = outbox.get(record.id)
     assert box is not None

@@ -154,7 +154,7 @@ class SlackThread:
             return False
         return True
 
-    def settle(self, budget: float = 10.0) -> bool:
+    def flush_pending(self, budget: float = 10.0) -> bool:
         """At the end: keep trying to write what is pending for up to `budget` seconds."""
         end = time.monotonic() + budget
         delay = 0.05

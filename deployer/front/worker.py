@@ -103,7 +103,7 @@ def run_deploy(
         done = engine.resume(deploy_id, fan_out(*listeners))
     finally:
         if courier is not None:
-            thread.settle()
+            thread.flush_pending()
             courier.flush()
         ended.set()
         others.join(OTHERS_SLICE + 5)

@@ -23,7 +23,7 @@ from google.cloud import run_v2
 from deployer_sandbox.cloud_run.launcher import RevisionLauncher
 from deployer_sandbox.cloud_run.names import service_not_found
 from deployer_sandbox.cloud_run.resources import State, condition
-from deployer_sandbox.cloud_run.revisions import settle
+from deployer_sandbox.cloud_run.revisions import record_start
 from deployer_sandbox.cloud_run.router import Router
 from deployer_sandbox.cloud_run.state import RunState, ServiceRecord
 from deployer_sandbox.cloud_run.traffic import Resolution, not_ready_error, resolve
@@ -95,7 +95,7 @@ class Reconciler:
             with self._state.lock:
                 revision = record.revisions.get(change.new_revision)
                 if revision is not None:
-                    settle(revision, outcome)
+                    record_start(revision, outcome)
                 if outcome.ready and revision is not None:
                     record.service.latest_ready_revision = revision.revision.name
                     record.touch()
@@ -132,7 +132,7 @@ class Reconciler:
             service = record.service
             del service.traffic_statuses[:]
             service.traffic_statuses.extend(statuses)
-            self._settle_service(service, change.generation, None, configuration=False)
+            self._record_reconciled(service, change.generation, None, configuration=False)
             record.touch()
             snapshot = clone(service)
             idle = [rid for rid in record.revisions if rid not in resolution.serving()]
@@ -144,7 +144,7 @@ class Reconciler:
     def _fail(self, change: Change, error: RpcError, configuration: bool) -> None:
         record = change.record
         with self._state.lock:
-            self._settle_service(record.service, change.generation, error, configuration)
+            self._record_reconciled(record.service, change.generation, error, configuration)
             record.touch()
             snapshot = clone(record.service)
         if record.deleted:
@@ -153,7 +153,7 @@ class Reconciler:
         self._operations.fail(change.operation, error, metadata=snapshot)
 
     @staticmethod
-    def _settle_service(
+    def _record_reconciled(
         service: run_v2.Service, generation: int, error: RpcError | None, configuration: bool
     ) -> None:
         # As `Service.reconciling`'s comment says: when reconciliation fails,

@@ -70,7 +70,7 @@ def new_revision(
     return RevisionRecord(revision, template_config(template))
 
 
-def settle(record: RevisionRecord, outcome: Outcome) -> None:
+def record_start(record: RevisionRecord, outcome: Outcome) -> None:
     """Record how starting the revision ended (caller holds the state lock)."""
     revision = record.revision
     if outcome.ready:

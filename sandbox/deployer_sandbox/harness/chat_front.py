@@ -1,6 +1,6 @@
 """The chat front inside `deployer sandbox`: the webhook app, and the job that runs deploys.
 
-A `Front` is the webhook server, the WSGI app `deployer serve` runs, on a thread
+A `ServedFront` is the webhook server, the WSGI app `deployer serve` runs, on a thread
 and a free loopback port (the state file's `webhook`); its `FrontContext`, which
 holds the demo config (its allow-lists), the demo store, the sandbox's gRPC and
 Slack sink, and fresh signing secrets; and `deployer-worker`, a Cloud Run job in
@@ -45,7 +45,7 @@ _RPC_TIMEOUT = 10.0
 
 
 @dataclass
-class Front:
+class ServedFront:
     """The running webhook server and what it is wired to. `close()` stops it."""
 
     url: str
@@ -210,7 +210,7 @@ def create_worker_job(
     return str(created.name)
 
 
-def start_front(sandbox: Sandbox, demo: Demo, signing: dict[str, str]) -> Front:
+def start_front(sandbox: Sandbox, demo: Demo, signing: dict[str, str]) -> ServedFront:
     """Create the worker job and serve the webhook app wired to the sandbox and the demo."""
     from deployer.engine import Engine, default_platform
     from deployer.front.context import front_context
@@ -250,7 +250,7 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 0,
     sweep_interval: float | None = None,
-) -> Front:
+) -> ServedFront:
     """Serve the webhook app (`deployer serve`'s, `main.py`'s) for `context` on a thread,
     and sweep every `sweep_interval` seconds (default: the config's)."""
     from werkzeug.serving import make_server
@@ -265,9 +265,9 @@ def serve(
     serving.start()
     interval = sweep_interval or context.config.deployer.sweep_interval
     sweeps = SweepTimer(Sweeper(context), interval)
-    return Front(f"http://{host}:{server.server_port}", job, context, serving, sweeps)
+    return ServedFront(f"http://{host}:{server.server_port}", job, context, serving, sweeps)
 
 
-def state_entries(front: Front | None) -> dict[str, str]:
+def state_entries(front: ServedFront | None) -> dict[str, str]:
     """The state file's `webhook` (and `worker_job`) entries."""
     return {} if front is None else {"webhook": front.url, "worker_job": front.job}

@@ -19,7 +19,7 @@ from typing import Any
 
 from deployer_sandbox.harness import chat_front as webhook
 from deployer_sandbox.harness import seed as demo_seed
-from deployer_sandbox.harness.chat_front import Front
+from deployer_sandbox.harness.chat_front import ServedFront
 from deployer_sandbox.harness.sandbox import Sandbox
 from deployer_sandbox.harness.seed import Demo, DemoError
 
@@ -100,7 +100,7 @@ class Running:
 
     sandbox: Sandbox
     demo: Demo | None
-    front: Front | None
+    front: ServedFront | None
     state: dict[str, Any]
     workdir: Path
 
