@@ -9,7 +9,6 @@ from deployer.config import Environment, ServiceConfig
 from deployer.pipeline.ports import Platform, SecretProblem
 from deployer.pipeline.preflight import (
     build_config_label,
-    current_service,
     load_build,
     resolve_env,
     resolve_ref,
@@ -102,10 +101,7 @@ def check_service(platform: Platform, service: ServiceConfig, checks: list[Check
     """Add the Cloud Run service's check; whether the service exists."""
     subject = f"service {service.service}"
     try:
-        state = current_service(platform.services, service)
-    except StageFailed as failure:
-        checks.append(Check(Status.FAIL, subject, failure.summary))
-        return True
+        state = platform.services.current(service)
     except Exception as error:  # any API failure is this check's answer, not a crash
         checks.append(Check(Status.FAIL, subject, f"cannot read it: {error}"))
         return False
@@ -114,6 +110,18 @@ def check_service(platform: Platform, service: ServiceConfig, checks: list[Check
             Check(Status.OK, subject, "does not exist yet: will be created by the first deploy")
         )
         return False
+    if not state.serving():
+        # Cloud Run keeps traffic empty until a first revision serves (a failed first
+        # deploy leaves it so); the deploy creates its candidate with all of the traffic.
+        checks.append(
+            Check(
+                Status.WARN,
+                subject,
+                "exists but serves nothing: none of its revisions has ever served (a failed "
+                "first deploy); the next deploy takes it over",
+            )
+        )
+        return True
     serving = ", ".join(f"{share.revision} {share.percent}%" for share in state.serving())
     checks.append(Check(Status.OK, subject, f"exists, serving {serving}"))
     return True

@@ -3,8 +3,11 @@
 The seed's deploy script flattened `.env.prod` into one `--set-env-vars` string
 and lost every value holding a comma, a quote or `=`. Here each variable
 becomes its own secret (`prod-mongodb-url` for `MONGODB_URL`), its bytes exactly
-as `parse_dotenv` read them, and the environment's `[secrets]` table pins the
+as `read_dotenv` read them, and the environment's `[secrets]` table pins the
 version just written. Values are compared and written, never printed.
+`${VAR}` and `$VAR` are kept as written, not expanded as other dotenv readers
+would: each variable holding such a reference gets a warning naming only the
+variables referred to.
 
 Order of work, so a refusal changes nothing: parse and classify the file, check
 the config edit would validate, then write the secrets, then the config (to a
@@ -14,6 +17,7 @@ temporary file, validated with `load_config`, renamed over the original; see
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,7 +28,7 @@ from typing import Any
 from deployer.cli_ports import SecretWriter, StoredSecret
 from deployer.config import RESERVED_ENV, RESERVED_ENV_PREFIXES, Config, load_config
 from deployer.config_edit import pin_secret_refs, validate_config_text, write_config
-from deployer.dotenv import parse_dotenv
+from deployer.dotenv import Dotenv, read_dotenv
 from deployer.errors import ConfigError, DeployerError, DotenvError
 from deployer.pipeline.ports import SecretProblem
 
@@ -67,6 +71,7 @@ class ImportResult:
     dry_run: bool
     config_changed: bool = False
     error: str = ""  # why the import stopped part way; the config is then unchanged
+    warnings: tuple[str, ...] = ()  # about the file's contents; names only, never a value
 
     @property
     def ok(self) -> bool:
@@ -98,7 +103,8 @@ def import_env(
     prefix = environment if prefix is None else prefix
     if not _PREFIX.match(prefix):
         raise ConfigError(f"--prefix {prefix!r}: use letters, digits, '-' and '_' only")
-    chosen, skipped = _choose(_read_dotenv(dotenv_path))
+    dotenv = _read_dotenv(dotenv_path)
+    chosen, skipped = _choose(dotenv.values)
     _refuse_conflicts(config, environment, dotenv_path, chosen, prefix)
     ids = {name: secret_id(name, prefix) for name in chosen}
 
@@ -119,6 +125,7 @@ def import_env(
         items=tuple(planned),
         skipped=tuple(skipped),
         dry_run=dry_run,
+        warnings=reference_warnings(dotenv, chosen),
     )
     if dry_run:
         return base
@@ -222,7 +229,7 @@ def _stored(writer: SecretWriter, project: str, secret: str) -> StoredSecret | N
         raise DeployerError(f"cannot read Secret Manager: {problem}; nothing was changed") from None
 
 
-def _read_dotenv(path: Path) -> dict[str, str]:
+def _read_dotenv(path: Path) -> Dotenv:
     try:
         # Bytes, not text mode: a quoted multi-line value keeps its line ends exactly.
         text = path.read_bytes().decode("utf-8")
@@ -230,7 +237,48 @@ def _read_dotenv(path: Path) -> dict[str, str]:
         raise DotenvError(f"{path}: no such file") from None
     except UnicodeDecodeError as error:
         raise DotenvError(f"{path}: not UTF-8 text (byte {error.start})") from None
-    return parse_dotenv(text, source=str(path))
+    return read_dotenv(text, source=str(path))
+
+
+def reference_warnings(
+    dotenv: Dotenv, chosen: Mapping[str, object], environ: Mapping[str, str] | None = None
+) -> tuple[str, ...]:
+    """One warning per imported variable whose value refers to another (`${B}`, `$B`),
+    which is stored as written. Only referenced names are said, never the value; and a
+    bare `$word` is named only when `word` is a variable of the file or of this process's
+    environment: otherwise it may well be a piece of a password that holds a `$`."""
+    environ = os.environ if environ is None else environ
+    warnings = []
+    for name, references in dotenv.references.items():
+        if name not in chosen:
+            continue  # skipped: not imported, so nothing is kept literally
+        named = [
+            str(ref)
+            for ref in references
+            if ref.braced or ref.name in dotenv.values or ref.name in environ
+        ]
+        unnamed = len(references) - len(named)
+        parts = list(named)
+        if unnamed:
+            if unnamed == 1:
+                parts.append("one more `$NAME`" if named else "a `$NAME`")
+            else:
+                parts.append(f"{unnamed} more `$NAME`s" if named else f"{unnamed} `$NAME`s")
+        verb = "is" if len(references) == 1 else "are"
+        warning = (
+            f"{name}: value refers to {_and(parts)}, which {verb} kept literally (not expanded)"
+        )
+        if unnamed:
+            warning += (
+                "; a `$word` naming no variable of the file or of this environment is not "
+                "shown: it may be part of the value"
+            )
+        warnings.append(warning)
+    return tuple(warnings)
+
+
+def _and(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
 def _refuse_conflicts(
@@ -296,6 +344,7 @@ def render_import(result: ImportResult) -> list[str]:
         lines.append(f"  {item.name:<{width}}  {item.ref:<32} {what}")
     for name, why in result.skipped:
         lines.append(f"  {name:<{width}}  skipped: {why}")
+    lines.extend(f"warning: {warning}" for warning in result.warnings)
     section = f"[environments.{result.environment}.secrets]"
     if result.error:
         lines.append(f"error: {result.error}")

@@ -206,13 +206,22 @@ def log_events(event: Event) -> None:
         )
     elif isinstance(event, DeployFinished):
         ok = record.state == State.SUCCEEDED
+        # A dry run keeps its state (succeeded: preflight passed) for scripts; its message
+        # says that nothing was changed instead.
+        how = "passed preflight" if ok and event.dry_run else str(record.state)
         pipeline_log.log(
             logging.INFO if ok else logging.ERROR,
-            "%s %s of %s ended: %s%s",
+            "%s %s of %s ended: %s%s%s",
             record.kind,
             record.id,
             record.environment,
-            record.state,
+            how,
             f" ({record.error})" if record.error and not ok else "",
-            extra={**fields, "state": str(record.state), "commit": record.commit or ""},
+            "; dry run: nothing was changed" if event.dry_run else "",
+            extra={
+                **fields,
+                "state": str(record.state),
+                "commit": record.commit or "",
+                **({"dry_run": True} if event.dry_run else {}),
+            },
         )

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import TextIO
 
 from deployer.engine import EnvironmentStatus
+from deployer.failure_detail import excerpt
 from deployer.pipeline.events import (
     DeployFinished,
     Event,
@@ -57,7 +58,7 @@ class TerminalProgress:
                 f"{elapsed} {result.stage} {_MARK[result.outcome]} in {result.duration:.1f}s: {result.summary}"
             )
             if result.detail and result.outcome != Outcome.SUCCEEDED:
-                for line in result.detail.strip().splitlines()[-15:]:
+                for line in excerpt(result.detail).lines():
                     self._print(f"           | {line}")
             if result.link:
                 self._print(f"           {result.link}")
@@ -65,19 +66,27 @@ class TerminalProgress:
             self._print(f"{elapsed} note: {event.text}")
         elif isinstance(event, DeployFinished):
             if event.plan:
-                self._print("plan (dry run, nothing changed):")
+                self._print("plan (dry run):")
                 for line in event.plan:
                     self._print(f"  - {line}")
-            self._print(summary(event.record))
+            self._print(summary(event.record, dry_run=event.dry_run))
 
     def _print(self, line: str) -> None:
         print(line, file=self.out, flush=True)
 
 
-def summary(record: DeployRecord) -> str:
-    """One paragraph saying how a deploy or rollback ended."""
+# A dry run that passed ends SUCCEEDED, but only preflight ran: nothing to call a success.
+DRY_RUN_END = "dry run: nothing was changed"
+
+
+def summary(record: DeployRecord, dry_run: bool = False) -> str:
+    """One paragraph saying how a deploy or rollback ended; a dry run's ends saying that
+    nothing was changed."""
     what = "rollback" if record.kind == "rollback" else "deploy"
-    head = f"{what} {record.id} of {record.environment} {_STATE_WORDS[record.state]}"
+    words = _STATE_WORDS[record.state]
+    if dry_run and record.state == State.SUCCEEDED:
+        words = "passed preflight"
+    head = f"{what} {record.id} of {record.environment} {words}"
     lines = [head]
     if record.kind == "rollback" and record.target_revision:
         lines.append(f"  traffic: {record.previous_revision} -> {record.target_revision}")
@@ -96,6 +105,8 @@ def summary(record: DeployRecord) -> str:
         lines.append(f"  build log: {record.build_log_url}")
     if record.error and record.state != State.SUCCEEDED:
         lines.append(f"  error: {record.error}")
+    if dry_run:
+        lines.append(DRY_RUN_END)
     return "\n".join(lines)
 
 
@@ -176,7 +187,7 @@ def _stage_line(result: StageResult) -> list[str]:
         f"  {result.stage:9} {_MARK[result.outcome]:9} {result.duration:6.1f}s  {result.summary}"
     ]
     if result.detail and result.outcome != Outcome.SUCCEEDED:
-        lines.extend(f"      | {line}" for line in result.detail.strip().splitlines()[-15:])
+        lines.extend(f"      | {line}" for line in excerpt(result.detail).lines())
     if result.link:
         lines.append(f"      {result.link}")
     return lines

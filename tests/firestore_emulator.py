@@ -88,7 +88,8 @@ def running_emulator(log_path: Path) -> Iterator[str]:
         if left:
             os.killpg(emulator.pid, signal.SIGKILL)
         assert not left, f"Firestore emulator processes outlived it: {sorted(left)}"
-        assert not port_open(port)
+        # No check that the port is closed: with every process of the emulator gone, a port
+        # open now belongs to someone else (a busy machine hands free ports out again fast).
 
 
 @pytest.fixture(scope="session")

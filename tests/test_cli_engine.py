@@ -158,7 +158,8 @@ def test_dry_run_shows_the_plan_and_changes_nothing(
     code, out = cli(world, capsys, "deploy", ENVIRONMENT, "--dry-run")
 
     assert code == 0, out
-    assert "plan (dry run, nothing changed):" in out
+    assert "plan (dry run):" in out
+    assert out.rstrip().endswith("dry run: nothing was changed") and "succeeded" not in out
     assert f"now serving {world.first.candidate_revision} 100%" in out
     assert f"build HEAD = {commit[:12]}" in out
     assert "secrets pinned: MONGODB_URL=mongodb-url:1, SECRET_KEY=secret-key:1" in out

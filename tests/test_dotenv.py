@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from deployer.dotenv import parse_dotenv
+from deployer.dotenv import parse_dotenv, read_dotenv
 from deployer.errors import DotenvError
 
 SEED_STYLE = """\
@@ -64,3 +64,26 @@ def test_errors_name_the_line_and_never_the_value(text: str, line: int) -> None:
     assert f".env.prod, line {line}:" in str(caught.value)
     assert "never closed" not in str(caught.value)
     assert "trailing" not in str(caught.value)
+
+
+def test_references_other_readers_would_expand_are_noted_values_kept() -> None:
+    text = (
+        "A=${B}\n"
+        'C="x $HOME y \\${ESCAPED} $$COMPOSE ${D:-a default} $HOME"\n'
+        "E='$SINGLE ${QUOTED}'\n"
+        "F=plain$ and $ alone\n"
+        "A=again ${G}\n"
+    )
+    dotenv = read_dotenv(text)
+    assert dotenv.values == {
+        "A": "again ${G}",
+        "C": "x $HOME y ${ESCAPED} $$COMPOSE ${D:-a default} $HOME",
+        "E": "$SINGLE ${QUOTED}",
+        "F": "plain$ and $ alone",
+    }
+    assert dotenv.values == parse_dotenv(text)
+    # Each once, in order, as written; none in single quotes, after `\$` or `$$`.
+    assert {name: [str(ref) for ref in refs] for name, refs in dotenv.references.items()} == {
+        "A": ["${G}"],
+        "C": ["$HOME", "${D}"],
+    }

@@ -208,6 +208,42 @@ def test_refuses_names_that_collide(
     assert list(_client().list_secrets(parent=f"projects/{project}")) == []
 
 
+def test_references_are_kept_literally_and_warned_about_by_name_only(
+    world: tuple[Path, Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, dotenv, project = world
+    password = f"pw-{uuid.uuid4().hex}"
+    os.environ.pop("xkcd9", None)
+    dotenv.write_text(
+        "A=${B}\n"
+        f'DATABASE_URL="postgres://app:{password}@${{DB_HOST}}:5432/${{DB_NAME:-app}}"\n'
+        f"DB_PASSWORD=Tr0ub4dor{password}$xkcd9\n"  # a `$` in a password: no name shown
+        "LITERAL='${SINGLE}'\n",
+        encoding="utf-8",
+    )
+    for dry_run in (["--dry-run"], []):
+        assert cli.main(["env", "import", str(dotenv), "--env", "prod", *dry_run]) == 0
+        out = capsys.readouterr()
+        text = out.out + out.err
+        warnings = [line for line in text.splitlines() if line.startswith("warning: ")]
+        assert warnings == [
+            "warning: A: value refers to ${B}, which is kept literally (not expanded)",
+            "warning: DATABASE_URL: value refers to ${DB_HOST} and ${DB_NAME}, which are kept "
+            "literally (not expanded)",
+            "warning: DB_PASSWORD: value refers to a `$NAME`, which is kept literally (not "
+            "expanded); a `$word` naming no variable of the file or of this environment is "
+            "not shown: it may be part of the value",
+        ], text
+        for secret in (password, "Tr0ub4dor", "xkcd9", "postgres://", "-app}", "SINGLE"):
+            assert secret not in text, secret
+    # Stored exactly as written: nothing was expanded.
+    assert _read(project, "prod-a", "1") == b"${B}"
+    assert _read(project, "prod-database-url", "1") == (
+        f"postgres://app:{password}@${{DB_HOST}}:5432/${{DB_NAME:-app}}".encode()
+    )
+    assert _read(project, "prod-literal", "1") == b"${SINGLE}"
+
+
 # --- the config edit on its own ----------------------------------------------------------
 
 

@@ -18,12 +18,13 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 
 from deployer.adapters.slack_client import slack_web_client
-from deployer.config import Config
+from deployer.config import Config, HealthCheck
 from deployer.engine import EnvironmentStatus, RevisionStatus
 from deployer.front import grammar, messages
 from deployer.front.messages import SlackMessage
 from deployer.front.mrkdwn import code_block
 from deployer.pipeline.ports import HealthOutcome
+from deployer.pipeline.probes import passed
 from deployer.pipeline.record import (
     DeployRecord,
     Lock,
@@ -75,7 +76,7 @@ BUILT = done(Stage.BUILD, 0.4, 41.3, f"image {IMAGE}", link=LOG)
 AFTER_BUILD = [
     done(Stage.DEPLOY, 41.7, 1.2, f"revision {NEW} created at 0% with tag candidate"),
     done(Stage.READY, 42.9, 6.5, f"revision {NEW} ready"),
-    done(Stage.HEALTH, 49.4, 0.8, f"/health healthy 2x, reports {COMMIT[:12]}"),
+    done(Stage.HEALTH, 49.4, 0.8, passed(HealthCheck(consecutive=2), COMMIT)),
     done(Stage.PROMOTE, 50.2, 2.1, f"100% on {NEW}"),
 ]
 VERIFIED = done(Stage.VERIFY, 52.3, 0.6, f"https://backend.run.app serves {COMMIT[:12]}")
@@ -318,7 +319,10 @@ def test_successful_stages_stay_quiet_but_health_and_rollback_speak() -> None:
     assert messages.stage_reply(record, PREFLIGHT) is None
     assert messages.stage_reply(record, BUILT) is None
     health = messages.stage_reply(record, AFTER_BUILD[2])
-    assert health is not None and health.text.startswith("Health check passed: /health healthy")
+    assert health is not None and health.text == (
+        f"Health check passed: healthy 2x (/health 200, status=healthy), reports {COMMIT[:12]} "
+        "in version.commit"
+    )
     back = messages.stage_reply(record, done(Stage.ROLLBACK, 0, 1, f"traffic back on {OLD} 100%"))
     assert back is not None and back.text == f"Rolled back: traffic back on {OLD} 100%"
 

@@ -5,7 +5,8 @@
     wait    GetBuild, polled from 20 ms backing off to 0.5 s, until a terminal
             status -> status, failing step, failure detail, commit, image digest;
             a FAILURE or TIMEOUT also quotes the failing step's last log lines
-            (Cloud Logging, `BuildLogs`)
+            (Cloud Logging, `BuildLogs`), redacted of credential shapes; the
+            pipeline hides the deploy's own values in them too
     cancel  CancelBuild; a build that already ended is left as it is
 
 The build is followed with GetBuild rather than the CreateBuild operation so that

@@ -14,8 +14,10 @@ entry per line with the entry label `build_step` (`Step #1 - "build"`).
 `BuildLogs.tail` reads them.
 
 Reading logs is a courtesy to the reader of a failure: any API error gives no
-lines (the error is logged), never an exception. Lines are returned as the
-container or step wrote them; this module logs none of them.
+lines (the error is logged), never an exception. Lines are returned redacted
+(`deployer.redaction`: the known values a caller names, pydantic's input dumps,
+credential shapes) before they are clipped, so a clipped line cannot keep part of a
+secret; this module logs none of them.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import datetime
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from google.api_core import exceptions, retry
@@ -31,6 +34,7 @@ from google.cloud.logging_v2.types import ListLogEntriesRequest, LogEntry
 
 from deployer.adapters.google_clients import google_client
 from deployer.config import ServiceConfig
+from deployer.redaction import CLIPPED, redact
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +77,10 @@ class _LogReader:
         timeout: float,
         since: datetime.datetime | None,
         what: str,
+        known: Iterable[str],
     ) -> list[str]:
-        """The texts of the newest `lines` entries, newest last; [] (logged) on any error.
+        """The texts of the newest `lines` entries, newest last, redacted of `known` values
+        and credential shapes; [] (logged) on any error.
 
         `since` (when the revision or build was created) bounds the search, which keeps
         the query cheap on a project with a long log history.
@@ -120,8 +126,12 @@ class _LogReader:
         except Exception as error:  # a courtesy read must never fail a deploy report
             log.warning("reading the logs of %s failed: %r", what, error)
             return []
-        texts = [_text(entry) for entry in reversed(page)]
-        return [text for text in texts if text]
+        texts = [text for text in (_text(entry) for entry in reversed(page)) if text]
+        if not texts:
+            return []
+        # Redacted as one text: a private key block spans many entries.
+        redacted = redact("\n".join(texts), known)
+        return [_clipped(text) for text in redacted.split("\n")]
 
 
 class RevisionLogs(_LogReader):
@@ -134,22 +144,25 @@ class RevisionLogs(_LogReader):
         lines: int,
         timeout: float,
         since: datetime.datetime | None = None,
+        known: Iterable[str] = (),
     ) -> list[str]:
-        """The revision's last `lines` log lines, newest last; [] when they cannot be read.
+        """The revision's last `lines` log lines, newest last, redacted (`known`: values
+        such as the revision's environment); [] when they cannot be read.
 
         `since` is the revision's creation time.
         """
         query = revision_filter(service, revision)
-        return self._newest(service.project, query, lines, timeout, since, f"revision {revision}")
+        what = f"revision {revision}"
+        return self._newest(service.project, query, lines, timeout, since, what, known)
 
 
 class BuildLogs(_LogReader):
     """Reads the last lines of a build's log, or of one of its steps.
 
     A build's log holds whatever its steps printed, secrets included when a step
-    echoes one (`set -x`, a verbose tool); the deployer quotes it as Cloud Build
-    shows it to anyone allowed to read the project's logs. Only the deployer's own
-    log records are redacted (deployer/logs.py); these lines are returned, not logged.
+    echoes one (`set -x`, a verbose tool); Cloud Build shows it as it is to anyone
+    allowed to read the project's logs, but the lines quoted from it reach the deploy
+    thread, the terminal and the store too, so they are redacted as a revision's are.
     """
 
     def tail(
@@ -160,15 +173,18 @@ class BuildLogs(_LogReader):
         timeout: float,
         step: str | None = None,
         since: datetime.datetime | None = None,
+        known: Iterable[str] = (),
     ) -> list[str]:
-        """The build's last `lines` log lines, newest last; [] when they cannot be read.
+        """The build's last `lines` log lines, newest last, redacted (`known`: values to
+        hide besides credential shapes); [] when they cannot be read.
 
         With `step` (a `build_step` label, `Step #1 - "build"`), only that step's lines,
         without the `Step #1 - "build": ` prefix Cloud Build puts before each one.
         `since` is the build's creation time.
         """
         query = build_filter(service, build_id, step)
-        texts = self._newest(service.project, query, lines, timeout, since, f"build {build_id}")
+        what = f"build {build_id}"
+        texts = self._newest(service.project, query, lines, timeout, since, what, known)
         if step is None:
             return texts
         prefix = f"{step}: "
@@ -187,9 +203,12 @@ def _text(entry: LogEntry) -> str:
         payload: Any = entry.json_payload
         message = payload.get("message") if hasattr(payload, "get") else None
         text = message if isinstance(message, str) else ""
-    text = text.rstrip("\n")
+    return text.rstrip("\n")
+
+
+def _clipped(text: str) -> str:
     if len(text) > _MAX_LINE_CHARS:
-        text = text[: _MAX_LINE_CHARS - 1] + "…"
+        text = text[: _MAX_LINE_CHARS - 1] + CLIPPED
     return text
 
 

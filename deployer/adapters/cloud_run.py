@@ -5,7 +5,8 @@
     wait / route     wait until Cloud Run has reconciled: not reconciling, Ready true or
                      false (a failed rollout never brings observed_generation up);
                      a failed candidate's message is its Ready condition's plus the last
-                     lines its container logged (Cloud Logging, `RevisionLogs`)
+                     lines its container logged (Cloud Logging, `RevisionLogs`), redacted
+                     of the revision's environment values and credential shapes
     current, revisions   reads
 
 Every write carries the etag it was read with, so a concurrent change is never
@@ -14,10 +15,8 @@ overwritten: Cloud Run answers ABORTED and the adapter reads again.
 
 from __future__ import annotations
 
-import datetime
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from google.api_core import exceptions
 from google.cloud import run_v2
@@ -27,11 +26,11 @@ from google.protobuf import field_mask_pb2
 from deployer.adapters import cloud_run_iam
 from deployer.adapters.cloud_logging import RevisionLogs
 from deployer.adapters.cloud_run_operations import CloudRunOperations
+from deployer.adapters.cloud_run_revisions import created, revision_failure, revision_info
 from deployer.adapters.cloud_run_template import (
     candidate_template,
     candidate_traffic,
     describe_traffic,
-    ready_condition,
     same_traffic,
     service_state,
     short_name,
@@ -54,12 +53,7 @@ _CALL_TIMEOUT = 30.0
 _WRITE_ATTEMPTS = 3  # the first write and two retries after an etag conflict
 # Fast first polls so a failure is seen within a second of Cloud Run reporting it.
 _FIRST_POLL, _MAX_POLL, _BACKOFF = 0.02, 0.5, 1.5
-_EPOCH = datetime.datetime.fromtimestamp(0, datetime.UTC)
 _TRAFFIC_ONLY = field_mask_pb2.FieldMask(paths=["traffic"])
-# Cloud Run's condition message does not quote the container: its last lines are read
-# from Cloud Logging, within this budget so a slow Logging API cannot stall the report.
-LOG_LINES = 20
-_LOG_TIMEOUT = 10.0
 
 
 def service_name(service: ServiceConfig) -> str:
@@ -106,8 +100,8 @@ class CloudRunServices:
         except exceptions.NotFound:
             return []
         # The API does not promise an order: sort by creation time ourselves.
-        found.sort(key=_created, reverse=True)
-        return [_revision_info(revision) for revision in found[: max(0, limit)]]
+        found.sort(key=created, reverse=True)
+        return [revision_info(revision) for revision in found[: max(0, limit)]]
 
     # --- writes --------------------------------------------------------------------------
 
@@ -314,29 +308,14 @@ class CloudRunServices:
         if ready and not op_error:
             return RolloutOutcome(True, state)
         # Why the candidate failed is on the revision; what its container said, in its logs.
-        message = self._revision_failure(service, revision) if revision else ""
+        message = (
+            revision_failure(self._revisions, self._logs, service_name(service), service, revision)
+            if revision
+            else ""
+        )
         return RolloutOutcome(
             False, state, message or found.terminal_condition.message or op_error or "not ready"
         )
-
-    def _revision_failure(self, service: ServiceConfig, revision: str) -> str:
-        """The failed revision's Ready message and its container's last lines, or ""."""
-        try:
-            found = self._revisions.get_revision(
-                name=f"{service_name(service)}/revisions/{revision}", timeout=_CALL_TIMEOUT
-            )
-        except exceptions.GoogleAPICallError:
-            return ""
-        condition = ready_condition(found.conditions)
-        if condition is None or condition.state != State.CONDITION_FAILED:
-            return ""
-        message: str = condition.message
-        since = _created(found) if "create_time" in found else None
-        lines = self._logs.tail(service, revision, LOG_LINES, _LOG_TIMEOUT, since=since)
-        if not lines:
-            return message
-        output = "\n".join(lines)
-        return f"{message}\n\nContainer output (last {len(lines)} lines):\n{output}"
 
 
 def _reconciled(found: run_v2.Service, generation: int) -> bool:
@@ -370,25 +349,6 @@ def _candidate_revision(target: run_v2.Service | None, found: run_v2.Service) ->
     if target is not None and target.template.revision:
         return str(target.template.revision)
     return short_name(found.latest_created_revision)
-
-
-def _created(revision: run_v2.Revision) -> datetime.datetime:
-    # proto-plus hands timestamps out as datetimes, whatever the stubs say.
-    stamp: Any = revision.create_time
-    return stamp if isinstance(stamp, datetime.datetime) else _EPOCH
-
-
-def _revision_info(revision: run_v2.Revision) -> RevisionInfo:
-    condition = ready_condition(revision.conditions)
-    ready = condition is not None and condition.state == State.CONDITION_SUCCEEDED
-    return RevisionInfo(
-        name=short_name(revision.name),
-        created=_created(revision).isoformat() if "create_time" in revision else "",
-        ready=ready,
-        image=revision.containers[0].image if revision.containers else "",
-        labels=dict(revision.labels),
-        message="" if ready or condition is None else condition.message,
-    )
 
 
 def _words(error: exceptions.GoogleAPICallError) -> str:

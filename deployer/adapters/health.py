@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from deployer.adapters.id_tokens import GoogleIdTokens, IdTokenUnavailable
 from deployer.config import HealthCheck
 from deployer.pipeline.ports import HealthOutcome, Progress
+from deployer.redaction import CLIPPED, redact
 
 IdTokens = Callable[[str], str]
 """audience (the service's URL) -> an ID token for it; raises IdTokenUnavailable."""
@@ -141,5 +142,7 @@ def _get(url: str, headers: dict[str, str], timeout: float) -> tuple[int | None,
 
 
 def _excerpt(body: bytes) -> str:
-    text = body.decode("utf-8", "replace").strip()
-    return text if len(text) <= _EXCERPT else text[:_EXCERPT] + "…"
+    """The answer's start, quoted in a failure: redacted before it is cut, so that no
+    credential is cut to a part the patterns no longer recognise."""
+    text = redact(body.decode("utf-8", "replace").strip())
+    return text if len(text) <= _EXCERPT else text[:_EXCERPT] + CLIPPED

@@ -1,7 +1,7 @@
 """The deploy thread's words: the parent (headline, details, stage checklist, buttons) and replies.
 
-Failures get a reply with their detail (a build step, the container's last
-lines, the health answer); successes stay in the parent's checklist, except the
+Failures get a reply with their detail (a build step, the container's key and
+last lines, the health answer); successes stay in the parent's checklist, except the
 health answer and a rollback done. User text is escaped everywhere.
 """
 
@@ -13,8 +13,8 @@ from typing import Any
 from deployer.front.mrkdwn import (
     button,
     code,
-    code_block,
     context,
+    detail_block,
     duration,
     escape,
     image_ref,
@@ -101,10 +101,14 @@ def _failure(record: DeployRecord) -> StageResult | None:
     )
 
 
-def _headline(record: DeployRecord) -> str:
+def _headline(record: DeployRecord, dry_run: bool = False) -> str:
     env = f"*{escape(record.environment)}*"
     commit = code(record.commit[:12]) if record.commit else "its commit"
     ref = code(record.ref) if record.ref else "the default branch"
+    if dry_run and record.kind != "rollback" and record.state.finished:
+        # Only preflight ran: a SUCCEEDED dry run deployed nothing, whatever its state says.
+        how = "passed preflight" if record.state == State.SUCCEEDED else _why(record)
+        return f"Deploy of {ref} to {env} {how}; dry run: nothing was changed"
     if record.kind == "rollback":
         target = f" to {code(record.target_revision)}" if record.target_revision else ""
         if not record.state.finished:
@@ -174,6 +178,8 @@ def _traffic(record: DeployRecord) -> str:
     if rolled is not None:
         return f"rolled back: traffic on {now}"
     if record.baseline_traffic == []:
+        if not serving:
+            return "no revision was serving before, and none serves now"
         return f"no earlier revision was serving; traffic on {now}"
     return f"traffic stayed on {now}"
 
@@ -200,9 +206,9 @@ def _details(record: DeployRecord) -> str:
     return " · ".join(parts) + "\n" + " · ".join(second)
 
 
-def _buttons(record: DeployRecord) -> list[dict[str, Any]]:
-    if record.kind == "rollback":
-        return []
+def _buttons(record: DeployRecord, dry_run: bool = False) -> list[dict[str, Any]]:
+    if record.kind == "rollback" or (dry_run and record.state.finished):
+        return []  # a dry run has nothing to roll back, and a retry would deploy for real
     env = escape(record.environment)
     if record.state == State.QUEUED:
         ask = ("Stop waiting?", f"Take this deploy out of *{env}*'s queue?", "Stop waiting", "Wait")
@@ -231,19 +237,21 @@ def deploy_parent(
     running: Stage | None = None,
     since: float | None = None,
     activity: str = "",
+    dry_run: bool = False,
 ) -> SlackMessage:
     """The thread's parent: headline, details, stage checklist and the button that fits.
 
     `running`/`since` name the stage in progress and its wall-clock start (guessed from
-    the record when omitted); `activity` is its latest progress line.
+    the record when omitted); `activity` is its latest progress line; `dry_run`: the
+    record is a finished dry run's (only preflight ran, whatever its state says).
     """
-    headline = _headline(record)
+    headline = _headline(record, dry_run)
     blocks = [
         section(headline),
         section(_details(record)),
         section(_checklist(record, now, running, since, activity)),
     ]
-    if buttons := _buttons(record):
+    if buttons := _buttons(record, dry_run):
         blocks.append({"type": "actions", "block_id": "deploy_actions", "elements": buttons})
     blocks.append(context(f"{escape(record.kind)} {code(record.id)}"))
     return SlackMessage(plain(headline), blocks)
@@ -275,7 +283,7 @@ def stage_reply(record: DeployRecord, result: StageResult) -> SlackMessage | Non
     else:
         text = f"*{result.stage} {_VERB[result.outcome]}* after {took}: {summary}"
     if result.detail.strip():
-        text += "\n" + code_block(result.detail)
+        text += "\n" + detail_block(result.detail)
     if result.link:
         text += "\n" + link(result.link, "build log" if result.stage == Stage.BUILD else "link")
     return says(text)
@@ -307,4 +315,4 @@ def note_reply(text: str) -> SlackMessage:
 
 def plan_reply(plan: tuple[str, ...]) -> SlackMessage:
     """A dry run's plan, one line a step."""
-    return says("*Plan* (dry run, nothing changed):\n" + "\n".join(f"• {escape(p)}" for p in plan))
+    return says("*Plan* (dry run):\n" + "\n".join(f"• {escape(p)}" for p in plan))

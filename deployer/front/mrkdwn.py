@@ -6,13 +6,14 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from deployer.failure_detail import DETAIL_LINES, GAP, excerpt
 from deployer.front.ports import SlackMessage
 from deployer.pipeline.record import State
 
 MAX_SECTION = 3000  # characters of text in one section block
 MAX_BLOCKS = 50  # blocks in one message
 MAX_TEXT = 3000  # the notification text we send (Slack allows more; nobody reads it)
-CODE_LINES = 15  # a container's error: its last lines matter
+CODE_LINES = DETAIL_LINES  # as many lines of a failure's detail as the terminal shows
 
 STATE_WORDS = {
     State.PENDING: "starting",
@@ -83,17 +84,39 @@ def fit(text: str, limit: int = MAX_SECTION) -> str:
 
 def code_block(detail: str, lines: int = CODE_LINES, limit: int = 1800) -> str:
     """The last `lines` lines of `detail` in a code block, escaped, at most about `limit` chars."""
-    tail = [escape(line.rstrip()).replace("```", "'''") for line in detail.strip().splitlines()]
-    tail = tail[-lines:]
-    dropped = False
-    while len(tail) > 1 and sum(len(line) + 1 for line in tail) > limit:
-        tail.pop(0)
-        dropped = True
+    return _fenced([], detail.strip().splitlines()[-lines:], False, limit)
+
+
+def detail_block(detail: str, lines: int = CODE_LINES, limit: int = 1800) -> str:
+    """A failure's detail in a code block as the terminal shows it: its key lines first
+    (the error, the port), then its last lines (`deployer.failure_detail`); escaped, at
+    most about `limit` chars."""
+    shown = excerpt(detail, lines)
+    return _fenced(list(shown.key), list(shown.tail), shown.gap, limit)
+
+
+def _fenced(key: list[str], tail: list[str], gap: bool, limit: int) -> str:
+    """`key` lines, `…` where lines were left out, and `tail` in a code block of about
+    `limit` chars: to fit, the tail's oldest lines go first, then the key lines."""
+    key, tail = [_code_line(line) for line in key], [_code_line(line) for line in tail]
+
+    def size() -> int:
+        return sum(len(line) + 1 for line in (*key, *tail))
+
+    while size() > limit and (len(tail) > 1 or key):
+        if len(tail) > 1:
+            tail.pop(0)
+        else:
+            key.pop(0)
+        gap = True
     if tail and len(tail[0]) > limit:
-        tail[0] = "…" + _PARTIAL_ENTITY.sub("", tail[0][-limit:]).lstrip(";")
-    if dropped:
-        tail.insert(0, "…")
-    return "```\n" + "\n".join(tail) + "\n```"
+        tail[0] = GAP + _PARTIAL_ENTITY.sub("", tail[0][-limit:]).lstrip(";")
+    body = [*key, *([GAP] if gap else []), *tail]
+    return "```\n" + "\n".join(body) + "\n```"
+
+
+def _code_line(line: str) -> str:
+    return escape(line.rstrip()).replace("```", "'''")
 
 
 def section(text: str) -> dict[str, Any]:

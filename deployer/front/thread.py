@@ -192,15 +192,16 @@ class SlackThread:
             self._running, self._since, self._activity = None, None, ""
             if event.plan:
                 self._reply(plan_reply(event.plan))
-            self._render(event.record, final=True)
+            self._render(event.record, final=True, dry_run=event.dry_run)
 
-    def _render(self, record: DeployRecord, final: bool = False) -> None:
+    def _render(self, record: DeployRecord, final: bool = False, dry_run: bool = False) -> None:
         message = deploy_parent(
             record,
             time.time(),
             running=self._running,
             since=self._since,
             activity=self._activity,
+            dry_run=dry_run,
         )
         self._last_render = time.monotonic()
         self._parent = message  # only the latest rendering matters

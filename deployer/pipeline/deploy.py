@@ -25,12 +25,16 @@ from deployer.pipeline.ports import (
     CandidateSpec,
     Platform,
     RolloutRefused,
+    TrafficShare,
 )
 from deployer.pipeline.preflight import Plan, make_plan
+from deployer.pipeline.probes import passed
+from deployer.pipeline.quoting import RedactingHealth
 from deployer.pipeline.record import DeployRecord, Outcome, Stage, State
 from deployer.pipeline.restore import keep_safe, read_back
 from deployer.pipeline.rollout import Rollout
 from deployer.pipeline.stages import Deadline, Done, StageBody, StageFailed, StageRunner
+from deployer.redaction import redact
 from deployer.run_names import candidate_revision_name as candidate_revision_name
 from deployer.store.protocol import Store
 
@@ -62,7 +66,8 @@ class DeployPipeline:
         plan = self._preflight(runner, settings.timeouts.preflight, dry_run)
         if dry_run:
             record.state = _stopped(record) if plan is None else State.SUCCEEDED
-            self.listener(DeployFinished(record, () if plan is None else tuple(plan.lines())))
+            lines = () if plan is None else tuple(plan.lines())
+            self.listener(DeployFinished(record, lines, dry_run=True))
             return record
         record.state = _stopped(record) if plan is None else self._deploy(runner, plan)
         failpoints.reached(f"{record.state}.done", record.attempt)
@@ -110,7 +115,12 @@ class DeployPipeline:
             runner.save()
         for warning in plan.warnings:
             runner.progress(warning)
-        serving = traffic.describe(traffic.shares(plan.keep)) if plan.keep else "nothing yet"
+        if plan.keep:
+            serving = traffic.describe(traffic.shares(plan.keep))
+        elif plan.current is None:
+            serving = "nothing yet"
+        else:
+            serving = f"nothing: {plan.service.service} exists, and this deploy takes it over"
         return Done(
             f"{plan.ref} is {plan.commit[:12]}; {_count(len(plan.secret_env), 'secret')} pinned; "
             f"serving {serving}"
@@ -119,8 +129,11 @@ class DeployPipeline:
     def _deploy(self, runner: StageRunner, plan: Plan) -> State:
         """The stages after preflight, in order, until one does not succeed; how it ended."""
         timeouts = plan.settings.timeouts
-        candidate = CandidateStages(self.platform, runner, plan)
-        rollout = Rollout(self.platform, runner, plan)
+        # Every probe of the candidate quotes its answers redacted of the plan's values.
+        health = RedactingHealth(self.platform.health, plan.known_values)
+        platform = replace(self.platform, health=health)
+        candidate = CandidateStages(platform, runner, plan)
+        rollout = Rollout(platform, runner, plan)
         stages: list[tuple[Stage, float, StageBody]] = [
             (Stage.BUILD, timeouts.build, candidate.build),
             (Stage.DEPLOY, timeouts.deploy, candidate.create),
@@ -182,11 +195,14 @@ class CandidateStages:
         if not outcome.ok:
             step = f" at step {outcome.failing_step}" if outcome.failing_step else ""
             kind = Outcome.TIMED_OUT if outcome.status == "TIMEOUT" else Outcome.FAILED
+            # The build's output, quoted in the detail, may print what the deploy gives
+            # the revision.
+            detail = redact(outcome.detail, plan.known_values)
             if outcome.status == "CANCELLED":
                 kind = Outcome.CANCELLED
                 who = record.cancelled_by or "a request"
-                raise StageFailed(f"build cancelled by {who}", outcome.detail, kind, link)
-            raise StageFailed(f"build {outcome.status}{step}", outcome.detail, kind, link)
+                raise StageFailed(f"build cancelled by {who}", detail, kind, link)
+            raise StageFailed(f"build {outcome.status}{step}", detail, kind, link)
         if outcome.commit and outcome.commit != record.commit:
             raise StageFailed(
                 f"build used commit {outcome.commit[:12]}, expected {record.commit[:12]}", link=link
@@ -227,6 +243,12 @@ class CandidateStages:
         try:
             if plan.current is None:
                 self.operation = services.create(plan.service, spec)
+            elif not plan.keep:
+                # The service serves nothing (its first revision failed). Cloud Run's traffic
+                # adds up to 100% and no other revision can hold it: as on a new service, the
+                # candidate takes it all, and serves only once it is ready.
+                whole = replace(plan.current, traffic=(TrafficShare(name, 100),))
+                self.operation = services.start_candidate(plan.service, spec, whole)
             else:
                 # Traffic stays pinned to the baseline, whatever serves now.
                 keep = replace(plan.current, traffic=plan.baseline)
@@ -237,6 +259,11 @@ class CandidateStages:
         access = self._access()
         if plan.current is None:
             return Done(f"service {plan.service.service} created with revision {name}{access}")
+        if not plan.keep:
+            return Done(
+                f"revision {name} created with tag {traffic.CANDIDATE_TAG}, taking 100% once "
+                f"ready: {plan.service.service} served nothing{access}"
+            )
         return Done(f"revision {name} created at 0% with tag {traffic.CANDIDATE_TAG}{access}")
 
     def _exists(self, revision: str) -> bool:
@@ -270,9 +297,10 @@ class CandidateStages:
         outcome = self.platform.services.wait(self.plan.service, self.operation, deadline.left())
         if not outcome.ok:
             kind = Outcome.TIMED_OUT if outcome.timed_out else Outcome.FAILED
-            raise StageFailed(
-                f"revision {record.candidate_revision} is not ready", outcome.message, kind
-            )
+            # The container's last lines, quoted in the message: the adapter hid the values
+            # Cloud Run holds; those this deploy read besides (a skipped dotenv line) too.
+            detail = redact(outcome.message, self.plan.known_values)
+            raise StageFailed(f"revision {record.candidate_revision} is not ready", detail, kind)
         url = traffic.tag_url(outcome.state)
         if not url and traffic.serving(outcome.state) == [(record.candidate_revision, 100)]:
             # A resumed run after the last step: the tag went with it; the service URL
@@ -304,7 +332,7 @@ class CandidateStages:
             detail = outcome.body or outcome.message
             kind = Outcome.TIMED_OUT if deadline.expired() else Outcome.FAILED
             raise StageFailed(f"{check.path} unhealthy{status}: {outcome.message}", detail, kind)
-        return Done(f"{check.path} healthy {outcome.attempts}x, reports {record.commit[:12]}")
+        return Done(passed(check, record.commit))
 
 
 def _count(number: int, noun: str) -> str:

@@ -40,6 +40,9 @@ class Noted:
 class DeployFinished:
     record: DeployRecord
     plan: tuple[str, ...] = ()  # a dry run's plan, one line a step
+    # A dry run ends SUCCEEDED when preflight passed, yet nothing was built or changed:
+    # whoever tells how it ended must say so, not "succeeded".
+    dry_run: bool = False
 
 
 Event = StageStarted | StageProgressed | StageFinished | Noted | DeployFinished

@@ -217,7 +217,11 @@ class Services(Protocol):
     def start_candidate(
         self, service: ServiceConfig, spec: CandidateSpec, keep: ServiceState
     ) -> str:
-        """Create the candidate revision at 0 % with its tag, traffic pinned as in `keep`; the operation name."""
+        """Create the candidate revision at 0 % with its tag, traffic pinned as in `keep`; the operation name.
+
+        `keep` may pin the candidate itself (at 100 % on a service that serves nothing): the
+        revision is created in the same request, so Cloud Run routes to it once it is ready.
+        """
         ...
 
     def set_public(self, service: ServiceConfig, public: bool) -> bool:

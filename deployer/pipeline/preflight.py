@@ -21,7 +21,6 @@ from deployer.pipeline.ports import (
     Platform,
     SecretProblem,
     Secrets,
-    Services,
     ServiceState,
     SourceProblem,
     Sources,
@@ -44,11 +43,22 @@ class Plan:
     commit: str
     env: dict[str, str]  # plain values; from env_from_secret too, so never printed
     secret_env: dict[str, PinnedSecret]
-    current: ServiceState | None  # None: the first deploy creates the service
+    # None: the first deploy creates the service. One that serves nothing (no `keep`) is
+    # taken over: the candidate gets all of its traffic.
+    current: ServiceState | None
     # What served when the deploy first began (the record's baseline, never re-read on a
     # resumed run): the traffic to restore if anything goes wrong.
     baseline: tuple[TrafficShare, ...] = ()
     warnings: list[str] = field(default_factory=list)
+    # Every value read from `env_from_secret`, those skipped too (a name a secret
+    # reference sets may hold that very secret): hidden from quoted output with `env`.
+    read_values: frozenset[str] = frozenset()
+
+    @property
+    def known_values(self) -> tuple[str, ...]:
+        """The values quoted output must not show: the revision's plain environment and
+        every value read from Secret Manager."""
+        return (*self.env.values(), *self.read_values)
 
     @property
     def keep(self) -> tuple[TrafficShare, ...]:
@@ -70,17 +80,35 @@ class Plan:
         )
         steps = " -> ".join(f"{step}%" for step in self.settings.rollout.steps)
         where = f"{self.service.project}/{self.service.region}"
-        service = (
-            f"service {self.service.service} in {where}, now serving {serving}"
-            if self.current
-            else f"service {self.service.service} does not exist in {where}: the first deploy creates it"
-        )
+        name, health = self.service.service, self.service.health
+        if self.current is None:
+            service = f"service {name} does not exist in {where}: the first deploy creates it"
+        elif not self.keep:
+            service = (
+                f"service {name} in {where} exists but serves nothing: this deploy takes it over"
+            )
+        else:
+            service = f"service {name} in {where}, now serving {serving}"
+        if self.keep:
+            candidate = f"candidate at 0% with tag, health {health.path} x{health.consecutive}, then traffic {steps}"
+        else:
+            # Cloud Run's traffic adds up to 100%: with no other revision to hold the rest,
+            # the candidate serves all of it from the moment it is ready.
+            unused = (
+                f", so traffic {steps} has nothing to step from"
+                if len(self.settings.rollout.steps) > 1
+                else ""
+            )
+            candidate = (
+                f"candidate with tag takes 100% once ready (nothing else serves{unused}), "
+                f"health {health.path} x{health.consecutive}"
+            )
         return [
             service,
             f"build {self.ref} = {self.commit[:12]} with {build_config_label(self.service)}, "
             f"image {self.service.image}",
             f"env: {', '.join(sorted(self.env)) or 'none'}; secrets pinned: {secrets or 'none'}",
-            f"candidate at 0% with tag, health {self.service.health.path} x{self.service.health.consecutive}, then traffic {steps}",
+            candidate,
             *[f"warning: {warning}" for warning in self.warnings],
         ]
 
@@ -121,9 +149,15 @@ def load_build(
 
 
 def resolve_env(
-    secrets: Secrets, service: ServiceConfig, settings: Environment
+    secrets: Secrets,
+    service: ServiceConfig,
+    settings: Environment,
+    read: set[str] | None = None,
 ) -> tuple[dict[str, str], dict[str, PinnedSecret], list[str]]:
-    """Plain env, pinned secret refs and warnings; StageFailed names any unusable secret."""
+    """Plain env, pinned secret refs and warnings; StageFailed names any unusable secret.
+
+    `read`, when given, receives every value read from `env_from_secret`, skipped or not.
+    """
     warnings: list[str] = []
     env: dict[str, str] = {}
     problems: list[str] = []
@@ -134,6 +168,8 @@ def resolve_env(
         except (SecretProblem, DotenvError) as error:
             problems.append(str(error))
             from_file = {}
+        if read is not None:
+            read.update(from_file.values())
         for name, value in from_file.items():
             if name in RESERVED_ENV or name.startswith(RESERVED_ENV_PREFIXES):
                 warnings.append(
@@ -158,14 +194,6 @@ def resolve_env(
             "create or enable them in Secret Manager (`deployer env import`), or fix the config",
         )
     return env, pinned, warnings
-
-
-def current_service(services: Services, service: ServiceConfig) -> ServiceState | None:
-    """The service now, or None when this deploy will create it."""
-    state = services.current(service)
-    if state is not None and not state.serving():
-        raise StageFailed(f"service {service.service} serves no revision; nothing to keep safe")
-    return state
 
 
 def baseline_of(record: DeployRecord, current: ServiceState | None) -> tuple[TrafficShare, ...]:
@@ -193,12 +221,13 @@ def make_plan(
     check_locks(store, record.environment, record.requester, record.id)
     commit = record.commit or resolve_ref(platform.sources, service, record.ref, deadline)
     build = load_build(platform.sources, service, commit, deadline)
-    env, secret_env, warnings = resolve_env(platform.secrets, service, settings)
-    if record.baseline_traffic is None:
-        current = current_service(platform.services, service)
-    else:
-        # A resumed run: whatever serves now may be this deploy's own half-done work.
-        current = platform.services.current(service)
+    read: set[str] = set()
+    env, secret_env, warnings = resolve_env(platform.secrets, service, settings, read)
+    # A service that exists but serves nothing (its first revision failed: Cloud Run keeps
+    # traffic_statuses empty until one serves) is taken over like a new one. On a resumed
+    # run whatever serves now may be this deploy's own half-done work: the baseline, not
+    # this reading, is what gets restored.
+    current = platform.services.current(service)
     if deadline.expired():
         raise StageFailed("preflight ran out of time", outcome=Outcome.TIMED_OUT)
     return Plan(
@@ -213,4 +242,5 @@ def make_plan(
         current=current,
         baseline=baseline_of(record, current),
         warnings=warnings,
+        read_values=frozenset(read),
     )

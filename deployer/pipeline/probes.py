@@ -8,6 +8,8 @@ status asks the service how it is. Each wants a single good answer, not the
 
 from __future__ import annotations
 
+import json
+
 from deployer.config import HealthCheck, ServiceConfig
 from deployer.pipeline import traffic
 from deployer.pipeline.ports import Health, HealthOutcome, Platform, Progress
@@ -16,6 +18,22 @@ from deployer.pipeline.stages import Deadline, StageFailed
 
 def _quiet(message: str) -> None:
     """Progress nobody follows."""
+
+
+def passed(check: HealthCheck, commit: str) -> str:
+    """What a passed check proved, and nothing more: `healthy 3x (/health 200,
+    status=healthy)`, with `, reports COMMIT in FIELD` only when the version field
+    is configured (with `version_field = ""` no answer was asked for a commit)."""
+    checked = [f"{check.path} {check.expect_status}"]
+    for key, expected in check.expect_json.items():
+        shown = expected if isinstance(expected, str) else json.dumps(expected)
+        checked.append(f"{key}={shown}")
+    # Every one of the `consecutive` good answers in a row met all of it; earlier
+    # bad answers, if any, were not counted.
+    text = f"healthy {check.consecutive}x ({', '.join(checked)})"
+    if check.version_field and commit:
+        text += f", reports {commit[:12]} in {check.version_field}"
+    return text
 
 
 def probe_once(

@@ -6,7 +6,10 @@ the deploy first began), never the traffic of a later, resumed run.
 
     untouched   traffic serves the baseline: say so, as read back
     restored    anything else: route the baseline, read it back, verify it (stage rollback)
-    unknown     the deploy never read the service (it failed before), or created it
+    nothing     the baseline served nothing (a new service, or one whose first revision
+                failed): say what serves, as read back; Cloud Run cannot be asked to serve
+                nothing, so a candidate that became ready keeps its traffic
+    unknown     the deploy never read the service (it failed before)
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ def keep_safe(
     baseline = traffic.from_shares(record.baseline_traffic)
     kept = traffic.shares(baseline)
     if not kept:
-        runner.progress("first deploy: no earlier revision to keep serving")
+        served_nothing(runner, services, service)
         return ended
     state = services.current(service)
     now = traffic.serving(state)
@@ -52,6 +55,26 @@ def keep_safe(
         return ended
     restored = restore_baseline(runner, services, service, settings.timeouts.promote, state)
     return State.ROLLED_BACK if restored else State.FAILED
+
+
+def served_nothing(runner: StageRunner, services: Services, service: ServiceConfig) -> None:
+    """Say, as read back, what a service that served nothing before the deploy serves now."""
+    try:
+        state = services.current(service)
+    except Exception as error:  # a report must not fail the deploy
+        runner.progress(f"nothing served before this deploy; could not read it back: {error}")
+        return
+    if state is None:
+        runner.progress(f"service {service.service} does not exist, as before")
+        return
+    now = traffic.serving(state)
+    if not now:
+        runner.progress(f"traffic untouched: {service.service} serves nothing, as before")
+        return
+    runner.progress(
+        f"{service.service} serves {traffic.describe(now)}: nothing served before this "
+        "deploy, and Cloud Run cannot be asked to serve nothing"
+    )
 
 
 def restore_baseline(

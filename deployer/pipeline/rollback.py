@@ -14,7 +14,7 @@ from deployer.pipeline import traffic
 from deployer.pipeline.events import DeployFinished, Listener
 from deployer.pipeline.lease import Lease
 from deployer.pipeline.ports import COMMIT_LABEL, Platform, RevisionInfo, ServiceState, TrafficShare
-from deployer.pipeline.preflight import check_locks, current_service
+from deployer.pipeline.preflight import check_locks
 from deployer.pipeline.probes import verify_serving
 from deployer.pipeline.record import DeployRecord, Outcome, Stage, State
 from deployer.pipeline.restore import read_back
@@ -95,9 +95,15 @@ class RollbackPipeline:
             check_locks(self.store, record.environment, record.requester, record.id)
             resumed = record.baseline_traffic is not None
             services = self.platform.services
-            state = services.current(service) if resumed else current_service(services, service)
+            state = services.current(service)
             if state is None:
                 raise StageFailed(f"service {service.service} does not exist; nothing to roll back")
+            if not resumed and not state.serving():
+                # Cloud Run keeps traffic empty until a first revision serves: none ever did.
+                raise StageFailed(
+                    f"service {service.service} serves no revision and never has; "
+                    "nothing to roll back to"
+                )
             target = chosen = choose_target(
                 record.target_revision, state, services.revisions(service, 50), resumed
             )

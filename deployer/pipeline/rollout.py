@@ -33,15 +33,9 @@ class Rollout:
         record, services = self.runner.record, self.platform.services
         candidate = record.candidate_revision
         assert candidate is not None and record.commit is not None
-        if not self.plan.keep:
-            # The first revision already takes all traffic; only its candidate tag goes.
-            outcome = services.route(
-                self.plan.service, [TrafficShare(candidate, 100, "")], deadline.left()
-            )
-            if not outcome.ok:
-                raise StageFailed("could not clear the candidate tag", outcome.message)
-            return Done(f"first revision {candidate} takes 100%")
         steps = self.plan.settings.rollout.steps
+        if not self.plan.keep:
+            return self._whole(candidate, steps, deadline)
         reached = self._reached(candidate)
         if reached:
             self.runner.progress(f"resumed with {reached}% already on {candidate}")
@@ -62,6 +56,28 @@ class Rollout:
             if percent < 100:
                 self._gate(percent, deadline)
         return Done(f"100% on {candidate}")
+
+    def _whole(self, candidate: str, steps: list[int], deadline: Deadline) -> Done:
+        """Nothing served before this deploy: the candidate took all traffic when it became
+        ready (Cloud Run's traffic adds up to 100%, and no other revision could hold a
+        share), so steps have nothing to step from. Only its candidate tag goes."""
+        outcome = self.platform.services.route(
+            self.plan.service, [TrafficShare(candidate, 100, "")], deadline.left()
+        )
+        if not outcome.ok:
+            raise StageFailed("could not clear the candidate tag", outcome.message)
+        if len(steps) > 1:
+            # Said as read back, as every traffic step is.
+            served = traffic.serving(outcome.state)
+            split_text = ", ".join(f"{pct}% on {revision}" for revision, pct in served)
+            plan = " -> ".join(f"{step}%" for step in steps)
+            self.runner.progress(
+                f"traffic {split_text}: nothing else serves, so the first of the steps "
+                f"{plan} gives {candidate} all of it"
+            )
+        if self.plan.current is None:
+            return Done(f"first revision {candidate} takes 100%")
+        return Done(f"{candidate} takes 100%: nothing served before")
 
     def _reached(self, candidate: str) -> int:
         """The percent the candidate serves now (a resumed run's earlier steps), read back."""
