@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import secrets
 import shutil
 import time
@@ -227,6 +228,19 @@ class World:
         self.seen.append(text)
         return text
 
+    def cli(self, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+        """Run `deployer ARGS` as a user would, with this world's config, store and sandbox:
+        (exit code, stdout, stderr), both kept for the secret check."""
+        from deployer.cli import main
+
+        os.environ["DEPLOYER_CONFIG"] = str(self.config_path)
+        os.environ["DEPLOYER_STORE"] = self.store_url
+        os.environ["DEPLOYER_GCP_EMULATOR_HOST"] = self.sandbox.grpc_address
+        code = main(list(args))
+        captured = capsys.readouterr()
+        self.note(captured.out + captured.err)
+        return code, captured.out, captured.err
+
     # --- reading the platform through the clients ---
 
     def service(self) -> run_v2.Service:
@@ -403,6 +417,19 @@ def close_world(world: World) -> None:
         world.services.delete_service(name=world.service_name, timeout=30)
     for client in (world.services, world.revisions, world.builds, world.secret_manager):
         client.transport.close()
+
+
+@pytest.fixture(scope="module", name="shared_world")
+def shared_world_fixture(
+    sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[World]:
+    """One world, not deployed, for a module whose tests must change nothing in it."""
+    root = Path(str(request.config.rootpath))
+    made = make_world(sandbox, tmp_path_factory.mktemp("shared") / "world", root, False)
+    try:
+        yield made
+    finally:
+        close_world(made)
 
 
 @pytest.fixture(name="world")

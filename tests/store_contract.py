@@ -31,7 +31,7 @@ from deployer.pipeline.record import (
     new_deploy_id,
 )
 from deployer.store import open_store
-from deployer.store.protocol import Versioned
+from deployer.store.protocol import Store, Versioned
 
 T = TypeVar("T")
 RACERS = 8
@@ -51,6 +51,28 @@ def make_record(environment: str = "prod", created_at: float | None = None) -> D
     if created_at is not None:
         record.created_at = created_at
     return record
+
+
+# Locks as a deployer released before leases wrote them: (kind, holder, reason, created_at).
+OLD_LOCKS_WRITTEN = (("deploy", "d-old", "deploy", 1.5), ("manual", "slack:U1", "freeze", 2.5))
+
+
+def assert_old_locks_are_held_and_taken_over(store: Store) -> float:
+    """`store` holds OLD_LOCKS_WRITTEN for prod: they read back without owner or lease, stay
+    held against everyone else, and the old deploy's next run takes its lock over (at the
+    time returned, renewed for 120 s by owner w1)."""
+    old_deploy = Lock("prod", "deploy", "d-old", "deploy", 1.5, owner="", lease_until=0.0)
+    old_manual = Lock("prod", "manual", "slack:U1", "freeze", 2.5, owner="", lease_until=0.0)
+    assert store.locks("prod") == [old_deploy, old_manual]
+    now = time.time()
+    other = Lock("prod", "deploy", "d-new", "deploy", now, "w9", now + 60)
+    assert store.acquire_lock(other, now + 10**6) == old_deploy
+    run = Lock("prod", "deploy", "d-old", "deploy", now, "w1", now + 60)
+    assert store.acquire_lock(run, now) == run
+    assert store.renew_lock("prod", "deploy", "d-old", "w1", now + 120)
+    renewed = Lock("prod", "deploy", "d-old", "deploy", now, "w1", now + 120)
+    assert store.locks("prod") == [renewed, old_manual]
+    return now
 
 
 def race(calls: list[Callable[[], T]]) -> list[T]:
@@ -77,6 +99,22 @@ def race(calls: list[Callable[[], T]]) -> list[T]:
 
 
 # --- in other processes (module level, so that `spawn` can import them) ----------------
+
+
+def race_processes(
+    target: Callable[[str, str, Queue[str]], None], store_url: str, names: list[str]
+) -> list[str]:
+    """Run `target(store_url, name, results)` in a process of its own per name, all at
+    once; what each put in `results`, once every one has exited cleanly."""
+    context = multiprocessing.get_context("spawn")
+    results: Queue[str] = context.Queue()
+    racers = [context.Process(target=target, args=(store_url, name, results)) for name in names]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join(60)
+    assert [racer.exitcode for racer in racers] == [0] * len(racers)
+    return [results.get(timeout=5) for _ in racers]
 
 
 def _take_deploy_lock(url: str, holder: str, results: Queue[str]) -> None:
@@ -225,18 +263,7 @@ class StoreContract:
 
     def test_processes_racing_for_a_lock_agree_on_one_winner(self, store_url: str) -> None:
         open_store(store_url)
-        context = multiprocessing.get_context("spawn")
-        results: Queue[str] = context.Queue()
-        racers = [
-            context.Process(target=_take_deploy_lock, args=(store_url, f"d-{n}", results))
-            for n in range(4)
-        ]
-        for racer in racers:
-            racer.start()
-        for racer in racers:
-            racer.join(60)
-        assert [racer.exitcode for racer in racers] == [0] * len(racers)
-        winners = {results.get(timeout=5) for _ in racers}
+        winners = set(race_processes(_take_deploy_lock, store_url, [f"d-{n}" for n in range(4)]))
         assert len(winners) == 1
         assert [lock.holder for lock in open_store(store_url).locks("prod")] == list(winners)
 
@@ -350,19 +377,9 @@ class StoreContract:
 
     def test_processes_resuming_a_dead_run_agree_on_one_new_owner(self, store_url: str) -> None:
         assert open_store(store_url).acquire_lock(DEAD_RUN, DEAD_RUN.created_at) == DEAD_RUN
-        context = multiprocessing.get_context("spawn")
-        results: Queue[str] = context.Queue()
-        racers = [
-            context.Process(target=_resume_deploy, args=(store_url, f"w{n}", results))
-            for n in range(4)
-        ]
-        for racer in racers:
-            racer.start()
-        for racer in racers:
-            racer.join(60)
-        assert [racer.exitcode for racer in racers] == [0] * len(racers)
-        owners = {results.get(timeout=5) for _ in racers}
-        assert len(owners) == 1 and owners <= {f"w{n}" for n in range(len(racers))}
+        names = [f"w{n}" for n in range(4)]
+        owners = set(race_processes(_resume_deploy, store_url, names))
+        assert len(owners) == 1 and owners <= set(names)
         assert [lock.owner for lock in open_store(store_url).locks("prod")] == list(owners)
 
     def test_a_lease_is_renewed_only_by_the_run_that_owns_it(self, store_url: str) -> None:

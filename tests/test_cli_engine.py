@@ -7,13 +7,11 @@ secret value in anything printed or stored.
 from __future__ import annotations
 
 import getpass
-import os
 import re
 import secrets
 
 import pytest
 
-from deployer.cli import main
 from deployer.pipeline.events import Event, StageFinished, StageProgressed
 from deployer.pipeline.record import Stage, State
 from tests.engine_world import ENVIRONMENT, Recorder, World, _seed_secret, world_fixture  # noqa: F401
@@ -27,13 +25,9 @@ class WorkerKilled(Exception):
 
 
 def cli(world: World, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    """Run `deployer ARGS` as a user would, with the world's config, store and sandbox."""
-    os.environ["DEPLOYER_CONFIG"] = str(world.config_path)
-    os.environ["DEPLOYER_STORE"] = world.store_url
-    os.environ["DEPLOYER_GCP_EMULATOR_HOST"] = world.sandbox.grpc_address
-    code = main(list(args))
-    captured = capsys.readouterr()
-    return code, world.note(captured.out + captured.err)
+    """Run `deployer ARGS` as a user would: (exit code, everything it printed)."""
+    code, out, err = world.cli(capsys, *args)
+    return code, out + err
 
 
 # --- status and history --------------------------------------------------------------

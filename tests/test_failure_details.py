@@ -10,7 +10,9 @@ from __future__ import annotations
 import io
 import json
 import secrets
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -20,14 +22,13 @@ from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from deployer.adapters.cloud_logging import RevisionLogs
+from deployer.adapters.health import HttpHealth
 from deployer.config import HealthCheck
 from deployer.failure_detail import DETAIL_LINES, GAP, excerpt
 from deployer.front import deploy_messages
 from deployer.front.mrkdwn import detail_block
 from deployer.front.outbox import Outbox
 from deployer.pipeline.events import StageFinished
-from deployer.pipeline.ports import HealthOutcome
-from deployer.pipeline.quoting import RedactingHealth
 from deployer.pipeline.record import DeployRecord, Outcome, Stage, StageResult, State
 from deployer.redaction import REDACTED, redact
 from deployer.terminal import TerminalProgress, render_record
@@ -201,29 +202,40 @@ def test_revision_logs_are_redacted_before_a_long_line_is_clipped() -> None:
 
 
 def test_a_health_answer_is_quoted_without_the_revisions_values() -> None:
+    """A candidate whose /health prints what it was given, probed over HTTP as a deploy
+    probes it: what reaches the progress lines, the message and the body is redacted."""
     token = f"tok-{secrets.token_hex(8)}"
+    answer = json.dumps(
+        {"status": "degraded", "token": token, "dsn": "postgres://app:pw-123456@db/x"}
+    ).encode()
+
+    class Candidate(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(500)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Candidate)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     told: list[str] = []
+    try:
+        health = HttpHealth().redacting([token])
+        check = HealthCheck(consecutive=1, failures=1, interval=0.05, request_timeout=2.0)
+        url = f"http://127.0.0.1:{server.server_port}/health"
+        outcome = health.check(url, check, "abc", 5.0, "", told.append)
+    finally:
+        server.shutdown()
+        server.server_close()
 
-    class Answers:
-        def check(
-            self,
-            url: str,
-            check: HealthCheck,
-            commit: str,
-            timeout: float,
-            audience: str,
-            progress: Callable[[str], None],
-        ) -> HealthOutcome:
-            progress(f"/health: config.token is {token!r}, expected None")
-            body = json.dumps({"error": "db down", "dsn": "postgres://app:pw-123456@db/x"})
-            return HealthOutcome(False, 2, 500, body, f"HTTP 500; token {token}")
-
-    health = RedactingHealth(Answers(), (token,))
-    outcome = health.check("http://c/health", HealthCheck(), "abc", 1.0, "", told.append)
-
-    assert told == ["/health: config.token is '[redacted]', expected None"]
-    assert outcome.message == "HTTP 500; token [redacted]"
-    assert outcome.body == '{"error": "db down", "dsn": "postgres://app:[redacted]@db/x"}'
+    assert not outcome.ok and outcome.status == 500
+    said = "\n".join([*told, outcome.message, outcome.body])
+    assert token not in said and "pw-123456" not in said
+    assert "[redacted]" in outcome.body and "degraded" in outcome.body
 
 
 # --- key lines first --------------------------------------------------------------------

@@ -15,24 +15,11 @@ from pathlib import Path
 import pytest
 from deployer_sandbox.harness.sandbox import Sandbox
 
-from tests.engine_world import World, close_world, make_world
+from tests.engine_world import World, close_world, make_world, shared_world_fixture  # noqa: F401
 from tests.front_requests import FORM, WireRequest, block_action, slack_headers, slash_command
 from tests.front_world import FrontWorld, in_process, make_front
 
 GENERIC = {"invalid request signature\n", "unsupported content type\n", "bad request\n"}
-
-
-@pytest.fixture(scope="module")
-def shared_world(
-    sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
-) -> Iterator[World]:
-    """One deployable world for every bad request (nothing may change it)."""
-    root = Path(str(request.config.rootpath))
-    made = make_world(sandbox, tmp_path_factory.mktemp("bad") / "world", root, deploy_first=False)
-    try:
-        yield made
-    finally:
-        close_world(made)
 
 
 @pytest.fixture

@@ -142,9 +142,7 @@ def test_prerelease_deploys_to_the_prerelease_environment(world: World, client: 
     commit = _tag(world, "v2.0.0-rc.1")
     payload = release_payload(REPOSITORY, "v2.0.0-rc.1", action="prereleased", prerelease=True)
 
-    answer = send_flask(client, github_event(SECRET, "release", payload))
-    assert answer.status == 202, answer.text
-    record = wait_finished(world.store(), answer.text.strip().rsplit(" ", 1)[-1])
+    record = _accepted(world, client, payload)
     assert (record.environment, record.commit, record.state) == (
         ENVIRONMENT,
         commit,
@@ -216,11 +214,16 @@ def test_a_prerelease_made_the_release_deploys_then_and_only_then(
 
     # Someone ticks "Set as the latest release": GitHub sends `released` (and `edited`).
     released = release_payload(REPOSITORY, "v3.0.0", release_id=301)
-    answer = send_flask(client, github_event(SECRET, "release", released))
-    assert answer.status == 202, answer.text
-    record = wait_finished(world.store(), answer.text.strip().rsplit(" ", 1)[-1])
+    record = _accepted(world, client, released)
     assert (record.environment, record.commit, record.state) == (
         ENVIRONMENT,
         commit,
         State.SUCCEEDED,
     )
+
+
+def _accepted(world: World, client: Any, payload: dict[str, Any]) -> DeployRecord:
+    """Deliver the release event; the deploy it was accepted as (202), once it has ended."""
+    answer = send_flask(client, github_event(SECRET, "release", payload))
+    assert answer.status == 202, answer.text
+    return wait_finished(world.store(), answer.text.strip().rsplit(" ", 1)[-1])

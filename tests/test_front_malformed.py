@@ -33,7 +33,7 @@ from hypothesis import HealthCheck, currently_in_test_context, event, given, set
 from hypothesis import strategies as st
 
 from deployer.front import payloads
-from tests.engine_world import ENVIRONMENT, World, close_world, make_world
+from tests.engine_world import ENVIRONMENT, World, close_world, make_world, shared_world_fixture  # noqa: F401
 from tests.front_requests import (
     Answer,
     WireRequest,
@@ -81,21 +81,6 @@ PURE = settings(max_examples=150, deadline=None, database=None)
 
 
 # --- the world: one for the module, a front (channel, people, secrets) per test ---
-
-
-@pytest.fixture(scope="module")
-def shared_world(
-    sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
-) -> Iterator[World]:
-    """One deployable world for every malformed request (none may change it)."""
-    root = Path(str(request.config.rootpath))
-    made = make_world(
-        sandbox, tmp_path_factory.mktemp("malformed") / "world", root, deploy_first=False
-    )
-    try:
-        yield made
-    finally:
-        close_world(made)
 
 
 @pytest.fixture

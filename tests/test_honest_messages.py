@@ -15,7 +15,6 @@ import time
 import pytest
 
 from deployer import logs
-from deployer.cli import main
 from deployer.config import HealthCheck
 from deployer.front import messages
 from deployer.front.thread import SlackThread
@@ -24,21 +23,11 @@ from deployer.pipeline.probes import passed
 from deployer.pipeline.record import DeployRecord, Outcome, Stage, StageResult, State
 from deployer.terminal import summary
 from tests.engine_world import ENVIRONMENT, World, world_fixture  # noqa: F401
+from tests.test_front_messages import deploy
 
 COMMIT = "1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b"
 DRY_RUN_END = "dry run: nothing was changed"
 HEX = re.compile(r"\b[0-9a-f]{12,40}\b")
-
-
-def cli(world: World, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """`deployer ARGS` with the world's config, store and sandbox: (code, stdout, stderr)."""
-    os.environ["DEPLOYER_CONFIG"] = str(world.config_path)
-    os.environ["DEPLOYER_STORE"] = world.store_url
-    os.environ["DEPLOYER_GCP_EMULATOR_HOST"] = world.sandbox.grpc_address
-    code = main(list(args))
-    captured = capsys.readouterr()
-    world.note(captured.out + captured.err)
-    return code, captured.out, captured.err
 
 
 def health_of(record: DeployRecord) -> StageResult:
@@ -113,7 +102,7 @@ def test_a_dry_run_ends_saying_nothing_was_changed_and_changes_nothing(
     history = [r.id for r in world.engine.history(ENVIRONMENT)]
     os.environ["DEPLOYER_LOG_FORMAT"] = "json"
 
-    code, out, err = cli(world, capsys, "deploy", ENVIRONMENT, "--dry-run")
+    code, out, err = world.cli(capsys, "deploy", ENVIRONMENT, "--dry-run")
 
     assert code == 0, out + err
     assert out.rstrip().endswith("\n" + DRY_RUN_END), out
@@ -145,7 +134,7 @@ def test_a_failed_dry_run_also_ends_saying_nothing_was_changed(
     world.reconfigure(environment={"secrets": {"API_TOKEN": "api-token"}})
     builds = world.build_ids()
 
-    code, out, _ = cli(world, capsys, "deploy", ENVIRONMENT, "--dry-run")
+    code, out, _ = world.cli(capsys, "deploy", ENVIRONMENT, "--dry-run")
 
     assert code == 1
     assert "API_TOKEN: secret api-token not found" in out
@@ -153,22 +142,16 @@ def test_a_failed_dry_run_also_ends_saying_nothing_was_changed(
     assert world.build_ids() == builds
 
 
-def _dry_run_record(state: State) -> DeployRecord:
-    return DeployRecord(
-        id="d-lp3x9k2a-0f0f0f",
-        kind="deploy",
-        environment="prod",
-        service="backend",
-        requester="slack:U0TESTER1",
-        ref="v1.4.2",
+def test_a_dry_run_summary_and_parent_never_claim_success() -> None:
+    # The record a dry run leaves: preflight passed, nothing after it.
+    record = deploy(
+        commit=None,
+        previous_revision=None,
+        baseline_traffic=None,
+        state=State.SUCCEEDED,
         created_at=time.time(),
-        state=state,
         stages=[StageResult(Stage.PREFLIGHT, Outcome.SUCCEEDED, time.time(), 0.4, "ok")],
     )
-
-
-def test_a_dry_run_summary_and_parent_never_claim_success() -> None:
-    record = _dry_run_record(State.SUCCEEDED)
 
     text = summary(record, dry_run=True)
     assert text == f"deploy {record.id} of prod passed preflight\n{DRY_RUN_END}"
@@ -197,7 +180,15 @@ class KeptOutbox:
 
 
 def test_the_thread_renders_a_dry_run_as_one() -> None:
-    record = _dry_run_record(State.SUCCEEDED)
+    # The record a dry run leaves: preflight passed, nothing after it.
+    record = deploy(
+        commit=None,
+        previous_revision=None,
+        baseline_traffic=None,
+        state=State.SUCCEEDED,
+        created_at=time.time(),
+        stages=[StageResult(Stage.PREFLIGHT, Outcome.SUCCEEDED, time.time(), 0.4, "ok")],
+    )
     record.slack_channel = "C0TESTS01"
     outbox = KeptOutbox()
     thread = SlackThread(outbox, record)  # type: ignore[arg-type]
@@ -215,7 +206,15 @@ def test_a_dry_run_log_line_keeps_the_state_and_says_nothing_was_changed(
 ) -> None:
     os.environ["DEPLOYER_LOG_FORMAT"] = "json"
     logs.configure()
-    record = _dry_run_record(State.SUCCEEDED)
+    # The record a dry run leaves: preflight passed, nothing after it.
+    record = deploy(
+        commit=None,
+        previous_revision=None,
+        baseline_traffic=None,
+        state=State.SUCCEEDED,
+        created_at=time.time(),
+        stages=[StageResult(Stage.PREFLIGHT, Outcome.SUCCEEDED, time.time(), 0.4, "ok")],
+    )
 
     logs.log_events(DeployFinished(record, ("build HEAD",), dry_run=True))
     logs.log_events(DeployFinished(record))

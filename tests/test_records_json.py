@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,6 @@ from typing import Any
 import pytest
 
 from deployer import records_json
-from deployer.cli import main
 from deployer.engine import EnvironmentStatus, RevisionStatus
 from deployer.front.thread_box import ThreadBox
 from deployer.pipeline.ports import HealthOutcome
@@ -103,17 +101,6 @@ ROW_FIELDS = [
 ]
 
 
-def cli(world: World, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Run `deployer ARGS` with the world's config and store; exit code, stdout, stderr."""
-    os.environ["DEPLOYER_CONFIG"] = str(world.config_path)
-    os.environ["DEPLOYER_STORE"] = world.store_url
-    os.environ["DEPLOYER_GCP_EMULATOR_HOST"] = world.sandbox.grpc_address
-    code = main(list(args))
-    captured = capsys.readouterr()
-    world.note(captured.out + captured.err)
-    return code, captured.out, captured.err
-
-
 def served(shares: list[dict[str, Any]] | None) -> list[tuple[str, int]]:
     """(revision, percent) of the shares taking requests, sorted as `world.serving()` is."""
     assert shares is not None
@@ -134,7 +121,7 @@ def test_show_history_and_status_as_json_after_a_real_deploy(
     serving_after = world.serving()
     assert serving_after == [(record.candidate_revision, 100)]
 
-    code, out, _ = cli(world, capsys, "show", record.id, "--json")
+    code, out, _ = world.cli(capsys, "show", record.id, "--json")
 
     assert code == 0
     shown = json.loads(out)
@@ -158,7 +145,7 @@ def test_show_history_and_status_as_json_after_a_real_deploy(
     assert shown["slack_channel"] is None and shown["thread_url"] is None  # from a terminal
     assert shown["created_at"] == record.created_at
 
-    code, out, _ = cli(world, capsys, "history", ENVIRONMENT, "--json")
+    code, out, _ = world.cli(capsys, "history", ENVIRONMENT, "--json")
 
     assert code == 0
     history = json.loads(out)
@@ -169,7 +156,7 @@ def test_show_history_and_status_as_json_after_a_real_deploy(
     assert history[0] == shown
     assert history[1]["baseline_traffic"] == []  # the first deploy created the service
 
-    code, out, _ = cli(world, capsys, "status", "--json")
+    code, out, _ = world.cli(capsys, "status", "--json")
 
     assert code == 0
     [status] = json.loads(out)
@@ -191,7 +178,7 @@ def test_show_history_and_status_as_json_after_a_real_deploy(
     }
     assert status["locks"] == []
 
-    code, text, _ = cli(world, capsys, "show", record.id)
+    code, text, _ = world.cli(capsys, "show", record.id)
 
     assert code == 0
     assert text.startswith(f"deploy {record.id} of {ENVIRONMENT} ({world.service_id}): succeeded")
@@ -217,7 +204,7 @@ def test_the_thread_link_comes_from_the_outbox_when_the_record_lacks_it(
     box.permalink = link
     assert world.store().outbox_write(record.id, box.to_json(), None, 0)
 
-    code, out, _ = cli(world, capsys, "show", record.id, "--json")
+    code, out, _ = world.cli(capsys, "show", record.id, "--json")
 
     assert code == 0
     shown = json.loads(out)
@@ -227,7 +214,7 @@ def test_the_thread_link_comes_from_the_outbox_when_the_record_lacks_it(
         link,
     )
 
-    code, text, _ = cli(world, capsys, "show", record.id)
+    code, text, _ = world.cli(capsys, "show", record.id)
 
     assert code == 0 and f"thread: {link}" in text
 
@@ -235,9 +222,9 @@ def test_the_thread_link_comes_from_the_outbox_when_the_record_lacks_it(
 def test_status_json_lists_locks_and_exits_1_on_a_problem(
     world: World, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert cli(world, capsys, "lock", ENVIRONMENT, "--reason", "release freeze")[0] == 0
+    assert world.cli(capsys, "lock", ENVIRONMENT, "--reason", "release freeze")[0] == 0
 
-    code, out, _ = cli(world, capsys, "status", ENVIRONMENT, "--json")
+    code, out, _ = world.cli(capsys, "status", ENVIRONMENT, "--json")
 
     assert code == 0
     [status] = json.loads(out)
@@ -249,7 +236,7 @@ def test_status_json_lists_locks_and_exits_1_on_a_problem(
 
     world.services.delete_service(name=world.service_name, timeout=30).result(timeout=30)
 
-    code, out, _ = cli(world, capsys, "status", ENVIRONMENT, "--json")
+    code, out, _ = world.cli(capsys, "status", ENVIRONMENT, "--json")
 
     assert code == 1
     [status] = json.loads(out)
@@ -260,7 +247,7 @@ def test_status_json_lists_locks_and_exits_1_on_a_problem(
 
 def test_show_of_an_unknown_id_exits_1(world: World, capsys: pytest.CaptureFixture[str]) -> None:
     for args in (["show", "d-nope-000000"], ["show", "d-nope-000000", "--json"]):
-        code, out, err = cli(world, capsys, *args)
+        code, out, err = world.cli(capsys, *args)
 
         assert code == 1
         assert out == ""
@@ -270,7 +257,7 @@ def test_show_of_an_unknown_id_exits_1(world: World, capsys: pytest.CaptureFixtu
 def test_history_json_of_an_unknown_environment_exits_2(
     world: World, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = cli(world, capsys, "history", "staging", "--json")
+    code, out, err = world.cli(capsys, "history", "staging", "--json")
 
     assert code == 2 and out == ""
     assert "unknown environment 'staging'" in err

@@ -37,7 +37,12 @@ from deployer.store.firestore import (
 )
 from tests.engine_world import ENVIRONMENT, close_world, make_world
 from tests.firestore_emulator import free_port
-from tests.store_contract import StoreContract, make_record
+from tests.store_contract import (
+    OLD_LOCKS_WRITTEN,
+    StoreContract,
+    assert_old_locks_are_held_and_taken_over,
+    make_record,
+)
 
 PROJECT = "deployer-tests"
 
@@ -140,26 +145,11 @@ def test_locks_written_before_leases_read_back_without_owner_or_lease(firestore_
     client = firestore.Client(project=location.project)
     try:
         locks = client.collection(ROOT_COLLECTION).document(location.prefix).collection(LOCKS)
-        for kind, holder, reason, created_at in (
-            ("deploy", "d-old", "deploy", 1.5),
-            ("manual", "slack:U1", "freeze", 2.5),
-        ):
+        for kind, holder, reason, created_at in OLD_LOCKS_WRITTEN:
             fields = {"environment": "prod", "kind": kind, "holder": holder, "reason": reason}
             locks.document(f"prod:{kind}").create({**fields, "created_at": created_at})
 
-        store = open_store(firestore_url)
-        old_deploy = Lock("prod", "deploy", "d-old", "deploy", 1.5, owner="", lease_until=0.0)
-        old_manual = Lock("prod", "manual", "slack:U1", "freeze", 2.5, owner="", lease_until=0.0)
-        assert store.locks("prod") == [old_deploy, old_manual]
-        # Still held against everyone else, and the old deploy's next run takes it over.
-        now = time.time()
-        other = Lock("prod", "deploy", "d-new", "deploy", now, "w9", now + 60)
-        assert store.acquire_lock(other, now + 10**6) == old_deploy
-        run = Lock("prod", "deploy", "d-old", "deploy", now, "w1", now + 60)
-        assert store.acquire_lock(run, now) == run
-        assert store.renew_lock("prod", "deploy", "d-old", "w1", now + 120)
-        renewed = Lock("prod", "deploy", "d-old", "deploy", now, "w1", now + 120)
-        assert store.locks("prod") == [renewed, old_manual]
+        now = assert_old_locks_are_held_and_taken_over(open_store(firestore_url))
         assert locks.document("prod:deploy").get().to_dict() == {
             "environment": "prod",
             "kind": "deploy",

@@ -8,11 +8,13 @@ answers in a row, or the timeout, end the check early with the last answer.
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -72,8 +74,34 @@ class HttpHealth:
 
     def __init__(self, id_tokens: IdTokens | None = None) -> None:
         self._id_tokens = id_tokens or GoogleIdTokens()
+        self._known: tuple[str, ...] = ()
+
+    def redacting(self, known: Sequence[str]) -> HttpHealth:
+        # A copy, so a subclass stays itself; the original keeps quoting as before.
+        redacting = copy.copy(self)
+        redacting._known = (*self._known, *known)
+        return redacting
 
     def check(
+        self,
+        url: str,
+        check: HealthCheck,
+        commit: str,
+        timeout: float,
+        audience: str,
+        progress: Progress,
+    ) -> HealthOutcome:
+        outcome = self._probe(url, check, commit, timeout, audience, self._quoting(progress))
+        return replace(
+            outcome,
+            body=redact(outcome.body, self._known),
+            message=redact(outcome.message, self._known),
+        )
+
+    def _quoting(self, progress: Progress) -> Progress:
+        return lambda line: progress(redact(line, self._known))
+
+    def _probe(
         self,
         url: str,
         check: HealthCheck,

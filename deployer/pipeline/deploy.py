@@ -29,7 +29,6 @@ from deployer.pipeline.ports import (
 )
 from deployer.pipeline.preflight import Plan, make_plan
 from deployer.pipeline.probes import passed
-from deployer.pipeline.quoting import RedactingHealth
 from deployer.pipeline.record import DeployRecord, Outcome, Stage, State
 from deployer.pipeline.restore import keep_safe, read_back
 from deployer.pipeline.rollout import Rollout
@@ -130,8 +129,7 @@ class DeployPipeline:
         """The stages after preflight, in order, until one does not succeed; how it ended."""
         timeouts = plan.settings.timeouts
         # Every probe of the candidate quotes its answers redacted of the plan's values.
-        health = RedactingHealth(self.platform.health, plan.known_values)
-        platform = replace(self.platform, health=health)
+        platform = replace(self.platform, health=self.platform.health.redacting(plan.known_values))
         candidate = CandidateStages(platform, runner, plan)
         rollout = Rollout(platform, runner, plan)
         stages: list[tuple[Stage, float, StageBody]] = [

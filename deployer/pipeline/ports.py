@@ -277,6 +277,11 @@ class Health(Protocol):
         """
         ...
 
+    def redacting(self, known: Sequence[str]) -> Health:
+        """The same prober, whose answers and progress lines are quoted without `known`
+        (the values a candidate was given, which its answers may print)."""
+        ...
+
 
 @dataclass(frozen=True)
 class Platform:
