@@ -13,6 +13,7 @@ from deployer.pipeline.preflight import (
     resolve_env,
     resolve_ref,
 )
+from deployer.pipeline.probes import probe_once
 from deployer.pipeline.stages import Deadline, StageFailed
 
 _REGISTRY_REGION = re.compile(r"^(?P<region>[a-z0-9-]+)-docker\.pkg\.dev/")
@@ -125,6 +126,38 @@ def check_service(platform: Platform, service: ServiceConfig, checks: list[Check
     serving = ", ".join(f"{share.revision} {share.percent}%" for share in state.serving())
     checks.append(Check(Status.OK, subject, f"exists, serving {serving}"))
     return True
+
+
+def check_health_path(
+    platform: Platform, service: ServiceConfig, settings: Environment
+) -> Check | None:
+    """What the health path answers on the revision that serves now (None when nothing
+    serves). A 404 there is a warning: the candidate is judged on that path, and an app
+    that serves its health route elsewhere (`/api/v1/utils/health-check/`) fails it."""
+    check = service.health
+    subject = f"health {check.path}"
+    try:
+        state = platform.services.current(service)
+    except Exception:  # the service check above has said why it cannot be read
+        return None
+    if state is None or not state.serving():
+        return None
+    audience = "" if settings.run.allow_unauthenticated else state.uri
+    timeout = min(10.0, check.request_timeout * 2)
+    outcome = probe_once(
+        platform.health, check, state.uri, commit="", timeout=timeout, audience=audience, failures=1
+    )
+    if outcome.ok:
+        return Check(Status.OK, subject, f"answers {check.expect_status} on {state.uri}")
+    if outcome.status == 404:
+        return Check(
+            Status.WARN,
+            subject,
+            f"{state.uri}{check.path} answers 404 on the revision that serves now: a candidate "
+            f"is judged on that path, so fix services.{service.service}.health.path unless "
+            "the new code adds it",
+        )
+    return Check(Status.WARN, subject, f"on the revision that serves now: {outcome.message}")
 
 
 def check_image(service: ServiceConfig) -> Check:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from deployer.check_preflight import (
+    check_health_path,
     check_image,
     check_secrets,
     check_service,
@@ -90,6 +91,8 @@ def _environment(
     checks: list[Check] = check_source(platform, service, settings, ref)
     pinned = check_secrets(platform, service, settings, checks)
     exists = check_service(platform, service, checks)
+    if exists and (health := check_health_path(platform, service, settings)) is not None:
+        checks.append(health)
     checks.append(check_image(service))
     checks.append(check_service_rights(rights, service, settings, exists))
     if (act_as := check_act_as(service, settings)) is not None:

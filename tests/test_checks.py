@@ -328,3 +328,24 @@ def test_the_worker_job_must_be_startable_with_overrides(
     assert "run.jobs.runWithOverrides on" in _line(
         capsys.readouterr().out, "ok", "rights on worker job"
     )
+
+
+def test_a_health_path_the_serving_revision_does_not_answer_is_warned_of(
+    demo_cloud: tuple[Demo, Sandbox], capsys: pytest.CaptureFixture[str]
+) -> None:
+    demo, _ = demo_cloud
+    assert cli.main(["check", "prod"]) == 0
+    line = _line(capsys.readouterr().out, "ok", "health /health")
+    assert f"answers 200 on {demo.service_uri}" in line
+
+    # The app serves its health route elsewhere (a FastAPI template's
+    # /api/v1/utils/health-check/): the candidate would be judged on a path that 404s.
+    demo.config.path.write_text(
+        demo.config.path.read_text().replace(
+            'path = "/health"', 'path = "/api/v1/utils/health-check/"'
+        )
+    )
+    assert cli.main(["check", "prod"]) == 0  # a warning, not a failure
+    line = _line(capsys.readouterr().out, "warn", "health /api/v1/utils/health-check/")
+    assert "answers 404 on the revision that serves now" in line
+    assert "services.backend.health.path" in line
