@@ -142,9 +142,9 @@ def test_a_failed_dry_run_also_ends_saying_nothing_was_changed(
     assert world.build_ids() == builds
 
 
-def test_a_dry_run_summary_and_parent_never_claim_success() -> None:
-    # The record a dry run leaves: preflight passed, nothing after it.
-    record = deploy(
+def dry_run_record() -> DeployRecord:
+    """The record a dry run leaves: preflight passed, nothing after it."""
+    return deploy(
         commit=None,
         previous_revision=None,
         baseline_traffic=None,
@@ -152,6 +152,10 @@ def test_a_dry_run_summary_and_parent_never_claim_success() -> None:
         created_at=time.time(),
         stages=[StageResult(Stage.PREFLIGHT, Outcome.SUCCEEDED, time.time(), 0.4, "ok")],
     )
+
+
+def test_a_dry_run_summary_and_parent_never_claim_success() -> None:
+    record = dry_run_record()
 
     text = summary(record, dry_run=True)
     assert text == f"deploy {record.id} of prod passed preflight\n{DRY_RUN_END}"
@@ -180,15 +184,7 @@ class KeptOutbox:
 
 
 def test_the_thread_renders_a_dry_run_as_one() -> None:
-    # The record a dry run leaves: preflight passed, nothing after it.
-    record = deploy(
-        commit=None,
-        previous_revision=None,
-        baseline_traffic=None,
-        state=State.SUCCEEDED,
-        created_at=time.time(),
-        stages=[StageResult(Stage.PREFLIGHT, Outcome.SUCCEEDED, time.time(), 0.4, "ok")],
-    )
+    record = dry_run_record()
     record.slack_channel = "C0TESTS01"
     outbox = KeptOutbox()
     thread = SlackThread(outbox, record)  # type: ignore[arg-type]
@@ -206,15 +202,7 @@ def test_a_dry_run_log_line_keeps_the_state_and_says_nothing_was_changed(
 ) -> None:
     os.environ["DEPLOYER_LOG_FORMAT"] = "json"
     logs.configure()
-    # The record a dry run leaves: preflight passed, nothing after it.
-    record = deploy(
-        commit=None,
-        previous_revision=None,
-        baseline_traffic=None,
-        state=State.SUCCEEDED,
-        created_at=time.time(),
-        stages=[StageResult(Stage.PREFLIGHT, Outcome.SUCCEEDED, time.time(), 0.4, "ok")],
-    )
+    record = dry_run_record()
 
     logs.log_events(DeployFinished(record, ("build HEAD",), dry_run=True))
     logs.log_events(DeployFinished(record))
