@@ -1,7 +1,12 @@
 """The sandbox's Artifact Registry: images that builds push and revisions run.
 
-An image is the extracted source tree a build produced plus what its Dockerfile
-says about running it (the exec-form CMD and the ENV baked in by build args).
+Two kinds of image:
+- built (`root=True`): what `docker build` made, a real directory tree holding exactly
+  what COPY, ADD and RUN put in it, with the image's config (WORKDIR, ENV, ENTRYPOINT,
+  CMD, USER). A revision sees the tree at the image's own paths.
+- host images (`root=False`): a folder run in place with the sandbox's interpreter,
+  which tests and the harness push directly (the deployer's own worker image).
+
 Revisions refer to images by digest (`repo@sha256:...`) or by tag (`repo:tag`).
 """
 
@@ -17,10 +22,20 @@ from pathlib import Path
 class Image:
     repository: str  # REGION-docker.pkg.dev/PROJECT/REPOSITORY/NAME
     digest: str  # sha256:<64 hex>
-    context: Path  # directory the container runs in
-    cmd: tuple[str, ...]  # exec-form CMD; "python" means the sandbox's interpreter
-    env: Mapping[str, str] = field(default_factory=dict)  # ENV baked in at build time
+    context: Path  # root=True: the image's filesystem tree; else the folder it runs in
+    cmd: tuple[str, ...]  # CMD (host images: the whole command; "python" = the sandbox's)
+    env: Mapping[str, str] = field(default_factory=dict)  # the image's ENV, PATH included
     commit: str | None = None
+    root: bool = False  # whether `context` is a root filesystem (a built image)
+    entrypoint: tuple[str, ...] = ()  # ENTRYPOINT: Cloud Run's `command` replaces it
+    workdir: str = "/"  # WORKDIR, a path inside the image
+    user: str | None = None  # USER, noted: processes run as the sandbox's user
+    exposed: tuple[str, ...] = ()  # EXPOSE, documentation only (as on Cloud Run)
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        """What the container runs when nothing overrides it: ENTRYPOINT + CMD."""
+        return self.entrypoint + self.cmd
 
     @property
     def uri(self) -> str:
