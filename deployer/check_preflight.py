@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+
+from google.cloud.devtools import cloudbuild_v1
 
 from deployer.check_results import Check, Status, plural
 from deployer.config import Environment, ServiceConfig
 from deployer.pipeline.ports import Platform, SecretProblem
 from deployer.pipeline.preflight import (
     build_config_label,
+    lint,
     load_build,
     resolve_env,
     resolve_ref,
@@ -19,10 +23,23 @@ from deployer.pipeline.stages import Deadline, StageFailed
 _REGISTRY_REGION = re.compile(r"^(?P<region>[a-z0-9-]+)-docker\.pkg\.dev/")
 
 
+@dataclass(frozen=True)
+class SourceRead:
+    """The commit a deploy would build and its build config, as preflight reads them."""
+
+    commit: str
+    build: cloudbuild_v1.Build
+
+
 def check_source(
-    platform: Platform, service: ServiceConfig, settings: Environment, ref: str | None
+    platform: Platform,
+    service: ServiceConfig,
+    settings: Environment,
+    ref: str | None,
+    read: list[SourceRead] | None = None,
 ) -> list[Check]:
-    """Whether the ref resolves and the build config at that commit loads, as the deploy does."""
+    """Whether the ref resolves and the build config at that commit loads, as the deploy
+    does; `read` receives both when they do."""
     subject = f"ref {ref or 'HEAD'}"
     deadline = Deadline(settings.timeouts.preflight)
     try:
@@ -38,6 +55,8 @@ def check_source(
     except StageFailed as failure:
         checks.append(Check(Status.FAIL, "build config", _with_fix(failure)))
         return checks
+    if read is not None:
+        read.append(SourceRead(commit, build))
     steps = len(build.steps)
     checks.append(
         Check(
@@ -55,9 +74,17 @@ def _with_fix(failure: StageFailed) -> str:
 
 
 def check_secrets(
-    platform: Platform, service: ServiceConfig, settings: Environment, checks: list[Check]
+    platform: Platform,
+    service: ServiceConfig,
+    settings: Environment,
+    checks: list[Check],
+    provided: set[str] | None = None,
 ) -> list[str]:
-    """One check per secret reference (and env_from_secret); the ids that exist."""
+    """One check per secret reference (and env_from_secret); the ids that exist.
+    `provided` receives the variable names the revision would get (env, secrets, and
+    those env_from_secret holds)."""
+    if provided is not None:
+        provided.update(settings.env, settings.secrets)
     usable: list[str] = []
     for name, ref in settings.secrets.items():
         try:
@@ -85,6 +112,8 @@ def check_secrets(
         checks.append(Check(Status.FAIL, subject, f"{source}: {failure.summary}"))
         return usable
     usable.append(source.secret)
+    if provided is not None:
+        provided.update(env)
     shadowed = sorted(set(env) & (set(settings.secrets) | set(settings.env)))
     note = f"; {', '.join(shadowed)} set by the config instead" if shadowed else ""
     checks.append(
@@ -96,6 +125,21 @@ def check_secrets(
     )
     checks.extend(Check(Status.WARN, subject, warning) for warning in warnings)
     return usable
+
+
+def check_image_lint(
+    platform: Platform,
+    service: ServiceConfig,
+    settings: Environment,
+    source: SourceRead,
+    provided: set[str],
+) -> list[Check]:
+    """The deploy's own Dockerfile lint (`image_preflight`): one line per finding."""
+    deadline = Deadline(settings.timeouts.preflight)
+    found = lint(platform, service, settings, source.build, source.commit, provided, deadline)
+    return [
+        Check(Status(finding.level), finding.subject, finding.message) for finding in found.findings
+    ]
 
 
 def check_service(platform: Platform, service: ServiceConfig, checks: list[Check]) -> bool:
@@ -147,17 +191,25 @@ def check_health_path(
     outcome = probe_once(
         platform.health, check, state.uri, commit="", timeout=timeout, audience=audience, failures=1
     )
+    hop = ""
+    if outcome.redirected_to:
+        # A redirect is followed by the probes too, but it is a detour worth naming: the
+        # path configured is not the one that answers (FastAPI's trailing-slash redirect).
+        hop = (
+            f" after a redirect to {outcome.redirected_to} (followed; set "
+            f"services.{service.service}.health.path to the path that answers)"
+        )
     if outcome.ok:
-        return Check(Status.OK, subject, f"answers {check.expect_status} on {state.uri}")
+        return Check(Status.OK, subject, f"answers {check.expect_status} on {state.uri}{hop}")
     if outcome.status == 404:
         return Check(
             Status.WARN,
             subject,
-            f"{state.uri}{check.path} answers 404 on the revision that serves now: a candidate "
-            f"is judged on that path, so fix services.{service.service}.health.path unless "
-            "the new code adds it",
+            f"{state.uri}{check.path} answers 404{hop} on the revision that serves now: a "
+            f"candidate is judged on that path, so fix services.{service.service}.health.path "
+            "unless the new code adds it",
         )
-    return Check(Status.WARN, subject, f"on the revision that serves now: {outcome.message}")
+    return Check(Status.WARN, subject, f"on the revision that serves now{hop}: {outcome.message}")
 
 
 def check_image(service: ServiceConfig) -> Check:

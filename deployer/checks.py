@@ -13,8 +13,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from deployer.check_preflight import (
+    SourceRead,
     check_health_path,
     check_image,
+    check_image_lint,
     check_secrets,
     check_service,
     check_source,
@@ -88,8 +90,12 @@ def _environment(
 ) -> EnvironmentReport:
     settings = config.environment(name)
     service = config.services[settings.service]
-    checks: list[Check] = check_source(platform, service, settings, ref)
-    pinned = check_secrets(platform, service, settings, checks)
+    read: list[SourceRead] = []
+    checks: list[Check] = check_source(platform, service, settings, ref, read)
+    provided: set[str] = set()
+    pinned = check_secrets(platform, service, settings, checks, provided)
+    if read:
+        checks.extend(check_image_lint(platform, service, settings, read[0], provided))
     exists = check_service(platform, service, checks)
     if exists and (health := check_health_path(platform, service, settings)) is not None:
         checks.append(health)

@@ -8,17 +8,42 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.dockerfile_context import build_context, missing_sources, parse_dockerfile
+from google.cloud.devtools import cloudbuild_v1
+
+from deployer.dockerfiles.build_steps import docker_builds
+from deployer.dockerfiles.lint import ImageReading, lint_build
+from deployer.dockerfiles.parse import Stage, parse
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def lint_root() -> ImageReading:
+    """The deployer's lint of `DOCKER_BUILDKIT=1 docker build .` at the repository's root."""
+    build = cloudbuild_v1.Build(
+        steps=[
+            {
+                "name": "gcr.io/cloud-builders/docker",
+                "env": ["DOCKER_BUILDKIT=1"],
+                "args": ["build", "-t", "deployer", "."],
+            }
+        ]
+    )
+    (step,) = docker_builds(build, "", {})
+    read = lint_build(ROOT, step, "the README's docker build")
+    assert isinstance(read, ImageReading), read
+    return read
+
+
+def stages() -> tuple[Stage, ...]:
+    return parse((ROOT / "Dockerfile").read_text()).stages
+
+
 def test_every_copied_file_is_in_the_build_context() -> None:
-    assert missing_sources(ROOT, ROOT / "Dockerfile") == []
+    assert lint_root().findings == []
 
 
 def test_the_context_holds_the_package_and_nothing_of_the_rest() -> None:
-    context = build_context(ROOT, ROOT / "Dockerfile")
+    context = set(lint_root().context.files())
     assert {"pyproject.toml", "uv.lock", "README.md", "main.py", "deployer/cli.py"} <= context
     assert "sandbox/pyproject.toml" in context  # uv reads the workspace; nothing of it is installed
     assert not {path for path in context if path.startswith(("tests", "service", ".git", ".venv"))}
@@ -27,21 +52,21 @@ def test_the_context_holds_the_package_and_nothing_of_the_rest() -> None:
 
 
 def test_the_job_runs_deployer_worker_as_a_non_root_user() -> None:
-    final = parse_dockerfile((ROOT / "Dockerfile").read_text())[-1]
+    final = stages()[-1]
     keywords = {i.keyword: i for i in final.instructions}
     # The job's override args (["worker", DEPLOY_ID]) follow the entrypoint.
-    assert keywords["ENTRYPOINT"].arguments == ["deployer"]
-    assert keywords["USER"].arguments == ["deployer"]
+    assert list(keywords["ENTRYPOINT"].args) == ["deployer"]
+    assert list(keywords["USER"].args) == ["deployer"]
     # git resolves branches and tags to commits in preflight.
-    assert "git" in shlex.split(keywords["RUN"].raw)
+    assert "git" in shlex.split(keywords["RUN"].args[0])
 
 
 def test_dependencies_install_exactly_from_the_lock() -> None:
-    builder = parse_dockerfile((ROOT / "Dockerfile").read_text())[0]
+    builder = stages()[0]
     syncs = [
-        shlex.split(i.raw)
+        shlex.split(i.args[0])
         for i in builder.instructions
-        if i.keyword == "RUN" and "uv sync" in i.raw
+        if i.keyword == "RUN" and "uv sync" in i.args[0]
     ]
     assert syncs and all("--frozen" in words and "--no-dev" in words for words in syncs)
     assert all(words[words.index("--package") + 1] == "deployer" for words in syncs)

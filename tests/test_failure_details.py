@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import secrets
 import threading
 from collections.abc import Iterator
@@ -347,7 +348,9 @@ def test_a_crashed_revisions_secrets_stay_out_of_the_thread_and_the_terminal(
     sandbox: Sandbox,
     outbox: Outbox,  # noqa: F811
     channel: str,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG, logger="deployer")
     # The team's app: pydantic-settings' defaults (inputs shown in errors), the error
     # uncaught, and a setting given as a plain variable in the config.
     settings = world.repo / "service" / "app" / "settings.py"
@@ -361,8 +364,12 @@ def test_a_crashed_revisions_secrets_stay_out_of_the_thread_and_the_terminal(
     text = main.read_text(encoding="utf-8")
     main.write_text(text.replace("        return 1\n", "        raise\n", 1), encoding="utf-8")
     dsn = f'https://q9,Z=x"y{secrets.token_hex(8)}@o1.ingest.sentry.io/42'
+    # MONGODB_URL empty: given, so the preflight lets it through, but refused by the app.
     engine = world.reconfigure(
-        environment={"secrets": {"MONGODB_URL": None}, "env": {"SENTRY_DSN": dsn}}
+        environment={
+            "secrets": {"MONGODB_URL": None},
+            "env": {"SENTRY_DSN": dsn, "MONGODB_URL": ""},
+        }
     )
     world.commit("a team's settings, without the database")
 
@@ -378,7 +385,8 @@ def test_a_crashed_revisions_secrets_stay_out_of_the_thread_and_the_terminal(
         assert "Field required" in shown and "mongodb_url" in shown
         assert "PORT=" in shown  # Cloud Run's words on what the app should listen on
         assert "input_value=[redacted]" in shown
-    for shown in (terminal, raw, ready.detail, world.records_text()):
+    # The deployer's own logs (what Cloud Logging would keep of the worker) too.
+    for shown in (terminal, raw, ready.detail, world.records_text(), caplog.text):
         assert dsn not in shown and dsn[8:20] not in shown
         for secret_id, value in world.secret_values.items():
             assert value not in shown and value[:12] not in shown, secret_id

@@ -167,7 +167,10 @@ def test_a_failed_build_names_its_step(
 def test_a_crash_at_start_quotes_the_container(
     world: World, sandbox: Sandbox, outbox: Outbox, channel: str
 ) -> None:
-    engine = world.reconfigure(environment={"secrets": {"MONGODB_URL": None}})
+    # Given, but empty: the preflight cannot tell; the app refuses it at start-up.
+    engine = world.reconfigure(
+        environment={"secrets": {"MONGODB_URL": None}, "env": {"MONGODB_URL": ""}}
+    )
     world.commit("forgot the database")
     record, _ = deploy_in_thread(world, outbox, channel, engine)
     assert record.state == State.FAILED

@@ -103,8 +103,12 @@ def test_a_revision_that_crashes_at_start_gets_no_traffic_and_its_error_is_quote
     world: World,
 ) -> None:
     before = world.revision_names()
-    # The seed's mistake: MONGODB_URL lost on the way to Cloud Run.
-    engine = world.reconfigure(environment={"secrets": {"MONGODB_URL": None}})
+    # The seed's mistake, in the shape the preflight cannot see: MONGODB_URL is given,
+    # but empty, which the app refuses (`env_ignore_empty`) as if it were missing. (A
+    # variable left out altogether stops at the preflight: tests/test_lint_deploy.py.)
+    engine = world.reconfigure(
+        environment={"secrets": {"MONGODB_URL": None}, "env": {"MONGODB_URL": ""}}
+    )
     world.commit("forgot the database")
 
     record, events = world.deploy(engine=engine)

@@ -18,9 +18,11 @@ here with someone's saved login would pass where the build then fails.
 from __future__ import annotations
 
 import base64
+import io
 import os
 import re
 import subprocess
+import tarfile
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -41,6 +43,9 @@ _NEEDS_CREDENTIALS = re.compile(
 )
 # Build configs are small; a bigger file is not one.
 MAX_FILE_BYTES = 1024 * 1024
+# A commit's whole tree, exported for the Dockerfile lint: a repository bigger than this
+# is not read (the lint says so) rather than filling the worker's memory.
+MAX_TREE_BYTES = 512 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -146,6 +151,56 @@ def read_file(remote: Remote, commit: str, path: str, timeout: float) -> str | N
             doing=f"fetch commit {commit[:12]} of",
         )
         return _read_blob(remote, ["-C", folder], commit, path, deadline)
+
+
+def export(remote: Remote, commit: str, destination: Path, timeout: float) -> None:
+    """Write every file of `commit` on `remote` into the folder `destination`, as Cloud
+    Build's checkout holds it: `git archive` of the commit (tracked files only, symlinks
+    as links). A remote one is fetched shallow, blobs included: the build context is
+    read whole."""
+    if not FULL_SHA.match(commit):
+        raise SourceProblem(f"{commit!r} is not a full commit SHA")
+    deadline = time.monotonic() + timeout
+    local = _local_repository(remote.url)
+    if local is not None:
+        _extract(remote, ["-C", str(local)], commit, destination, deadline)
+        return
+    with tempfile.TemporaryDirectory(prefix="deployer-source-") as folder:
+        _git(remote, ["init", "--quiet", "--bare", folder], _left(deadline), doing="prepare")
+        _git(
+            remote,
+            ["-C", folder, "config", "remote.origin.url", remote.url],
+            _left(deadline),
+            doing="prepare",
+        )
+        _git(
+            remote,
+            ["-C", folder, "fetch", "--quiet", "--depth=1", "--no-tags", "origin", commit],
+            _left(deadline),
+            doing=f"fetch commit {commit[:12]} of",
+        )
+        _extract(remote, ["-C", folder], commit, destination, deadline)
+
+
+def _extract(
+    remote: Remote, where: list[str], commit: str, destination: Path, deadline: float
+) -> None:
+    data = _git_bytes(
+        remote, [*where, "archive", "--format=tar", commit], _left(deadline), "export"
+    )
+    if len(data) > MAX_TREE_BYTES:
+        raise SourceProblem(f"{remote.name} at {commit[:12]} is over {MAX_TREE_BYTES >> 20} MiB")
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        archive.extractall(destination, filter=_inside)
+
+
+def _inside(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
+    """tarfile's `data` filter, skipping (not failing on) a member it refuses: a link
+    that points out of the tree reads as absent, as it is in a build context."""
+    try:
+        return tarfile.data_filter(member, path)
+    except tarfile.FilterError:
+        return None
 
 
 def _read_blob(

@@ -123,10 +123,16 @@ class HttpHealth:
         status: int | None = None
         body = b""
         problem = "no answer yet"
+        landed = ""
         while True:
             attempts += 1
             left = deadline - time.monotonic()
-            status, body, error = _get(url, headers, max(0.05, min(check.request_timeout, left)))
+            status, body, error, final = _get(
+                url, headers, max(0.05, min(check.request_timeout, left))
+            )
+            # urllib follows redirects (HTTPRedirectHandler) without a word: remember where
+            # the answer came from, so that a redirected health path is named as such.
+            landed = final if final and final != url else ""
             verdict = error or judge(status or 0, body, check, commit)
             at_door = status in _REFUSED and check.expect_status not in _REFUSED
             if at_door:
@@ -134,7 +140,7 @@ class HttpHealth:
             if not verdict:
                 good, bad = good + 1, 0
                 if good >= check.consecutive:
-                    return HealthOutcome(True, attempts, status, _excerpt(body))
+                    return HealthOutcome(True, attempts, status, _excerpt(body), "", landed)
             else:
                 if verdict != problem:
                     progress(f"{urlsplit(url).path}: {verdict}")
@@ -143,30 +149,30 @@ class HttpHealth:
                 # are tried again until the timeout rather than counted as failures.
                 good, bad, problem = 0, bad + (0 if at_door else 1), verdict
                 if bad >= check.failures:
-                    return HealthOutcome(False, attempts, status, _excerpt(body), problem)
+                    return HealthOutcome(False, attempts, status, _excerpt(body), problem, landed)
             left = deadline - time.monotonic()
             if left <= 0:
                 return HealthOutcome(
-                    False, attempts, status, _excerpt(body), f"timed out: {problem}"
+                    False, attempts, status, _excerpt(body), f"timed out: {problem}", landed
                 )
             time.sleep(min(check.interval, left))
 
 
-def _get(url: str, headers: dict[str, str], timeout: float) -> tuple[int | None, bytes, str]:
-    """(status, body, error): error is "" when an HTTP answer arrived."""
+def _get(url: str, headers: dict[str, str], timeout: float) -> tuple[int | None, bytes, str, str]:
+    """(status, body, error, the URL that answered): error is "" when an HTTP answer arrived."""
     request = urllib.request.Request(url, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as answer:
-            return answer.status, answer.read(64 * 1024), ""
+            return answer.status, answer.read(64 * 1024), "", str(answer.url)
     except urllib.error.HTTPError as answer:
-        return answer.code, answer.read(64 * 1024), ""
+        return answer.code, answer.read(64 * 1024), "", str(answer.url or url)
     except TimeoutError:
-        return None, b"", f"no answer within {timeout:.1f} s"
+        return None, b"", f"no answer within {timeout:.1f} s", ""
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
         if isinstance(reason, TimeoutError):
-            return None, b"", f"no answer within {timeout:.1f} s"
-        return None, b"", f"cannot connect: {reason}"
+            return None, b"", f"no answer within {timeout:.1f} s", ""
+        return None, b"", f"cannot connect: {reason}", ""
 
 
 def _excerpt(body: bytes) -> str:

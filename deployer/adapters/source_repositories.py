@@ -18,6 +18,7 @@ repository and changes with its code.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from google.api_core import exceptions
@@ -78,6 +79,13 @@ class CloudBuildSources:
                 f"commit it, or fix {owner} (a path from the repository's root)",
             )
         return BuildConfigText(f"{path} {where}", text)
+
+    def export(
+        self, service: ServiceConfig, commit: str, destination: Path, timeout: float
+    ) -> None:
+        # The trigger's repository too: its build runs on that repository's checkout.
+        remote, _ = self._remote(service, timeout)
+        git_remote.export(remote, commit, destination, timeout)
 
     # --- where the code is --------------------------------------------------------------
 

@@ -74,7 +74,9 @@ def uses_buildkit(
     if name in _OFFICIAL_DOCKER:
         major = re.match(r"(\d+)", tag or "")
         if major is None or int(major.group(1)) >= 23:
-            return BuilderChoice(True, f"{builder_image} is Docker 23 or later: BuildKit by default")
+            return BuilderChoice(
+                True, f"{builder_image} is Docker 23 or later: BuildKit by default"
+            )
         return BuilderChoice(False, f"{builder_image} is older than Docker 23: legacy builder")
     return BuilderChoice(False, f"{builder_image} is not a known docker builder: legacy assumed")
 

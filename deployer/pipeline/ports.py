@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from google.cloud.devtools import cloudbuild_v1
@@ -64,6 +65,15 @@ class Sources(Protocol):
     def build_config(self, service: ServiceConfig, commit: str, timeout: float) -> BuildConfigText:
         """The build config that builds `commit`: the repository's file at that commit, or the
         trigger's own; SourceProblem when it cannot be read."""
+        ...
+
+    def export(
+        self, service: ServiceConfig, commit: str, destination: Path, timeout: float
+    ) -> None:
+        """Write the repository's files at `commit` into the empty folder `destination`, as
+        the build's checkout holds them (the Dockerfile lint reads its build contexts
+        there); SourceProblem when they cannot be read. Only the repository's root is
+        written: `source.dir` is the caller's to apply."""
         ...
 
 
@@ -258,6 +268,8 @@ class HealthOutcome:
     status: int | None = None  # last HTTP status seen
     body: str = ""  # excerpt of the last answer
     message: str = ""
+    # The URL the last answer came from when a redirect was followed to it, else "".
+    redirected_to: str = ""
 
 
 class Health(Protocol):

@@ -16,6 +16,7 @@ from deployer.config import RESERVED_ENV, RESERVED_ENV_PREFIXES, Config, Environ
 from deployer.dotenv import parse_dotenv
 from deployer.errors import DotenvError
 from deployer.pipeline import traffic
+from deployer.pipeline.image_preflight import ImageLint, lint_image
 from deployer.pipeline.ports import (
     PinnedSecret,
     Platform,
@@ -118,6 +119,48 @@ def build_config_label(service: ServiceConfig) -> str:
     if service.source.trigger:
         return f"trigger {service.source.trigger}"
     return f"{service.build_config} at that commit"
+
+
+def build_config_name(service: ServiceConfig) -> str:
+    """The build config a fix is written in."""
+    if service.source.trigger:
+        return f"trigger {service.source.trigger}'s build config"
+    return service.build_config
+
+
+def lint(
+    platform: Platform,
+    service: ServiceConfig,
+    settings: Environment,
+    build: cloudbuild_v1.Build,
+    commit: str,
+    provided: set[str],
+    deadline: Deadline,
+) -> ImageLint:
+    """The Dockerfile lint of `commit`'s build (`image_preflight`)."""
+    return lint_image(
+        platform.sources,
+        service,
+        settings,
+        build,
+        commit,
+        provided,
+        build_config_name(service),
+        max(1.0, deadline.left()),
+    )
+
+
+def stop_on(found: ImageLint) -> None:
+    """StageFailed naming every FAIL of the lint, before any build is spent."""
+    failures = found.failures
+    if not failures:
+        return
+    first = failures[0]
+    more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+    raise StageFailed(
+        f"the image would fail, so nothing was built: {first.subject}: {first.message}{more}",
+        "\n".join(f"{finding.subject}: {finding.message}" for finding in failures),
+    )
 
 
 def check_locks(store: Store, environment: str, requester: str, deploy_id: str = "") -> None:
@@ -223,6 +266,9 @@ def make_plan(
     build = load_build(platform.sources, service, commit, deadline)
     read: set[str] = set()
     env, secret_env, warnings = resolve_env(platform.secrets, service, settings, read)
+    found = lint(platform, service, settings, build, commit, {*env, *secret_env}, deadline)
+    stop_on(found)
+    warnings += [f"{finding.subject}: {finding.message}" for finding in found.warnings]
     # A service that exists but serves nothing (its first revision failed: Cloud Run keeps
     # traffic_statuses empty until one serves) is taken over like a new one. On a resumed
     # run whatever serves now may be this deploy's own half-done work: the baseline, not

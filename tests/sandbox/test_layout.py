@@ -35,8 +35,17 @@ def _offending(root: Path, forbidden: str, allowed: tuple[str, ...]) -> list[str
 
 
 def test_only_the_harness_imports_the_deployer() -> None:
+    """Beside the harness, the builder reads Dockerfiles with the deployer's own reading of
+    Docker's rules (`deployer.dockerfiles`), so the lint and the build cannot disagree."""
     assert SANDBOX.is_dir()
-    assert _offending(SANDBOX, "deployer", ("sandbox/deployer_sandbox/harness/",)) == []
+    found = _offending(SANDBOX, "deployer", ("sandbox/deployer_sandbox/harness/",))
+    shared = [
+        entry
+        for entry in found
+        if entry.startswith("sandbox/deployer_sandbox/cloud_build/")
+        and entry.split(" imports ")[1].startswith("deployer.dockerfiles")
+    ]
+    assert sorted(set(found) - set(shared)) == []
 
 
 def test_the_deployer_reaches_the_sandbox_only_through_its_harness() -> None:

@@ -5,22 +5,25 @@
                                                  `exit`, `set -e`, `true`, `false`, docker)
          -> any other builder                   (succeeds with a note in the log)
 
-`docker build` reads the Dockerfile (`cloud_build.dockerfile`) and keeps what running the
-image needs; tags stay local to the build until pushed to the ImageStore.
+`docker build` builds an image tree as Docker would (`cloud_build.image_builder`), with
+BuildKit or the legacy builder as the step would (`deployer.dockerfiles.buildkit`); tags
+stay local to the build until pushed to the ImageStore.
 """
 
 from __future__ import annotations
 
-import hashlib
 import posixpath
 import shlex
+import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from google.cloud.devtools import cloudbuild_v1 as cb
 
-from deployer_sandbox.cloud_build.dockerfile import evaluate_dockerfile
+from deployer.dockerfiles.buildkit import BuilderChoice, uses_buildkit
+from deployer_sandbox.cloud_build.build_layers import LayerCache
+from deployer_sandbox.cloud_build.image_builder import BuildRequest, ImageBuilder
 from deployer_sandbox.cloud_build.sources import Checkout
 from deployer_sandbox.cloud_build.status import StepFailed
 from deployer_sandbox.common.images import Image, ImageStore, split_reference
@@ -43,8 +46,14 @@ class DockerSteps:
         workspace: Path,
         checkout: Checkout | None,
         say: Callable[[str], None],
+        *,
+        space: Path,
     ) -> None:
+        """`space`: where builds make their trees (`work/`) and keep images (`images/`)."""
         self._images = images
+        self._space = space
+        self._cache = LayerCache()
+        self._builder_image = ""
         self._workspace = workspace
         self._checkout = checkout
         self._say = say
@@ -53,6 +62,7 @@ class DockerSteps:
     def run(self, step: cb.BuildStep, cwd: str) -> None:
         """Interpret one step in `cwd` (workspace-relative); raise `StepFailed` if it fails."""
         builder = split_reference(step.name)[0]
+        self._builder_image = step.name
         env = dict(entry.partition("=")[::2] for entry in step.env)
         if step.script:
             self._script(step.script, cwd, env, errexit=False)
@@ -107,11 +117,12 @@ class DockerSteps:
             raise error
 
     def _command(self, args: list[str], cwd: str, env: dict[str, str]) -> None:
-        if args[:2] == ["buildx", "build"]:
-            args = args[1:]
+        choice = uses_buildkit(self._builder_image, env, args)
+        if args[:2] in (["buildx", "build"], ["buildx", "b"]):
+            args = ["build", *args[2:]]
         verb, rest = (args[0], args[1:]) if args else ("", [])
         if verb == "build":
-            self._build(rest, cwd, env)
+            self._build(rest, cwd, env, choice)
         elif verb == "push":
             self._push(
                 [a for a in rest if not a.startswith("-")], "-a" in rest or "--all-tags" in rest
@@ -140,7 +151,7 @@ class DockerSteps:
         joined = posixpath.normpath(posixpath.join(cwd, relative))
         return None if joined == ".." or joined.startswith("../") else joined
 
-    def _build(self, args: list[str], cwd: str, env: dict[str, str]) -> None:
+    def _build(self, args: list[str], cwd: str, env: dict[str, str], choice: BuilderChoice) -> None:
         tags: list[str] = []
         build_args: dict[str, str] = {}
         dockerfile: str | None = None
@@ -177,26 +188,22 @@ class DockerSteps:
                 f"open /workspace/{posixpath.normpath(file_rel or dockerfile or '')}: "
                 "no such file or directory"
             )
-        text = file_path.read_bytes()
-        cmd, image_env = evaluate_dockerfile(text.decode(errors="replace"), build_args, target)
-        tree = self._checkout.tree_id(context) if self._checkout else None
-        digest = hashlib.sha256((tree or "no-source").encode() + b"\0" + text)
-        for key, value in sorted(build_args.items()):
-            digest.update(f"\0{key}={value}".encode())
-        digest.update(f"\0{target or ''}".encode())
-        image = Image(
-            repository="",
-            digest=f"sha256:{digest.hexdigest()}",
+        self._say(f"(sandbox) {choice.reason}")
+        request = BuildRequest(
             context=self._workspace / context,
-            cmd=cmd,
-            env=image_env,
+            dockerfile=file_path,
+            build_args=build_args,
+            target=target,
+            builder=choice,
+            space=self._space / "work" / uuid.uuid4().hex,
+            images=self._space / "images",
             commit=self._checkout.commit if self._checkout else None,
+            tags=tuple(":".join(self._key(tag)) for tag in tags),
         )
-        self._say(f"Successfully built {image.digest}")
+        image = ImageBuilder(request, self._say, self._cache).build()
         for tag in tags:
             repository, name = self._key(tag)
             self.local[(repository, name)] = replace(image, repository=repository)
-            self._say(f"Successfully tagged {repository}:{name}")
 
     def _push(self, references: list[str], all_tags: bool) -> None:
         for reference in references:

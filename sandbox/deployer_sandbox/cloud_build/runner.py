@@ -214,7 +214,9 @@ class BuildRunner:
             self._check_cancelled()
             deadline = self._begin()
             workspace, checkout, source_dir = self._fetch_source()
-            docker = DockerSteps(self._images, workspace, checkout, self._say)
+            docker = DockerSteps(
+                self._images, workspace, checkout, self._say, space=self._trees.root
+            )
             self._run_steps(docker, source_dir, deadline, fail, hang)
             self._push(docker)
         except _Ended as ended:

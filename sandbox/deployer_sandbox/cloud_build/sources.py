@@ -166,6 +166,7 @@ class TreeStore:
     """Resolves git sources and keeps one extracted copy of every tree under `root/trees`."""
 
     def __init__(self, root: Path, private_origins: tuple[str, ...] = ()) -> None:
+        self.root = root  # builds keep their workspaces and images under it too
         self._trees = root / "trees"
         self._trees.mkdir(parents=True, exist_ok=True)
         # Origins (`http://host:port`) that serve private repositories only.

@@ -2,7 +2,8 @@
 
 `CloudRun` puts together the servicers of Services (whose changes a reconciler
 applies, one queue per service), Revisions, and Jobs with their Executions; the
-`RevisionLauncher`, which starts a revision's container as a local child process;
+`RevisionLauncher`, which starts a revision's container as a local child process in a
+network namespace of its own (`common.netns`);
 and the `Router`, which serves each service's URL and tag URLs and checks the ID
 tokens of calls to private services.
 """
@@ -24,6 +25,7 @@ from deployer_sandbox.cloud_run.services import ServicesServicer
 from deployer_sandbox.cloud_run.state import RunState
 from deployer_sandbox.common.faults import Faults
 from deployer_sandbox.common.images import ImageStore
+from deployer_sandbox.common.netns import ContainerNetwork
 from deployer_sandbox.common.operations import Operations
 from deployer_sandbox.metadata.id_tokens import IdTokenKey
 from deployer_sandbox.secret_manager.api import SecretManager
@@ -41,20 +43,26 @@ class CloudRun:
         workdir: Path,
         id_tokens: IdTokenKey | None = None,
         platform_env: Mapping[str, str] | None = None,
+        network: ContainerNetwork | None = None,
     ) -> None:
         """`id_tokens`: the key whose ID tokens open private services; `platform_env`: what
-        every revision and job task finds in its environment (the metadata server's address)."""
+        every revision and job task finds in its environment (the metadata server's address);
+        `network`: how revisions and tasks are networked (a namespace each, where it works)."""
         workdir.mkdir(parents=True, exist_ok=True)
         self.state = RunState()
-        self.processes = RevisionProcesses(workdir / "revisions", faults)
-        self.router = Router(faults, id_tokens=id_tokens)
+        self.network = network or ContainerNetwork()
+        self.processes = RevisionProcesses(workdir / "revisions", faults, self.network)
+        # Every URL the router hands out is reachable from every container's namespace.
+        self.router = Router(faults, id_tokens=id_tokens, on_listen=self.network.egress.add)
         self._queues = SerialQueues("run-reconcile")
         launcher = RevisionLauncher(self.processes, images, secrets, platform_env)
         self._services = ServicesServicer(
             self.state, operations, launcher, self.router, faults, self._queues
         )
         self._revisions = RevisionsServicer(self.state, operations, launcher, self._queues)
-        self._jobs = RunJobs(operations, images, secrets, workdir / "jobs", faults, platform_env)
+        self._jobs = RunJobs(
+            operations, images, secrets, workdir / "jobs", faults, platform_env, self.network
+        )
 
     def handlers(self) -> list[grpc.GenericRpcHandler]:
         """The gRPC services: Services, Revisions, and the jobs' own."""

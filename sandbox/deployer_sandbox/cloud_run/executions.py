@@ -6,10 +6,14 @@
             every task go to one log file, `log_uri`.
     conditions: ResourcesAvailable (secrets read) -> Started -> Completed
 
-A task runs the template's first container. When its image is in the
-sandbox's registry it runs like a revision (the image's CMD in its context); an
-image that was never pushed runs `command` + `args` as a local command with the
-sandbox's PATH, which is how the deployer's own `deployer worker` job runs here.
+A task runs the template's first container, in a network namespace of its own
+(`common.netns`) where the sandbox's endpoints (gRPC, Slack, metadata, git, the
+router's URLs, and any loopback address in its environment) are relayed in. When its
+image is in the sandbox's registry it runs like a revision (a built image inside its
+tree, a host image in its folder), `command` and `args` overriding ENTRYPOINT and CMD
+as on Cloud Run; an image that was never pushed runs `command` + `args` as a local
+command with the sandbox's PATH, which is how the deployer's own `deployer worker`
+job runs here.
 Beside the container's env, a task finds the platform's: CLOUD_RUN_JOB,
 CLOUD_RUN_EXECUTION, CLOUD_RUN_TASK_INDEX/_ATTEMPT/_COUNT, and GCE_METADATA_HOST
 and GCE_METADATA_IP naming the sandbox's metadata server,
@@ -18,9 +22,12 @@ where google-auth finds its credentials and ID tokens as on Cloud Run.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -32,16 +39,17 @@ from typing import Any
 import grpc
 from google.cloud import run_v2
 
+from deployer_sandbox.cloud_run.containers import argv_of, base_environment, launch_command
 from deployer_sandbox.cloud_run.job_names import new_execution_id
 from deployer_sandbox.cloud_run.resources import condition
 from deployer_sandbox.common.child_processes import (
     exit_line,
     minimal_environment,
     resolve_command,
-    spawn,
     terminate,
 )
-from deployer_sandbox.common.images import ImageStore
+from deployer_sandbox.common.images import Image, ImageStore
+from deployer_sandbox.common.netns import ContainerNetwork
 from deployer_sandbox.common.operations import Operations
 from deployer_sandbox.common.protos import clone, new_etag, now
 from deployer_sandbox.common.rpc import RpcError, failed_precondition, invalid
@@ -61,7 +69,8 @@ class Execution:
 
     message: run_v2.Execution
     operation: str
-    argv: list[str]
+    argv: list[str]  # the container's argv, overrides applied
+    image: Image | None  # None: a local command, run in `cwd`
     cwd: str
     env: dict[str, str]
     max_retries: int
@@ -130,7 +139,7 @@ def new_execution(
             condition("Completed", State.CONDITION_PENDING),
         ],
     )
-    argv, cwd, env = _command(images, container)
+    image, argv, cwd, env = _command(images, container)
     platform = {
         **(platform_env or {}),
         "CLOUD_RUN_JOB": job_id,
@@ -143,6 +152,7 @@ def new_execution(
         message,
         "",
         argv,
+        image,
         cwd,
         env,
         template.template.max_retries,
@@ -154,21 +164,15 @@ def new_execution(
 
 def _command(
     images: ImageStore, container: run_v2.Container
-) -> tuple[list[str], str, dict[str, str]]:
-    """(argv, cwd, environment without secrets resolved yet) of a task's container."""
+) -> tuple[Image | None, list[str], str, dict[str, str]]:
+    """(image, argv, cwd, environment without secrets resolved yet) of a task's container."""
     image = images.resolve(container.image)
-    env = minimal_environment()
     if image is not None:
-        env.update(image.env)
-        if container.command:
-            argv = [*container.command, *container.args]
-        else:
-            # As in Docker without ENTRYPOINT: args replace the image's CMD.
-            argv = list(container.args) or list(image.cmd)
-        return resolve_command(argv), str(image.context), env
+        return image, argv_of(image, container.command, container.args), "", base_environment(image)
     if not container.command:
         raise failed_precondition(f"Image '{container.image}' not found.")
-    return resolve_command([*container.command, *container.args]), os.getcwd(), env
+    argv = [*container.command, *container.args]
+    return None, argv, os.getcwd(), minimal_environment()
 
 
 class ExecutionRunner:
@@ -180,11 +184,18 @@ class ExecutionRunner:
         operations: Operations,
         secrets: SecretManager,
         on_complete: OnComplete,
+        network: ContainerNetwork | None = None,
+        layers: Path | None = None,
     ) -> None:
+        """`network`: how tasks are networked; `layers`: where each attempt of a built
+        image gets its writable layer (removed when it ends)."""
         self._lock = lock
         self._operations = operations
         self._secrets = secrets
         self._on_complete = on_complete
+        self._network = network or ContainerNetwork()
+        self._layers = layers or Path(tempfile.gettempdir()) / "sandbox-task-layers"
+        self._attempts = itertools.count(1)
 
     def start(self, execution: Execution) -> None:
         """Run `execution` on a thread of its own; its operation ends when it does."""
@@ -277,12 +288,23 @@ class ExecutionRunner:
 
     def _attempt(self, execution: Execution, env: dict[str, str]) -> str | None:
         """Run one task attempt; None on success, else why it failed."""
+        layer = self._layers / f"{execution.message.name.rsplit('/', 1)[1]}-{next(self._attempts)}"
         with execution.log_path.open("ab") as sink:
             try:
-                process = spawn(execution.argv, cwd=execution.cwd, env=env, stdout=sink)
-            except OSError as error:
+                cwd: Path | None
+                if execution.image is None:
+                    argv, cwd = resolve_command(execution.argv), Path(execution.cwd)
+                else:
+                    argv, cwd = launch_command(execution.image, execution.argv, layer)
+                if execution.image is not None and execution.image.root:
+                    layer.mkdir(parents=True)
+                container = self._network.start(
+                    argv, cwd=cwd, env=env, listen_port=None, stdout=sink
+                )
+            except (OSError, RuntimeError) as error:
                 sink.write(f"Application failed to start: {error}\n".encode())
                 return "The container exited with an error."
+            process = container.process
             with self._lock:
                 execution.processes.add(process)
             deadline = time.monotonic() + execution.timeout
@@ -300,6 +322,8 @@ class ExecutionRunner:
             finally:
                 with self._lock:
                     execution.processes.discard(process)
+                container.release()
+                shutil.rmtree(layer, ignore_errors=True)
             sink.write(f"{exit_line(process.returncode)}\n".encode())
             return None if process.returncode == 0 else "The container exited with an error."
 

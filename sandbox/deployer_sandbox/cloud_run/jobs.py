@@ -45,6 +45,7 @@ from deployer_sandbox.cloud_run.names import INVALID_PAGE_TOKEN
 from deployer_sandbox.cloud_run.resources import condition
 from deployer_sandbox.common.faults import Faults
 from deployer_sandbox.common.images import ImageStore
+from deployer_sandbox.common.netns import ContainerNetwork
 from deployer_sandbox.common.operations import Operations
 from deployer_sandbox.common.paging import page
 from deployer_sandbox.common.protos import clone, new_etag, now
@@ -75,9 +76,11 @@ class RunJobs:
         workdir: Path,
         faults: Faults,
         platform_env: Mapping[str, str] | None = None,
+        network: ContainerNetwork | None = None,
     ) -> None:
         """`platform_env`: what every task finds in its environment from the platform, over
-        anything its container declares (the metadata server's address)."""
+        anything its container declares (the metadata server's address); `network`: how
+        tasks are networked (default: a namespace each, where that works)."""
         self._operations = operations
         self._platform_env = dict(platform_env or {})
         self._images = images
@@ -88,7 +91,14 @@ class RunJobs:
         self._jobs: dict[str, run_v2.Job] = {}
         self._executions: dict[str, Execution] = {}
         self._closed = False
-        self._runner = ExecutionRunner(self._lock, operations, secrets, self._record_outcome)
+        self._runner = ExecutionRunner(
+            self._lock,
+            operations,
+            secrets,
+            self._record_outcome,
+            network=network,
+            layers=workdir / "layers",
+        )
         self._iam = JobIam(self._lock, self._job, faults)
 
     def handlers(self) -> list[grpc.GenericRpcHandler]:

@@ -1,9 +1,11 @@
 """Starting a revision's container: image, environment (secrets resolved), process, readiness.
 
 Cloud Run reads env secrets once, when an instance starts; so does the sandbox,
-each time it starts a revision's process (again after a scale to zero). Beside
-the container's env, the process finds the platform's: K_SERVICE, K_REVISION,
-K_CONFIGURATION, PORT, and GCE_METADATA_HOST and GCE_METADATA_IP naming the
+each time it starts a revision's process (again after a scale to zero). The
+template's `command` and `args` override the image's ENTRYPOINT and CMD as on Cloud
+Run (`containers.argv_of`). Beside the container's env, the process finds the
+platform's: K_SERVICE, K_REVISION, K_CONFIGURATION, PORT (the container port,
+`ports[0].container_port` or 8080), and GCE_METADATA_HOST and GCE_METADATA_IP naming the
 sandbox's metadata server, where google-auth finds its
 credentials and ID tokens as on Cloud Run.
 
@@ -14,7 +16,6 @@ in Cloud Logging (the sandbox's `cloud_logging.api`).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 import grpc
 from google.cloud import run_v2
 
+from deployer_sandbox.cloud_run.containers import argv_of, listen_port
 from deployer_sandbox.cloud_run.names import ServiceName, log_uri
 from deployer_sandbox.cloud_run.processes import RevisionProcesses
 from deployer_sandbox.common.images import Image, ImageStore
@@ -95,13 +97,7 @@ class RevisionLauncher:
         env, failure = self._environment(service, revision_id, container)
         if failure is not None:
             return failure
-        # `command` replaces the image's entrypoint and `args` its CMD; sandbox images
-        # have only an exec-form CMD.
-        if container.command:
-            image = dataclasses.replace(image, cmd=(*container.command, *container.args))
-        elif container.args:
-            image = dataclasses.replace(image, cmd=tuple(container.args))
-        return self._start(service, revision_id, image, env, startup_timeout(container))
+        return self._start(service, revision_id, image, env, container)
 
     def _start(
         self,
@@ -109,10 +105,16 @@ class RevisionLauncher:
         revision_id: str,
         image: Image,
         env: dict[str, str],
-        timeout: float,
+        container: run_v2.Container,
     ) -> Outcome:
         try:
-            running = self._processes.start(revision_id, image, env)
+            running = self._processes.start(
+                revision_id,
+                image,
+                env,
+                argv=argv_of(image, container.command, container.args),
+                container_port=listen_port(container),
+            )
         except Exception as error:
             log.exception("starting revision %s failed", revision_id)
             return Outcome(
@@ -120,7 +122,7 @@ class RevisionLauncher:
                 f"Container failed to start: {error}",
                 revision_reason=RevisionReason.HEALTH_CHECK_CONTAINER_ERROR,
             )
-        failure = running.wait_ready(timeout)
+        failure = running.wait_ready(startup_timeout(container))
         if failure is not None:
             self._processes.stop(revision_id)
             message = f"{failure}\n\nLogs URL: {log_uri(service, revision_id)}\n{_TROUBLESHOOTING}"

@@ -1,9 +1,13 @@
-"""Revisions run for real: each one is a local process listening on its own loopback port.
+"""Revisions run for real: each one a local process, in a network namespace of its own.
 
-    RevisionProcesses.start(revision, image, env)
-        -> spawn(image.cmd, cwd=image.context, env=base + image.env + env + PORT)
-        -> RunningRevision: port, url, merged stdout/stderr in workdir/logs/<revision>.log
-           and in a ring of recent lines, wait_ready() = "the port accepts TCP"
+    RevisionProcesses.start(revision, image, env, argv=..., container_port=8080)
+        -> the container's argv (inside the image's tree for a built image, in the
+           image's folder for a host image) under a relay in its own network namespace,
+           PORT = the container port (`common.netns`); where namespaces are unavailable,
+           on the host with a free port as PORT
+        -> RunningRevision: port (PORT), url (where the sandbox reaches it), merged
+           stdout/stderr in workdir/logs/<revision>.log and in a ring of recent lines,
+           wait_ready() = "the container port accepts TCP"
     RevisionProcesses.logs(revision)
         -> every timestamped line of every process the revision ran (kept after it
            stopped), which the sandbox's Cloud Logging serves
@@ -16,32 +20,27 @@ from __future__ import annotations
 import itertools
 import logging
 import re
-import socket
+import shutil
 import subprocess
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, NamedTuple
 
-from deployer_sandbox.common.child_processes import (
-    STOP_GRACE,
-    exit_line,
-    free_port,
-    minimal_environment,
-    resolve_command,
-    spawn,
-    terminate,
-)
+from deployer_sandbox.cloud_run.containers import DEFAULT_PORT, base_environment, launch_command
+from deployer_sandbox.common.child_processes import STOP_GRACE, exit_line, terminate
 from deployer_sandbox.common.faults import Faults
 from deployer_sandbox.common.images import Image
+from deployer_sandbox.common.netns import ContainerNetwork, NetworkedProcess
 
 log = logging.getLogger(__name__)
 
 _RING_LINES = 500
+_READY_POLL = 0.03
 # Lines kept per revision for the Logging API, across restarts and after the process ended.
 _HISTORY_LINES = 10_000
 
@@ -78,17 +77,24 @@ class RunningRevision:
     def __init__(
         self,
         revision: str,
-        port: int,
-        process: subprocess.Popen[bytes],
+        container: NetworkedProcess,
         log_path: Path,
         sink: LineSink | None = None,
+        cleanup: Callable[[], None] | None = None,
     ) -> None:
+        """`cleanup`: run once the process has ended (its writable layer goes)."""
+        assert container.port is not None and container.host_port is not None
         self.revision = revision
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
+        self.port = container.port  # PORT, as the container sees it
+        self.host_port = container.host_port
+        self.url = f"http://127.0.0.1:{container.host_port}"
         self.log_path = log_path
         self._sink = sink
-        self._process = process
+        self._container = container
+        self._process = container.process
+        self._cleanup = cleanup
+        self._cleaning = threading.Lock()
+        self._cleaned = False
         self._lock = threading.Lock()
         self._lines: deque[str] = deque(maxlen=_RING_LINES)
         self._drained = threading.Event()
@@ -99,7 +105,7 @@ class RunningRevision:
 
     @property
     def process(self) -> subprocess.Popen[bytes]:
-        """The container process."""
+        """The container's process (its relay, when it has a network namespace)."""
         return self._process
 
     @property
@@ -116,6 +122,18 @@ class RunningRevision:
         """Whether the container process is still running."""
         return self._process.poll() is None
 
+    def ended(self) -> None:
+        """Release what the ended process held (relay handles, writable layer). Idempotent."""
+        # Under a lock: whoever comes second (`stop` or the log reader) returns only once
+        # the first has finished.
+        with self._cleaning:
+            if self._process.poll() is None or self._cleaned:
+                return
+            self._cleaned = True
+            self._container.release()
+            if self._cleanup is not None:
+                self._cleanup()
+
     def last_log_lines(self, n: int = 20) -> list[str]:
         """The `n` most recent lines the container wrote (stdout and stderr merged)."""
         with self._lock:
@@ -130,18 +148,10 @@ class RunningRevision:
                 # Let the reader collect the last words before quoting them.
                 self._drained.wait(timeout=1.0)
                 return self._failure()
-            if self._accepts():
+            if self._container.ready(wait=_READY_POLL):
                 return None
             if time.monotonic() >= deadline:
                 return self._failure()
-            time.sleep(0.03)
-
-    def _accepts(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                return True
-        except OSError:
-            return False
 
     def _failure(self) -> str:
         return _STARTUP_FAILURE.format(port=self.port)
@@ -172,44 +182,75 @@ class RunningRevision:
             log.exception("reading the logs of revision %s failed", self.revision)
         finally:
             self._drained.set()
+            self.ended()
 
 
-def _log_name(revision: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", revision) + ".log"
+def _file_name(revision: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", revision)
 
 
 class RevisionProcesses:
     """Starts, tracks and stops the local process of every revision. Thread-safe."""
 
-    def __init__(self, workdir: Path, faults: Faults) -> None:
+    def __init__(
+        self, workdir: Path, faults: Faults, network: ContainerNetwork | None = None
+    ) -> None:
+        """`network`: how containers are networked (default: namespaces where they work)."""
         self._logs = workdir / "logs"
         self._logs.mkdir(parents=True, exist_ok=True)
+        # Each start's writable layer over a built image, removed once its process ended.
+        self._layers = workdir / "layers"
         self._faults = faults
+        self.network = network or ContainerNetwork()
         self._lock = threading.Lock()
         self._running: dict[str, RunningRevision] = {}
         # Its own lock: a reader thread records lines while `start` holds `_lock`.
         self._history_lock = threading.Lock()
         self._history: dict[str, deque[LogLine]] = {}
         self._numbers = itertools.count(1)
+        self._starts = itertools.count(1)
         self._closed = False
 
-    def start(self, revision: str, image: Image, env: Mapping[str, str]) -> RunningRevision:
-        """Run `image` for `revision` on a free loopback port; replaces a previous process."""
+    def start(
+        self,
+        revision: str,
+        image: Image,
+        env: Mapping[str, str],
+        *,
+        argv: Sequence[str] | None = None,
+        container_port: int = DEFAULT_PORT,
+    ) -> RunningRevision:
+        """Run `image` for `revision` (`argv`: its command as overridden, default the
+        image's), listening on `container_port`; replaces a previous process."""
         self.stop(revision)
-        port = free_port()
-        environment = {**minimal_environment(), **image.env, **env, "PORT": str(port)}
-        argv = resolve_command(image.cmd)
+        environment = {**base_environment(image), **env}
+        layer = self._layers / f"{_file_name(revision)}-{next(self._starts)}"
+        command, cwd = launch_command(image, image.argv if argv is None else argv, layer)
         if self._faults.take("revision_crash", revision) is not None:
-            argv = [sys.executable, "-c", _CRASH_SCRIPT]
+            command, cwd = [sys.executable, "-c", _CRASH_SCRIPT], None
         with self._lock:
             if self._closed:
                 raise RuntimeError("the sandbox is shutting down; no new revision starts")
-            process = spawn(argv, cwd=image.context, env=environment)
+            if image.root:
+                layer.mkdir(parents=True)
+            container = self.network.start(
+                command, cwd=cwd, env=environment, listen_port=container_port
+            )
             running = RunningRevision(
-                revision, port, process, self._logs / _log_name(revision), self._sink(revision)
+                revision,
+                container,
+                self._logs / f"{_file_name(revision)}.log",
+                self._sink(revision),
+                cleanup=lambda: shutil.rmtree(layer, ignore_errors=True),
             )
             self._running[revision] = running
-        log.info("revision %s started as pid %d on port %d", revision, process.pid, port)
+        log.info(
+            "revision %s started as pid %d, PORT=%d, at %s",
+            revision,
+            running.pid,
+            running.port,
+            running.url,
+        )
         return running
 
     def stop(self, revision: str) -> None:
@@ -218,6 +259,7 @@ class RevisionProcesses:
             running = self._running.pop(revision, None)
         if running is not None:
             terminate([running.process])
+            running.ended()
 
     def get(self, revision: str) -> RunningRevision | None:
         """The revision's process, if one was started and not stopped."""
@@ -247,3 +289,5 @@ class RevisionProcesses:
             self._running.clear()
         if running:
             terminate([r.process for r in running])
+            for revision in running:
+                revision.ended()

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 
@@ -112,8 +112,12 @@ class Router:
         host: str = "127.0.0.1",
         request_timeout: float = 300.0,
         id_tokens: IdTokenKey | None = None,
+        on_listen: Callable[[int], None] | None = None,
     ) -> None:
-        """`id_tokens`: the key whose ID tokens open private services (a new one if None)."""
+        """`id_tokens`: the key whose ID tokens open private services (a new one if None);
+        `on_listen`: told each new URL's port before the URL is handed out (the containers'
+        network relays it into their namespaces)."""
+        self._on_listen = on_listen
         self._faults = faults
         self._id_tokens = id_tokens or IdTokenKey()
         self._host = host
@@ -197,7 +201,10 @@ class Router:
         return self._routes.setdefault(service, _Route())
 
     def _listen(self, pick: Pick) -> _Listener:
-        return _Listener(self._host, pick, self._faults, self._closing, self._request_timeout)
+        listener = _Listener(self._host, pick, self._faults, self._closing, self._request_timeout)
+        if self._on_listen is not None:
+            self._on_listen(int(listener.url.rsplit(":", 1)[1]))
+        return listener
 
     def _admit(self, door: _Door, token: str | None) -> Forbidden | None:
         """None when the request may go on, else how the door refuses it (no lock held)."""

@@ -121,8 +121,11 @@ def spawn(
     cwd: Path | str | None,
     env: Mapping[str, str],
     stdout: int | IO[bytes] | None = subprocess.PIPE,
+    pass_fds: Sequence[int] = (),
 ) -> subprocess.Popen[bytes]:
-    """Start a child in its own session that dies with the sandbox; stderr goes to stdout."""
+    """Start a child in its own session that dies with the sandbox; stderr goes to stdout.
+
+    `pass_fds`: descriptors the child inherits (a relay's listening socket, say)."""
     parent_pid = os.getpid()
     command, preexec = list(argv), None
     if _SETPRIV is not None:
@@ -143,6 +146,7 @@ def spawn(
             stderr=subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=preexec,
+            pass_fds=tuple(pass_fds),
         )
 
     return _SPAWNER.run(make)

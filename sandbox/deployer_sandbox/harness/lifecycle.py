@@ -34,6 +34,8 @@ def state_of(sandbox: Sandbox, demo: Demo | None, signing: dict[str, str]) -> di
         "metadata": sandbox.metadata_address,
         # The git server behind connected repositories (they refuse anonymous reads).
         "git": sandbox.git_server.url,
+        # How containers are isolated: "namespaces", or why they share the host's network.
+        "containers": _isolation(sandbox),
         **signing,
     }
     if demo is not None:
@@ -183,6 +185,14 @@ def run(
             state_file.unlink(missing_ok=True)
 
 
+def _isolation(sandbox: Sandbox) -> str:
+    """How revisions and job tasks run: in namespaces of their own, or why not."""
+    reason = sandbox.network_isolation
+    if reason is None:
+        return "namespaces: each has its own network (PORT is its container port)"
+    return f"host network, PORT remapped: {reason}"
+
+
 def _announce(running: Running, elapsed: float, state_file: Path | None) -> None:
     sandbox, demo, front = running.sandbox, running.demo, running.front
     lines = [
@@ -194,6 +204,7 @@ def _announce(running: Running, elapsed: float, state_file: Path | None) -> None
         f"  Slack rate limits   {sandbox.http.url}/_sandbox/rate_limits ({_scale(sandbox)})",
         f"  Metadata server     GCE_METADATA_HOST={sandbox.metadata_address} "
         f"GCE_METADATA_IP={sandbox.metadata_address}",
+        f"  Containers          {_isolation(sandbox)}",
     ]
     if demo is not None:
         lines += [

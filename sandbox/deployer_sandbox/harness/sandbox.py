@@ -5,7 +5,7 @@ The gRPC server is plaintext and takes any credentials. It serves
 `google.longrunning.Operations`, Secret Manager v1, Cloud Build v1 (builds,
 which push to the sandbox's image registry, and triggers), Cloud Build v2's
 RepositoryManager, Cloud Run v2 (services, revisions, jobs, executions; revisions
-run as local processes behind the router) and Cloud Logging v2's ListLogEntries
+run as local processes, each in a network namespace of its own, behind the router) and Cloud Logging v2's ListLogEntries
 (over the revisions' and the builds' logs). One HTTP server is the Slack Web API
 sink and the control endpoint; a git smart-HTTP server serves the v2
 repositories' `remote_uri`s as private GitHub repositories (read tokens come from
@@ -29,6 +29,7 @@ from deployer_sandbox.cloud_logging.api import CloudLogging
 from deployer_sandbox.cloud_run.api import CloudRun
 from deployer_sandbox.common.faults import Faults
 from deployer_sandbox.common.images import ImageStore
+from deployer_sandbox.common.netns import ContainerNetwork
 from deployer_sandbox.common.operations import Operations
 from deployer_sandbox.harness.http_server import SandboxHttp
 from deployer_sandbox.metadata.id_tokens import IdTokenKey
@@ -52,7 +53,11 @@ class Sandbox:
         host: str = "127.0.0.1",
         grpc_port: int = 0,
         slack_rate_scale: float = 1.0,
+        container_namespaces: bool | None = None,
     ) -> None:
+        """`container_namespaces`: False runs every revision and job task in the host's
+        network, on a remapped port; None gives each a network namespace where that works
+        (see `common.netns`)."""
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.host = host
@@ -75,6 +80,9 @@ class Sandbox:
         # tokens with it, Cloud Run's door (the router) checks them.
         self.id_tokens = IdTokenKey()
         self.metadata = MetadataServer(self.id_tokens, host=host)
+        # Revisions and job tasks run in network namespaces of their own, where the
+        # sandbox's endpoints are relayed in (its ports are added below, once bound).
+        self.network = ContainerNetwork(namespaces=container_namespaces)
         self.run = CloudRun(
             self.operations,
             self.images,
@@ -83,6 +91,7 @@ class Sandbox:
             workdir / "run",
             id_tokens=self.id_tokens,
             platform_env=self.metadata.environment(),
+            network=self.network,
         )
         self.logging = CloudLogging(self.run.processes, self.run.state, self.builds)
         self.http = SandboxHttp(
@@ -105,6 +114,8 @@ class Sandbox:
             ]
         )
         self._grpc_port = self._grpc.add_insecure_port(f"{host}:{grpc_port}")
+        for url in (self.grpc_address, self.http.url, self.metadata.address, self.git_server.url):
+            self.network.egress.add(int(url.rsplit(":", 1)[1]))
         self._stopped = False
 
     @property
@@ -122,7 +133,19 @@ class Sandbox:
         """host:port of the metadata server, for both `GCE_METADATA_HOST` and `GCE_METADATA_IP`."""
         return self.metadata.address
 
+    @property
+    def network_isolation(self) -> str | None:
+        """None when each revision and job task has a network namespace of its own, else
+        why they share the host's network (PORT is then a free host port)."""
+        return self.network.unavailable
+
     def start(self) -> Sandbox:
+        if self.network.unavailable is not None:
+            log.warning(
+                "Containers share the host's network (%s): each revision listens on a free "
+                "port given as PORT, not on its container port.",
+                self.network.unavailable,
+            )
         self._grpc.start()
         self.http.start()
         self.metadata.start()

@@ -1,4 +1,5 @@
-"""Revision processes: the real service runs on its own port, crashes are reported as Cloud Run does."""
+"""Revision processes: the real service runs in its own network namespace on the container
+port, crashes are reported as Cloud Run does."""
 
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ from pathlib import Path
 
 import pytest
 from deployer_sandbox.cloud_run.processes import RevisionProcesses
+from deployer_sandbox.common import rootfs
 from deployer_sandbox.common.faults import Faults
 from deployer_sandbox.common.images import Image
+from deployer_sandbox.common.netns import ContainerNetwork
 
-from tests.processes import port_open
+from tests.processes import descendants, port_open
 
 SERVICE_ENV = {"MONGODB_URL": "mongodb://db.invalid:27017/content", "SECRET_KEY": "s3cret"}
 
@@ -105,7 +108,8 @@ def test_real_service_starts_and_answers_health(
     running = processes.start(revision, service_image, env)
 
     assert running.wait_ready(timeout=20) is None
-    assert running.url == f"http://127.0.0.1:{running.port}"
+    assert running.port == 8080  # Cloud Run's default container port
+    assert running.url == f"http://127.0.0.1:{running.host_port}"
     assert _get(running.url + "/health") == {
         "status": "healthy",
         "service": "content-api",
@@ -122,7 +126,7 @@ def test_environment_is_minimal_base_plus_image_plus_revision(
     assert running.wait_ready(timeout=10) is None
 
     seen = _get(running.url)
-    assert seen["PORT"] == str(running.port)
+    assert seen["PORT"] == "8080"
     assert seen["K_REVISION"] == "env-rev"
     assert seen["BAKED"] == "over"  # the revision's env wins over the image's
     assert "DEPLOYER_SECRET_THING" not in seen
@@ -144,7 +148,7 @@ def test_missing_variable_crashes_with_pydantic_message_in_the_logs_not_the_cond
     # Cloud Run's words only: the container's output is in Cloud Logging.
     assert message == (
         "The user-provided container failed to start and listen on the port defined provided "
-        f"by the PORT={running.port} environment variable within the allocated timeout. This "
+        "by the PORT=8080 environment variable within the allocated timeout. This "
         "can happen when the container port is misconfigured or if the timeout is too short. "
         "The health check timeout can be extended. Logs for this revision might contain more "
         "information."
@@ -228,7 +232,7 @@ def test_stop_kills_the_process_and_frees_the_port(
 
     assert not running.alive()
     assert _pid_gone(running.pid, within=3)
-    assert not port_open(running.port, timeout=0.2)
+    assert not port_open(running.host_port, timeout=0.2)
     assert processes.get("stop-rev") is None
 
 
@@ -274,6 +278,9 @@ def test_children_die_when_the_sandbox_is_killed(tmp_path: Path, echo_image: Ima
         assert parent.stdout is not None
         child_pid = int(parent.stdout.readline())
         assert not _pid_gone(child_pid, within=0.3)  # the revision outlived its thread
+        # Under its relay, the container's own process runs: it must die too.
+        below = descendants(child_pid)
+        assert below
     finally:
         parent.kill()
         parent.wait(timeout=5)
@@ -281,3 +288,73 @@ def test_children_die_when_the_sandbox_is_killed(tmp_path: Path, echo_image: Ima
             parent.stdout.close()
 
     assert _pid_gone(child_pid, within=5)
+    assert all(_pid_gone(pid, within=5) for pid in below)
+
+
+def test_without_namespaces_port_is_a_free_host_port(tmp_path: Path, echo_image: Image) -> None:
+    processes = RevisionProcesses(tmp_path / "run", Faults(), ContainerNetwork(namespaces=False))
+    try:
+        running = processes.start("host-rev", echo_image, {}, container_port=8080)
+        assert running.wait_ready(timeout=10) is None
+
+        seen = _get(running.url)
+    finally:
+        processes.close()
+
+    assert seen["PORT"] == str(running.port) == str(running.host_port)
+    assert running.port != 8080
+
+
+def test_a_built_image_runs_inside_its_tree_with_its_own_environment(
+    processes: RevisionProcesses, tmp_path: Path
+) -> None:
+    if rootfs.unavailable() is not None or processes.network.unavailable is not None:
+        pytest.skip(f"needs namespaces: {rootfs.unavailable() or processes.network.unavailable}")
+    tree = tmp_path / "tree"
+    (tree / "app").mkdir(parents=True)
+    (tree / "app" / "server.py").write_text(
+        textwrap.dedent(
+            """
+            import json, os
+            from http.server import BaseHTTPRequestHandler, HTTPServer
+
+            class Handler(BaseHTTPRequestHandler):
+                def do_GET(self):
+                    seen = {"cwd": os.getcwd(), "env": dict(os.environ),
+                            "files": sorted(os.listdir("/app"))}
+                    open("/app/written-at-runtime", "w").write("x")
+                    body = json.dumps(seen).encode()
+                    self.send_response(200)
+                    self.end_headers()
+                    self.wfile.write(body)
+
+            HTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler).serve_forever()
+            """
+        )
+    )
+    image = Image(
+        "r/built",
+        "sha256:" + "3" * 64,
+        tree,
+        cmd=("server.py",),
+        entrypoint=("python3",),
+        env={"PATH": "/usr/local/bin:/usr/bin:/bin", "FROM_IMAGE": "1"},
+        root=True,
+        workdir="/app",
+    )
+    os.environ["DEPLOYER_SECRET_THING"] = "must-not-leak"
+    running = processes.start("built-rev", image, {"K_REVISION": "built-rev"}, container_port=8000)
+    assert running.wait_ready(timeout=15) is None
+
+    seen = _get(running.url)
+    processes.stop("built-rev")
+
+    assert seen["cwd"] == "/app"
+    assert seen["files"] == ["server.py"]
+    env = seen["env"]
+    assert isinstance(env, dict)
+    assert env["PATH"] == "/usr/local/bin:/usr/bin:/bin"  # the image's, not the sandbox's
+    assert env["PORT"] == "8000" and env["FROM_IMAGE"] == "1" and env["HOME"] == "/root"
+    assert "DEPLOYER_SECRET_THING" not in env and "VIRTUAL_ENV" not in env
+    assert sorted(p.name for p in (tree / "app").iterdir()) == ["server.py"]  # image unchanged
+    assert list((tmp_path / "run" / "layers").iterdir()) == []  # its writable layer went too
