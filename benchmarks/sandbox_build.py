@@ -4,7 +4,9 @@
 
 Cold: an empty build cache (`DEPLOYER_SANDBOX_CACHE` pointed at a new directory), so
 uv downloads every package and every RUN runs. Warm: the same cache again, the same
-uv.lock, so both `uv sync` RUNs are CACHED. Each sample is CreateBuild to the
+uv.lock, so both `uv sync` RUNs are CACHED. Code changed: a new commit of app/ each
+time, the same uv.lock: the dependencies' RUN is CACHED, the project's `uv sync` runs
+(hatchling builds it), as for most deploys. Each sample is CreateBuild to the
 operation done, over gRPC. Prints the figures and saves them to
 benchmarks/results/sandbox_build.json. Target on a 2-core machine: warm <= 2 s.
 """
@@ -44,6 +46,16 @@ def service_repository(where: Path) -> Path:
     for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "service"]):
         subprocess.run(["git", "-C", str(repo), *args], check=True, env={**os.environ, **identity})
     return repo
+
+
+def change_code(repo: Path, number: int) -> None:
+    """Commit a change to the app's code (not to its dependencies)."""
+    with (repo / "service" / "app" / "__init__.py").open("a", encoding="utf-8") as out:
+        out.write(f"# change {number}\n")
+    identity = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.invalid"}
+    identity |= {"GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.invalid"}
+    for args in (["add", "-A"], ["commit", "-q", "-m", f"change {number}"]):
+        subprocess.run(["git", "-C", str(repo), *args], check=True, env={**os.environ, **identity})
 
 
 def one_build(client: cb.CloudBuildClient, repo: Path) -> tuple[float, float]:
@@ -86,6 +98,10 @@ def main() -> None:
                 os.environ[CACHE_ENV] = str(Path(tmp) / f"cache-{number}")
                 cold.append(one_build(client, repo))
             warm = [one_build(client, repo) for _ in range(args.warm)]
+            changed = []
+            for number in range(args.warm):
+                change_code(repo, number)
+                changed.append(one_build(client, repo))
         finally:
             sandbox.stop()
     warm_figures = summary([build for _, build in warm])
@@ -97,6 +113,7 @@ def main() -> None:
             # api_core's operation polling adds up to its polling interval.
             "service_build_cold_s": summary([build for _, build in cold]),
             "service_build_warm_s": warm_figures,
+            "service_build_code_changed_s": summary([build for _, build in changed]),
             "service_build_cold_client_s": summary([client for client, _ in cold]),
             "service_build_warm_client_s": summary([client for client, _ in warm]),
             "warm_target_s": WARM_TARGET_S,
