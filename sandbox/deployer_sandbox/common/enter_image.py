@@ -95,6 +95,8 @@ class _NewRoot:
         self.ours = [str(self.image)] + ([str(self.private)] if self.private else [])
         self.base = ""
         self.host_bound: set[str] = set()  # top-level directories that are the host's own
+        tools = spec.get("tools")
+        self.tools = [str(tool) for tool in tools] if isinstance(tools, list) else []
 
     def _overlay_safe(self, host_dir: str) -> bool:
         """Whether the host directory can be an overlay's lower layer: not a kernel
@@ -153,6 +155,7 @@ class _NewRoot:
                 # own, as a container does (and as Cloud Run's in-memory /tmp is).
                 os.mkdir(target)
                 _mount("tmpfs", target, "tmpfs", 0, "mode=1777")
+                self._keep_tools(path, target)
             else:
                 os.mkdir(target)
                 _mount(path, target, None, MS_BIND | MS_REC)
@@ -160,6 +163,15 @@ class _NewRoot:
         elif os.path.exists(path):
             Path(target).touch()
             _mount(path, target, None, MS_BIND)
+
+    def _keep_tools(self, host_dir: str, target: str) -> None:
+        """The sandbox's own tools under a host directory the image does not see (its uv,
+        in a virtualenv under /tmp): bound again at their paths, read-only in intent."""
+        for tool in self.tools:
+            if _inside(tool, host_dir) and os.path.isdir(tool):
+                inner = target + tool[len(host_dir) :]
+                os.makedirs(inner, exist_ok=True)
+                _mount(tool, inner, None, MS_BIND)
 
     def assemble(self, binds: dict[str, str]) -> None:
         _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")

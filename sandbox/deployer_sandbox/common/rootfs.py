@@ -29,6 +29,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import uv
+
 LAUNCHER = "deployer_sandbox.common.enter_image"
 
 
@@ -83,5 +85,13 @@ def command_in_image(
         "argv": list(argv),
         "private_layer": str(private_layer.resolve()) if private_layer is not None else None,
         "binds": {target: str(Path(source).resolve()) for target, source in binds.items()},
+        "tools": host_tools(),
     }
     return [sys.executable, "-I", "-m", LAUNCHER, json.dumps(spec)]
+
+
+def host_tools() -> list[str]:
+    """Host folders the sandbox's stand-ins live in (its uv), kept visible at their own
+    paths inside every image, even where the image's /tmp is a fresh one (a checkout,
+    and so the sandbox's virtualenv, may well live under /tmp)."""
+    return [str(Path(uv.find_uv_bin()).resolve().parent)]
