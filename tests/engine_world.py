@@ -378,24 +378,40 @@ def make_world(sandbox: Sandbox, root: Path, source: Path, deploy_first: bool = 
     git(repo, "commit", "-q", "-m", "the sample service")
 
     project = f"e2e-{uuid.uuid4().hex[:10]}"
-    host = sandbox.grpc_address
-    secret_manager = google_client(secretmanager_v1.SecretManagerServiceClient, host)
     values = {
         "mongodb-url": f"mongodb://app:pw-{secrets.token_hex(12)}@127.0.0.1:27017/content",
         "secret-key": secrets.token_urlsafe(24),
     }
-    for secret_id, value in values.items():
-        _seed_secret(secret_manager, project, secret_id, value)
+    world = world_of(sandbox, root, repo, project, base_settings(project, repo, "backend"), values)
+    if deploy_first:
+        record, _ = world.deploy(requester="cli:first")
+        assert record.state == State.SUCCEEDED, record.error
+        world.first = record
+    return world
 
+
+def world_of(
+    sandbox: Sandbox,
+    root: Path,
+    repo: Path,
+    project: str,
+    settings: dict[str, Any],
+    secret_values: dict[str, str],
+) -> World:
+    """A world over `repo` with these settings: its secrets seeded, its config written."""
+    host = sandbox.grpc_address
+    secret_manager = google_client(secretmanager_v1.SecretManagerServiceClient, host)
+    for secret_id, value in secret_values.items():
+        _seed_secret(secret_manager, project, secret_id, value)
     world = World(
         sandbox=sandbox,
         root=root,
         repo=repo,
         project=project,
-        settings=base_settings(project, repo, "backend"),
+        settings=settings,
         config_path=root / "deployer.toml",
         store_path=root / "state.db",
-        secret_values=values,
+        secret_values=secret_values,
         services=google_client(run_v2.ServicesClient, host),
         revisions=google_client(run_v2.RevisionsClient, host),
         builds=google_client(cloudbuild_v1.CloudBuildClient, host),
@@ -403,10 +419,6 @@ def make_world(sandbox: Sandbox, root: Path, source: Path, deploy_first: bool = 
         platform=default_platform(host),
     )
     world.reconfigure()
-    if deploy_first:
-        record, _ = world.deploy(requester="cli:first")
-        assert record.state == State.SUCCEEDED, record.error
-        world.first = record
     return world
 
 

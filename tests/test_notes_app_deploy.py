@@ -12,20 +12,14 @@ from pathlib import Path
 import httpx
 import pytest
 from deployer_sandbox.harness.sandbox import Sandbox
-from google.cloud import run_v2, secretmanager_v1
 from google.cloud.devtools import cloudbuild_v1
+from google.cloud.logging_v2.services.logging_service_v2 import LoggingServiceV2Client
 
+from deployer.adapters.cloud_logging import BuildLogs
 from deployer.adapters.google_clients import google_client
-from deployer.engine import default_platform
 from deployer.pipeline.record import Stage, State
 from tests.conftest import REGION
-from tests.engine_world import (
-    SERVICE_KEY,
-    World,
-    _seed_secret,
-    base_settings,
-    close_world,
-)
+from tests.engine_world import SERVICE_KEY, World, base_settings, close_world, world_of
 from tests.git_repos import new_repository
 
 FIXTURE = Path(__file__).parent / "fixtures" / "notes_app"
@@ -39,14 +33,10 @@ def notes_world(sandbox: Sandbox, root: Path) -> World:
     (repo / ".env").write_text("DATABASE_URL=sqlite:///local.db\nNOTES_API_KEY=local\n")
     new_repository(repo)
     project = f"notes-{secrets.token_hex(5)}"
-    host = sandbox.grpc_address
-    secret_manager = google_client(secretmanager_v1.SecretManagerServiceClient, host)
     values = {
         "database-url": f"postgresql://notes:pw-{secrets.token_hex(10)}@10.0.0.5/notes",
         "notes-api-key": f"key-{secrets.token_hex(12)}",
     }
-    for secret_id, value in values.items():
-        _seed_secret(secret_manager, project, secret_id, value)
     settings = base_settings(project, repo, "notes")
     service = settings[f"services.{SERVICE_KEY}"]
     service["image"] = service["image"].replace("/backend", "/notes")
@@ -58,23 +48,7 @@ def notes_world(sandbox: Sandbox, root: Path) -> World:
     environment["secrets"] = {"DATABASE_URL": "database-url", "NOTES_API_KEY": "notes-api-key"}
     environment["run"]["port"] = 8000
     environment["timeouts"]["build"] = 300  # a cold pip install from the package registry
-    world = World(
-        sandbox=sandbox,
-        root=root,
-        repo=repo,
-        project=project,
-        settings=settings,
-        config_path=root / "deployer.toml",
-        store_path=root / "state.db",
-        secret_values=values,
-        services=google_client(run_v2.ServicesClient, host),
-        revisions=google_client(run_v2.RevisionsClient, host),
-        builds=google_client(cloudbuild_v1.CloudBuildClient, host),
-        secret_manager=secret_manager,
-        platform=default_platform(host),
-    )
-    world.reconfigure()
-    return world
+    return world_of(sandbox, root, repo, project, settings, values)
 
 
 @pytest.fixture(name="notes")
@@ -107,8 +81,17 @@ def test_the_notes_app_deploys_and_serves_on_its_own_port(notes: World) -> None:
         name=f"projects/{notes.project}/locations/{REGION}/builds/{record.build_id}", timeout=30
     )
     assert build.status == cloudbuild_v1.Build.Status.SUCCESS
-    text = events.text.getvalue()
-    assert "healthy" in text
+    # Read through Cloud Logging, as the deployer reads a failed build's lines.
+    logs = BuildLogs(google_client(LoggingServiceV2Client, notes.sandbox.grpc_address))
+    service = notes.config.services[SERVICE_KEY]
+    lines = logs.tail(service, record.build_id or "", 200, 30.0)
+    # pip's RUN: run as `uv pip install` (said so), or found in the machine's build cache.
+    [header] = [line for line in lines if "RUN --mount" in line and "pip install -r" in line]
+    step = header.split(": ", 1)[1].split(" ", 1)[0]  # "#6"
+    said = [line for line in lines if f": {step} " in line and line != header]
+    assert any("run as uv pip install" in line or line.endswith(" CACHED") for line in said)
+    assert any("(sandbox) not run: apt-get update" in line for line in lines)
+    assert "healthy" in events.text.getvalue()
 
 
 def test_a_required_setting_missing_from_the_deploy_stops_it_before_a_build(
