@@ -35,6 +35,9 @@ DOCKER_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/
 PYTHON_IMAGE_PATH = "/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin"
 _PYTHON_NAMES = ("python", "docker.io/library/python", "library/python", "docker.io/python")
 _UV_IMAGES = ("ghcr.io/astral-sh/uv",)
+# Changes whenever `lay_down` lays a base out differently, so cached layers built on the
+# old layout are not reused.
+_LAYOUT = "2"
 _PYENV = "/root/.pyenv/versions"
 
 
@@ -52,8 +55,11 @@ class BaseImage:
 
     @property
     def identity(self) -> str:
-        """What the cache key of the FROM depends on."""
-        return f"{self.reference}\0{self.python or ''}\0{self.python_version}\0{self.with_uv}"
+        """What the cache key of the FROM depends on (`_LAYOUT`: how `lay_down` lays it)."""
+        return (
+            f"{_LAYOUT}\0{self.reference}\0{self.python or ''}\0{self.python_version}"
+            f"\0{self.with_uv}"
+        )
 
     def lay_down(self, tree: Path) -> None:
         """Write the image's own files into the empty `tree`."""
@@ -74,6 +80,15 @@ class BaseImage:
         for entry in sorted(os.listdir(layout["stdlib"])):
             if entry not in ("site-packages", "dist-packages", "__pycache__"):
                 (lib / entry).symlink_to(os.path.join(layout["stdlib"], entry))
+        # The top-level modules' bytecode, as the image's own folder of links: Python looks
+        # for typing.py's .pyc beside the path it imported (lib/pythonX.Y/__pycache__), and
+        # without it compiles the module again at every start (PYTHONDONTWRITEBYTECODE);
+        # a .pyc written later replaces a link in the image, never the host's file.
+        cache = Path(layout["stdlib"]) / "__pycache__"
+        if cache.is_dir():
+            (lib / "__pycache__").mkdir()
+            for entry in sorted(os.listdir(cache)):
+                (lib / "__pycache__" / entry).symlink_to(cache / entry)
         dynload = os.path.join(layout["platstdlib"], "lib-dynload")
         if not (lib / "lib-dynload").exists() and os.path.isdir(dynload):
             (lib / "lib-dynload").symlink_to(dynload)
