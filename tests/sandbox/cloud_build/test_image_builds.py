@@ -107,6 +107,10 @@ def test_service_image_holds_the_venv_and_the_code_only(
     assert image.workdir == "/app" and image.user == "app" and image.exposed == ("8080",)
     assert image.cmd == ("python", "-m", "app")
     assert image.env["PATH"] == f"/app/.venv/bin:{PYTHON_PATH}"
+    # The base's standard library comes with its bytecode, so that a revision does not
+    # compile typing.py and the like again at every start.
+    stdlib_cache = image.context / "usr" / "local" / "lib" / "python3.11" / "__pycache__"
+    assert (stdlib_cache / "typing.cpython-311.pyc").is_file()
     logs = gcp.builds.logs(done.id)
     assert any("[builder 5/7] RUN --mount=type=cache" in line for line in logs)
     assert any("(sandbox) not run: useradd --system" in line for line in logs)
