@@ -126,8 +126,6 @@ def test_second_build_with_the_same_lock_is_cached(
     logs = gcp.builds.logs(second.id)
     assert sum(line.endswith(" CACHED") for line in logs) == 2  # both uv sync RUNs
     assert second.results.images[0].digest == first.results.images[0].digest
-    took = second.finish_time.timestamp() - second.start_time.timestamp()
-    assert took < 10, took
 
 
 def test_run_mount_without_buildkit_fails_with_dockers_message(
