@@ -31,6 +31,18 @@ def _requester() -> str:
         return "cli:unknown"
 
 
+def _break_glass(record: DeployRecord, reason: str) -> None:
+    """`--break-glass REASON`: whoever runs the CLI holds the deployer's credentials, and so
+    could deploy by hand anyway; the override is theirs, recorded as `cli:<user>`."""
+    from deployer.front.grammar import MAX_REASON
+    from deployer.window_gate import break_glass
+
+    reason = " ".join(reason.split())
+    if not reason or len(reason) > MAX_REASON:
+        raise DeployerError(f"--break-glass needs a reason of 1 to {MAX_REASON} characters")
+    break_glass(record, _requester(), reason)
+
+
 def _env_import(args: argparse.Namespace) -> int:
     from deployer.adapters.secret_writer import SecretManagerWriter
     from deployer.env_import import import_env, render_import
@@ -173,6 +185,9 @@ def _run(args: argparse.Namespace) -> int:
     )
     if args.command == "deploy":
         record = engine.new_deploy(args.environment, args.ref, _requester(), args.service)
+        record.rebuild = args.rebuild
+        if args.break_glass is not None:
+            _break_glass(record, args.break_glass)
         done = engine.deploy(record, progress, dry_run=args.dry_run)
         return 0 if done.state == State.SUCCEEDED else 1
     if args.command == "rollback":

@@ -38,6 +38,18 @@ def _add_deploy(commands: Commands) -> None:
     deploy.add_argument(
         "--dry-run", action="store_true", help="run preflight and show the plan; change nothing"
     )
+    deploy.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="build again even when a successful build of the same commit and build config "
+        "exists (by default its image is reused)",
+    )
+    deploy.add_argument(
+        "--break-glass",
+        metavar="REASON",
+        help="deploy even while ENV's deploy window is closed; the reason and who ran it "
+        "(cli:USER) are recorded and shown in the thread",
+    )
 
 
 def _add_reads(commands: Commands) -> None:

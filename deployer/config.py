@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from deployer import config_text, run_names
+from deployer import config_text, deploy_windows, run_names
 from deployer.errors import ConfigError
 
 CONFIG_ENV = config_text.CONFIG_ENV
@@ -259,6 +259,45 @@ class Access(_Frozen):
     admins: list[SlackUser | SlackUserGroup] = Field(default_factory=list)
 
 
+class DeployWindows(_Frozen):
+    """When deploys may start (`deployer/deploy_windows.py` has the grammar); deny wins."""
+
+    timezone: str
+    allow: list[str] = Field(default_factory=list)
+    deny: list[str] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        deploy_windows.zone(value)
+        return value
+
+    @field_validator("allow", "deny")
+    @classmethod
+    def _ranges(cls, value: list[str]) -> list[str]:
+        for text in value:
+            deploy_windows.parse_range(text)
+        return value
+
+    @model_validator(mode="after")
+    def _opens_sometime(self) -> DeployWindows:
+        if not (self.allow or self.deny):
+            raise ValueError("say when deploys may start: give `allow` or `deny` ranges")
+        if self.rules().never_open():
+            raise ValueError(
+                "these windows never open: every minute of the week is denied or outside allow"
+            )
+        return self
+
+    def rules(self) -> deploy_windows.Windows:
+        """The parsed ranges."""
+        return deploy_windows.Windows(
+            self.timezone,
+            tuple(deploy_windows.parse_range(text) for text in self.allow),
+            tuple(deploy_windows.parse_range(text) for text in self.deny),
+        )
+
+
 class Environment(_Frozen):
     """A deploy target (dev, staging, prod ...): a service plus how it runs there."""
 
@@ -271,6 +310,7 @@ class Environment(_Frozen):
     timeouts: Timeouts = Field(default_factory=Timeouts)
     allow: Access = Field(default_factory=Access)
     channel: SlackChannel | None = None
+    windows: DeployWindows | None = None  # when deploys may start; None: any time
 
     @model_validator(mode="after")
     def _names_allowed(self) -> Environment:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 
+from deployer import window_gate
 from deployer.config import Config, load_config
 from deployer.errors import ConfigError
 from deployer.pipeline.deploy import DeployPipeline
@@ -84,10 +85,11 @@ def bare_status(config: Config, environment: str, problem: str = "") -> Environm
 
 def default_platform(host: str | None = None) -> Platform:
     """The real adapters: Google's APIs, or the sandbox at `host` / DEPLOYER_GCP_EMULATOR_HOST."""
-    from google.cloud import run_v2, secretmanager_v1
+    from google.cloud import artifactregistry_v1, run_v2, secretmanager_v1
     from google.cloud.devtools import cloudbuild_v1, cloudbuild_v2
     from google.cloud.logging_v2.services.logging_service_v2 import LoggingServiceV2Client
 
+    from deployer.adapters.artifact_registry import ArtifactRegistryImages
     from deployer.adapters.cloud_build import CloudBuildBuilds
     from deployer.adapters.cloud_logging import BuildLogs, RevisionLogs
     from deployer.adapters.cloud_run import CloudRunServices
@@ -116,6 +118,9 @@ def default_platform(host: str | None = None) -> Platform:
         ),
         # ID tokens from the run's credentials; in the sandbox, from its metadata server.
         health=HttpHealth(),
+        images=ArtifactRegistryImages(
+            google_client(artifactregistry_v1.ArtifactRegistryClient, host)
+        ),
     )
 
 
@@ -162,6 +167,12 @@ class Engine:
         if dry_run:
             pipeline = DeployPipeline(self.config, self.platform, self.store, listener)
             return pipeline.run(record, dry_run=True)
+        closed = window_gate.closed_text(self.config, record)
+        if closed is not None:  # refused before anything is locked or built
+            raise window_gate.WindowClosedError(
+                f"{closed}. Nothing was started; to deploy anyway, add --break-glass REASON "
+                "(recorded in the deploy and its thread)."
+            )
         return self.runs.run(record, listener)
 
     def resume(self, deploy_id: str, listener: Listener, owner: str | None = None) -> DeployRecord:

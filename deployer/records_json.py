@@ -16,7 +16,14 @@ from deployer.engine import EnvironmentStatus, RevisionStatus
 from deployer.front.thread_box import ThreadBox
 from deployer.pipeline.lease import DEPLOY
 from deployer.pipeline.ports import HealthOutcome
-from deployer.pipeline.record import DeployRecord, Lock, Note, Share, StageResult
+from deployer.pipeline.record import (
+    BreakGlass,
+    DeployRecord,
+    Lock,
+    Note,
+    Share,
+    StageResult,
+)
 
 Json = dict[str, Any]
 
@@ -109,6 +116,9 @@ def record(
         "build_id": found.build_id,
         "build_log_url": found.build_log_url,
         "image": found.image,
+        "rebuild": found.rebuild,
+        "build_reused": found.build_reused,
+        "reused_from": found.reused_from,
         "candidate_revision": found.candidate_revision,
         "target_revision": found.target_revision,
         "previous_revision": found.previous_revision,
@@ -129,7 +139,15 @@ def record(
         "created_at": found.created_at,
         "updated_at": found.updated_at,
         "lock": deploy_lock(found, locks, now),
+        "break_glass": break_glass(found.break_glass),
     }
+
+
+def break_glass(glass: BreakGlass | None) -> Json | None:
+    """A deploy window overridden: who, why, when, and the rule it broke (null while open)."""
+    if glass is None:
+        return None
+    return {"by": glass.by, "reason": glass.reason, "at": glass.at, "window": _text(glass.window)}
 
 
 def summary(found: DeployRecord) -> Json:

@@ -101,6 +101,9 @@ def summary(record: DeployRecord, dry_run: bool = False) -> str:
         lines.append(f"  traffic now (read back): {serving or 'nothing'}")
     if record.image:
         lines.append(f"  image: {record.image}")
+    if record.build_reused:
+        of = f" of deploy {record.reused_from}" if record.reused_from else ""
+        lines.append(f"  build: reused build {record.build_id}{of}, not built again")
     if record.build_log_url:
         lines.append(f"  build log: {record.build_log_url}")
     if record.error and record.state != State.SUCCEEDED:
@@ -221,6 +224,10 @@ def render_record(
         lines.append(f"  {asked} by {record.cancelled_by or 'a request'}")
     if record.abandoned_by:
         lines.append(f"  abandoned by {record.abandoned_by}")
+    if record.break_glass is not None:
+        glass = record.break_glass
+        broke = f", overriding {glass.window}" if glass.window else " (the window was open)"
+        lines.append(f"  BREAK-GLASS by {glass.by}: {glass.reason}{broke}")
     if record.error:
         lines.append(f"  error: {record.error}")
     lines.append("stages:" if record.stages else "stages: none yet")
@@ -232,7 +239,12 @@ def render_record(
     lines.append(f"traffic before: {_shares(record.baseline_traffic, 'none (no service yet)')}")
     lines.append(f"traffic after (read back): {_shares(record.final_traffic, 'none')}")
     if record.build_id:
-        lines.append(f"build: {record.build_id}")
+        reused = ""
+        if record.build_reused:
+            reused = f" (reused from deploy {record.reused_from or 'unknown'})"
+        lines.append(f"build: {record.build_id}{reused}")
+    if record.rebuild:
+        lines.append("rebuild: asked (--rebuild), no earlier build reused")
     if record.build_log_url:
         lines.append(f"build log: {record.build_log_url}")
     if record.image:

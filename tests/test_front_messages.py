@@ -230,9 +230,13 @@ def test_help_lists_the_grammar_and_the_environments() -> None:
     message = messages.help_message(config())
     assert_matches(text_of(message), "help")
     text = message.blocks[0]["text"]["text"]
+    # Every command of the grammar, and every option of a deploy, with what it does.
     for line in (grammar.__doc__ or "").splitlines():
         if line.strip().startswith("/deploy"):
-            assert line.strip() in text
+            command, _, options = line.strip().partition(" [--")
+            assert command in text
+            for option in options.split(" [--") if options else []:
+                assert f"--{option.rstrip('] ')}" in text
 
 
 def test_history() -> None:

@@ -33,7 +33,9 @@ def front(world: World, gcp: Sandbox, repo_root: Path) -> Iterator[FrontWorld]:
 
 
 def _running(front: FrontWorld) -> DeployRecord:
-    """Start a deploy whose build hangs: it holds prod until cancelled."""
+    """Start a deploy whose build hangs: it holds prod until cancelled. (A new commit: the
+    served one's build would be reused, and nothing would hang.)"""
+    front.world.commit("to build")
     front.sandbox.faults.arm("build_hang")
     assert front.command("prod").json()["text"].startswith("Started deploy")
     record = front.newest()

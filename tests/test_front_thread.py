@@ -123,6 +123,7 @@ def replay(
 def test_a_deploy_and_a_rollback_tell_their_story(
     world: World, sandbox: Sandbox, outbox: Outbox, channel: str
 ) -> None:
+    world.commit("a feature")  # a new commit is built (the first one's build would be reused)
     record, events = deploy_in_thread(world, outbox, channel)
     assert record.state == State.SUCCEEDED, record.error
     assert_matches(thread_of(world, sandbox, record), "thread_success")

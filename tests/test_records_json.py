@@ -45,6 +45,9 @@ RECORD_FIELDS = [
     "build_id",
     "build_log_url",
     "image",
+    "rebuild",
+    "build_reused",
+    "reused_from",
     "candidate_revision",
     "target_revision",
     "previous_revision",
@@ -65,6 +68,7 @@ RECORD_FIELDS = [
     "created_at",
     "updated_at",
     "lock",
+    "break_glass",
 ]
 STAGE_FIELDS = ["stage", "outcome", "summary", "detail", "started_at", "duration", "link"]
 LOCK_FIELDS = [

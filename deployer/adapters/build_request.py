@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 
 from google.cloud.devtools import cloudbuild_v1
@@ -13,11 +15,18 @@ Build = cloudbuild_v1.Build
 
 # Build tags (not image tags) must match this, or CreateBuild answers INVALID_ARGUMENT.
 _TAG = re.compile(r"^[\w][\w.-]{0,127}$")
+# The tag naming a build's effective config (see `config_tag`).
+CONFIG_TAG_PREFIX = "deployer-config-"
 
 
 def build_parent(service: ServiceConfig) -> str:
     """The location builds of the service run in: `projects/P/locations/R`."""
     return f"projects/{service.project}/locations/{service.region}"
+
+
+def our_substitutions(service: ServiceConfig, commit: str) -> dict[str, str]:
+    """The substitutions the deployer gives every build of `service` at `commit`."""
+    return {**service.substitutions, "_COMMIT_SHA": commit, "_IMAGE": service.image}
 
 
 def build_name(service: ServiceConfig, build_id: str) -> str:
@@ -44,9 +53,23 @@ def prepare_build(
     substitutions = wanted_substitutions(build, ours, keep_declared=True)
     build.substitutions.clear()
     build.substitutions.update(substitutions)
-    tags = [*build.tags, "deployer", _tag(deploy_id), _tag(f"commit-{commit[:12]}")]
+    tags = [*build.tags, "deployer", _tag(f"commit-{commit[:12]}")]
     build.tags = list(dict.fromkeys(tag for tag in tags if tag))
+    # Fingerprinted before the deploy's own tag: two deploys of the same config match.
+    build.tags = [*build.tags, config_tag(build), *([_tag(deploy_id)] if _tag(deploy_id) else [])]
     return build
+
+
+def config_tag(build: Build) -> str:
+    """A build tag naming `build`'s effective config: source and commit, steps, images,
+    options and substitutions as submitted, and its tags bar the deploy's id.
+
+    Two builds with the same tag would build the same image, so a deploy finds a
+    reusable one with ListBuilds' `tags="..."` filter. The JSON of the message, keys
+    sorted, is stable where its binary form is not (map fields have no set order).
+    """
+    text = json.dumps(Build.to_dict(build), sort_keys=True, separators=(",", ":"))
+    return CONFIG_TAG_PREFIX + hashlib.sha256(text.encode()).hexdigest()[:40]
 
 
 def wanted_substitutions(

@@ -37,13 +37,21 @@ from deployer.adapters.build_outcome import (
 from deployer.adapters.build_request import (
     build_name,
     build_parent,
+    our_substitutions,
     prepare_build,
     wanted_substitutions,
 )
+from deployer.adapters.build_reuse import find_earlier_build
 from deployer.adapters.cloud_logging import BuildLogs
 from deployer.adapters.google_clients import google_client
 from deployer.config import ServiceConfig
-from deployer.pipeline.ports import BuildOutcome, BuildRejected, BuildStarted, Progress
+from deployer.pipeline.ports import (
+    BuildOutcome,
+    BuildRejected,
+    BuildStarted,
+    EarlierBuild,
+    Progress,
+)
 
 Build = cloudbuild_v1.Build
 Status = cloudbuild_v1.Build.Status
@@ -77,7 +85,7 @@ class CloudBuildBuilds:
         self, service: ServiceConfig, build: cloudbuild_v1.Build, commit: str, deploy_id: str
     ) -> BuildStarted:
         """Submit `build` with the source at `commit`; BuildRejected when Cloud Build refuses it."""
-        ours = {**service.substitutions, "_COMMIT_SHA": commit, "_IMAGE": service.image}
+        ours = our_substitutions(service, commit)
         source = service.source
         try:
             if source.trigger:
@@ -175,6 +183,13 @@ class CloudBuildBuilds:
             raise BuildRejected(
                 f"Cloud Build did not cancel build {build_id}: {_reason(error)}"
             ) from None
+
+    def earlier(
+        self, service: ServiceConfig, build: cloudbuild_v1.Build, commit: str, timeout: float
+    ) -> EarlierBuild | None:
+        """The newest successful build of `commit` with the same effective config
+        (`build_reuse`)."""
+        return find_earlier_build(self._client, service, build, commit, min(timeout, _CALL_TIMEOUT))
 
     def _get(self, service: ServiceConfig, build_id: str, timeout: float) -> Build:
         try:

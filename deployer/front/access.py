@@ -128,10 +128,19 @@ def github_denial(config: Config, environment: str, repository: str) -> str | No
     return None
 
 
+FORCE_UNLOCK = ("force `{env}` open", "force its locks open")
+BREAK_GLASS = ("break glass in `{env}`", "deploy with `--break-glass`")
+
+
 def slack_admin_denial(
-    config: Config, environment: str, user: str, members: UserGroupMembers
+    config: Config,
+    environment: str,
+    user: str,
+    members: UserGroupMembers,
+    doing: tuple[str, str] = FORCE_UNLOCK,
 ) -> str | None:
-    """Why `user` may not force `environment`'s locks open, or None when they may."""
+    """Why `user` may not do what only `environment`'s admins may (`doing`: FORCE_UNLOCK,
+    BREAK_GLASS), or None when they may."""
     admins = config.environment(environment).allow.admins
     if user in admins:
         return None
@@ -142,5 +151,5 @@ def slack_admin_denial(
         except GroupUnreadable as error:
             return error.advice()
     if not admins:
-        return f"Nobody may force `{environment}` open from Slack: it names no admins."
-    return f"Only `{environment}`'s admins may force its locks open."
+        return f"Nobody may {doing[0].format(env=environment)} from Slack: it names no admins."
+    return f"Only `{environment}`'s admins may {doing[1]}."

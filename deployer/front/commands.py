@@ -21,11 +21,17 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from deployer import window_gate
 from deployer.config import Config
 from deployer.engine import EnvironmentStatus, bare_status
 from deployer.errors import DeployerError
 from deployer.front import grammar, messages
-from deployer.front.access import UserGroupMembers, slack_admin_denial, slack_denial
+from deployer.front.access import (
+    BREAK_GLASS,
+    UserGroupMembers,
+    slack_admin_denial,
+    slack_denial,
+)
 from deployer.front.context import FrontContext
 from deployer.front.intake import (
     Queued,
@@ -184,6 +190,15 @@ class SlackCommands:
     def _deploy(self, parsed: grammar.Deploy, asker: Asker, members: UserGroupMembers) -> Answer:
         engine = self.context.engine
         record = engine.new_deploy(parsed.environment, parsed.ref, asker.who, parsed.service)
+        record.rebuild = parsed.rebuild
+        if parsed.break_glass is not None:
+            # Only the environment's admins may break glass; others learn it privately.
+            denial = slack_admin_denial(
+                self.context.config, parsed.environment, asker.user, members, BREAK_GLASS
+            )
+            if denial is not None:
+                return messages.denied(denial)
+            window_gate.break_glass(record, asker.who, parsed.break_glass)
         return self._start(record, asker.channel, parsed.queue, asker.response_url)
 
     # --- buttons ---
@@ -265,6 +280,9 @@ class SlackCommands:
         self, record: DeployRecord, channel: str, queue: bool = False, respond_to: str = ""
     ) -> SlackMessage | None:
         """Lock, record, announce, dispatch; or tell who holds the environment."""
+        closed = window_gate.closed_text(self.context.config, record)
+        if closed is not None:  # before anything is locked, recorded or built
+            return messages.window_closed(closed)
         who = record.requester
         manual = blocking_manual_lock(self.context, record.environment, who)
         if manual is not None and not queue:
@@ -272,7 +290,8 @@ class SlackCommands:
         # The thread lives in the environment's channel, wherever the command was typed,
         # so that channel holds the whole record; elsewhere, the person gets a link.
         where = self.context.config.environment(record.environment).channel or channel
-        outcome = take_in(self.context, record, where, queue, respond_to=respond_to)
+        loud = messages.break_glass_reply(record) if record.break_glass else None
+        outcome = take_in(self.context, record, where, queue, loud, respond_to)
         if isinstance(outcome, Started):
             if outcome.record.state == State.FAILED:
                 return messages.never_started(outcome.record)

@@ -86,7 +86,10 @@ def _checklist(
             lines.append(f"▶ *{stage}* — running for {elapsed}{doing}")
         elif result is not None:
             mark, words = _MARK[result.outcome]
-            lines.append(f"{mark} *{stage}* — {words} {duration(result.duration)}")
+            reused = ""
+            if stage == Stage.BUILD and record.build_reused and record.build_id:
+                reused = f" · {_reused_build(record)}"
+            lines.append(f"{mark} *{stage}* — {words} {duration(result.duration)}{reused}")
         elif record.state.finished:
             lines.append(f"- *{stage}* — skipped")
         else:
@@ -194,7 +197,9 @@ def _details(record: DeployRecord) -> str:
     if record.commit:
         parts.append(f"commit {code(record.commit[:12])}")
     second = [f"Requested by {person(record.requester)}"]
-    if record.build_log_url:
+    if record.build_reused and record.build_id:
+        second.append(_reused_build(record))
+    elif record.build_log_url:
         second.append(link(record.build_log_url, "build log"))
     if record.kind != "rollback" and record.candidate_revision:
         second.append(f"revision {code(record.candidate_revision)}")
@@ -204,6 +209,15 @@ def _details(record: DeployRecord) -> str:
         by = f" by {person(record.cancelled_by)}" if record.cancelled_by else ""
         second.append(f"*cancel requested*{by}")
     return " · ".join(parts) + "\n" + " · ".join(second)
+
+
+def _reused_build(record: DeployRecord) -> str:
+    """ "reused build <1234abcd> of deploy `d-…`": the build whose image this deploy runs,
+    linked to its log, instead of a build of its own."""
+    build_id = record.build_id or ""
+    name = link(record.build_log_url, build_id[:8]) if record.build_log_url else code(build_id[:8])
+    of = f" of {code(record.reused_from)}" if record.reused_from else ""
+    return f"reused build {name}{of}"
 
 
 def _buttons(record: DeployRecord, dry_run: bool = False) -> list[dict[str, Any]]:
@@ -251,10 +265,29 @@ def deploy_parent(
         section(_details(record)),
         section(_checklist(record, now, running, since, activity)),
     ]
+    if record.break_glass is not None:
+        blocks.insert(1, section(break_glass_line(record)))
     if buttons := _buttons(record, dry_run):
         blocks.append({"type": "actions", "block_id": "deploy_actions", "elements": buttons})
     blocks.append(context(f"{escape(record.kind)} {code(record.id)}"))
     return SlackMessage(plain(headline), blocks)
+
+
+def break_glass_line(record: DeployRecord) -> str:
+    """The loud line of a deploy that overrode its deploy window: who, why, which rule."""
+    glass = record.break_glass
+    if glass is None:
+        return ""
+    broke = f"overrides {escape(glass.window)}" if glass.window else "the window was open"
+    return (
+        f"🚨 *Break-glass* by {person(glass.by)}: “{escape(glass.reason)}” "
+        f"({escape(record.environment)} deploy window {broke})"
+    )
+
+
+def break_glass_reply(record: DeployRecord) -> SlackMessage:
+    """The thread's first reply of a break-glass deploy, so the override is in its story."""
+    return says(break_glass_line(record))
 
 
 _VERB = {

@@ -48,13 +48,17 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
+from deployer import window_gate
 from deployer.front import payloads
 from deployer.front.access import github_denial
 from deployer.front.intake import never_taken_in
 from deployer.front.verify import github_refusal
+from deployer.pipeline.record import State
 
 if TYPE_CHECKING:
     from deployer.front.context import FrontContext
+    from deployer.front.ports import SlackMessage
+    from deployer.pipeline.record import DeployRecord
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +161,34 @@ def release_deploy_id(repository: str, release: str, environment: str) -> str:
     return f"d-gh{digest[:10]}-{digest[10:16]}"
 
 
+def _window_closed(
+    context: FrontContext,
+    record: DeployRecord,
+    channel: str | None,
+    note: SlackMessage,
+    closed: str,
+) -> Answer:
+    """A release during a closed deploy window: kept as a cancelled deploy (nothing locked
+    or built), told in a thread of its own that the sweep posts; a person deploys the tag
+    once the window opens."""
+    from deployer.front.thread import open_thread
+
+    record.state = State.CANCELLED
+    record.cancelled_by = "the deploy window"
+    record.error = f"not started: {closed}; deploy {record.ref} by hand once it opens"
+    context.store.save(record)
+    if channel:
+        open_thread(context.outbox, channel, record)
+        context.outbox.reply(record.id, note)
+    log.warning(
+        "release %s not deployed: %s",
+        record.ref,
+        closed,
+        extra={"deploy_id": record.id, "environment": record.environment},
+    )
+    return 200, f"not deployed: {closed} ({record.id})\n"
+
+
 def _deploy(
     context: FrontContext,
     deploy_id: str,
@@ -179,6 +211,9 @@ def _deploy(
     ).channel
     url = release.get("html_url")
     note = messages.release_note(repository, tag, sender, url if isinstance(url, str) else "")
+    closed = window_gate.closed_text(context.config, record)
+    if closed is not None:
+        return _window_closed(context, record, channel, note, closed)
     outcome = take_in(context, record, channel, queue=True, first_reply=note)
     queued = isinstance(outcome, Queued)
     log.info(

@@ -6,7 +6,7 @@
     /deploy rollback ENV [REVISION]
     /deploy lock ENV [reason ...]
     /deploy unlock ENV [force [reason ...]]
-    /deploy [SERVICE] ENV [REF] [--queue]
+    /deploy [SERVICE] ENV [REF] [--queue] [--rebuild] [--break-glass "reason"]
 
 Parsing never raises: a typo becomes a short reply only its author sees.
 Environments, services, refs and revisions are plain ASCII; anything else
@@ -15,6 +15,7 @@ Environments, services, refs and revisions are plain ASCII; anything else
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
@@ -31,6 +32,8 @@ class Deploy:
     ref: str | None = None
     service: str | None = None
     queue: bool = False  # wait for the environment's lock instead of being refused
+    break_glass: str | None = None  # the reason to deploy despite a closed deploy window
+    rebuild: bool = False  # build again even when an earlier build could be reused
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,17 @@ def _environment(word: str, config: Config) -> str | Reply:
 
 def parse(text: str, config: Config) -> Parsed:
     """Parse the text after `/deploy`."""
+    glass = _take_break_glass(text)
+    if isinstance(glass, Reply):
+        return glass
+    if glass is not None:
+        remaining, reason = glass
+        parsed = parse(remaining, config)
+        if not isinstance(parsed, Deploy):
+            if isinstance(parsed, Reply):
+                return parsed
+            return Reply("`--break-glass` is for deploys only; rollbacks are never blocked.")
+        return dataclasses.replace(parsed, break_glass=reason)
     words = text.split()
     if not words:
         return Help()
@@ -150,16 +164,54 @@ def parse(text: str, config: Config) -> Parsed:
     return _deploy(words, config)
 
 
+_BREAK_GLASS = re.compile(r"(?:^|\s)--break-glass(?:=|\s+|$)")
+_QUOTES = {'"': '"', "'": "'", "“": "”", "\u2018": "\u2019"}  # Slack clients send curly quotes too
+
+
+def _take_break_glass(text: str) -> tuple[str, str] | Reply | None:
+    """`--break-glass REASON` out of `text`: (the text without it, the reason), or None.
+
+    REASON is a quoted string ("...", '...', “...”), or else the words after the flag up to
+    the next `--` option or the end: `/deploy prod main --break-glass hotfix for outage`.
+    """
+    found = _BREAK_GLASS.search(text)
+    if found is None:
+        return None
+    before, after = text[: found.start()], text[found.end() :].lstrip()
+    usage = Reply('Say why: `/deploy ENV [REF] --break-glass "reason"`.')
+    close = _QUOTES.get(after[:1])
+    if close is not None:
+        end = after.find(close, 1)
+        if end < 0:
+            return Reply(f"The break-glass reason has no closing {close}. {usage.text}")
+        reason, after = after[1:end], after[end + 1 :]
+    else:
+        words = after.split()
+        upto = next((n for n, word in enumerate(words) if word.startswith("--")), len(words))
+        reason, after = " ".join(words[:upto]), " ".join(words[upto:])
+    reason = " ".join(reason.split())
+    if not reason:
+        return usage
+    if len(reason) > MAX_REASON:
+        return Reply(f"Keep the break-glass reason under {MAX_REASON} characters.")
+    if _BREAK_GLASS.search(after):
+        return Reply("Give `--break-glass` once.")
+    return f"{before} {after}".strip(), reason
+
+
 def _deploy(words: list[str], config: Config) -> Parsed:
     queue = "--queue" in words
-    words = [word for word in words if word != "--queue"]
+    rebuild = "--rebuild" in words
+    words = [word for word in words if word not in ("--queue", "--rebuild")]
     if not words:
-        return Reply("Usage: `/deploy [SERVICE] ENV [REF] [--queue]`")
+        return Reply("Usage: `/deploy [SERVICE] ENV [REF] [--queue] [--rebuild]`")
     service = None
     if len(words) >= 2 and words[0] in config.services and words[1] in config.environments:
         service, words = words[0], words[1:]
     if len(words) > 2:
-        return Reply("Usage: `/deploy [SERVICE] ENV [REF] [--queue]`, e.g. `/deploy prod v1.4.2`.")
+        return Reply(
+            "Usage: `/deploy [SERVICE] ENV [REF] [--queue] [--rebuild]`, e.g. `/deploy prod v1.4.2`."
+        )
     found = _environment(words[0], config)
     if isinstance(found, Reply):
         return found
@@ -168,4 +220,4 @@ def _deploy(words: list[str], config: Config) -> Parsed:
     ref = words[1] if len(words) == 2 else None
     if ref is not None and not _REF.match(ref):
         return Reply("A ref is a branch, tag or commit: letters, digits and `._/-`, e.g. `v1.4.2`.")
-    return Deploy(found, ref, service, queue)
+    return Deploy(found, ref, service, queue, rebuild=rebuild)

@@ -19,6 +19,7 @@ from deployer.front.deploy_messages import (
     CANCEL,
     RETRY,
     ROLLBACK,
+    break_glass_reply,
     deploy_parent,
     note_reply,
     plan_reply,
@@ -50,6 +51,7 @@ __all__ = [
     "RETRY",
     "ROLLBACK",
     "SlackMessage",
+    "break_glass_reply",
     "busy",
     "denied",
     "deploy_parent",
@@ -71,6 +73,7 @@ __all__ = [
     "started",
     "status_message",
     "unlocked",
+    "window_closed",
 ]
 
 # --- help, access and locks ---------------------------------------------------------
@@ -82,7 +85,7 @@ _USAGE = (
     "/deploy rollback ENV [REVISION]",
     "/deploy lock ENV [reason ...]",
     "/deploy unlock ENV [force [reason ...]]",
-    "/deploy [SERVICE] ENV [REF] [--queue]",
+    '/deploy [SERVICE] ENV [REF] [--queue] [--rebuild] [--break-glass "reason"]',
 )
 _WHAT = {
     "help": "this message",
@@ -92,9 +95,12 @@ _WHAT = {
     "lock": "stop others deploying ENV until it is unlocked",
     "unlock": "lift the lock on ENV; force (admins): end a deploy stuck in it too",
 }
-_DEPLOY_WHAT = (
-    "build REF (default: the default branch) and roll it out to ENV; `--queue` waits if ENV is busy"
-)
+_DEPLOY_WHAT = "build REF (default: the default branch) and roll it out to ENV"
+_OPTIONS = {
+    "--queue": "wait if ENV is busy, and start when it is free",
+    "--rebuild": "build again where an earlier build of the same commit would be reused",
+    "--break-glass": 'deploy while ENV\'s deploy window is closed (its admins; "reason" recorded)',
+}
 
 
 def _usage() -> list[str]:
@@ -103,11 +109,31 @@ def _usage() -> list[str]:
     return lines or list(_USAGE)
 
 
+def _options(line: str) -> tuple[str, list[str]]:
+    """A usage line without its `[--option]`s, and those options' spellings."""
+    head, _, tail = line.partition(" [--")
+    if not tail:
+        return line, []
+    spelled = ["--" + part.rstrip("] ") for part in (" [--" + tail).split(" [--")[1:]]
+    return f"{head} [OPTIONS]", spelled
+
+
 def help_message(config: Config) -> SlackMessage:
     """The grammar, what each command does, and the environments one may name."""
-    usage = _usage()
+    usage, options = [], []
+    for line in _usage():
+        short, spelled = _options(line)
+        usage.append(short)
+        options += spelled
     width = max(len(line) for line in usage)
     rows = [f"{line.ljust(width)}  {_WHAT.get(line.split()[1], _DEPLOY_WHAT)}" for line in usage]
+    if options:
+        wide = max(len(option) for option in options)
+        rows += ["", "OPTIONS of a deploy:"]
+        rows += [
+            f"  {option.ljust(wide)}  {_OPTIONS.get(option.split()[0], '')}".rstrip()
+            for option in options
+        ]
     environments = ", ".join(
         f"{code(name)} ({escape(env.service)})" for name, env in sorted(config.environments.items())
     )
@@ -126,6 +152,14 @@ def denied(reason: str) -> SlackMessage:
     parts = _LIVE.split(reason)
     safe = "".join(part if _LIVE.fullmatch(part) else escape(part) for part in parts)
     return says(f"Not allowed. {safe}")
+
+
+def window_closed(text: str) -> SlackMessage:
+    """Refusal of a deploy asked for while its environment's deploy window is closed."""
+    return says(
+        f"Not started: {escape(text)}. Nothing was locked or built. An admin may deploy "
+        'anyway with `--break-glass "reason"`; rollbacks are always allowed.'
+    )
 
 
 QUEUE = "deploy_queue"  # the busy answer's button: wait in line instead

@@ -31,6 +31,7 @@ from deployer.pipeline.preflight import Plan, make_plan
 from deployer.pipeline.probes import passed
 from deployer.pipeline.record import DeployRecord, Outcome, Stage, State
 from deployer.pipeline.restore import keep_safe, read_back
+from deployer.pipeline.reuse import reuse_earlier_build
 from deployer.pipeline.rollout import Rollout
 from deployer.pipeline.stages import Deadline, Done, StageBody, StageFailed, StageRunner
 from deployer.redaction import redact
@@ -166,6 +167,9 @@ class CandidateStages:
                 link=record.build_log_url or "",
             )
         if record.build_id is None:
+            done = reuse_earlier_build(runner, plan, builds, self.platform.images, deadline)
+            if done is not None:
+                return done
             try:
                 started = builds.start(plan.service, plan.build, record.commit, record.id)
             except BuildRejected as error:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from deployer import window_gate
 from deployer.config import Config
 from deployer.pipeline.lease import DEPLOY
 from deployer.pipeline.record import DeployRecord, Lock, State
@@ -63,6 +64,17 @@ def start_next(config: Config, store: Store, environment: str) -> QueueStep:
         else:
             line.append(record)
     if not line or store.locks(environment):
+        return step
+    # A deploy waits for the lock, not for its deploy window: one that would start while
+    # the window is closed ends, told when it opens (a break-glass one goes on).
+    while line and (closed := window_gate.closed_text(config, line[0])) is not None:
+        refused = line.pop(0)
+        refused.state = State.CANCELLED
+        refused.cancelled_by = "the deploy window"
+        refused.error = f"not started: {closed}"
+        store.save(refused)
+        step.expired.append(refused)
+    if not line:
         return step
     first = line[0]
     lease = config.deployer.lease

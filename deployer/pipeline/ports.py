@@ -100,6 +100,16 @@ class BuildOutcome:
         return self.status == "SUCCESS" and self.image is not None
 
 
+@dataclass(frozen=True)
+class EarlierBuild:
+    """A successful build of the same commit with the same effective build config."""
+
+    build_id: str
+    log_url: str
+    image: str  # repository@sha256:..., as the build pushed it
+    deploy_id: str  # the deploy that asked for it ("" when its tags do not say)
+
+
 class BuildRejected(Exception):
     """Cloud Build refused a request (invalid build, no permission, unknown build); the message quotes it."""
 
@@ -128,6 +138,31 @@ class Builds(Protocol):
 
     def cancel(self, service: ServiceConfig, build_id: str) -> None:
         """Ask Cloud Build to stop the build."""
+        ...
+
+    def earlier(
+        self, service: ServiceConfig, build: cloudbuild_v1.Build, commit: str, timeout: float
+    ) -> EarlierBuild | None:
+        """The newest successful build of `commit` with the same effective config as `build`
+        would have, or None; BuildRejected when Cloud Build cannot be asked."""
+        ...
+
+
+# --- Artifact Registry ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageCheck:
+    """Whether an image can still be pulled by digest, and what the registry said."""
+
+    exists: bool
+    detail: str  # "still in Artifact Registry", "no longer in Artifact Registry", or why not known
+
+
+class Images(Protocol):
+    def check(self, image: str, timeout: float) -> ImageCheck:
+        """Ask the registry whether `image` (repository@sha256:...) still exists; never raises
+        for what the registry answers (an answer other than found is `exists=False`)."""
         ...
 
 
@@ -304,3 +339,4 @@ class Platform:
     secrets: Secrets
     services: Services
     health: Health
+    images: Images

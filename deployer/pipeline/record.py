@@ -77,6 +77,16 @@ class Note:
     text: str
 
 
+@dataclass(frozen=True)
+class BreakGlass:
+    """A deploy started with `--break-glass` despite its environment's deploy window."""
+
+    by: str  # "slack:U123" (one of the environment's admins), "cli:alice"
+    reason: str
+    at: float
+    window: str = ""  # the rule it broke, e.g. "deny Fri 16:00-Mon 09:00"; "" while open
+
+
 @dataclass
 class StageResult:
     stage: Stage
@@ -116,6 +126,13 @@ class DeployRecord:
     build_id: str | None = None
     build_log_url: str | None = None
     image: str | None = None
+    # Build once: `--rebuild` asked for a new build whatever was built before; else a
+    # successful build of the same commit and build config may be reused, and then
+    # `build_id` is that build's and `reused_from` names the deploy that asked for it
+    # (None when its build's tags do not say).
+    rebuild: bool = False
+    build_reused: bool = False
+    reused_from: str | None = None
     previous_revision: str | None = None
     candidate_revision: str | None = None
     candidate_url: str | None = None
@@ -140,6 +157,7 @@ class DeployRecord:
     queued_at: float | None = None
     abandoned_by: str | None = None
     notes: list[Note] = field(default_factory=list)
+    break_glass: BreakGlass | None = None
 
     def note(self, text: str) -> None:
         """Keep a line of the deploy's story that no stage tells."""
@@ -168,6 +186,8 @@ class DeployRecord:
         running = data.get("running_stage")
         data["running_stage"] = Stage(running) if running else None
         data["notes"] = [Note(**note) for note in data.get("notes") or []]
+        glass = data.get("break_glass")
+        data["break_glass"] = BreakGlass(**glass) if glass else None
         return cls(**data)
 
 

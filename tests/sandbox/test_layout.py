@@ -61,6 +61,7 @@ def test_the_deployer_reaches_the_sandbox_only_through_its_harness() -> None:
 def test_each_emulated_api_is_a_package() -> None:
     packages = {path.parent.name for path in SANDBOX.glob("*/__init__.py")}
     assert packages == {
+        "artifact_registry",
         "cloud_build",
         "cloud_logging",
         "cloud_run",
@@ -74,7 +75,7 @@ def test_each_emulated_api_is_a_package() -> None:
 
 # A sandbox module named in prose: `cloud_run.iam`, `slack.rate_limits`.
 _MODULE_REFERENCE = re.compile(
-    r"`((?:cloud_build|cloud_logging|cloud_run|common|harness|metadata|secret_manager|slack)"
+    r"`((?:artifact_registry|cloud_build|cloud_logging|cloud_run|common|harness|metadata|secret_manager|slack)"
     r"\.[a-z_]+)`"
 )
 # A file name in prose, not part of a path: `masks.py`, but not google/auth/_metadata.py.

@@ -80,10 +80,11 @@ class BaseImage:
         for entry in sorted(os.listdir(layout["stdlib"])):
             if entry not in ("site-packages", "dist-packages", "__pycache__"):
                 (lib / entry).symlink_to(os.path.join(layout["stdlib"], entry))
-        # The top-level modules' bytecode, as the image's own folder of links: Python looks
-        # for typing.py's .pyc beside the path it imported (lib/pythonX.Y/__pycache__), and
-        # without it compiles the module again at every start (PYTHONDONTWRITEBYTECODE);
-        # a .pyc written later replaces a link in the image, never the host's file.
+        # The top-level modules' bytecode, as the image's own folder of links: Python
+        # looks for a module's .pyc (typing's, say) beside the path it imported
+        # (lib/pythonX.Y/__pycache__), and without it compiles the module again at every
+        # start (PYTHONDONTWRITEBYTECODE); a .pyc written later replaces a link in the
+        # image, never the host's file.
         cache = Path(layout["stdlib"]) / "__pycache__"
         if cache.is_dir():
             (lib / "__pycache__").mkdir()

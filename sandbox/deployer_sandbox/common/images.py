@@ -12,7 +12,9 @@ Revisions refer to images by digest (`repo@sha256:...`) or by tag (`repo:tag`).
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,12 +63,73 @@ class ImageStore:
         self._lock = threading.Lock()
         self._by_digest: dict[tuple[str, str], Image] = {}
         self._tags: dict[tuple[str, str], str] = {}
+        self._uploaded: dict[tuple[str, str], float] = {}  # first push, epoch seconds
+        self._sizes: dict[tuple[str, str], int] = {}
 
     def push(self, image: Image, tags: list[str]) -> None:
         with self._lock:
-            self._by_digest[(image.repository, image.digest)] = image
+            key = (image.repository, image.digest)
+            self._by_digest[key] = image
+            self._uploaded.setdefault(key, time.time())
             for tag in tags:
                 self._tags[(image.repository, tag)] = image.digest
+
+    def get(self, repository: str, digest: str) -> Image | None:
+        """The image pushed to `repository` with `digest`, or None."""
+        with self._lock:
+            return self._by_digest.get((repository, digest))
+
+    def in_repository(self, prefix: str) -> list[Image]:
+        """Every image whose repository starts with `prefix`, oldest upload first."""
+        with self._lock:
+            found = [
+                image for (repo, _), image in self._by_digest.items() if repo.startswith(prefix)
+            ]
+            return sorted(found, key=lambda image: self._uploaded[(image.repository, image.digest)])
+
+    def tags_of(self, image: Image) -> list[str]:
+        """The tags pointing at `image` now, sorted."""
+        with self._lock:
+            return sorted(
+                tag
+                for (repo, tag), digest in self._tags.items()
+                if repo == image.repository and digest == image.digest
+            )
+
+    def uploaded_at(self, image: Image) -> float:
+        """When `image` was first pushed (epoch seconds)."""
+        with self._lock:
+            return self._uploaded.get((image.repository, image.digest), 0.0)
+
+    def size_of(self, image: Image) -> int:
+        """The bytes of the image's files (its tree, or its folder), counted once."""
+        key = (image.repository, image.digest)
+        with self._lock:
+            if key in self._sizes:
+                return self._sizes[key]
+        total = 0
+        for folder, _, names in os.walk(image.context):
+            for name in names:
+                try:
+                    total += os.lstat(os.path.join(folder, name)).st_size
+                except OSError:
+                    continue  # a file that went away while counting
+        with self._lock:
+            self._sizes[key] = total
+        return total
+
+    def delete(self, repository: str, digest: str) -> bool:
+        """Forget the image and every tag pointing at it; whether it was there. Revisions
+        already running it keep running (their files stay), new ones cannot pull it."""
+        with self._lock:
+            key = (repository, digest)
+            if self._by_digest.pop(key, None) is None:
+                return False
+            self._uploaded.pop(key, None)
+            self._sizes.pop(key, None)
+            for tag_key in [k for k, v in self._tags.items() if k[0] == repository and v == digest]:
+                del self._tags[tag_key]
+            return True
 
     def resolve(self, reference: str) -> Image | None:
         """The image a reference names, or None when nothing was pushed under it."""

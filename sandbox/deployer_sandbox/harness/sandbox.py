@@ -5,8 +5,9 @@ The gRPC server is plaintext and takes any credentials. It serves
 `google.longrunning.Operations`, Secret Manager v1, Cloud Build v1 (builds,
 which push to the sandbox's image registry, and triggers), Cloud Build v2's
 RepositoryManager, Cloud Run v2 (services, revisions, jobs, executions; revisions
-run as local processes, each in a network namespace of its own, behind the router) and Cloud Logging v2's ListLogEntries
-(over the revisions' and the builds' logs). One HTTP server is the Slack Web API
+run as local processes, each in a network namespace of its own, behind the router), Cloud Logging v2's ListLogEntries
+(over the revisions' and the builds' logs) and Artifact Registry v1's Docker images (over
+the image store). One HTTP server is the Slack Web API
 sink and the control endpoint; a git smart-HTTP server serves the v2
 repositories' `remote_uri`s as private GitHub repositories (read tokens come from
 FetchReadToken); and the metadata server (GCE_METADATA_HOST/_IP) hands out
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import grpc
 
+from deployer_sandbox.artifact_registry.api import ArtifactRegistry
 from deployer_sandbox.cloud_build.api import CloudBuild
 from deployer_sandbox.cloud_build.git_server import GitServer
 from deployer_sandbox.cloud_build.repositories import Repositories
@@ -64,6 +66,8 @@ class Sandbox:
         self.faults = Faults()
         self.operations = Operations()
         self.images = ImageStore()
+        # Artifact Registry's API over the images builds push and revisions run.
+        self.registry = ArtifactRegistry(self.images, self.operations)
         self.secrets = SecretManager()
         # GitHub, as far as the sandbox goes: the private repositories Cloud Build's
         # connections (RepositoryManager) serve, at `git_server.url`.
@@ -111,6 +115,7 @@ class Sandbox:
                 self.repositories.handler(),
                 *self.run.handlers(),
                 self.logging.handler(),
+                self.registry.handler(),
             ]
         )
         self._grpc_port = self._grpc.add_insecure_port(f"{host}:{grpc_port}")
