@@ -89,13 +89,15 @@ def _environment(
     chat: Chat | None,
 ) -> EnvironmentReport:
     settings = config.environment(name)
-    service = config.services[settings.service]
+    # Builds (source, build config, the image's lint) are the service's; the rest is about
+    # where the environment deploys.
+    builder, service = config.service_of(name), config.target(name)
     read: list[SourceRead] = []
-    checks: list[Check] = check_source(platform, service, settings, ref, read)
+    checks: list[Check] = check_source(platform, builder, settings, ref, read)
     provided: set[str] = set()
     pinned = check_secrets(platform, service, settings, checks, provided)
     if read:
-        checks.extend(check_image_lint(platform, service, settings, read[0], provided))
+        checks.extend(check_image_lint(platform, builder, settings, read[0], provided))
     exists = check_service(platform, service, checks)
     if exists and (health := check_health_path(platform, service, settings)) is not None:
         checks.append(health)

@@ -61,7 +61,8 @@ class _Frozen(BaseModel):
 
 
 class SecretRef(_Frozen):
-    """A Secret Manager secret in the service's project, at a version or `latest`."""
+    """A Secret Manager secret in the project the environment deploys to (`Config.target`),
+    at a version or `latest`."""
 
     secret: str
     version: str = "latest"
@@ -167,31 +168,7 @@ class ServiceConfig(_Frozen):
     @field_validator("service")
     @classmethod
     def _names_fit_cloud_run(cls, service: str) -> str:
-        problems = []
-        revision = run_names.longest_revision_name(service)
-        if len(revision) > run_names.REVISION_NAME_MAX:
-            problems.append(
-                f"the candidate revision names it gets, like {revision!r}, would be "
-                f"{len(revision)} characters; the limit is {run_names.REVISION_NAME_MAX}"
-            )
-        tag = run_names.CANDIDATE_TAG
-        label = run_names.tag_url_label(service)
-        if (
-            len(tag) + len(service) > run_names.TAG_AND_SERVICE_MAX
-            or len(label) > run_names.DNS_LABEL_MAX
-        ):
-            problems.append(
-                f"its candidate tag {tag!r} and the service name together would be "
-                f"{len(tag) + len(service)} characters, and the tag's URL label, like "
-                f"{label!r}, {len(label)}; the limits are {run_names.TAG_AND_SERVICE_MAX} "
-                f"and {run_names.DNS_LABEL_MAX}"
-            )
-        if problems:
-            raise ValueError(
-                f"{service!r} is too long for Cloud Run: {'; '.join(problems)}. Use a "
-                f"service name of at most {run_names.longest_service_name()} characters."
-            )
-        return service
+        return fits_cloud_run(service)
 
     @field_validator("substitutions")
     @classmethod
@@ -200,6 +177,35 @@ class ServiceConfig(_Frozen):
             if not re.fullmatch(r"_[A-Z0-9_]+", key):
                 raise ValueError(f"substitution {key!r} must match ^_[A-Z0-9_]+$ (e.g. _REGION)")
         return value
+
+
+def fits_cloud_run(service: str) -> str:
+    """`service`, when the names its candidates get fit Cloud Run's limits; ValueError else."""
+    problems = []
+    revision = run_names.longest_revision_name(service)
+    if len(revision) > run_names.REVISION_NAME_MAX:
+        problems.append(
+            f"the candidate revision names it gets, like {revision!r}, would be "
+            f"{len(revision)} characters; the limit is {run_names.REVISION_NAME_MAX}"
+        )
+    tag = run_names.CANDIDATE_TAG
+    label = run_names.tag_url_label(service)
+    if (
+        len(tag) + len(service) > run_names.TAG_AND_SERVICE_MAX
+        or len(label) > run_names.DNS_LABEL_MAX
+    ):
+        problems.append(
+            f"its candidate tag {tag!r} and the service name together would be "
+            f"{len(tag) + len(service)} characters, and the tag's URL label, like "
+            f"{label!r}, {len(label)}; the limits are {run_names.TAG_AND_SERVICE_MAX} "
+            f"and {run_names.DNS_LABEL_MAX}"
+        )
+    if problems:
+        raise ValueError(
+            f"{service!r} is too long for Cloud Run: {'; '.join(problems)}. Use a "
+            f"service name of at most {run_names.longest_service_name()} characters."
+        )
+    return service
 
 
 class RunSettings(_Frozen):
@@ -302,6 +308,11 @@ class Environment(_Frozen):
     """A deploy target (dev, staging, prod ...): a service plus how it runs there."""
 
     service: str
+    # Where its revisions run, when not where the service's own fields say (staging often
+    # lives in another project): `Config.target` applies them. Builds stay the service's.
+    cloud_run_service: ServiceKey | None = None
+    project: ProjectId | None = None
+    region: Region | None = None
     env: dict[EnvName, str] = Field(default_factory=dict)
     secrets: dict[EnvName, SecretRefText] = Field(default_factory=dict)
     env_from_secret: SecretRefText | None = None
@@ -311,6 +322,11 @@ class Environment(_Frozen):
     allow: Access = Field(default_factory=Access)
     channel: SlackChannel | None = None
     windows: DeployWindows | None = None  # when deploys may start; None: any time
+
+    @field_validator("cloud_run_service")
+    @classmethod
+    def _names_fit_cloud_run(cls, service: str | None) -> str | None:
+        return None if service is None else fits_cloud_run(service)
 
     @model_validator(mode="after")
     def _names_allowed(self) -> Environment:
@@ -372,6 +388,7 @@ class Config(_Frozen):
                     f"environments.{name}.service is {environment.service!r}, but services has "
                     f"only {', '.join(sorted(self.services)) or 'nothing'}"
                 )
+        self._one_environment_per_cloud_run_service()
         if self.releases is not None:
             for target in (self.releases.environment, self.releases.prerelease_environment):
                 if target is not None and target not in self.environments:
@@ -388,8 +405,42 @@ class Config(_Frozen):
             known = ", ".join(sorted(self.environments))
             raise ConfigError(f"unknown environment {name!r}; known: {known}") from None
 
+    def _one_environment_per_cloud_run_service(self) -> None:
+        """Two environments deploying one Cloud Run service would undo each other's
+        traffic and share its candidate tag: refused, naming both."""
+        seen: dict[str, str] = {}
+        for name in self.environments:
+            where = run_service_name(self.target(name))
+            if where in seen:
+                raise ValueError(
+                    f"environments.{seen[where]} and environments.{name} would both deploy "
+                    f"Cloud Run service {where}; give one its own `cloud_run_service` "
+                    "(or `project` / `region`)"
+                )
+            seen[where] = name
+
     def service_of(self, environment: str) -> ServiceConfig:
+        """The `[services.X]` entry `environment` deploys, as written: where its builds run."""
         return self.services[self.environment(environment).service]
+
+    def target(self, environment: str) -> ServiceConfig:
+        """Where `environment` deploys: its service with the environment's own Cloud Run
+        service, project and region applied. Every call to Cloud Run, Secret Manager,
+        Cloud Logging (revision logs) and IAM about the environment uses this one; the
+        image, source, build config and health check stay the service's."""
+        settings = self.environment(environment)
+        overrides = {
+            "service": settings.cloud_run_service,
+            "project": settings.project,
+            "region": settings.region,
+        }
+        own = {key: value for key, value in overrides.items() if value is not None}
+        return self.services[settings.service].model_copy(update=own)
+
+
+def run_service_name(service: ServiceConfig) -> str:
+    """The Cloud Run service's full name, projects/P/locations/R/services/S."""
+    return f"projects/{service.project}/locations/{service.region}/services/{service.service}"
 
 
 def load_config(path: Path | str | None = None) -> Config:

@@ -68,8 +68,7 @@ class EnvironmentStatus:
 def bare_status(config: Config, environment: str, problem: str = "") -> EnvironmentStatus:
     """An environment's status before anything about it is read: where it runs, nothing
     serving, no locks, no last deploy, no health; `problem` says why nothing more."""
-    settings = config.environment(environment)
-    service = config.services[settings.service]
+    service = config.target(environment)
     return EnvironmentStatus(
         environment=environment,
         service=service.service,
@@ -267,7 +266,7 @@ class Engine:
 
     def _status_of(self, environment: str) -> EnvironmentStatus:
         settings = self.config.environment(environment)
-        service = self.config.services[settings.service]
+        service = self.config.target(environment)
         history = self.store.history(environment, 1)
         base = replace(
             bare_status(self.config, environment),

@@ -99,7 +99,7 @@ def import_env(
     """Move `dotenv_path` into Secret Manager and pin it in the config (see the module doc)."""
     config = load_config(config_path)
     settings = config.environment(environment)
-    project = config.services[settings.service].project
+    project = config.target(environment).project  # secrets live in the target's project
     prefix = environment if prefix is None else prefix
     if not _PREFIX.match(prefix):
         raise ConfigError(f"--prefix {prefix!r}: use letters, digits, '-' and '_' only")

@@ -14,6 +14,7 @@ from typing import Any
 
 from deployer.engine import EnvironmentStatus, RevisionStatus
 from deployer.front.thread_box import ThreadBox
+from deployer.pipeline.changes import Changes
 from deployer.pipeline.lease import DEPLOY
 from deployer.pipeline.ports import HealthOutcome
 from deployer.pipeline.record import (
@@ -140,6 +141,40 @@ def record(
         "updated_at": found.updated_at,
         "lock": deploy_lock(found, locks, now),
         "break_glass": break_glass(found.break_glass),
+        "changes": changes(found.changes),
+    }
+
+
+def changes(found: Changes | None) -> Json | None:
+    """What the candidate changed against what served, read before traffic moved: names
+    and versions only, never a value; null until the candidate passed health."""
+    if found is None:
+        return None
+    return {
+        "serving_revision": _text(found.serving_revision),
+        "serving_commit": _text(found.serving_commit),
+        "commit": found.commit,
+        "commits": found.commits,
+        "commits_complete": found.commits_complete,
+        "commits_behind": found.commits_behind,
+        "subjects": list(found.subjects),
+        "commits_unknown": _text(found.commits_unknown),
+        "compare_url": _text(found.compare_url),
+        "image": {"from": found.image_from, "to": found.image_to} if found.image_to else None,
+        "env": {
+            "added": found.env_added,
+            "removed": found.env_removed,
+            "changed": found.env_changed,
+        },
+        "secret_env": {
+            "added": found.secret_env_added,
+            "removed": found.secret_env_removed,
+            "changed": found.secret_env_changed,
+        },
+        "secret_versions": {
+            secret: {"from": was, "to": now} for secret, (was, now) in found.secret_versions.items()
+        },
+        "settings": {name: {"from": was, "to": now} for name, (was, now) in found.settings.items()},
     }
 
 

@@ -9,6 +9,7 @@ from typing import TextIO
 
 from deployer.engine import EnvironmentStatus
 from deployer.failure_detail import excerpt
+from deployer.pipeline.changes import lines as changes_lines
 from deployer.pipeline.events import (
     DeployFinished,
     Event,
@@ -230,6 +231,9 @@ def render_record(
         lines.append(f"  BREAK-GLASS by {glass.by}: {glass.reason}{broke}")
     if record.error:
         lines.append(f"  error: {record.error}")
+    if record.changes is not None:
+        lines.append("changes (before traffic moved):")
+        lines.extend(f"  {line}" for line in changes_lines(record.changes))
     lines.append("stages:" if record.stages else "stages: none yet")
     for result in record.stages:
         lines.extend(_stage_line(result))

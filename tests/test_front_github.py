@@ -136,6 +136,7 @@ def test_prerelease_deploys_to_the_prerelease_environment(world: World, client: 
     # Published releases would go to staging (which nobody deploys here); prereleases to prod.
     world.settings["environments.staging"] = {
         **world.settings[f"environments.{ENVIRONMENT}"],
+        "cloud_run_service": "backend-staging",  # never the Cloud Run service prod deploys
         "allow": {"github_repositories": ["someone/else"]},
     }
     _configure(world, channel, environment="staging", prerelease_environment=ENVIRONMENT)

@@ -221,7 +221,10 @@ def config() -> Config:
     return Config.model_validate(
         {
             "services": {"backend": service},
-            "environments": {"prod": {"service": "backend"}, "staging": {"service": "backend"}},
+            "environments": {
+                "prod": {"service": "backend"},
+                "staging": {"service": "backend", "cloud_run_service": "backend-staging"},
+            },
         }
     )
 

@@ -69,6 +69,7 @@ RECORD_FIELDS = [
     "updated_at",
     "lock",
     "break_glass",
+    "changes",
 ]
 STAGE_FIELDS = ["stage", "outcome", "summary", "detail", "started_at", "duration", "link"]
 LOCK_FIELDS = [

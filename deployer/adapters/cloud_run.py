@@ -26,7 +26,12 @@ from google.protobuf import field_mask_pb2
 from deployer.adapters import cloud_run_iam
 from deployer.adapters.cloud_logging import RevisionLogs
 from deployer.adapters.cloud_run_operations import CloudRunOperations
-from deployer.adapters.cloud_run_revisions import created, revision_failure, revision_info
+from deployer.adapters.cloud_run_revisions import (
+    created,
+    revision_failure,
+    revision_info,
+    revision_spec,
+)
 from deployer.adapters.cloud_run_template import (
     candidate_template,
     candidate_traffic,
@@ -41,6 +46,7 @@ from deployer.config import ServiceConfig
 from deployer.pipeline.ports import (
     CandidateSpec,
     RevisionInfo,
+    RevisionSpec,
     RolloutOutcome,
     RolloutRefused,
     ServiceState,
@@ -102,6 +108,18 @@ class CloudRunServices:
         # The API does not promise an order: sort by creation time ourselves.
         found.sort(key=created, reverse=True)
         return [revision_info(revision) for revision in found[: max(0, limit)]]
+
+    def revision_spec(self, service: ServiceConfig, revision: str) -> RevisionSpec | None:
+        """What `revision` runs, read from Cloud Run; None when it has no such revision."""
+        try:
+            found: run_v2.Revision = self._revisions.get_revision(
+                name=f"{service_name(service)}/revisions/{revision}", timeout=_CALL_TIMEOUT
+            )
+        except exceptions.NotFound:
+            return None
+        except exceptions.GoogleAPICallError as error:
+            raise RolloutRefused(f"cannot read revision {revision}: {_words(error)}") from None
+        return revision_spec(found)
 
     # --- writes --------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 from typing import Any
 
 from google.api_core import exceptions
@@ -11,7 +12,7 @@ from google.cloud import run_v2
 from deployer.adapters.cloud_logging import RevisionLogs
 from deployer.adapters.cloud_run_template import ready_condition, short_name
 from deployer.config import ServiceConfig
-from deployer.pipeline.ports import RevisionInfo
+from deployer.pipeline.ports import COMMIT_LABEL, PinnedSecret, RevisionInfo, RevisionSpec
 
 State = run_v2.Condition.State
 _EPOCH = datetime.datetime.fromtimestamp(0, datetime.UTC)
@@ -70,4 +71,35 @@ def revision_info(revision: run_v2.Revision) -> RevisionInfo:
         image=revision.containers[0].image if revision.containers else "",
         labels=dict(revision.labels),
         message="" if ready or condition is None else condition.message,
+    )
+
+
+def revision_spec(revision: run_v2.Revision) -> RevisionSpec:
+    """What a revision runs, for "what changes": its ingress container (the first, as the
+    deployer writes it) and its settings. A plain variable's value is kept only as a
+    fingerprint: it is compared, never shown."""
+    container = revision.containers[0] if revision.containers else run_v2.Container()
+    env: dict[str, str] = {}
+    secret_env: dict[str, PinnedSecret] = {}
+    for variable in container.env:
+        if "value_source" in variable:
+            ref = variable.value_source.secret_key_ref
+            # `secret`: "{secret_name} if the secret is in the same project.
+            # projects/{project}/secrets/{secret_name} if ... in a different project"
+            # (run_v2 k8s_min SecretKeySelector); kept as written, the project with it.
+            secret_env[variable.name] = PinnedSecret(ref.secret, ref.version)
+        else:
+            env[variable.name] = hashlib.sha256(variable.value.encode()).hexdigest()
+    limits = container.resources.limits
+    return RevisionSpec(
+        name=short_name(revision.name),
+        image=container.image,
+        commit=revision.labels.get(COMMIT_LABEL, ""),
+        env=env,
+        secret_env=secret_env,
+        service_account=revision.service_account,
+        cpu=limits.get("cpu", ""),
+        memory=limits.get("memory", ""),
+        min_instances=revision.scaling.min_instance_count,
+        max_instances=revision.scaling.max_instance_count,
     )

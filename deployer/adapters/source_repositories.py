@@ -24,11 +24,11 @@ from typing import Any
 from google.api_core import exceptions
 from google.cloud.devtools import cloudbuild_v1, cloudbuild_v2
 
-from deployer.adapters import git_remote
+from deployer.adapters import git_log, git_remote
 from deployer.adapters.build_request import build_parent
 from deployer.adapters.google_clients import EMULATOR_HOST_ENV, google_client
 from deployer.config import ServiceConfig
-from deployer.pipeline.ports import BuildConfigText, SourceProblem
+from deployer.pipeline.ports import BuildConfigText, CommitLog, SourceProblem
 
 _CALL_TIMEOUT = 15.0
 CONNECT_FIX = (
@@ -86,6 +86,14 @@ class CloudBuildSources:
         # The trigger's repository too: its build runs on that repository's checkout.
         remote, _ = self._remote(service, timeout)
         git_remote.export(remote, commit, destination, timeout)
+
+    def commit_log(
+        self, service: ServiceConfig, old: str, new: str, limit: int, timeout: float
+    ) -> CommitLog:
+        # The token, for a connected repository, is fetched for this read and travels in
+        # git's environment, as for every other read.
+        remote, _ = self._remote(service, timeout)
+        return git_log.commit_log(remote, old, new, limit, timeout)
 
     # --- where the code is --------------------------------------------------------------
 

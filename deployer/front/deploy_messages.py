@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from deployer.front.change_messages import changes_text
 from deployer.front.mrkdwn import (
     button,
     code,
@@ -265,6 +266,8 @@ def deploy_parent(
         section(_details(record)),
         section(_checklist(record, now, running, since, activity)),
     ]
+    if record.changes is not None and record.kind != "rollback":
+        blocks.insert(2, section(changes_text(record.changes)))
     if record.break_glass is not None:
         blocks.insert(1, section(break_glass_line(record)))
     if buttons := _buttons(record, dry_run):

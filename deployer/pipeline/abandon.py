@@ -29,14 +29,14 @@ def abandon(
 ) -> DeployRecord:
     """End `record` as abandoned by `who` because `reason`, with its traffic made safe."""
     settings = config.environment(record.environment)
-    service = config.services[settings.service]
+    service = config.target(record.environment)
     runner = StageRunner(record, store, listener, lease=lease)
     record.abandoned_by = who
     record.error = f"abandoned by {who}: {reason}"
     runner.note(record.error)
     if record.build_id and not record.image:
         try:
-            platform.builds.cancel(service, record.build_id)
+            platform.builds.cancel(config.service_of(record.environment), record.build_id)
             runner.note(f"build {record.build_id} cancelled")
         except BuildRejected as error:
             runner.note(f"could not cancel build {record.build_id}: {error}")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 from deployer.config import Config, ServiceConfig
 from deployer.pipeline import failpoints, traffic
+from deployer.pipeline.changes import lines as changes_lines
 from deployer.pipeline.events import DeployFinished, Listener
 from deployer.pipeline.lease import Lease
 from deployer.pipeline.ports import (
@@ -29,6 +30,7 @@ from deployer.pipeline.ports import (
 )
 from deployer.pipeline.preflight import Plan, make_plan
 from deployer.pipeline.probes import passed
+from deployer.pipeline.read_changes import read_changes
 from deployer.pipeline.record import DeployRecord, Outcome, Stage, State
 from deployer.pipeline.restore import keep_safe, read_back
 from deployer.pipeline.reuse import reuse_earlier_build
@@ -61,7 +63,7 @@ class DeployPipeline:
         store = None if dry_run else self.store
         runner = StageRunner(record, store, self.listener, CANCELLABLE, lease)
         settings = self.config.environment(record.environment)
-        service = self.config.services[settings.service]
+        service = self.config.target(record.environment)
         record.state = State.RUNNING
         plan = self._preflight(runner, settings.timeouts.preflight, dry_run)
         if dry_run:
@@ -72,7 +74,7 @@ class DeployPipeline:
         record.state = _stopped(record) if plan is None else self._deploy(runner, plan)
         failpoints.reached(f"{record.state}.done", record.attempt)
         if record.state != State.SUCCEEDED:
-            self._stop_build(runner, service)
+            self._stop_build(runner, self.config.service_of(record.environment))
             services = self.platform.services
             record.state = keep_safe(runner, services, service, settings, record.state)
         read_back(self.platform.services, service, record)
@@ -171,7 +173,7 @@ class CandidateStages:
             if done is not None:
                 return done
             try:
-                started = builds.start(plan.service, plan.build, record.commit, record.id)
+                started = builds.start(plan.builder, plan.build, record.commit, record.id)
             except BuildRejected as error:
                 raise StageFailed("Cloud Build refused the build", str(error)) from None
             record.build_id, record.build_log_url = started.build_id, started.log_url
@@ -185,7 +187,7 @@ class CandidateStages:
 
         try:
             outcome = builds.wait(
-                plan.service,
+                plan.builder,
                 record.build_id,
                 deadline.left(),
                 progress,
@@ -334,7 +336,33 @@ class CandidateStages:
             detail = outcome.body or outcome.message
             kind = Outcome.TIMED_OUT if deadline.expired() else Outcome.FAILED
             raise StageFailed(f"{check.path} unhealthy{status}: {outcome.message}", detail, kind)
+        self._what_changes(deadline)
         return Done(passed(check, record.commit))
+
+    def _what_changes(self, deadline: Deadline) -> None:
+        """Once the candidate is known healthy and before traffic moves: what it changes
+        against what serves, kept in the record (the thread's parent shows it) and said."""
+        runner, plan = self.runner, self.plan
+        record = runner.record
+        if record.changes is not None or record.candidate_revision is None:
+            return  # read by an earlier run
+        assert record.commit is not None
+        found = read_changes(
+            self.platform,
+            plan.service,
+            plan.builder,
+            plan.previous_revision,
+            record.candidate_revision,
+            record.commit,
+            deadline.left(),
+        )
+        if isinstance(found, str):
+            runner.progress(found)
+            return
+        record.changes = found
+        runner.save()
+        for line in changes_lines(found):
+            runner.progress(line)
 
 
 def _count(number: int, noun: str) -> str:

@@ -55,6 +55,17 @@ class BuildConfigText:
     text: str
 
 
+@dataclass(frozen=True)
+class CommitLog:
+    """The commits between what serves and what is deployed, as git reads them."""
+
+    count: int  # commits in `new` and not in `old` (a lower bound when not `complete`)
+    subjects: tuple[str, ...]  # their first lines, newest first, at most the limit asked
+    behind: int = 0  # commits in `old` and not in `new`: a deploy of an older commit
+    complete: bool = True  # False: the history read stopped before it reached `old`
+    compare_url: str = ""  # GitHub's compare page, for a repository on github.com
+
+
 class Sources(Protocol):
     """The code being deployed, read with the same access the build will have."""
 
@@ -74,6 +85,13 @@ class Sources(Protocol):
         the build's checkout holds them (the Dockerfile lint reads its build contexts
         there); SourceProblem when they cannot be read. Only the repository's root is
         written: `source.dir` is the caller's to apply."""
+        ...
+
+    def commit_log(
+        self, service: ServiceConfig, old: str, new: str, limit: int, timeout: float
+    ) -> CommitLog:
+        """The commits `new` has that `old` has not: how many, the first `limit` subjects,
+        newest first; SourceProblem when the history cannot be read."""
         ...
 
 
@@ -224,6 +242,23 @@ class RevisionInfo:
     message: str = ""  # the Ready condition's message when not ready
 
 
+@dataclass(frozen=True)
+class RevisionSpec:
+    """What a revision runs, as Cloud Run holds it: what "what changes" compares."""
+
+    name: str  # short revision name
+    image: str
+    commit: str  # its COMMIT_LABEL; "" when the deployer did not create it
+    # Plain variables: name -> a fingerprint of the value (sha256), never the value.
+    env: Mapping[str, str]
+    secret_env: Mapping[str, PinnedSecret]  # secret references, by variable name
+    service_account: str
+    cpu: str
+    memory: str
+    min_instances: int
+    max_instances: int
+
+
 class RolloutRefused(Exception):
     """Cloud Run refused a change to the service; the message quotes it."""
 
@@ -290,6 +325,11 @@ class Services(Protocol):
 
     def revisions(self, service: ServiceConfig, limit: int) -> list[RevisionInfo]:
         """The service's revisions, newest first."""
+        ...
+
+    def revision_spec(self, service: ServiceConfig, revision: str) -> RevisionSpec | None:
+        """What `revision` runs (image, env names, secrets, settings); None when Cloud Run
+        has no such revision. RolloutRefused when it cannot be read."""
         ...
 
 

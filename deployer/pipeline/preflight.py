@@ -38,7 +38,8 @@ class Plan:
 
     environment: str
     settings: Environment
-    service: ServiceConfig
+    service: ServiceConfig  # where it deploys: `Config.target`
+    builder: ServiceConfig  # where it builds: the service as written (`Config.service_of`)
     build: cloudbuild_v1.Build  # the build config as parsed, for `Builds.start` alone
     ref: str
     commit: str
@@ -260,13 +261,13 @@ def make_plan(
 ) -> Plan:
     """Every check that needs no change: locks, build config, secrets, the service, the ref."""
     settings = config.environment(record.environment)
-    service = config.services[settings.service]
+    service, builder = config.target(record.environment), config.service_of(record.environment)
     check_locks(store, record.environment, record.requester, record.id)
-    commit = record.commit or resolve_ref(platform.sources, service, record.ref, deadline)
-    build = load_build(platform.sources, service, commit, deadline)
+    commit = record.commit or resolve_ref(platform.sources, builder, record.ref, deadline)
+    build = load_build(platform.sources, builder, commit, deadline)
     read: set[str] = set()
     env, secret_env, warnings = resolve_env(platform.secrets, service, settings, read)
-    found = lint(platform, service, settings, build, commit, {*env, *secret_env}, deadline)
+    found = lint(platform, builder, settings, build, commit, {*env, *secret_env}, deadline)
     stop_on(found)
     warnings += [f"{finding.subject}: {finding.message}" for finding in found.warnings]
     # A service that exists but serves nothing (its first revision failed: Cloud Run keeps
@@ -280,6 +281,7 @@ def make_plan(
         environment=record.environment,
         settings=settings,
         service=service,
+        builder=builder,
         build=build,
         ref=record.ref or "HEAD",
         commit=commit,

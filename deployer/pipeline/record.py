@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from deployer.pipeline.changes import Changes
+
 
 class Stage(StrEnum):
     PREFLIGHT = "preflight"
@@ -158,6 +160,9 @@ class DeployRecord:
     abandoned_by: str | None = None
     notes: list[Note] = field(default_factory=list)
     break_glass: BreakGlass | None = None
+    # What the candidate changes against what served, read once it passed health and
+    # before traffic moved (names only, never a value); None until then.
+    changes: Changes | None = None
 
     def note(self, text: str) -> None:
         """Keep a line of the deploy's story that no stage tells."""
@@ -188,6 +193,8 @@ class DeployRecord:
         data["notes"] = [Note(**note) for note in data.get("notes") or []]
         glass = data.get("break_glass")
         data["break_glass"] = BreakGlass(**glass) if glass else None
+        changes = data.get("changes")
+        data["changes"] = Changes.from_dict(changes) if changes else None
         return cls(**data)
 
 

@@ -38,7 +38,7 @@ def reuse_earlier_build(
         return None
     wait = min(LOOKUP_TIMEOUT, deadline.left())
     try:
-        earlier = builds.earlier(plan.service, plan.build, record.commit, wait)
+        earlier = builds.earlier(plan.builder, plan.build, record.commit, wait)
     except BuildRejected as error:
         runner.progress(f"could not look for an earlier build ({error}); building")
         return None

@@ -61,7 +61,7 @@ class RollbackPipeline:
     def run(self, record: DeployRecord, lease: Lease | None = None) -> DeployRecord:
         """Run (or continue) the rollback; the caller holds the deploy lock (`lease`)."""
         settings = self.config.environment(record.environment)
-        service = self.config.services[settings.service]
+        service = self.config.target(record.environment)
         runner = StageRunner(record, self.store, self.listener, lease=lease)
         record.state = State.RUNNING
         target = self._preflight(runner, service, settings.timeouts.preflight)

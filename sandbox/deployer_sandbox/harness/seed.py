@@ -90,7 +90,7 @@ def seed_demo(sandbox: Sandbox, repo: Path, workdir: Path) -> Demo:
     path.write_text((repo / EXAMPLE_CONFIG).read_text(encoding="utf-8"))
     config = load_config(path)
     settings = config.environment(ENVIRONMENT)
-    service = config.services[settings.service]
+    service = config.target(ENVIRONMENT)
     host = sandbox.grpc_address
     connected = connect_repository(sandbox, service.source.connected_repository, repo)
     _seed_secrets(host, service.project, [ref.secret for ref in settings.secrets.values()])
