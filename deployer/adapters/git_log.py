@@ -9,16 +9,9 @@ from __future__ import annotations
 
 import re
 import subprocess
-import tempfile
 import time
 
-from deployer.adapters.git_remote import (
-    FULL_SHA,
-    Remote,
-    _git,
-    _left,
-    _local_repository,
-)
+from deployer.adapters.git_remote import FULL_SHA, Remote, _git, _left, fetched
 from deployer.pipeline.ports import CommitLog, SourceProblem
 
 # https://github.com/OWNER/REPO(.git), ssh://git@github.com/OWNER/REPO, git@github.com:OWNER/REPO
@@ -41,35 +34,9 @@ def commit_log(remote: Remote, old: str, new: str, limit: int, timeout: float) -
         if not FULL_SHA.match(commit):
             raise SourceProblem(f"{commit!r} is not a full commit SHA")
     deadline = time.monotonic() + timeout
-    local = _local_repository(remote.url)
-    if local is not None:
-        return _log(remote, ["-C", str(local)], old, new, limit, deadline)
-    with tempfile.TemporaryDirectory(prefix="deployer-source-") as folder:
-        _git(remote, ["init", "--quiet", "--bare", folder], _left(deadline), doing="prepare")
-        _git(
-            remote,
-            ["-C", folder, "config", "remote.origin.url", remote.url],
-            _left(deadline),
-            doing="prepare",
-        )
-        _git(
-            remote,
-            [
-                "-C",
-                folder,
-                "fetch",
-                "--quiet",
-                f"--depth={LOG_DEPTH}",
-                "--filter=tree:0",
-                "--no-tags",
-                "origin",
-                old,
-                new,
-            ],
-            _left(deadline),
-            doing=f"fetch the history of {new[:12]} of",
-        )
-        return _log(remote, ["-C", folder], old, new, limit, deadline)
+    fetch = [f"--depth={LOG_DEPTH}", "--filter=tree:0", old, new]
+    with fetched(remote, fetch, deadline, f"fetch the history of {new[:12]} of") as where:
+        return _log(remote, where, old, new, limit, deadline)
 
 
 def _log(

@@ -18,6 +18,7 @@ here with someone's saved login would pass where the build then fails.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import os
 import re
@@ -25,6 +26,7 @@ import subprocess
 import tarfile
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -119,38 +121,16 @@ def read_file(remote: Remote, commit: str, path: str, timeout: float) -> str | N
     if not _SAFE_PATH.match(path) or ".." in path.split("/"):
         raise SourceProblem(f"{path!r} is not a path inside the repository")
     deadline = time.monotonic() + timeout
-    local = _local_repository(remote.url)
-    if local is not None:
-        # A repository on this machine (the sandbox's `git` paths): its objects are here.
-        return _read_blob(remote, ["-C", str(local)], commit, path, deadline)
-    with tempfile.TemporaryDirectory(prefix="deployer-source-") as folder:
-        # A bare partial repository: the commit's trees come with the fetch, the one blob
-        # needed is fetched when it is read (the promisor remote is `origin`).
-        _git(remote, ["init", "--quiet", "--bare", folder], _left(deadline), doing="prepare")
-        for key, value in (
-            ("remote.origin.url", remote.url),
-            ("remote.origin.promisor", "true"),
-            ("remote.origin.partialclonefilter", "blob:none"),
-            ("extensions.partialClone", "origin"),
-        ):
-            _git(remote, ["-C", folder, "config", key, value], _left(deadline), doing="prepare")
-        _git(
-            remote,
-            [
-                "-C",
-                folder,
-                "fetch",
-                "--quiet",
-                "--depth=1",
-                "--filter=blob:none",
-                "--no-tags",
-                "origin",
-                commit,
-            ],
-            _left(deadline),
-            doing=f"fetch commit {commit[:12]} of",
-        )
-        return _read_blob(remote, ["-C", folder], commit, path, deadline)
+    # A bare partial repository: the commit's trees come with the fetch, the one blob
+    # needed is fetched when it is read (the promisor remote is `origin`).
+    partial = {
+        "remote.origin.promisor": "true",
+        "remote.origin.partialclonefilter": "blob:none",
+        "extensions.partialClone": "origin",
+    }
+    fetch = ["--depth=1", "--filter=blob:none", commit]
+    with fetched(remote, fetch, deadline, f"fetch commit {commit[:12]} of", partial) as where:
+        return _read_blob(remote, where, commit, path, deadline)
 
 
 def export(remote: Remote, commit: str, destination: Path, timeout: float) -> None:
@@ -161,25 +141,45 @@ def export(remote: Remote, commit: str, destination: Path, timeout: float) -> No
     if not FULL_SHA.match(commit):
         raise SourceProblem(f"{commit!r} is not a full commit SHA")
     deadline = time.monotonic() + timeout
+    with fetched(
+        remote, ["--depth=1", commit], deadline, f"fetch commit {commit[:12]} of"
+    ) as where:
+        _extract(remote, where, commit, destination, deadline)
+
+
+@contextlib.contextmanager
+def fetched(
+    remote: Remote,
+    fetch: list[str],
+    deadline: float,
+    doing: str,
+    config: dict[str, str] | None = None,
+) -> Iterator[list[str]]:
+    """git's `-C` arguments for a repository holding what `git fetch origin FETCH` brings:
+    a repository on this machine (the sandbox's `git` paths) is read in place, with its
+    objects all there; a remote one is fetched into a bare repository of its own, with
+    `config` set first, that lives for the `with` block."""
     local = _local_repository(remote.url)
     if local is not None:
-        _extract(remote, ["-C", str(local)], commit, destination, deadline)
+        yield ["-C", str(local)]
         return
     with tempfile.TemporaryDirectory(prefix="deployer-source-") as folder:
         _git(remote, ["init", "--quiet", "--bare", folder], _left(deadline), doing="prepare")
+        settings = {"remote.origin.url": remote.url, **(config or {})}
+        for key, value in settings.items():
+            _git(remote, ["-C", folder, "config", key, value], _left(deadline), doing="prepare")
         _git(
             remote,
-            ["-C", folder, "config", "remote.origin.url", remote.url],
+            [
+                *["-C", folder, "fetch", "--quiet", "--no-tags"],
+                *[word for word in fetch if word.startswith("-")],
+                "origin",
+                *[word for word in fetch if not word.startswith("-")],
+            ],
             _left(deadline),
-            doing="prepare",
+            doing=doing,
         )
-        _git(
-            remote,
-            ["-C", folder, "fetch", "--quiet", "--depth=1", "--no-tags", "origin", commit],
-            _left(deadline),
-            doing=f"fetch commit {commit[:12]} of",
-        )
-        _extract(remote, ["-C", folder], commit, destination, deadline)
+        yield ["-C", folder]
 
 
 def _extract(
