@@ -207,3 +207,20 @@ def test_the_grammar_reads_rebuild_beside_the_other_options(world: World) -> Non
     assert grammar.parse("prod main", config) == grammar.Deploy("prod", "main")
     usage = grammar.parse("prod main extra --rebuild", config)
     assert isinstance(usage, grammar.Reply) and "[--rebuild]" in usage.text
+
+
+def test_a_retry_of_a_rebuild_builds_again(front: FrontWorld) -> None:
+    world = front.world
+    # The same commit, rebuilt on purpose; the revision then crashes at start.
+    world.sandbox.faults.arm("revision_crash")
+    failed = chat_deploy(front, "prod main --rebuild")
+    assert failed.state == State.FAILED and failed.rebuild and not failed.build_reused
+    builds = world.build_ids()
+
+    assert front.click("deploy_retry", failed).status == 200
+    retried = front.finished(front.newest().id)
+
+    # The retry asked for what the deploy asked for: a build, not the failed one's image.
+    assert retried.id != failed.id and retried.rebuild
+    assert retried.state == State.SUCCEEDED, retried.error
+    assert not retried.build_reused and world.build_ids() == [retried.build_id, *builds]

@@ -230,6 +230,7 @@ class SlackCommands:
             follow_up = self.context.engine.new_deploy(
                 record.environment, record.ref, who, record.service
             )
+            follow_up.rebuild = record.rebuild  # a retry asks for what the deploy asked for
         if not self.context.store.claim(f"slack-{action_id}:{record.id}"):
             return messages.reply("That was done already: see the newer thread in this channel.")
         answer = self._start(follow_up, channel)
@@ -244,7 +245,7 @@ class SlackCommands:
         wanted = _queue_request(value, self.context.config)
         if wanted is None:
             return messages.reply("That request can no longer be queued; send it again.")
-        environment, ref, service, kind, revision = wanted
+        environment, ref, service, kind, revision, rebuild = wanted
         denial = slack_denial(self.context.config, environment, user, channel, members)
         if denial is not None:
             return messages.denied(denial)
@@ -254,6 +255,7 @@ class SlackCommands:
             record = engine.new_rollback(environment, revision, who)
         else:
             record = engine.new_deploy(environment, ref, who, service)
+            record.rebuild = rebuild
         return self._start(record, channel, queue=True)
 
     def _cancel(self, record: DeployRecord, who: str) -> SlackMessage | None:
@@ -357,6 +359,7 @@ def _queue_value(record: DeployRecord) -> str:
             "ref": record.ref,
             "service": record.service,
             "revision": record.target_revision,
+            "rebuild": record.rebuild,
         },
         separators=(",", ":"),
     )
@@ -364,7 +367,7 @@ def _queue_value(record: DeployRecord) -> str:
 
 def _queue_request(
     value: str, config: Config
-) -> tuple[str, str | None, str | None, str, str | None] | None:
+) -> tuple[str, str | None, str | None, str, str | None, bool] | None:
     """The request a Queue button carries, checked again (it came back from a client)."""
     try:
         data = json.loads(value)
@@ -386,4 +389,5 @@ def _queue_request(
         return None
     if service is not None and service != config.environments[environment].service:
         return None
-    return environment, ref if isinstance(ref, str) else None, service, str(kind), revision
+    rebuild = data.get("rebuild") is True
+    return environment, ref if isinstance(ref, str) else None, service, str(kind), revision, rebuild
