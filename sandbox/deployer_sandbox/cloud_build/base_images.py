@@ -19,16 +19,20 @@ from __future__ import annotations
 
 import functools
 import glob
+import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import uv
+
+from deployer_sandbox.cloud_build.image_trees import remove_tree
 
 # moby's default (oci.DefaultPathEnv) for images that set no PATH.
 DOCKER_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -60,6 +64,23 @@ class BaseImage:
             f"{_LAYOUT}\0{self.reference}\0{self.python or ''}\0{self.python_version}"
             f"\0{self.with_uv}"
         )
+
+    def laid_down(self, bases: Path) -> Path:
+        """The image's own files, laid down once in `bases` (the machine's cache) and
+        never changed there: a stage starts from it as from a cached layer. A python
+        base is hundreds of links into the host's standard library, and a symlink with a
+        long target costs the filesystem a block each: once per machine, not per build."""
+        laid = bases / hashlib.sha256(self.identity.encode()).hexdigest()
+        if not laid.is_dir():
+            bases.mkdir(parents=True, exist_ok=True)
+            scratch = bases / f".{laid.name}.{os.getpid()}.{threading.get_ident()}"
+            remove_tree(scratch)
+            self.lay_down(scratch)
+            try:
+                scratch.rename(laid)
+            except OSError:  # another build laid it down first: theirs is the same
+                remove_tree(scratch)
+        return laid
 
     def lay_down(self, tree: Path) -> None:
         """Write the image's own files into the empty `tree`."""

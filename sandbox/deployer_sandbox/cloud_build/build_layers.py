@@ -83,6 +83,11 @@ class LayerCache:
         finally:
             remove_tree(staging)
 
+    @property
+    def bases(self) -> Path:
+        """Where base images are laid down, once each (`BaseImage.laid_down`)."""
+        return self.root / "bases"
+
     def mount_dir(self, mount_id: str) -> Path:
         """The persistent directory of a cache mount (`id`, else its target)."""
         path = self._mounts / hashlib.sha256(mount_id.encode()).hexdigest()[:32]

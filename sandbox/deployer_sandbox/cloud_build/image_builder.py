@@ -221,7 +221,7 @@ class ImageBuilder:
         for note in base.notes:
             self.log.note(note)
         fs = StageFs(tree)
-        base.lay_down(tree)
+        fs.restore(base.laid_down(self.cache.bases))
         state = StageState(self._label(stage), fs, cache_key("FROM", base.identity), dict(base.env))
         state.cmd = base.cmd
         self.log.done(state.key)
