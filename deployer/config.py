@@ -14,53 +14,59 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     JsonValue,
-    StringConstraints,
     ValidationError,
     field_validator,
     model_validator,
 )
 
-from deployer import config_text, deploy_windows, run_names
+from deployer import config_text
+from deployer.config_environment import (
+    Access as Access,
+)
+from deployer.config_environment import (
+    DeployWindows as DeployWindows,
+)
+from deployer.config_environment import (
+    Rollout as Rollout,
+)
+from deployer.config_environment import (
+    RunSettings as RunSettings,
+)
+from deployer.config_environment import (
+    Timeouts as Timeouts,
+)
+from deployer.config_environment import (
+    fits_cloud_run as fits_cloud_run,
+)
+from deployer.config_fields import (
+    CONNECTED_REPOSITORY,
+    REPOSITORY_PATH,
+    SECRET_REF,
+    EnvironmentName,
+    EnvName,
+    Frozen,
+    ProjectId,
+    Region,
+    Repository,
+    Seconds,
+    ServiceKey,
+    SlackChannel,
+)
+from deployer.config_fields import (
+    RESERVED_ENV as RESERVED_ENV,
+)
+from deployer.config_fields import (
+    RESERVED_ENV_PREFIXES as RESERVED_ENV_PREFIXES,
+)
 from deployer.errors import ConfigError
 
 CONFIG_ENV = config_text.CONFIG_ENV
 
-# Names Cloud Run sets itself or refuses in a revision's environment.
-RESERVED_ENV = frozenset({"PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION"})
-RESERVED_ENV_PREFIXES = ("CLOUD_RUN_", "X_GOOGLE_")
 
-EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
-# Lower-case ASCII only: `PROD` or a Cyrillic look-alike never names an environment.
-EnvironmentName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,29}$")]
-# A Cloud Run service id; config also checks the names its candidates get (run_names).
-ServiceKey = Annotated[
-    str, StringConstraints(pattern=rf"^[a-z][a-z0-9-]{{0,{run_names.SERVICE_ID_MAX - 1}}}$")
-]
-ProjectId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")]
-Region = Annotated[str, StringConstraints(pattern=r"^[a-z]+-[a-z]+[0-9]+$")]
-SlackUser = Annotated[str, StringConstraints(pattern=r"^[UW][A-Z0-9]{2,}$")]
-SlackUserGroup = Annotated[str, StringConstraints(pattern=r"^S[A-Z0-9]{2,}$")]
-SlackChannel = Annotated[str, StringConstraints(pattern=r"^[CGD][A-Z0-9]{2,}$")]
-Repository = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]+/[A-Za-z0-9._-]+$")]
-Seconds = Annotated[float, Field(gt=0, le=24 * 3600)]
-
-_REPOSITORY_PATH = re.compile(r"^[A-Za-z0-9._ -][A-Za-z0-9._/ -]{0,399}$")
-_CONNECTED_REPOSITORY = re.compile(
-    r"^projects/[^/]+/locations/[^/]+/connections/[^/]+/repositories/[^/]+$"
-)
-_SECRET_REF = re.compile(r"^(?P<secret>[A-Za-z0-9_-]{1,255})(?::(?P<version>latest|[1-9][0-9]*))?$")
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class SecretRef(_Frozen):
+class SecretRef(Frozen):
     """A Secret Manager secret in the project the environment deploys to (`Config.target`),
     at a version or `latest`."""
 
@@ -69,7 +75,7 @@ class SecretRef(_Frozen):
 
     @classmethod
     def parse(cls, text: str) -> SecretRef:
-        match = _SECRET_REF.match(text)
+        match = SECRET_REF.match(text)
         if match is None:
             raise ValueError(
                 f"{text!r} is not a secret reference; write SECRET_ID or SECRET_ID:VERSION "
@@ -89,7 +95,7 @@ def _parse_secret_ref(value: Any) -> Any:
 SecretRefText = Annotated[SecretRef, BeforeValidator(_parse_secret_ref)]
 
 
-class Source(_Frozen):
+class Source(Frozen):
     """Where builds take the code from: exactly one of git, connected_repository, trigger."""
 
     git: str | None = None
@@ -100,7 +106,7 @@ class Source(_Frozen):
     @field_validator("connected_repository")
     @classmethod
     def _repository_name(cls, value: str | None) -> str | None:
-        if value is not None and not _CONNECTED_REPOSITORY.match(value):
+        if value is not None and not CONNECTED_REPOSITORY.match(value):
             raise ValueError(
                 f"{value!r} is not a connected repository; write "
                 "projects/P/locations/L/connections/C/repositories/R (Cloud Build 2nd gen)"
@@ -122,7 +128,7 @@ def _healthy() -> dict[str, JsonValue]:
     return {"status": "healthy"}
 
 
-class HealthCheck(_Frozen):
+class HealthCheck(Frozen):
     """What a healthy candidate answers, probed at its tag URL before it gets traffic."""
 
     path: str = Field("/health", pattern=r"^/[^\s]*$")
@@ -138,7 +144,7 @@ class HealthCheck(_Frozen):
     request_timeout: Seconds = 5.0
 
 
-class ServiceConfig(_Frozen):
+class ServiceConfig(Frozen):
     """One Cloud Run service the deployer builds and rolls out."""
 
     project: ProjectId
@@ -158,7 +164,7 @@ class ServiceConfig(_Frozen):
     @classmethod
     def _path_in_repository(cls, value: str) -> str:
         parts = value.split("/")
-        if not _REPOSITORY_PATH.match(value) or ".." in parts or "." in parts or "" in parts:
+        if not REPOSITORY_PATH.match(value) or ".." in parts or "." in parts or "" in parts:
             raise ValueError(
                 f"{value!r} is not a path in the repository; build_config is read from the "
                 "repository at the deployed commit, from its root (e.g. cloudbuild.yaml)"
@@ -179,132 +185,7 @@ class ServiceConfig(_Frozen):
         return value
 
 
-def fits_cloud_run(service: str) -> str:
-    """`service`, when the names its candidates get fit Cloud Run's limits; ValueError else."""
-    problems = []
-    revision = run_names.longest_revision_name(service)
-    if len(revision) > run_names.REVISION_NAME_MAX:
-        problems.append(
-            f"the candidate revision names it gets, like {revision!r}, would be "
-            f"{len(revision)} characters; the limit is {run_names.REVISION_NAME_MAX}"
-        )
-    tag = run_names.CANDIDATE_TAG
-    label = run_names.tag_url_label(service)
-    if (
-        len(tag) + len(service) > run_names.TAG_AND_SERVICE_MAX
-        or len(label) > run_names.DNS_LABEL_MAX
-    ):
-        problems.append(
-            f"its candidate tag {tag!r} and the service name together would be "
-            f"{len(tag) + len(service)} characters, and the tag's URL label, like "
-            f"{label!r}, {len(label)}; the limits are {run_names.TAG_AND_SERVICE_MAX} "
-            f"and {run_names.DNS_LABEL_MAX}"
-        )
-    if problems:
-        raise ValueError(
-            f"{service!r} is too long for Cloud Run: {'; '.join(problems)}. Use a "
-            f"service name of at most {run_names.longest_service_name()} characters."
-        )
-    return service
-
-
-class RunSettings(_Frozen):
-    """Cloud Run settings of the revisions an environment runs."""
-
-    memory: str = Field("512Mi", pattern=r"^[0-9]+(Mi|Gi)$")
-    cpu: str = Field("1", pattern=r"^([0-9]+|[0-9]+m)$")
-    concurrency: int = Field(80, ge=1, le=1000)
-    min_instances: int = Field(0, ge=0, le=1000)
-    max_instances: int = Field(10, ge=1, le=1000)
-    request_timeout: int = Field(300, ge=1, le=3600)
-    port: int = Field(8080, ge=1, le=65535)
-    allow_unauthenticated: bool = False
-    service_account: str | None = None
-
-
-class Rollout(_Frozen):
-    """Traffic steps after the tagged candidate passed its health check."""
-
-    steps: list[int] = Field(default_factory=lambda: [100])
-    # Wait between steps, with health probes of the service URL, before the next step.
-    step_wait: float = Field(0.0, ge=0, le=3600)
-
-    @field_validator("steps")
-    @classmethod
-    def _increasing_to_100(cls, steps: list[int]) -> list[int]:
-        if not steps or steps[-1] != 100:
-            raise ValueError("traffic steps must end at 100, e.g. [10, 50, 100]")
-        if any(not 0 < s <= 100 for s in steps) or steps != sorted(set(steps)):
-            raise ValueError("traffic steps must be strictly increasing percentages in 1..100")
-        return steps
-
-
-class Timeouts(_Frozen):
-    """Seconds each stage may take before it fails with a timeout."""
-
-    preflight: Seconds = 60
-    build: Seconds = 1200
-    deploy: Seconds = 120
-    ready: Seconds = 300
-    health: Seconds = 120
-    promote: Seconds = 300
-    verify: Seconds = 60
-
-
-class Access(_Frozen):
-    """Who may deploy: Slack users, user groups and channels; GitHub repositories.
-
-    `admins` (Slack users and user groups) may also force the environment's locks open
-    (`/deploy unlock ENV force`); nobody may by default.
-    """
-
-    slack_users: list[SlackUser] = Field(default_factory=list)
-    slack_usergroups: list[SlackUserGroup] = Field(default_factory=list)
-    slack_channels: list[SlackChannel] = Field(default_factory=list)
-    github_repositories: list[Repository] = Field(default_factory=list)
-    admins: list[SlackUser | SlackUserGroup] = Field(default_factory=list)
-
-
-class DeployWindows(_Frozen):
-    """When deploys may start (`deployer/deploy_windows.py` has the grammar); deny wins."""
-
-    timezone: str
-    allow: list[str] = Field(default_factory=list)
-    deny: list[str] = Field(default_factory=list)
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        deploy_windows.zone(value)
-        return value
-
-    @field_validator("allow", "deny")
-    @classmethod
-    def _ranges(cls, value: list[str]) -> list[str]:
-        for text in value:
-            deploy_windows.parse_range(text)
-        return value
-
-    @model_validator(mode="after")
-    def _opens_sometime(self) -> DeployWindows:
-        if not (self.allow or self.deny):
-            raise ValueError("say when deploys may start: give `allow` or `deny` ranges")
-        if self.rules().never_open():
-            raise ValueError(
-                "these windows never open: every minute of the week is denied or outside allow"
-            )
-        return self
-
-    def rules(self) -> deploy_windows.Windows:
-        """The parsed ranges."""
-        return deploy_windows.Windows(
-            self.timezone,
-            tuple(deploy_windows.parse_range(text) for text in self.allow),
-            tuple(deploy_windows.parse_range(text) for text in self.deny),
-        )
-
-
-class Environment(_Frozen):
+class Environment(Frozen):
     """A deploy target (dev, staging, prod ...): a service plus how it runs there."""
 
     service: str
@@ -339,7 +220,7 @@ class Environment(_Frozen):
         return self
 
 
-class Releases(_Frozen):
+class Releases(Frozen):
     """Which GitHub releases deploy, and where."""
 
     repositories: list[Repository]
@@ -348,7 +229,7 @@ class Releases(_Frozen):
     channel: SlackChannel | None = None
 
 
-class DeployerSettings(_Frozen):
+class DeployerSettings(Frozen):
     """How the deployer itself runs: leases, the lock queue, retries of lost workers."""
 
     # Seconds a worker's hold on its deploy lock lasts without a heartbeat; a worker
@@ -368,7 +249,7 @@ class DeployerSettings(_Frozen):
 COMMAND_WORDS = ("help", "status", "history", "rollback", "lock", "unlock")
 
 
-class Config(_Frozen):
+class Config(Frozen):
     """The whole configuration."""
 
     services: dict[ServiceKey, ServiceConfig]
