@@ -127,10 +127,21 @@ def _record_json(
 ) -> dict[str, Any]:
     from deployer import records_json
 
+    record = _with_votes(engine, record)
     # A stop asked for but not yet seen by the run is in the store, not in the record.
     unseen = not record.state.finished and not record.cancel_requested
     asked = engine.store.cancel_requested(record.id) if unseen else None
     return records_json.record(record, now, _thread(engine, record.id), locks, asked)
+
+
+def _with_votes(engine: Engine, record: DeployRecord) -> DeployRecord:
+    """`record`, with the votes cast on it while it is parked (kept apart from the record
+    until its next run reads them)."""
+    if record.state != State.AWAITING_APPROVAL:
+        return record
+    from deployer.pipeline.approval import read_votes
+
+    return replace(record, votes=read_votes(engine.store, record.id))
 
 
 def _show(engine: Engine, deploy_id: str, as_json: bool) -> int:
@@ -142,6 +153,7 @@ def _show(engine: Engine, deploy_id: str, as_json: bool) -> int:
     if record is None:
         print(f"deployer: no deploy {deploy_id} in the store", file=sys.stderr)
         return 1
+    record = _with_votes(engine, record)
     now = time.time()
     locks = engine.store.locks(record.environment)
     document = _record_json(engine, record, locks, now)
@@ -163,7 +175,7 @@ def _show(engine: Engine, deploy_id: str, as_json: bool) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from deployer import terminal
+    from deployer import cli_approvals, terminal
     from deployer.engine import Engine
     from deployer.logs import log_events, wants_json
     from deployer.pipeline.events import fan_out
@@ -188,8 +200,29 @@ def _run(args: argparse.Namespace) -> int:
         record.rebuild = args.rebuild
         if args.break_glass is not None:
             _break_glass(record, args.break_glass)
-        done = engine.deploy(record, progress, dry_run=args.dry_run)
-        return 0 if done.state == State.SUCCEEDED else 1
+        listener = progress
+        if not args.dry_run:
+            from deployer.front.github_deployments import github_deployments
+
+            github = github_deployments(engine, record, progress)
+            listener = progress if github is None else fan_out(github, progress)
+        done = engine.deploy(record, listener, dry_run=args.dry_run)
+        return cli_approvals.exit_status(done)
+    if args.command == "promote":
+        done = cli_approvals.promote(
+            engine,
+            args.source,
+            args.environment,
+            _requester(),
+            progress,
+            args.dry_run,
+            lambda record: _break_glass(record, args.break_glass) if args.break_glass else None,
+        )
+        return cli_approvals.exit_status(done)
+    if args.command in ("approve", "reject"):
+        verdict = "approve" if args.command == "approve" else "reject"
+        reason = getattr(args, "reason", "")
+        return cli_approvals.vote(engine, args.deploy_id, _requester(), verdict, reason, progress)
     if args.command == "rollback":
         done = engine.rollback(args.environment, args.to, _requester(), progress)
         return 0 if done.state == State.SUCCEEDED else 1

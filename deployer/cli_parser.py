@@ -51,6 +51,30 @@ def _add_deploy(commands: Commands) -> None:
         "(cli:USER) are recorded and shown in the thread",
     )
 
+    promote = commands.add_parser(
+        "promote",
+        help="deploy what FROM serves (its image and commit, no build) to ENV",
+        description="ENV must name FROM as its `promote_from`. FROM must serve one revision, "
+        "healthy, and not be mid-rollout; ENV's own env, secrets and settings apply.",
+    )
+    promote.add_argument("source", metavar="FROM")
+    promote.add_argument("environment", metavar="ENV")
+    promote.add_argument(
+        "--dry-run", action="store_true", help="check what would be promoted; change nothing"
+    )
+    promote.add_argument("--break-glass", metavar="REASON", help="as for deploy")
+
+    approve = commands.add_parser(
+        "approve",
+        help="approve a deploy awaiting approval; once enough have, it moves traffic here",
+    )
+    approve.add_argument("deploy_id", metavar="ID")
+    reject = commands.add_parser(
+        "reject", help="reject a deploy awaiting approval: its tag goes, traffic stays"
+    )
+    reject.add_argument("deploy_id", metavar="ID")
+    reject.add_argument("--reason", default="", help="shown in the thread and the record")
+
 
 def _add_reads(commands: Commands) -> None:
     """What only reads the store and the cloud."""

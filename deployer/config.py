@@ -27,6 +27,9 @@ from deployer.config_environment import (
     Access as Access,
 )
 from deployer.config_environment import (
+    Approval as Approval,
+)
+from deployer.config_environment import (
     DeployWindows as DeployWindows,
 )
 from deployer.config_environment import (
@@ -61,6 +64,7 @@ from deployer.config_fields import (
 from deployer.config_fields import (
     RESERVED_ENV_PREFIXES as RESERVED_ENV_PREFIXES,
 )
+from deployer.config_github import GitHub
 from deployer.errors import ConfigError
 
 CONFIG_ENV = config_text.CONFIG_ENV
@@ -159,6 +163,9 @@ class ServiceConfig(Frozen):
     )
     substitutions: dict[str, str] = Field(default_factory=dict)
     health: HealthCheck = Field(default_factory=HealthCheck)
+    # Where GitHub Deployments go (`[github]`); derived from a github.com `source.git`
+    # when omitted. A connected repository or trigger names its repository here.
+    github_repository: Repository | None = None
 
     @field_validator("build_config")
     @classmethod
@@ -203,6 +210,9 @@ class Environment(Frozen):
     allow: Access = Field(default_factory=Access)
     channel: SlackChannel | None = None
     windows: DeployWindows | None = None  # when deploys may start; None: any time
+    # The environment whose verified image this one takes (`/deploy promote FROM ENV`).
+    promote_from: EnvironmentName | None = None
+    approval: Approval | None = None  # who must approve before traffic moves; None: nobody
 
     @field_validator("cloud_run_service")
     @classmethod
@@ -246,7 +256,17 @@ class DeployerSettings(Frozen):
 
 
 # Words of the `/deploy` grammar; no environment may be called one of them.
-COMMAND_WORDS = ("help", "status", "history", "rollback", "lock", "unlock")
+COMMAND_WORDS = (
+    "help",
+    "status",
+    "history",
+    "rollback",
+    "lock",
+    "unlock",
+    "promote",
+    "approve",
+    "reject",
+)
 
 
 class Config(Frozen):
@@ -256,6 +276,7 @@ class Config(Frozen):
     environments: dict[EnvironmentName, Environment]
     releases: Releases | None = None
     deployer: DeployerSettings = Field(default_factory=DeployerSettings)
+    github: GitHub | None = None  # GitHub Deployments; None: none are created
     path: Path = Field(default=Path("deployer.toml"), exclude=True)
 
     @model_validator(mode="after")
@@ -270,6 +291,7 @@ class Config(Frozen):
                     f"only {', '.join(sorted(self.services)) or 'nothing'}"
                 )
         self._one_environment_per_cloud_run_service()
+        self._promotions_resolve()
         if self.releases is not None:
             for target in (self.releases.environment, self.releases.prerelease_environment):
                 if target is not None and target not in self.environments:
@@ -299,6 +321,36 @@ class Config(Frozen):
                     "(or `project` / `region`)"
                 )
             seen[where] = name
+
+    def _promotions_resolve(self) -> None:
+        """`promote_from` names another environment of the same service: its image was
+        built from that service's source and build config, so only there is it the same
+        build."""
+        for name, environment in self.environments.items():
+            source = environment.promote_from
+            if source is None:
+                continue
+            if source == name:
+                raise ValueError(f"environments.{name}.promote_from names itself")
+            if source not in self.environments:
+                raise ValueError(
+                    f"environments.{name}.promote_from is {source!r}, which is not defined; "
+                    f"known: {', '.join(sorted(self.environments))}"
+                )
+            if self.environments[source].service != environment.service:
+                raise ValueError(
+                    f"environments.{name}.promote_from is {source!r}, which deploys service "
+                    f"{self.environments[source].service!r}, not {environment.service!r}: "
+                    "only an image of the same service can be promoted"
+                )
+
+    def promotes_to(self, environment: str) -> list[str]:
+        """The environments that take `environment`'s verified image (`promote_from`)."""
+        return sorted(
+            name
+            for name, settings in self.environments.items()
+            if settings.promote_from == environment
+        )
 
     def service_of(self, environment: str) -> ServiceConfig:
         """The `[services.X]` entry `environment` deploys, as written: where its builds run."""

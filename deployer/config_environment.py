@@ -7,6 +7,7 @@ from pydantic import Field, field_validator, model_validator
 
 from deployer import deploy_windows, run_names
 from deployer.config_fields import (
+    Duration,
     Frozen,
     Repository,
     Seconds,
@@ -139,3 +140,17 @@ class DeployWindows(Frozen):
             tuple(deploy_windows.parse_range(text) for text in self.allow),
             tuple(deploy_windows.parse_range(text) for text in self.deny),
         )
+
+
+class Approval(Frozen):
+    """Who must approve a deploy before its traffic moves (`deployer/pipeline/approval.py`).
+
+    The candidate has passed health at 0 % when the thread asks; the deploy then waits,
+    parked in the store, until `required` approvers said yes, one said no, or `timeout`
+    ran out (a rejection: the candidate's tag goes, traffic stays).
+    """
+
+    required: int = Field(1, ge=1, le=10)
+    approvers: list[SlackUser | SlackUserGroup] = Field(min_length=1)
+    timeout: Duration = 1800
+    allow_self: bool = False  # may the requester approve their own deploy

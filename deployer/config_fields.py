@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from deployer import run_names
 
@@ -28,6 +28,25 @@ SlackUserGroup = Annotated[str, StringConstraints(pattern=r"^S[A-Z0-9]{2,}$")]
 SlackChannel = Annotated[str, StringConstraints(pattern=r"^[CGD][A-Z0-9]{2,}$")]
 Repository = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]+/[A-Za-z0-9._-]+$")]
 Seconds = Annotated[float, Field(gt=0, le=24 * 3600)]
+
+_DURATION = re.compile(r"^(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
+
+
+def _duration_seconds(value: object) -> object:
+    """ "30m", "1h30m", "90s" as seconds; numbers (seconds) pass through unchanged."""
+    if not isinstance(value, str):
+        return value
+    found = _DURATION.match(value.strip())
+    if found is None or not any(found.groups()):
+        raise ValueError(
+            f'{value!r} is not a duration; write seconds (1800) or e.g. "30m", "1h30m"'
+        )
+    hours, minutes, seconds = (int(found[unit] or 0) for unit in ("h", "m", "s"))
+    return hours * 3600 + minutes * 60 + seconds
+
+
+# Seconds, or a duration written as people say it ("30m", "2h").
+Duration = Annotated[Seconds, BeforeValidator(_duration_seconds)]
 
 REPOSITORY_PATH = re.compile(r"^[A-Za-z0-9._ -][A-Za-z0-9._/ -]{0,399}$")
 CONNECTED_REPOSITORY = re.compile(

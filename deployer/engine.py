@@ -40,6 +40,7 @@ class RevisionStatus:
     created: str
     deployed_by: str = ""  # requester of the deploy that created it, from the store
     deployed_at: float | None = None
+    promoted_from: str = ""  # the environment whose image its deploy promoted, if any
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,7 @@ class Engine:
         self, environment: str, ref: str | None, requester: str, service: str | None = None
     ) -> DeployRecord:
         """A deploy record ready to run (not saved yet)."""
+        approval = self.config.environment(environment).approval
         return DeployRecord(
             id=new_deploy_id(),
             kind="deploy",
@@ -157,7 +159,23 @@ class Engine:
             service=self.resolve(environment, service),
             requester=requester,
             ref=ref,
+            promote_to=self.config.promotes_to(environment),
+            approval_required=approval.required if approval else 0,
         )
+
+    def new_promotion(
+        self, source: str, environment: str, requester: str, digest: str | None = None
+    ) -> DeployRecord:
+        """A deploy of what `source` serves to `environment` (not saved yet); `digest`: the
+        image a button was drawn for, refused at preflight if `source` serves another."""
+        wanted = self.config.environment(environment).promote_from
+        self.config.environment(source)
+        if wanted != source:
+            how = f"from {wanted}" if wanted else "from nowhere (no `promote_from`)"
+            raise ConfigError(f"{environment} is promoted {how}, not from {source}")
+        record = self.new_deploy(environment, None, requester)
+        record.promoted_from, record.promote_digest = source, digest
+        return record
 
     def deploy(
         self, record: DeployRecord, listener: Listener, dry_run: bool = False
@@ -305,7 +323,12 @@ class Engine:
         record = self.store.get(row.deploy_id) if row.deploy_id else None
         if record is None:
             return row
-        return replace(row, deployed_by=record.requester, deployed_at=record.created_at)
+        return replace(
+            row,
+            deployed_by=record.requester,
+            deployed_at=record.created_at,
+            promoted_from=record.promoted_from or "",
+        )
 
 
 def _revision_rows(state: ServiceState, infos: dict[str, RevisionInfo]) -> list[RevisionStatus]:

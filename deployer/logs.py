@@ -21,11 +21,13 @@ import logging
 import os
 import re
 import sys
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from deployer.pipeline.events import (
+    AwaitingApproval,
     DeployFinished,
     Event,
     Noted,
@@ -203,6 +205,15 @@ def log_events(event: Event) -> None:
     elif isinstance(event, Noted):
         pipeline_log.warning(
             "%s %s: %s", record.kind, record.id, event.text, extra={**fields, "note": event.text}
+        )
+    elif isinstance(event, AwaitingApproval):
+        pipeline_log.info(
+            "%s %s: awaiting %d approval(s) until %s",
+            record.kind,
+            record.id,
+            record.approval_required,
+            time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.approval_due_at or 0)),
+            extra={**fields, "state": str(record.state)},
         )
     elif isinstance(event, DeployFinished):
         ok = record.state == State.SUCCEEDED

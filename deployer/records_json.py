@@ -142,6 +142,24 @@ def record(
         "lock": deploy_lock(found, locks, now),
         "break_glass": break_glass(found.break_glass),
         "changes": changes(found.changes),
+        "promoted_from": found.promoted_from,
+        "promoted_revision": found.promoted_revision,
+        "approval": approval(found),
+    }
+
+
+def approval(found: DeployRecord) -> Json | None:
+    """How many approvals traffic waited for, the votes read back and until when it
+    waits; null for a deploy that needs none."""
+    if not found.approval_required:
+        return None
+    return {
+        "required": found.approval_required,
+        "due_at": found.approval_due_at,
+        "votes": [
+            {"who": vote.who, "verdict": vote.verdict, "at": vote.at, "reason": _text(vote.reason)}
+            for vote in found.votes
+        ],
     }
 
 
@@ -206,6 +224,7 @@ def revision(row: RevisionStatus) -> Json:
         "deploy_id": _text(row.deploy_id),
         "deployed_by": _text(row.deployed_by),
         "deployed_at": row.deployed_at,
+        "promoted_from": row.promoted_from or None,
     }
 
 

@@ -11,6 +11,7 @@ from deployer.engine import EnvironmentStatus
 from deployer.failure_detail import excerpt
 from deployer.pipeline.changes import lines as changes_lines
 from deployer.pipeline.events import (
+    AwaitingApproval,
     DeployFinished,
     Event,
     Noted,
@@ -35,6 +36,7 @@ _STATE_WORDS = {
     State.PENDING: "has not started",
     State.QUEUED: "waits for the environment's lock",
     State.ABANDONED: "was abandoned",
+    State.AWAITING_APPROVAL: "awaits approval; traffic has not moved",
 }
 
 
@@ -65,6 +67,15 @@ class TerminalProgress:
                 self._print(f"           {result.link}")
         elif isinstance(event, Noted):
             self._print(f"{elapsed} note: {event.text}")
+        elif isinstance(event, AwaitingApproval):
+            record, approval = event.record, event.approval
+            self._print(
+                f"{elapsed} approval: {record.candidate_revision} passed health at 0% "
+                f"({record.candidate_url}); waiting for {record.approval_required} approval(s) "
+                f"from {', '.join(approval.approvers)}. Traffic has not moved.\n"
+                f"           approve: deployer approve {record.id}   reject: deployer reject "
+                f"{record.id} --reason ...   (or the buttons in its Slack thread)"
+            )
         elif isinstance(event, DeployFinished):
             if event.plan:
                 self._print("plan (dry run):")
@@ -146,6 +157,7 @@ def render_status(statuses: list[EnvironmentStatus]) -> str:
                     lines.append(
                         f"       deployed by {row.deployed_by} at {_when(row.deployed_at)}"
                         f" ({row.deploy_id})"
+                        + (f", promoted from {row.promoted_from}" if row.promoted_from else "")
                     )
             for row in status.tagged:
                 lines.append(f"    0% {row.name} (tag {row.tag})")
@@ -225,6 +237,16 @@ def render_record(
         lines.append(f"  {asked} by {record.cancelled_by or 'a request'}")
     if record.abandoned_by:
         lines.append(f"  abandoned by {record.abandoned_by}")
+    if record.promoted_from:
+        lines.append(
+            f"  promoted from {record.promoted_from} (its revision {record.promoted_revision})"
+        )
+    if record.approval_required:
+        due = f", waiting until {_when(record.approval_due_at)}" if record.approval_due_at else ""
+        lines.append(f"  approval: {record.approval_required} wanted{due}")
+        for vote in record.votes:
+            why = f": {vote.reason}" if vote.reason else ""
+            lines.append(f"    {vote.verdict}d by {vote.who} at {_when(vote.at)}{why}")
     if record.break_glass is not None:
         glass = record.break_glass
         broke = f", overriding {glass.window}" if glass.window else " (the window was open)"

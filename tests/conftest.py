@@ -131,6 +131,7 @@ def demo_cloud(tmp_path: Path, repo_root: Path) -> Iterator[tuple[Demo, Sandbox]
         seeded = seed_demo(own, repo_root, tmp_path)
         os.environ["DEPLOYER_GCP_EMULATOR_HOST"] = own.grpc_address
         os.environ["DEPLOYER_CONFIG"] = str(seeded.config.path)
+        os.environ["DEPLOYER_GITHUB_API_URL"] = own.github_api_url
         own.metadata.serve_this_process()
         yield seeded, own
     finally:

@@ -181,7 +181,7 @@ class StoreContract:
         assert store.history("dev") == []
         assert store.get("d-missing") is None
 
-    def test_unfinished_is_every_environments_pending_queued_and_running_oldest_first(
+    def test_unfinished_is_every_environments_pending_queued_running_and_parked_oldest_first(
         self, store_url: str
     ) -> None:
         store = open_store(store_url)
@@ -189,10 +189,12 @@ class StoreContract:
         running = make_record("prod", 30.0)
         pending = make_record("staging", 10.0)
         queued = make_record("prod", 20.0)
+        parked = make_record("staging", 40.0)
         for record, state in (
             (running, State.RUNNING),
             (pending, State.PENDING),
             (queued, State.QUEUED),
+            (parked, State.AWAITING_APPROVAL),
         ):
             record.state = state
             store.save(record)
@@ -202,11 +204,12 @@ class StoreContract:
             record = make_record("prod" if n % 2 else "staging", 5.0 + 10 * n)
             record.state = state
             store.save(record)
-        assert State.ABANDONED in ended and len(ended) == len(State) - 3
+        assert State.ABANDONED in ended and len(ended) == len(State) - 4
 
         unfinished = open_store(store_url).unfinished()
-        assert [r.id for r in unfinished] == [pending.id, queued.id, running.id]
-        assert unfinished == [pending, queued, running]  # the records themselves, as saved
+        assert [r.id for r in unfinished] == [pending.id, queued.id, running.id, parked.id]
+        # The records themselves, as saved.
+        assert unfinished == [pending, queued, running, parked]
 
         # The list follows the records: one ends, one is taken off the queue.
         running.state = State.SUCCEEDED
@@ -216,6 +219,7 @@ class StoreContract:
         assert [(r.id, r.state) for r in store.unfinished()] == [
             (pending.id, State.PENDING),
             (queued.id, State.RUNNING),
+            (parked.id, State.AWAITING_APPROVAL),
         ]
 
     # --- locks -------------------------------------------------------------------------

@@ -79,6 +79,19 @@ def test_redeploying_the_same_commit_reuses_its_image_and_builds_nothing(world: 
     assert f"reused build {first.build_id} of deploy {first.id}" in text
 
 
+def test_a_dry_run_says_whether_it_would_reuse_a_build(world: World) -> None:
+    first = world.first
+    assert first.build_id is not None and first.commit is not None
+    _, events = world.deploy(dry_run=True)
+    said = events.text.getvalue()
+    assert f"would reuse build {first.build_id[:8]} of {first.commit[:7]}" in said
+    commit = world.commit("not built yet")
+    _, events = world.deploy(dry_run=True)
+    assert f"no earlier build of {commit[:7]} with this config: it would build" in (
+        events.text.getvalue()
+    )
+
+
 def test_a_new_commit_is_built(world: World) -> None:
     builds = world.build_ids()
     commit = world.commit("a change")

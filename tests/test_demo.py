@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -12,8 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
-from deployer_sandbox.harness.demo import plain, render_blocks
+from deployer_sandbox.harness.demo_view import plain, render_blocks
 
+from deployer.config import load_config
 from tests.front_requests import github_event, send_http, slash_command
 from tests.processes import descendants, wait_all_gone
 
@@ -21,7 +23,12 @@ DEMO_TIMEOUT = 120.0
 READY_TIMEOUT = 60.0
 
 
-def test_demo_deploys_prod_shows_the_thread_and_the_status(repo_root: Path, tmp_path: Path) -> None:
+def test_demo_takes_staging_to_prod_through_a_promotion_and_an_approval(
+    repo_root: Path, tmp_path: Path
+) -> None:
+    approval = load_config(repo_root / "deployer.example.toml").environment("prod").approval
+    assert approval is not None
+    approver = approval.approvers[0]
     log = tmp_path / "demo.out"
     children: set[int] = set()
     with log.open("wb") as out:
@@ -41,21 +48,70 @@ def test_demo_deploys_prod_shows_the_thread_and_the_status(repo_root: Path, tmp_
             pytest.fail(f"deployer demo ran over {DEMO_TIMEOUT} s:\n{log.read_text()}")
     text = log.read_text()
     assert process.returncode == 0, text
-    assert "/deploy prod" in text
-    # The thread: the parent as posted, redrawn as stages pass, a reply, the final state.
-    assert "┌ #deploys · deployer\n" in text and "(message updated)" in text
-    # Updates coalesce (one a second per thread, within Slack's limits): some stage is
-    # seen running, which one depends on the machine's speed.
-    assert any(f"▶ {stage}" in text for stage in ("build", "deploy", "ready", "health"))
-    assert "↳ reply in thread" in text
-    assert "prod now runs" in text and "✓ verify" in text and "[ Roll back ]" in text
-    # Then the status answer, seen only by the asker.
+    # Act 1: `/deploy staging`, its thread drawn as posted, redrawn as stages pass, until
+    # it offers the promotion. Updates coalesce (one a second per thread, within Slack's
+    # limits): some stage is seen running, which one depends on the machine's speed.
+    staging = _between(text, "in #deploys:  /deploy staging", "clicks [ Promote to prod ]")
+    assert "┌ #deploys · deployer · staging thread\n" in staging
+    assert "┌ #deploys · deployer · staging thread (message updated)" in staging
+    assert any(f"▶ {stage}" in staging for stage in ("build", "deploy", "ready", "health"))
+    assert "↳ reply in the staging thread" in staging
+    assert "staging now runs" in staging and "[ Promote to prod ]  [ Roll back ]" in staging
+
+    # Act 2: the click on "Promote to prod" starts prod's thread; nothing is built, and
+    # the deploy parks once its candidate passed health, asking the approver.
+    promotion = _between(
+        text, "clicks [ Promote to prod ] on the staging thread", "clicks [ Approve ]"
+    )
+    assert "(block_actions POST /slack/events answered 200)" in promotion
+    assert "is promoting this to prod" in promotion  # said in the staging thread
+    assert "┌ #deploys · deployer · prod thread\n" in promotion
+    assert "promoted from staging" in promotion
+    assert "↳ reply in the prod thread" in promotion and "Approval needed" in promotion
+    assert "[ Approve ]  [ Reject ]" in promotion
+    before = re.search(
+        r"before the approval: prod's traffic is (\S+) 100%, (\S+) 0% \(tag candidate\)", promotion
+    )
+    assert before, promotion
+    first, candidate = before.groups()
+
+    # Act 3: the approver's click (after Slack's confirm dialog), then traffic moves.
+    approved = _between(
+        text, f"<@{approver}> clicks [ Approve ] on the prod thread", "/deploy status"
+    )
+    assert "Slack asks “Approve this deploy?”; they press Approve" in approved
+    assert f"Approved by @{approver} (1 of 1): traffic moves now." in approved
+    assert "prod now runs" in approved and "✓ promote" in approved and "✓ verify" in approved
+    assert f"approved by @{approver} at" in approved
+    assert f"after the approval: prod's traffic is {candidate} 100%." in approved
+    assert first != candidate
+    # Cloud Build's count, read by the demo through the real client, did not move.
+    builds = re.search(
+        r"Cloud Build ran (\d+) builds? before the promotion and (\d+) after it: nothing built for prod",
+        approved,
+    )
+    assert builds and builds[1] == builds[2], approved
+
+    # Then the status answer, seen only by the asker: both environments, healthy.
     status = text[text.index("/deploy status") :]
-    assert "(only you can see this)" in status and "100%" in status and "healthy" in status
-    assert "demo: deploy d-" in text and "succeeded" in text
+    assert "(only you can see this)" in status and "healthy" in status
+    assert f"100% `{candidate}`" in status and "promoted from staging" in status
+    assert "staging · `backend-staging`" in status
+    assert re.search(
+        r"demo: d-\S+ put \w+ on staging; d-\S+ promoted it to prod, approved by @", text
+    )
+    assert f"{candidate} serves 100 %." in text
     # Every process it started ended with it.
     assert children, "the demo should have run the service and the worker as children"
     assert wait_all_gone(children, 10) == set()
+
+
+def _between(text: str, start: str, end: str) -> str:
+    """The part of the demo's output from `start` up to `end`."""
+    assert start in text, f"{start!r} not in:\n{text}"
+    head = text.index(start)
+    assert end in text[head:], f"{end!r} not after {start!r} in:\n{text}"
+    return text[head : text.index(end, head)]
 
 
 def test_plain_text_rendering_of_blocks() -> None:
@@ -124,6 +180,23 @@ def test_the_sandbox_serves_the_front_on_its_webhook(sandbox_state: Any) -> None
         "not-the-secret", "prod", user=demo["slack_user"], channel=demo["slack_channel"]
     )
     assert send_http(webhook, forged).status == 401
+    # The demo config: staging on a Cloud Run service of its own, prod promoted from it and
+    # approved by a second person, who may approve but deploy nothing.
+    config = load_config(state["config"])
+    assert config.target("staging").service == demo["staging_service"] == "backend-staging"
+    assert config.target("prod").service == demo["service"] == "backend"
+    assert config.environment("prod").promote_from == "staging"
+    approver = demo["slack_approver"]
+    assert approver.startswith("U") and approver != demo["slack_user"]
+    approval = config.environment("prod").approval
+    assert approval is not None and approval.approvers == [approver]
+    for environment in ("staging", "prod"):
+        asked = slash_command(
+            state["slack_signing_secret"], environment, user=approver, channel=demo["slack_channel"]
+        )
+        refused = send_http(webhook, asked)
+        assert refused.status == 200
+        assert f"You are not on the list of people who may deploy `{environment}`" in refused.text
     ping = github_event(state["github_webhook_secret"], "ping", {"zen": "Design for failure."})
     assert send_http(webhook, ping).status == 200
     assert send_http(webhook, github_event("wrong", "ping", {})).status == 401

@@ -8,6 +8,7 @@ other events answer 200 and start nothing.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -228,3 +229,40 @@ def _accepted(world: World, client: Any, payload: dict[str, Any]) -> DeployRecor
     answer = send_flask(client, github_event(SECRET, "release", payload))
     assert answer.status == 202, answer.text
     return wait_finished(world.store(), answer.text.strip().rsplit(" ", 1)[-1])
+
+
+def test_a_release_waits_for_approval_in_its_thread(world: World, client: Any) -> None:
+    """prod needs an approval: the release's deploy parks, asks in its thread, and the
+    approver's vote (through `deployer.voting`, as the CLI and Slack cast it), once
+    dispatched, moves traffic."""
+    from deployer import voting
+    from deployer.front.context import current_context
+
+    channel = _channel(world)
+    approver = "U" + uuid.uuid4().hex[:10].upper()
+    world.sandbox.http.sink.add_user(approver, "approver")
+    world.reconfigure(environment={"approval": {"approvers": [approver], "timeout": 300}})
+    _configure(world, channel)
+    commit = _tag(world, "v2.0.0")
+    before = world.serving()
+    answer = send_flask(
+        client, github_event(SECRET, "release", release_payload(REPOSITORY, "v2.0.0"))
+    )
+    assert answer.status == 202, answer.text
+    deploy_id = answer.text.strip().rsplit(" ", 1)[-1]
+    store = world.store()
+    deadline = time.monotonic() + 60
+    while (parked := store.get(deploy_id)) is None or parked.state != State.AWAITING_APPROVAL:
+        assert time.monotonic() < deadline and not (parked and parked.state.finished), parked
+        time.sleep(0.1)
+    assert world.serving() == before
+    own = voting.vote(world.config, store, deploy_id, f"github:{REPOSITORY}", "approve")
+    assert isinstance(own, str) and "someone else must approve it" in own
+    voted = voting.vote(world.config, store, deploy_id, f"slack:{approver}", "approve")
+    assert isinstance(voted, voting.Voted) and voted.decision == "approved"
+    current_context().dispatcher.dispatch(deploy_id)
+    record = wait_finished(store, deploy_id)
+    assert record.state == State.SUCCEEDED, record.error
+    assert record.commit == commit and world.serving() == [(record.candidate_revision, 100)]
+    texts = " ".join(m["text"] for m in _thread(world, channel))
+    assert "Approval needed" in texts and f"<@{approver}>" in texts

@@ -70,6 +70,9 @@ RECORD_FIELDS = [
     "lock",
     "break_glass",
     "changes",
+    "promoted_from",
+    "promoted_revision",
+    "approval",
 ]
 STAGE_FIELDS = ["stage", "outcome", "summary", "detail", "started_at", "duration", "link"]
 LOCK_FIELDS = [
@@ -103,6 +106,7 @@ ROW_FIELDS = [
     "deploy_id",
     "deployed_by",
     "deployed_at",
+    "promoted_from",
 ]
 
 
@@ -451,6 +455,7 @@ def test_locks_and_an_environment_status() -> None:
             "deploy_id": "d-x",
             "deployed_by": "cli:bob",
             "deployed_at": 5.0,
+            "promoted_from": None,
         }
     ]
     assert document["tagged"][0]["tag"] == "candidate"

@@ -153,3 +153,22 @@ def slack_admin_denial(
     if not admins:
         return f"Nobody may {doing[0].format(env=environment)} from Slack: it names no admins."
     return f"Only `{environment}`'s admins may {doing[1]}."
+
+
+def slack_approver_denial(
+    config: Config, environment: str, user: str, members: UserGroupMembers
+) -> str | None:
+    """Why `user` may not approve or reject `environment`'s deploys, or None when they may:
+    they are one of its `approval.approvers`, by user ID or through a user group."""
+    approval = config.environment(environment).approval
+    if approval is None:
+        return f"Deploys to `{environment}` need no approval."
+    if user in approval.approvers:
+        return None
+    for group in approval.approvers:
+        try:
+            if group.startswith("S") and user in members(group):
+                return None
+        except GroupUnreadable as error:
+            return error.advice()
+    return f"Only `{environment}`'s approvers may approve or reject its deploys."

@@ -12,7 +12,6 @@ Refusals start nothing.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -22,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from deployer import window_gate
-from deployer.config import Config
 from deployer.engine import EnvironmentStatus, bare_status
 from deployer.errors import DeployerError
 from deployer.front import grammar, messages
@@ -32,6 +30,8 @@ from deployer.front.access import (
     slack_admin_denial,
     slack_denial,
 )
+from deployer.front.approval_messages import APPROVE_BUTTON, PROMOTE_BUTTON, REJECT_BUTTON
+from deployer.front.approvals import vote_from_slack
 from deployer.front.context import FrontContext
 from deployer.front.intake import (
     Queued,
@@ -42,6 +42,9 @@ from deployer.front.intake import (
     waiters,
 )
 from deployer.front.messages import SlackMessage
+from deployer.front.queue_requests import promote_request, queue_request, queue_value
+from deployer.pipeline.approval import APPROVE, REJECT
+from deployer.pipeline.promotion import digest_of
 from deployer.pipeline.record import DeployRecord, Outcome, Stage, State
 
 log = logging.getLogger(__name__)
@@ -50,7 +53,10 @@ STATUS_WAIT = 2.4  # seconds: what is left of Slack's 3 s after the round trips
 
 CANCEL, ROLLBACK, RETRY = "deploy_cancel", "deploy_rollback", "deploy_retry"
 BUTTONS = (CANCEL, ROLLBACK, RETRY)  # a thread's buttons; their value is the deploy id
-ACTIONS = (*BUTTONS, messages.QUEUE)  # every button the app answers
+VOTES = {APPROVE_BUTTON: APPROVE, REJECT_BUTTON: REJECT}  # a parked deploy's; value: its id
+# Every button the app answers by id; Promote buttons are answered by their prefix
+# (PROMOTE_BUTTON + ENV).
+ACTIONS = (*BUTTONS, *VOTES, messages.QUEUE)
 
 Answer = SlackMessage | None
 
@@ -101,6 +107,11 @@ class SlackCommands:
             grammar.UnlockEnvironment: self._guarded(self._unlock),
             grammar.Rollback: self._guarded(self._rollback),
             grammar.Deploy: self._guarded(self._deploy),
+            grammar.Promote: self._guarded(self._promote),
+            grammar.Approve: lambda parsed, asker: self._vote(parsed.deploy_id, APPROVE, "", asker),
+            grammar.Reject: lambda parsed, asker: self._vote(
+                parsed.deploy_id, REJECT, parsed.reason, asker
+            ),
         }
 
     def members_in(self, team_id: str) -> UserGroupMembers:
@@ -201,6 +212,21 @@ class SlackCommands:
             window_gate.break_glass(record, asker.who, parsed.break_glass)
         return self._start(record, asker.channel, parsed.queue, asker.response_url)
 
+    def _promote(self, parsed: grammar.Promote, asker: Asker, members: UserGroupMembers) -> Answer:
+        record = self.context.engine.new_promotion(parsed.source, parsed.environment, asker.who)
+        if parsed.break_glass is not None:
+            denial = slack_admin_denial(
+                self.context.config, parsed.environment, asker.user, members, BREAK_GLASS
+            )
+            if denial is not None:
+                return messages.denied(denial)
+            window_gate.break_glass(record, asker.who, parsed.break_glass)
+        return self._start(record, asker.channel, parsed.queue, asker.response_url)
+
+    def _vote(self, deploy_id: str, verdict: str, reason: str, asker: Asker) -> Answer:
+        members = self.members_in(asker.team_id)
+        return vote_from_slack(self.context, deploy_id, verdict, reason, asker.user, members)
+
     # --- buttons ---
 
     def button(
@@ -210,6 +236,10 @@ class SlackCommands:
         members = self.members_in(team_id)
         if action_id == messages.QUEUE:
             return self._queue_click(value, user, channel, members)
+        if action_id in VOTES:
+            return vote_from_slack(self.context, value, VOTES[action_id], "", user, members)
+        if action_id.startswith(PROMOTE_BUTTON):
+            return self._promote_click(value, user, channel, members)
         record = self.context.store.get(value)
         if record is None or action_id not in BUTTONS:
             return messages.reply("That deploy is no longer known here.")
@@ -242,25 +272,55 @@ class SlackCommands:
     def _queue_click(
         self, value: str, user: str, channel: str, members: UserGroupMembers
     ) -> SlackMessage | None:
-        wanted = _queue_request(value, self.context.config)
+        wanted = queue_request(value, self.context.config)
         if wanted is None:
             return messages.reply("That request can no longer be queued; send it again.")
-        environment, ref, service, kind, revision, rebuild = wanted
+        environment = wanted.environment
         denial = slack_denial(self.context.config, environment, user, channel, members)
         if denial is not None:
             return messages.denied(denial)
         who = f"slack:{user}"
         engine = self.context.engine
-        if kind == "rollback":
-            record = engine.new_rollback(environment, revision, who)
+        if wanted.kind == "rollback":
+            record = engine.new_rollback(environment, wanted.revision, who)
+        elif wanted.promoted_from is not None:
+            record = engine.new_promotion(wanted.promoted_from, environment, who)
         else:
-            record = engine.new_deploy(environment, ref, who, service)
-            record.rebuild = rebuild
+            record = engine.new_deploy(environment, wanted.ref, who, wanted.service)
+            record.rebuild = wanted.rebuild
         return self._start(record, channel, queue=True)
+
+    def _promote_click(
+        self, value: str, user: str, channel: str, members: UserGroupMembers
+    ) -> SlackMessage | None:
+        """A succeeded deploy's "Promote to ENV": what it carries is checked again (it came
+        back from a client); one promotion per deploy and environment."""
+        found = promote_request(value, self.context.store, self.context.config)
+        if found is None:
+            return messages.reply("That promotion is no longer possible; see `/deploy help`.")
+        source, target = found
+        denial = slack_denial(self.context.config, target, user, channel, members)
+        if denial is not None:
+            return messages.denied(denial)
+        digest = digest_of(source.image or "") or None
+        follow_up = self.context.engine.new_promotion(
+            source.environment, target, f"slack:{user}", digest
+        )
+        if not self.context.store.claim(f"slack-promote:{source.id}:{target}"):
+            return messages.reply(
+                f"{target} was promoted from this deploy already: see its thread."
+            )
+        answer = self._start(follow_up, channel)
+        if isinstance(answer, SlackMessage) and self.context.store.get(follow_up.id) is None:
+            return answer  # refused: nothing to announce
+        self._announce(source, follow_up)
+        return answer
 
     def _cancel(self, record: DeployRecord, who: str) -> SlackMessage | None:
         if record.state.finished:
             return messages.reply(f"This {record.kind} has already ended ({record.state}).")
+        if record.state == State.AWAITING_APPROVAL:
+            return messages.reply("It is waiting for approval: Reject it to stop it.")
         if record.state == State.QUEUED:
             record.state, record.cancelled_by = State.CANCELLED, who
             record.error = "taken out of the queue"
@@ -302,7 +362,7 @@ class SlackCommands:
             return messages.queued(outcome.record, outcome.position, outcome.holder)
         permalink = outcome.thread.permalink if outcome.thread else ""
         return messages.busy(
-            outcome.holder, outcome.record, permalink, outcome.reviving, _queue_value(record)
+            outcome.holder, outcome.record, permalink, outcome.reviving, queue_value(record)
         )
 
     def _announce(self, old: DeployRecord, new: DeployRecord) -> None:
@@ -348,46 +408,3 @@ class SlackCommands:
             except DeployerError as error:
                 statuses.append(bare_status(engine.config, name, str(error)))
         return statuses
-
-
-def _queue_value(record: DeployRecord) -> str:
-    """What the busy answer's Queue button carries: the request, to send again queued."""
-    return json.dumps(
-        {
-            "kind": record.kind,
-            "environment": record.environment,
-            "ref": record.ref,
-            "service": record.service,
-            "revision": record.target_revision,
-            "rebuild": record.rebuild,
-        },
-        separators=(",", ":"),
-    )
-
-
-def _queue_request(
-    value: str, config: Config
-) -> tuple[str, str | None, str | None, str, str | None, bool] | None:
-    """The request a Queue button carries, checked again (it came back from a client)."""
-    try:
-        data = json.loads(value)
-    except ValueError:
-        return None
-    if not isinstance(data, dict):
-        return None
-    environment, kind = data.get("environment"), data.get("kind")
-    ref, service, revision = data.get("ref"), data.get("service"), data.get("revision")
-    if not isinstance(environment, str) or environment not in config.environments:
-        return None
-    if kind not in ("deploy", "rollback"):
-        return None
-    text = " ".join(str(part) for part in (environment, ref) if part)
-    parsed = grammar.parse(text, config) if kind == "deploy" else None
-    if kind == "deploy" and not isinstance(parsed, grammar.Deploy):
-        return None
-    if revision is not None and not isinstance(revision, str):
-        return None
-    if service is not None and service != config.environments[environment].service:
-        return None
-    rebuild = data.get("rebuild") is True
-    return environment, ref if isinstance(ref, str) else None, service, str(kind), revision, rebuild

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from deployer.front.approval_messages import approval_buttons, approval_line, promote_buttons
 from deployer.front.change_messages import changes_text
 from deployer.front.mrkdwn import (
     button,
@@ -55,6 +56,8 @@ _FAILED_AT = {
 
 def _stages(record: DeployRecord) -> list[Stage]:
     stages = list(ROLLBACK_STAGES if record.kind == "rollback" else DEPLOY_STAGES)
+    if record.approval_required and record.kind != "rollback":
+        stages.insert(stages.index(Stage.PROMOTE), Stage.APPROVAL)
     if record.stage(Stage.ROLLBACK) is not None:
         stages.append(Stage.ROLLBACK)
     return stages
@@ -81,7 +84,9 @@ def _checklist(
     lines = []
     for stage in stages:
         result = record.stage(stage)
-        if stage == running and record.state in (State.RUNNING, State.PENDING):
+        if stage == Stage.APPROVAL and record.state == State.AWAITING_APPROVAL:
+            lines.append(f"⏸ *{stage}* — waiting for people; no worker runs meanwhile")
+        elif stage == running and record.state in (State.RUNNING, State.PENDING):
             doing = f" · {escape(activity)}" if activity else ""
             elapsed = duration(max(0.0, now - (since or now)))
             lines.append(f"▶ *{stage}* — running for {elapsed}{doing}")
@@ -109,6 +114,9 @@ def _headline(record: DeployRecord, dry_run: bool = False) -> str:
     env = f"*{escape(record.environment)}*"
     commit = code(record.commit[:12]) if record.commit else "its commit"
     ref = code(record.ref) if record.ref else "the default branch"
+    if record.promoted_from:
+        source = f"*{escape(record.promoted_from)}*"
+        ref = f"{source}'s {commit}" if record.commit else f"what {source} serves"
     if dry_run and record.kind != "rollback" and record.state.finished:
         # Only preflight ran: a SUCCEEDED dry run deployed nothing, whatever its state says.
         how = "passed preflight" if record.state == State.SUCCEEDED else _why(record)
@@ -132,6 +140,9 @@ def _headline(record: DeployRecord, dry_run: bool = False) -> str:
         return f"Deploy of {ref} to {env} is queued: it starts when {env} is free"
     if record.state == State.RUNNING:
         return f"Deploying {ref} to {env}…"
+    if record.state == State.AWAITING_APPROVAL:
+        candidate = code(record.candidate_revision or "the candidate")
+        return f"Deploy of {ref} to {env} awaits approval: {candidate} passed health at 0%"
     if record.state == State.SUCCEEDED:
         candidate = record.candidate_revision or "the new revision"
         serving = _serving(record)
@@ -193,6 +204,10 @@ def _details(record: DeployRecord) -> str:
     if record.kind == "rollback":
         if record.previous_revision:
             parts.append(f"from {code(record.previous_revision)}")
+    elif record.promoted_from:
+        parts.append(f"promoted from *{escape(record.promoted_from)}*")
+        if record.promoted_revision:
+            parts.append(f"where {code(record.promoted_revision)} served it")
     else:
         parts.append(f"ref {code(record.ref)}" if record.ref else "default branch")
     if record.commit:
@@ -225,6 +240,8 @@ def _buttons(record: DeployRecord, dry_run: bool = False) -> list[dict[str, Any]
     if record.kind == "rollback" or (dry_run and record.state.finished):
         return []  # a dry run has nothing to roll back, and a retry would deploy for real
     env = escape(record.environment)
+    if record.state == State.AWAITING_APPROVAL:
+        return approval_buttons(record)
     if record.state == State.QUEUED:
         ask = ("Stop waiting?", f"Take this deploy out of *{env}*'s queue?", "Stop waiting", "Wait")
         return [button("Cancel", CANCEL, record.id, "danger", ask)]
@@ -241,7 +258,7 @@ def _buttons(record: DeployRecord, dry_run: bool = False) -> list[dict[str, Any]
     if record.state == State.SUCCEEDED:
         back = f" to {code(record.previous_revision)}" if record.previous_revision else ""
         ask = ("Roll back?", f"Move *{env}* traffic back{back}?", "Roll back", "No")
-        return [button("Roll back", ROLLBACK, record.id, "danger", ask)]
+        return [*promote_buttons(record), button("Roll back", ROLLBACK, record.id, "danger", ask)]
     return [button("Retry", RETRY, record.id, "primary")]
 
 
@@ -268,6 +285,8 @@ def deploy_parent(
     ]
     if record.changes is not None and record.kind != "rollback":
         blocks.insert(2, section(changes_text(record.changes)))
+    if approved := approval_line(record):
+        blocks.insert(2, section(approved))
     if record.break_glass is not None:
         blocks.insert(1, section(break_glass_line(record)))
     if buttons := _buttons(record, dry_run):
@@ -331,7 +350,8 @@ _STEPS = re.compile(r"\((\d+)/(\d+)\)$")
 def progress_reply(
     record: DeployRecord, stage: Stage, message: str, link: str
 ) -> SlackMessage | None:
-    """A reply for progress worth keeping: preflight warnings, traffic steps, a build cancel."""
+    """A reply for progress worth keeping: preflight warnings, traffic steps, a build cancel,
+    the candidate's tag removed after a rejection."""
     if stage == Stage.PREFLIGHT:
         return says(f"Warning: {escape(message)}")
     if stage == Stage.PROMOTE and message.startswith("traffic "):
@@ -339,6 +359,8 @@ def progress_reply(
         if steps is None or int(steps.group(2)) > 1:
             return says(f"Traffic: {escape(message.removeprefix('traffic '))}")
         return None
+    if stage == Stage.APPROVAL:
+        return says(escape(message[:1].upper() + message[1:]))  # the candidate's tag, read back
     if stage == Stage.BUILD and message == "cancelling the build":
         return says("Cancelling the build.")
     return None

@@ -6,6 +6,9 @@
     /deploy rollback ENV [REVISION]
     /deploy lock ENV [reason ...]
     /deploy unlock ENV [force [reason ...]]
+    /deploy promote FROM ENV [--queue] [--break-glass "reason"]
+    /deploy approve ID
+    /deploy reject ID [reason ...]
     /deploy [SERVICE] ENV [REF] [--queue] [--rebuild] [--break-glass "reason"]
 
 Parsing never raises: a typo becomes a short reply only its author sees.
@@ -23,6 +26,7 @@ from deployer.config import Config
 
 _REF = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/-]{1,200}$")
 _REVISION = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+_DEPLOY_ID = re.compile(r"^d-[a-z0-9]{1,16}-[0-9a-f]{6}$")
 MAX_REASON = 200
 
 
@@ -34,6 +38,27 @@ class Deploy:
     queue: bool = False  # wait for the environment's lock instead of being refused
     break_glass: str | None = None  # the reason to deploy despite a closed deploy window
     rebuild: bool = False  # build again even when an earlier build could be reused
+
+
+@dataclass(frozen=True)
+class Promote:
+    """Deploy what `source` serves to `environment`, with no build."""
+
+    source: str
+    environment: str
+    queue: bool = False
+    break_glass: str | None = None
+
+
+@dataclass(frozen=True)
+class Approve:
+    deploy_id: str
+
+
+@dataclass(frozen=True)
+class Reject:
+    deploy_id: str
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -82,7 +107,18 @@ class Ignore:
     """Nothing to do and nothing to say."""
 
 
-Command = Deploy | Status | History | Rollback | LockEnvironment | UnlockEnvironment | Help
+Command = (
+    Deploy
+    | Promote
+    | Approve
+    | Reject
+    | Status
+    | History
+    | Rollback
+    | LockEnvironment
+    | UnlockEnvironment
+    | Help
+)
 Parsed = Command | Reply | Ignore
 
 
@@ -107,6 +143,8 @@ def parse(text: str, config: Config) -> Parsed:
     if glass is not None:
         remaining, reason = glass
         parsed = parse(remaining, config)
+        if isinstance(parsed, Promote):
+            return dataclasses.replace(parsed, break_glass=reason)
         if not isinstance(parsed, Deploy):
             if isinstance(parsed, Reply):
                 return parsed
@@ -151,6 +189,10 @@ def parse(text: str, config: Config) -> Parsed:
                 "A revision name is lower-case letters, digits and `-`, e.g. `backend-00042-abc`."
             )
         return Rollback(found, rest[1] if len(rest) == 2 else None)
+    if head == "promote":
+        return _promote(rest, config)
+    if head in ("approve", "reject"):
+        return _vote(head, rest)
     if head == "lock":
         if not rest:
             return Reply("Usage: `/deploy lock ENV [reason]`")
@@ -162,6 +204,38 @@ def parse(text: str, config: Config) -> Parsed:
             return Reply(f"Keep the lock reason under {MAX_REASON} characters.")
         return LockEnvironment(found, reason)
     return _deploy(words, config)
+
+
+def _promote(words: list[str], config: Config) -> Parsed:
+    queue = "--queue" in words
+    words = [word for word in words if word != "--queue"]
+    if len(words) != 2:
+        return Reply("Usage: `/deploy promote FROM ENV`, e.g. `/deploy promote staging prod`.")
+    source = _environment(words[0], config)
+    if isinstance(source, Reply):
+        return source
+    target = _environment(words[1], config)
+    if isinstance(target, Reply):
+        return target
+    wanted = config.environments[target].promote_from
+    if wanted != source:
+        how = f"from `{wanted}`" if wanted else "from no environment (it has no `promote_from`)"
+        return Reply(f"`{target}` is promoted {how}, not from `{source}`.")
+    return Promote(source, target, queue)
+
+
+def _vote(head: str, words: list[str]) -> Parsed:
+    usage = "`/deploy approve ID`" if head == "approve" else "`/deploy reject ID [reason]`"
+    if not words or (head == "approve" and len(words) != 1):
+        return Reply(f"Usage: {usage}, with the deploy id from its thread, e.g. `d-m3k2x1-a1b2c3`.")
+    if not _DEPLOY_ID.match(words[0]):
+        return Reply(f"`{words[0][:40]}` is not a deploy id; it looks like `d-m3k2x1-a1b2c3`.")
+    if head == "approve":
+        return Approve(words[0])
+    reason = " ".join(words[1:])
+    if len(reason) > MAX_REASON:
+        return Reply(f"Keep the reason under {MAX_REASON} characters.")
+    return Reject(words[0], reason)
 
 
 _BREAK_GLASS = re.compile(r"(?:^|\s)--break-glass(?:=|\s+|$)")

@@ -44,7 +44,7 @@ from deployer.front.mrkdwn import (
     when,
 )
 from deployer.front.ports import SlackMessage
-from deployer.pipeline.record import DeployRecord, Lock
+from deployer.pipeline.record import DeployRecord, Lock, State
 
 __all__ = [
     "CANCEL",
@@ -85,6 +85,9 @@ _USAGE = (
     "/deploy rollback ENV [REVISION]",
     "/deploy lock ENV [reason ...]",
     "/deploy unlock ENV [force [reason ...]]",
+    '/deploy promote FROM ENV [--queue] [--break-glass "reason"]',
+    "/deploy approve ID",
+    "/deploy reject ID [reason ...]",
     '/deploy [SERVICE] ENV [REF] [--queue] [--rebuild] [--break-glass "reason"]',
 )
 _WHAT = {
@@ -94,6 +97,9 @@ _WHAT = {
     "rollback": "traffic back to the previous (or the named) revision",
     "lock": "stop others deploying ENV until it is unlocked",
     "unlock": "lift the lock on ENV; force (admins): end a deploy stuck in it too",
+    "promote": "deploy what FROM serves to ENV (its promote_from), with no build",
+    "approve": "approve a deploy awaiting approval (its approvers)",
+    "reject": "reject a deploy awaiting approval: its tag goes, traffic stays",
 }
 _DEPLOY_WHAT = "build REF (default: the default branch) and roll it out to ENV"
 _OPTIONS = {
@@ -124,12 +130,12 @@ def help_message(config: Config) -> SlackMessage:
     for line in _usage():
         short, spelled = _options(line)
         usage.append(short)
-        options += spelled
+        options += [option for option in spelled if option not in options]
     width = max(len(line) for line in usage)
     rows = [f"{line.ljust(width)}  {_WHAT.get(line.split()[1], _DEPLOY_WHAT)}" for line in usage]
     if options:
         wide = max(len(option) for option in options)
-        rows += ["", "OPTIONS of a deploy:"]
+        rows += ["", "OPTIONS of a deploy or promotion:"]
         rows += [
             f"  {option.ljust(wide)}  {_OPTIONS.get(option.split()[0], '')}".rstrip()
             for option in options
@@ -184,6 +190,8 @@ def busy(
     stage = ""
     if holder is not None and holder.running_stage:
         stage = f", in {escape(str(holder.running_stage))}"
+    if holder is not None and holder.state == State.AWAITING_APPROVAL:
+        stage = ", awaiting approval (its approvers decide; a rejection frees it)"
     text = f"*{env}* is busy: {what}{by} since {since}{stage}{_thread_link(permalink)}."
     if reviving:
         text += " Its worker was lost; it is being resumed now."
@@ -306,6 +314,8 @@ def _status_text(status: EnvironmentStatus) -> str:
         deploy = f" · deploy {code(row.deploy_id)}" if row.deploy_id else ""
         if row.deployed_by and row.deployed_at is not None:
             deploy += f" by {person(row.deployed_by)} at {escape(when(row.deployed_at))}"
+        if row.promoted_from:
+            deploy += f" · promoted from *{escape(row.promoted_from)}*"
         lines.append(
             f"• {row.percent}% {code(row.name)} · commit {commit} · {image_ref(row.image)}{deploy}"
         )
@@ -369,8 +379,11 @@ def reply(text: str) -> SlackMessage:
 
 
 def follow_up(old: DeployRecord, new: DeployRecord, permalink: str | None = None) -> SlackMessage:
-    """Reply in `old`'s thread when its Roll back or Retry button starts `new` in a new thread."""
+    """Reply in `old`'s thread when its Roll back, Retry or Promote button starts `new` in a
+    new thread."""
     what = "rolling back" if new.kind == "rollback" else "deploying again"
+    if new.promoted_from:
+        what = "promoting this to"
     where = link(permalink, "the new thread") if permalink else "the new thread in this channel"
     env = escape(new.environment)
     return says(f"{person(new.requester)} is {what} *{env}* ({code(new.id)}): follow {where}.")

@@ -13,6 +13,7 @@ raises (bolt would answer 500).
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from slack_bolt.authorization import AuthorizeResult
 from deployer.adapters.slack_client import slack_web_client
 from deployer.front import payloads
 from deployer.front.access import GroupMembers
+from deployer.front.approval_messages import PROMOTE_BUTTON
 from deployer.front.commands import ACTIONS, SlackCommands
 from deployer.front.context import FrontContext
 from deployer.front.messages import SlackMessage
@@ -84,6 +86,7 @@ class SlackFront:
         self.app.command(COMMAND)(self._on_command)
         for action_id in ACTIONS:
             self.app.action(action_id)(self._on_button)
+        self.app.action(re.compile("^" + re.escape(PROMOTE_BUTTON)))(self._on_button)
 
     def handle(self, body: bytes, headers: Mapping[str, str]) -> SlackAnswer:
         """Dispatch one verified request through bolt."""

@@ -5,6 +5,9 @@ answered and the job has exited. Cloud Scheduler runs it every minute in product
     dead deploys     a deploy whose lease ran out (its worker died, or never started)
                      is dispatched again, once per loss; the run resumes it, or gives it
                      up safely once it was lost `max_attempts` times
+    approvals        a deploy parked awaiting approval whose time is up, or that was
+                     decided while no dispatch reached a run, is dispatched once a minute
+                     until a run takes it: rejected or timed out, its tag goes
     queues           an environment that came free starts its first waiting deploy;
                      waits older than `queue_timeout` end
     outbox           every thread with messages due is drained, except those a live
@@ -20,6 +23,8 @@ from dataclasses import dataclass, field
 
 from deployer.front.context import FrontContext
 from deployer.front.intake import release_stale, revive, waiters
+from deployer.pipeline import approval
+from deployer.pipeline.approval import Decision
 from deployer.pipeline.lease import DEPLOY, run_alive
 from deployer.pipeline.record import Lock, State
 
@@ -31,6 +36,7 @@ DRAIN_BUDGET = 20.0  # seconds one sweep may spend sending Slack what is due
 @dataclass
 class SweepReport:
     revived: list[str] = field(default_factory=list)
+    decided: list[str] = field(default_factory=list)
     started: list[str] = field(default_factory=list)
     drained: int = 0
 
@@ -38,6 +44,8 @@ class SweepReport:
         return [
             f"resumed {len(self.revived)} deploy(s) whose worker was lost"
             + (f": {', '.join(self.revived)}" if self.revived else ""),
+            f"woke {len(self.decided)} deploy(s) awaiting approval, decided or out of time"
+            + (f": {', '.join(self.decided)}" if self.decided else ""),
             f"started {len(self.started)} queued deploy(s)"
             + (f": {', '.join(self.started)}" if self.started else ""),
             f"drained {self.drained} Slack thread(s)",
@@ -55,6 +63,7 @@ class Sweeper:
         with self._lock:
             report = SweepReport()
             self._revive_dead(report)
+            self._wake_decided(report)
             for environment in sorted(self.context.config.environments):
                 started = waiters(self.context).start_next(environment)
                 if started is not None:
@@ -93,6 +102,18 @@ class Sweeper:
                 dead = now - record.updated_at > 2 * lease
             if dead and revive(self.context, record, lock):
                 report.revived.append(record.id)
+
+    def _wake_decided(self, report: SweepReport) -> None:
+        now = time.time()
+        for record in self.context.store.unfinished():
+            if record.state != State.AWAITING_APPROVAL:
+                continue
+            if approval.decided(self.context.store, record, now) == Decision.WAITING:
+                continue
+            # Once a minute at most: the run it starts takes the deploy out of this state.
+            if self.context.store.claim(f"approval-wake:{record.id}:{int(now // 60)}"):
+                self.context.dispatcher.dispatch(record.id)
+                report.decided.append(record.id)
 
 
 class SweepTimer:

@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 
+from deployer.front.approval_messages import approval_ask
 from deployer.front.messages import (
     SlackMessage,
     deploy_parent,
@@ -23,6 +24,7 @@ from deployer.front.messages import (
 )
 from deployer.front.outbox import Outbox
 from deployer.pipeline.events import (
+    AwaitingApproval,
     DeployFinished,
     Event,
     Noted,
@@ -187,6 +189,10 @@ class SlackThread:
                 self._reply(reply)
         elif isinstance(event, Noted):
             self._reply(note_reply(event.text))
+            self._render(event.record)
+        elif isinstance(event, AwaitingApproval):
+            self._running, self._since, self._activity = None, None, ""
+            self._reply(approval_ask(event.record, event.approval))
             self._render(event.record)
         elif isinstance(event, DeployFinished):
             self._running, self._since, self._activity = None, None, ""

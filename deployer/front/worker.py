@@ -20,6 +20,7 @@ import threading
 from deployer.engine import Engine
 from deployer.errors import ConfigError
 from deployer.front.dispatch import Dispatcher, dispatcher_from_environment
+from deployer.front.github_deployments import github_deployments
 from deployer.front.outbox import Outbox
 from deployer.front.thread import Courier, SlackThread, open_thread
 from deployer.front.waiters import Waiters
@@ -99,6 +100,10 @@ def run_deploy(
     listeners: list[Listener] = [thread, log_events]
     if progress is not None:
         listeners.append(progress)
+    # GitHub hears first, so that a status it could not take is told before the end.
+    github = github_deployments(engine, record, fan_out(*listeners), outbox.link)
+    if github is not None:
+        listeners.insert(0, github)
     try:
         done = engine.resume(deploy_id, fan_out(*listeners))
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from deployer.config_environment import Approval
 from deployer.pipeline.record import DeployRecord, Stage, StageResult
 
 
@@ -45,7 +46,16 @@ class DeployFinished:
     dry_run: bool = False
 
 
-Event = StageStarted | StageProgressed | StageFinished | Noted | DeployFinished
+@dataclass(frozen=True)
+class AwaitingApproval:
+    """The candidate passed health; the deploy is parked until approved, rejected or out of
+    time (`record.approval_due_at`): whoever tells the story asks the approvers."""
+
+    record: DeployRecord
+    approval: Approval
+
+
+Event = AwaitingApproval | StageStarted | StageProgressed | StageFinished | Noted | DeployFinished
 Listener = Callable[[Event], None]
 
 

@@ -7,6 +7,8 @@
                 refuses means another run took the deploy over: `lost` is set, and the
                 pipeline stops at its next step without touching anything more
     release()   gives the lock back, only if this run still owns it
+    pause()     leaves it held for the deploy's next run, owner empty and no lease
+                (a deploy parked awaiting approval: no run is alive, none is dead)
 
 Owners name the run. On a Cloud Run job the owner is the execution and task
 (`job:EXECUTION/TASK`), so a retry of a task that died takes its deploy over at
@@ -153,6 +155,21 @@ class Lease:
             return self.store.release_lock(self.environment, DEPLOY, self.deploy_id, self.owner)
         except DeployerError as error:
             log.error("deploy %s: could not release its lock: %s", self.deploy_id, error)
+            return False
+
+    def pause(self) -> bool:
+        """Stop renewing and leave the lock held for the deploy's next run, with no lease to
+        run out (a deploy parked awaiting approval); whether this run still owned it."""
+        self.stop()
+        if self.lost.is_set():
+            return False
+        try:
+            return self.store.renew_lock(
+                self.environment, DEPLOY, self.deploy_id, self.owner, 0.0, hand_over=True
+            )
+        except DeployerError as error:
+            # Still ours: the lease runs out, and the sweep's run parks it again.
+            log.error("deploy %s: could not park its lock: %s", self.deploy_id, error)
             return False
 
 

@@ -19,6 +19,7 @@ class Stage(StrEnum):
     DEPLOY = "deploy"
     READY = "ready"
     HEALTH = "health"
+    APPROVAL = "approval"
     PROMOTE = "promote"
     VERIFY = "verify"
     ROLLBACK = "rollback"
@@ -47,6 +48,9 @@ class State(StrEnum):
     PENDING = "pending"  # holds its environment's lock, waiting for a worker
     QUEUED = "queued"  # waiting for the environment's lock, in FIFO order
     RUNNING = "running"
+    # Passed health at 0 %; parked in the store, its lock held, no worker running, until
+    # approved, rejected or timed out (`pipeline/approval.py`).
+    AWAITING_APPROVAL = "awaiting_approval"
     SUCCEEDED = "succeeded"
     FAILED = "failed"  # traffic never moved, or could not be put back
     ROLLED_BACK = "rolled_back"  # traffic moved, then went back to what served before
@@ -55,7 +59,12 @@ class State(StrEnum):
 
     @property
     def finished(self) -> bool:
-        return self not in (State.PENDING, State.QUEUED, State.RUNNING)
+        return self not in (
+            State.PENDING,
+            State.QUEUED,
+            State.RUNNING,
+            State.AWAITING_APPROVAL,
+        )
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,16 @@ class BreakGlass:
     reason: str
     at: float
     window: str = ""  # the rule it broke, e.g. "deny Fri 16:00-Mon 09:00"; "" while open
+
+
+@dataclass(frozen=True)
+class Vote:
+    """One approver's answer to a deploy waiting for approval."""
+
+    who: str  # "slack:U123", "cli:alice"
+    verdict: str  # "approve" or "reject"
+    at: float
+    reason: str = ""
 
 
 @dataclass
@@ -154,6 +173,7 @@ class DeployRecord:
     # The traffic read back from the service when the deploy ended.
     final_traffic: list[Share] | None = None
     attempt: int = 0  # how many runs (worker attempts) have taken this deploy on
+    parks: int = 0  # how many of those ended parked awaiting approval (not lost)
     handovers_failed: int = 0  # dispatches that could not start a worker
     running_stage: Stage | None = None  # the stage a run started and has not finished
     queued_at: float | None = None
@@ -163,6 +183,19 @@ class DeployRecord:
     # What the candidate changes against what served, read once it passed health and
     # before traffic moved (names only, never a value); None until then.
     changes: Changes | None = None
+    # Promotion: the environment whose serving image this deploy takes (no build), the
+    # revision it served from, and the digest a "Promote" button was drawn for.
+    promoted_from: str | None = None
+    promoted_revision: str | None = None
+    promote_digest: str | None = None
+    # Environments that may take this deploy's image once it succeeded (their
+    # `promote_from`), as configured when it was asked for: the thread offers them.
+    promote_to: list[str] = field(default_factory=list)
+    # Approval: how many approvals traffic waits for (0: none), the answers read back,
+    # and until when it waits (set when it first parked).
+    approval_required: int = 0
+    votes: list[Vote] = field(default_factory=list)
+    approval_due_at: float | None = None
 
     def note(self, text: str) -> None:
         """Keep a line of the deploy's story that no stage tells."""
@@ -193,6 +226,7 @@ class DeployRecord:
         data["notes"] = [Note(**note) for note in data.get("notes") or []]
         glass = data.get("break_glass")
         data["break_glass"] = BreakGlass(**glass) if glass else None
+        data["votes"] = [Vote(**vote) for vote in data.get("votes") or []]
         changes = data.get("changes")
         data["changes"] = Changes.from_dict(changes) if changes else None
         return cls(**data)

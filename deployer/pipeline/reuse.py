@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from deployer.pipeline.ports import BuildRejected, Builds, EarlierBuild, Images
 from deployer.pipeline.preflight import Plan
+from deployer.pipeline.record import DeployRecord
 from deployer.pipeline.stages import Deadline, Done, StageRunner
 
 # At most this much of the build stage goes to looking for a build to reuse.
@@ -24,6 +25,31 @@ def reused(build: EarlierBuild, commit: str, held: str) -> str:
     digest = build.image.partition("@")[2]
     short = f"{digest[:19]}…" if len(digest) > 19 else digest
     return f"reused build {build.build_id[:8]} of commit {commit[:7]} (image {short} {held})"
+
+
+def dry_run_build_line(
+    record: DeployRecord, plan: Plan, builds: Builds, images: Images, timeout: float
+) -> str:
+    """What the build stage would do, for a dry run's plan: promote, reuse or build."""
+    if record.promoted_from:
+        return (
+            f"nothing would be built: the image is {record.promoted_from}'s, read back when "
+            "the promotion starts"
+        )
+    if record.rebuild:
+        return "--rebuild: a new build, whatever was built before"
+    try:
+        earlier = builds.earlier(
+            plan.builder, plan.build, plan.commit, min(LOOKUP_TIMEOUT, timeout)
+        )
+    except BuildRejected as error:
+        return f"could not look for an earlier build ({error}): it would build"
+    if earlier is None:
+        return f"no earlier build of {plan.commit[:7]} with this config: it would build"
+    check = images.check(earlier.image, min(LOOKUP_TIMEOUT, timeout))
+    if not check.exists:
+        return f"build {earlier.build_id[:8]} made its image, {check.detail}: it would build again"
+    return f"would reuse build {earlier.build_id[:8]} of {plan.commit[:7]} (image {check.detail})"
 
 
 def reuse_earlier_build(

@@ -10,7 +10,9 @@
                       deploy's runs were lost `max_attempts` times
     resume            "worker lost during promote; resumed, attempt 2", then the pipeline
                       continues from the saved stage outputs
-    release           on every way out, if this run still owns the lock
+    park              a deploy awaiting approval: the lock stays held, handed over to
+                      the run a decision dispatches, with no lease to run out
+    release           on every other way out, if this run still owns the lock
 
 The caller learns the record as it ended (or as another run left it).
 """
@@ -22,6 +24,7 @@ import time
 from dataclasses import dataclass
 
 from deployer.config import Config
+from deployer.pipeline import failpoints
 from deployer.pipeline.abandon import abandon
 from deployer.pipeline.deploy import DeployPipeline
 from deployer.pipeline.events import DeployFinished, Listener
@@ -79,6 +82,12 @@ class Runs:
             # often, abandoned with its traffic put back) like any other.
             lease.stop()
             raise
+        if done.state == State.AWAITING_APPROVAL:
+            # No run is alive now and none is dead: the next is dispatched by a vote, or by
+            # the sweep once the approval's time is up.
+            failpoints.reached("approval.parked", done.attempt)
+            lease.pause()
+            return done
         lease.release()
         return done
 
@@ -99,8 +108,9 @@ class Runs:
                 listener,
                 lease,
             )
-        if record.attempt >= settings.max_attempts:
-            lost = "once" if record.attempt == 1 else f"{record.attempt} times"
+        if record.attempt - record.parks >= settings.max_attempts:
+            times = record.attempt - record.parks
+            lost = "once" if times == 1 else f"{times} times"
             return abandon(
                 record,
                 "the deployer",
@@ -111,7 +121,7 @@ class Runs:
                 listener,
                 lease,
             )
-        self._begin(record, listener, lease)
+        self._begin(record, listener, lease, held_now)
         lease.start()
         if record.kind == "rollback":
             pipeline = RollbackPipeline(self.config, self.platform, self.store, listener)
@@ -123,11 +133,19 @@ class Runs:
     def _deploy_lock(self, environment: str) -> Lock | None:
         return next((lock for lock in self.store.locks(environment) if lock.kind == DEPLOY), None)
 
-    def _begin(self, record: DeployRecord, listener: Listener, lease: Lease) -> None:
+    def _begin(
+        self, record: DeployRecord, listener: Listener, lease: Lease, held_now: Lock | None
+    ) -> None:
         """Count this run; say when it takes over from a run that was lost."""
         runner = StageRunner(record, self.store, listener, lease=lease)
-        if record.attempt > 0:
-            during = record.running_stage or _next_stage(record)
+        # A parked deploy's lock was paused (handed over, no lease): a decision (or the
+        # clock) woke it. Any other lock means the last run died, parking or not.
+        woken = held_now is not None and held_now.owner == "" and held_now.lease_until == 0
+        parked = record.state == State.AWAITING_APPROVAL
+        if parked:
+            record.state = State.RUNNING
+        if record.attempt > 0 and not (parked and woken):
+            during = "approval" if parked else record.running_stage or _next_stage(record)
             runner.note(f"worker lost during {during}; resumed, attempt {record.attempt + 1}")
         record.attempt += 1
         runner.save()

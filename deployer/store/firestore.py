@@ -204,7 +204,13 @@ class FirestoreStore(FirestoreCalls):
             return self._transact(what, take_over)
 
     def renew_lock(
-        self, environment: str, kind: str, holder: str, owner: str, lease_until: float
+        self,
+        environment: str,
+        kind: str,
+        holder: str,
+        owner: str,
+        lease_until: float,
+        hand_over: bool = False,
     ) -> bool:
         ref = self._lock_ref(environment, kind)
 
@@ -217,7 +223,10 @@ class FirestoreStore(FirestoreCalls):
         def renew(transaction: firestore.Transaction) -> bool:
             if not held_by_us(ref.get(**self._calls(transaction))):
                 return False
-            transaction.update(ref, {"lease_until": lease_until})
+            changes: dict[str, Any] = {"lease_until": lease_until}
+            if hand_over:
+                changes["owner"] = ""
+            transaction.update(ref, changes)
             return True
 
         what = f"renew the lock of {environment} ({kind})"

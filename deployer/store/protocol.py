@@ -54,9 +54,20 @@ class Store(Protocol):
         ...
 
     def renew_lock(
-        self, environment: str, kind: str, holder: str, owner: str, lease_until: float
+        self,
+        environment: str,
+        kind: str,
+        holder: str,
+        owner: str,
+        lease_until: float,
+        hand_over: bool = False,
     ) -> bool:
-        """Extend the lease of the lock `holder` and `owner` hold; False when they lost it."""
+        """Extend the lease of the lock `holder` and `owner` hold; False when they lost it.
+
+        `hand_over`: in the same step, leave the lock to `holder`'s next run (owner empty,
+        as the front hands a new deploy over), e.g. a deploy parked awaiting approval with
+        `lease_until` 0: held, with no lease to run out.
+        """
         ...
 
     def release_lock(

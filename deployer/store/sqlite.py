@@ -186,13 +186,19 @@ class SqliteStore:
             return lock
 
     def renew_lock(
-        self, environment: str, kind: str, holder: str, owner: str, lease_until: float
+        self,
+        environment: str,
+        kind: str,
+        holder: str,
+        owner: str,
+        lease_until: float,
+        hand_over: bool = False,
     ) -> bool:
         with self._transaction() as db:
             changed = db.execute(
-                "UPDATE locks SET lease_until = ? "
+                "UPDATE locks SET lease_until = ?, owner = ? "
                 "WHERE environment = ? AND kind = ? AND holder = ? AND owner = ?",
-                (lease_until, environment, kind, holder, owner),
+                (lease_until, "" if hand_over else owner, environment, kind, holder, owner),
             ).rowcount
         return changed > 0
 

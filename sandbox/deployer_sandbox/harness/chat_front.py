@@ -226,6 +226,7 @@ def start_front(sandbox: Sandbox, demo: Demo, signing: dict[str, str]) -> Served
             EMULATOR_HOST_ENV: host,
             "DEPLOYER_STORE": demo.store,
             "SLACK_API_URL": sandbox.slack_api_url,
+            "DEPLOYER_GITHUB_API_URL": sandbox.github_api_url,
         },
         store_bot_token(host, demo.project, token),
         demo.config.path.read_text(encoding="utf-8"),

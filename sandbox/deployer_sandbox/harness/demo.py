@@ -1,268 +1,56 @@
-"""`deployer demo`: a newcomer watches `/deploy prod` unfold as a Slack thread, in the terminal.
+"""`deployer demo`: a newcomer watches staging go to prod, as Slack threads, in the terminal.
 
-    start the sandbox in this process (cloud, demo service, webhook server, worker job)
-    -> POST /slack/events: `/deploy prod`, form-encoded and signed exactly as Slack sends it
-    -> poll the Slack sink (`/_sandbox/messages`): redraw the thread's parent as it is
-       updated, print each reply as it appears, until the deploy has ended
-    -> `/deploy status`, and print its answer
-    -> stop everything; exit 0 only when the deploy succeeded
+    start the sandbox in this process (cloud, prod's first revision, webhook server, job)
+    -> `/deploy staging` by demo.slack_user: POST /slack/events, form-encoded and signed
+       exactly as Slack sends it; the staging thread runs until the deploy succeeded
+    -> the same user clicks "Promote to prod" on the staging thread: a `block_actions`
+       interaction (form field `payload`, signed), the button's action_id and value read
+       from the parent as the sandbox's Slack drew it (`GET /_sandbox/messages`)
+    -> the prod thread runs (no build: staging's digest) until it parks awaiting approval
+    -> demo.slack_approver clicks "Approve" on the prod thread (read back the same way);
+       a new worker resumes the deploy and traffic moves
+    -> `/deploy status`, and its answer
+    -> stop everything; exit 0 only when the promotion succeeded and prod serves the
+       promoted revision 100 %, with Cloud Build's build count unchanged by it
 
-Nothing is shortcut: the deploy runs in the sandbox's Cloud Run job execution
-(`deployer worker`), which talks to the same sandbox over gRPC and to the sink
-through slack_sdk, as it would in production. Every wait is bounded.
+Every thread is drawn live (`demo_view`). Nothing is shortcut: each deploy runs in the
+sandbox's Cloud Run job execution (`deployer worker`), which talks to the same sandbox
+over gRPC and to its Slack through slack_sdk, as in production; the demo reads Cloud
+Build and Cloud Run back through the real clients. Every wait is bounded.
 """
 
 from __future__ import annotations
 
 import json
-import re
-import secrets
-import shutil
 import signal
 import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterable
-from typing import Any, TextIO
-from urllib.parse import quote, urlencode
+from collections.abc import Callable
+from typing import Any, TextIO, TypeVar
 
-from deployer.front.mrkdwn import escape
-from deployer.front.verify import slack_signature
+from deployer.front.approval_messages import APPROVE_BUTTON, PROMOTE_BUTTON
 from deployer.pipeline.record import DeployRecord, State
+from deployer_sandbox.harness.demo_view import ThreadView, deploy_of, render_message
+from deployer_sandbox.harness.demo_wire import (
+    HTTP_TIMEOUT,
+    channel_messages,
+    click,
+    drawn_button,
+    label_of,
+    slash_command,
+)
 
-HTTP_TIMEOUT = 10.0
 POLL_INTERVAL = 0.2
-JOB_END_TIMEOUT = 30.0  # after the record ended, for the worker's last Slack calls
+JOB_END_TIMEOUT = 30.0  # after a run ended or parked, for the worker's last Slack calls
+BUTTON_WAIT = 20.0  # for a parent to be drawn with the button the story clicks next
 STATUS_WAIT = 3.0  # for a status answer posted to the response_url
-TEAM_DOMAIN = "sandbox"
+STAGING, PROD = "staging", "prod"
 
-_LINK = re.compile(r"<([^<>|]+)\|([^<>]+)>")
-_MENTION = re.compile(r"<([@#!])([^<>|]+)>")
-_BARE_LINK = re.compile(r"<([^<>|@#!][^<>]*)>")
-_BOLD = re.compile(r"(?<![\w*])\*([^*\n]+)\*(?![\w*])")
+T = TypeVar("T")
 
 
-# --- rendering Slack messages as plain text --------------------------------------------
-
-
-def plain(mrkdwn: str) -> str:
-    """Slack mrkdwn as terminal text: links show their label, mentions their id."""
-    text = _LINK.sub(lambda m: m[2], mrkdwn)
-    text = _MENTION.sub(lambda m: ("@" if m[1] == "!" else m[1]) + m[2], text)
-    text = _BARE_LINK.sub(lambda m: m[1], text)
-    text = _BOLD.sub(lambda m: m[1], text)
-    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
-
-
-def _text_of(element: Any) -> str:
-    if isinstance(element, dict):
-        if isinstance(element.get("text"), dict):
-            return _text_of(element["text"])
-        value = element.get("text") or element.get("alt_text") or ""
-        return plain(value) if isinstance(value, str) else ""
-    return ""
-
-
-def render_blocks(blocks: Iterable[Any]) -> list[str]:
-    """Block Kit blocks as lines of plain text (sections, fields, context, buttons...)."""
-    lines: list[str] = []
-    for block in blocks:
-        if not isinstance(block, dict):
-            continue
-        kind = block.get("type")
-        if kind in ("section", "header"):
-            if block.get("text"):
-                text = _text_of(block)
-                lines += text.upper().splitlines() if kind == "header" else text.splitlines()
-            for field in block.get("fields") or []:
-                lines += _text_of(field).splitlines()
-            accessory = block.get("accessory")
-            if isinstance(accessory, dict) and accessory.get("type") == "button":
-                lines.append(f"[ {_text_of(accessory)} ]")
-        elif kind == "context":
-            parts = [_text_of(e) for e in block.get("elements") or []]
-            lines += " · ".join(p for p in parts if p).splitlines()
-        elif kind == "divider":
-            lines.append("─" * 40)
-        elif kind == "actions":
-            buttons = [f"[ {_text_of(e)} ]" for e in block.get("elements") or []]
-            lines.append("  ".join(buttons))
-    return lines
-
-
-def render_message(message: dict[str, Any]) -> list[str]:
-    """A recorded message (from `/_sandbox/messages`) as lines: its blocks, else its text."""
-    lines = render_blocks(message.get("blocks") or [])
-    if not lines:
-        lines = plain(message.get("text") or "").splitlines()
-    return lines or ["(empty message)"]
-
-
-# --- the wire -----------------------------------------------------------------------------
-
-
-def http(
-    method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None
-) -> tuple[int, str]:
-    """One HTTP call on loopback: (status, body text); errors with a status are answers too."""
-    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as answer:
-            return answer.status, answer.read().decode("utf-8", "replace")
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode("utf-8", "replace")
-
-
-def signed_slash_command(
-    secret: str, text: str, user: str, channel: str, response_url: str
-) -> tuple[bytes, dict[str, str]]:
-    """`/deploy <text>` as Slack POSTs it: the form body and its signed headers."""
-    fields = {
-        "token": "unused-legacy-verification-token",
-        "team_id": "T0SANDBOX1",
-        "team_domain": TEAM_DOMAIN,
-        "channel_id": channel,
-        "channel_name": "deploys",
-        "user_id": user,
-        "user_name": "demo.user",
-        "command": "/deploy",
-        # Slack escapes &, < and > in what was typed (docs.slack.dev, "Formatting text for
-        # app surfaces": escaping text); the front unescapes it once.
-        "text": escape(text),
-        "api_app_id": "A0SANDBOX1",
-        "is_enterprise_install": "false",
-        "response_url": response_url,
-        "trigger_id": f"{secrets.randbelow(10**12)}.{secrets.token_hex(8)}",
-    }
-    # Slack percent-encodes spaces as %20; the signature covers these exact bytes.
-    body = urlencode(fields, quote_via=quote).encode("ascii")
-    timestamp = str(int(time.time()))
-    headers = {
-        "Content-Type": "application/x-www-form-urlencoded",
-        "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
-        "X-Slack-Request-Timestamp": timestamp,
-        "X-Slack-Signature": slack_signature(secret, timestamp, body),
-    }
-    return body, headers
-
-
-def slash_command(
-    webhook: str, secret: str, text: str, user: str, channel: str, response_url: str
-) -> tuple[int, str]:
-    """POST `/deploy <text>` to the front exactly as Slack does; (status, body)."""
-    body, headers = signed_slash_command(secret, text, user, channel, response_url)
-    return http("POST", f"{webhook}/slack/events", body, headers)
-
-
-def _ts(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return 0.0
-
-
-# --- the live thread ----------------------------------------------------------------------
-
-
-class ThreadView:
-    """Prints a channel's new messages as they appear; the deploy thread's parent is redrawn."""
-
-    def __init__(self, sink: str, channel: str, out: TextIO, since: float) -> None:
-        self.sink = sink
-        self.channel = channel
-        self.out = out
-        self.since = since
-        self.parent_ts: str | None = None
-        self.tty = out.isatty()
-        self._shown: dict[str, list[str]] = {}
-        self._parent_rows = 0  # rows of the parent drawn last, while nothing follows it
-
-    @property
-    def shown(self) -> int:
-        """How many messages were printed so far."""
-        return len(self._shown)
-
-    def messages(self) -> list[dict[str, Any]]:
-        status, text = http("GET", f"{self.sink}/_sandbox/messages?channel={quote(self.channel)}")
-        if status != 200:
-            return []
-        found: list[dict[str, Any]] = json.loads(text)
-        return [m for m in found if _ts(m.get("ts")) > self.since]
-
-    def poll(self) -> None:
-        """Show what changed since the last poll."""
-        for message in self.messages():
-            ts = str(message.get("ts"))
-            if message.get("ephemeral"):
-                self._once(ts, message, "(only you can see this)")
-            elif self.parent_ts is None and message.get("thread_ts") in (None, ts):
-                self.parent_ts = ts
-                self._parent(message)
-            elif ts == self.parent_ts:
-                self._parent(message)
-            elif message.get("thread_ts") == self.parent_ts:
-                self._once(ts, message, "↳ reply in thread")
-            else:
-                self._once(ts, message, "in the channel")
-
-    def _rows(self, lines: list[str]) -> int:
-        width = max(20, shutil.get_terminal_size().columns)
-        return sum(max(1, -(-len(line) // width)) for line in lines)
-
-    def _parent(self, message: dict[str, Any]) -> None:
-        lines = ["┌ #deploys · deployer", *(f"│ {line}" for line in render_message(message))]
-        previous = self._shown.get(str(message["ts"]))
-        if previous == lines:
-            return
-        self._shown[str(message["ts"])] = lines
-        if previous is not None:
-            if self.tty and self._parent_rows:
-                # Nothing was printed below the parent: redraw it in place.
-                self.out.write(f"\x1b[{self._parent_rows}F\x1b[J")
-            else:
-                lines = ["┌ #deploys · deployer (message updated)", *lines[1:]]
-        self._write(lines)
-        self._parent_rows = self._rows(lines)
-
-    def _once(self, ts: str, message: dict[str, Any], label: str) -> None:
-        if ts in self._shown:
-            return
-        lines = [f"  {label}", *(f"  │ {line}" for line in render_message(message))]
-        self._shown[ts] = lines
-        self._write(lines)
-        self._parent_rows = 0
-
-    def _write(self, lines: list[str]) -> None:
-        self.out.write("\n".join(lines) + "\n")
-        self.out.flush()
-
-
-# --- the demo -------------------------------------------------------------------------------
-
-
-def _record(store: Any, requester: str, since: float) -> DeployRecord | None:
-    for record in store.history("prod", 5):
-        if record.requester == requester and record.created_at >= since:
-            return record  # type: ignore[no-any-return]
-    return None
-
-
-def _wait_for_job(job: str, host: str, deadline: float) -> None:
-    """Wait (bounded) until the job's latest execution ended: the worker said its last word."""
-    from google.cloud import run_v2
-
-    from deployer.adapters.google_clients import google_client
-
-    jobs: Any = google_client(run_v2.JobsClient, host)
-    try:
-        while time.monotonic() < deadline:
-            latest = jobs.get_job(name=job, timeout=HTTP_TIMEOUT).latest_created_execution
-            if latest.name and latest.completion_time:
-                return
-            time.sleep(POLL_INTERVAL)
-    finally:
-        jobs.transport.close()
+class DemoFailed(Exception):
+    """The story stopped: what went wrong, as the demo's last line says it."""
 
 
 def run(timeout: float = 300.0, out: TextIO = sys.stdout) -> int:
@@ -275,7 +63,7 @@ def run(timeout: float = 300.0, out: TextIO = sys.stdout) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     say = _printer(out)
     say("Starting the sandbox: a local Cloud Build, Cloud Run, Secret Manager and Slack,")
-    say("and deploying this repository's HEAD as the demo service's first revision ...")
+    say("and deploying this repository's HEAD as prod's first revision ...")
     started = time.monotonic()
     try:
         running = lifecycle.start(with_demo=True)
@@ -284,7 +72,10 @@ def run(timeout: float = 300.0, out: TextIO = sys.stdout) -> int:
         return 1
     try:
         say(f"Sandbox ready in {time.monotonic() - started:.1f} s.\n")
-        return _demo(running, deadline, out)
+        return Story(running, deadline, out).tell()
+    except DemoFailed as failure:
+        say(f"\ndemo: {failure}")
+        return 1
     except KeyboardInterrupt:
         say("demo: interrupted")
         return 130
@@ -293,7 +84,7 @@ def run(timeout: float = 300.0, out: TextIO = sys.stdout) -> int:
         running.close()
 
 
-def _printer(out: TextIO) -> Any:
+def _printer(out: TextIO) -> Callable[[str], None]:
     def say(line: str) -> None:
         out.write(line + "\n")
         out.flush()
@@ -301,84 +92,286 @@ def _printer(out: TextIO) -> Any:
     return say
 
 
-def _demo(running: Any, deadline: float, out: TextIO) -> int:
-    from deployer.store import open_store
+class Story:
+    """Staging, the promotion, the approval, told against one running sandbox."""
 
-    say = _printer(out)
-    demo, front, sandbox = running.demo, running.front, running.sandbox
-    secret = running.state["slack_signing_secret"]
-    requester = f"slack:{demo.slack_user}"
-    store = open_store(demo.store)
-    view = ThreadView(sandbox.http.url, demo.slack_channel, out, since=time.time())
-    sent = time.time()
-    say(f"<@{demo.slack_user}> in #deploys:  /deploy prod")
-    status, body = slash_command(
-        front.url,
-        secret,
-        "prod",
-        demo.slack_user,
-        demo.slack_channel,
-        sandbox.http.mint_response_url(channel=demo.slack_channel, user=demo.slack_user),
-    )
-    say(f"  (POST /slack/events answered {status} in time for Slack's 3 s)\n")
-    if status != 200:
-        say(f"demo: the front refused the command: {status} {body.strip()[:200]}")
-        return 1
-    record = None
-    while time.monotonic() < deadline:
-        view.poll()
-        record = _record(store, requester, sent - 1)
-        if record is not None and record.state.finished:
-            break
-        time.sleep(POLL_INTERVAL)
-    else:
-        say(f"demo: the deploy did not end in time (last state: {record and record.state})")
-        return 1
-    if record is None:
-        say("demo: the front accepted /deploy prod but started no deploy")
-        return 1
-    _wait_for_job(
-        front.job, sandbox.grpc_address, min(deadline, time.monotonic() + JOB_END_TIMEOUT)
-    )
-    view.poll()
-    say("")
-    _status(running, view, say)
-    if record.state == State.SUCCEEDED:
-        say(f"\ndemo: deploy {record.id} succeeded: {record.candidate_revision} serves 100 %.")
+    def __init__(self, running: Any, deadline: float, out: TextIO) -> None:
+        from deployer.store import open_store
+
+        self.running, self.deadline, self.say = running, deadline, _printer(out)
+        self.demo, self.front, self.sandbox = running.demo, running.front, running.sandbox
+        self.secret = running.state["slack_signing_secret"]
+        self.store = open_store(self.demo.store)
+        self.view = ThreadView(
+            self.sandbox.http.url,
+            self.demo.slack_channel,
+            out,
+            since=time.time(),
+            name_of=self._environment_of,
+        )
+
+    def tell(self) -> int:
+        """The whole story; 0 when prod serves staging's image 100 % after the approval."""
+        staging = self.deploy_staging()
+        builds = self.build_count()
+        self.say(f"\nCloud Build has run {_builds(builds)} so far.\n")
+        parked = self.promote(staging)
+        prod = self.approve(parked)
+        after = self.build_count()
+        if after != builds:
+            raise DemoFailed(f"Cloud Build ran {_builds(after - builds)} for the promotion")
+        self.say(
+            f"\nCloud Build ran {_builds(builds)} before the promotion and {after} after it: "
+            f"nothing built for prod, which runs staging's image {_digest(staging.image)}."
+        )
+        routes = self.traffic()
+        self.say(f"Cloud Run, after the approval: prod's traffic is {_shares(routes)}.\n")
+        self.status()
+        serving = [(revision, percent) for revision, percent, _ in routes if percent]
+        if prod.image != staging.image or serving != [(prod.candidate_revision, 100)]:
+            raise DemoFailed(
+                f"prod serves {_shares(routes)} with {prod.image}, not staging's "
+                f"{staging.image} on {prod.candidate_revision} at 100 %"
+            )
+        self.say(
+            f"\ndemo: {staging.id} put {(staging.commit or '')[:12]} on staging; {prod.id} "
+            f"promoted it to prod, approved by @{self.demo.slack_approver}: "
+            f"{prod.candidate_revision} serves 100 %."
+        )
         return 0
-    say(f"\ndemo: deploy {record.id} ended {record.state}: {record.error or 'see the thread'}")
-    return 1
 
+    # --- the three acts ---
 
-def _status(running: Any, view: ThreadView, say: Any) -> None:
-    demo, sandbox = running.demo, running.sandbox
-    say(f"<@{demo.slack_user}> in #deploys:  /deploy status")
-    view.since = time.time()
-    url = sandbox.http.mint_response_url(channel=demo.slack_channel, user=demo.slack_user)
-    status, body = slash_command(
-        running.front.url,
-        running.state["slack_signing_secret"],
-        "status",
-        demo.slack_user,
-        demo.slack_channel,
-        url,
-    )
-    if status != 200:
-        say(f"  the front answered {status}: {body.strip()[:200]}")
-        return
-    if body.strip():
+    def deploy_staging(self) -> DeployRecord:
+        """`/deploy staging`, until its deploy ended; it must have succeeded."""
+        user = self.demo.slack_user
+        self.say(f"<@{user}> in #deploys:  /deploy staging")
+        sent = time.time()
+        self._command("staging", user)
+        record = self._until(
+            "the staging deploy to end",
+            lambda: self._finished(self._newest(STAGING, user, sent)),
+        )
+        self._settle()
+        if record.state != State.SUCCEEDED:
+            raise DemoFailed(f"staging deploy {record.id} ended {record.state}: {record.error}")
+        return record
+
+    def promote(self, staging: DeployRecord) -> DeployRecord:
+        """Click "Promote to prod" on the staging thread; the prod deploy, once it parked."""
+        user = self.demo.slack_user
+        parent, button = self._button(staging, _promotes_to(PROD))
+        self.say(f"<@{user}> clicks [ {label_of(button)} ] on the staging thread")
+        clicked = time.time()
+        self._click(parent, button, user)
+
+        def parked() -> DeployRecord | None:
+            record = self._newest(PROD, user, clicked)
+            if record is None or record.promoted_from != STAGING:
+                return None
+            waits = record.state == State.AWAITING_APPROVAL
+            return record if waits or record.state.finished else None
+
+        record = self._until("the prod deploy to ask for approval", parked)
+        if record.state != State.AWAITING_APPROVAL:
+            raise DemoFailed(f"prod deploy {record.id} ended {record.state}: {record.error}")
+        return record
+
+    def approve(self, parked: DeployRecord) -> DeployRecord:
+        """The approver clicks "Approve" on the prod thread; the deploy, once it ended."""
+        approver = self.demo.slack_approver
+        parent, button = self._button(parked, lambda b: b.get("action_id") == APPROVE_BUTTON)
+        self._settle()
+        self.say(f"\nCloud Run, before the approval: prod's traffic is {_shares(self.traffic())}.")
+        self.say(f"\n<@{approver}> clicks [ {label_of(button)} ] on the prod thread")
+        confirm = button.get("confirm") or {}
+        if confirm:  # Slack shows the button's confirm dialog first; the click follows it
+            title = (confirm.get("title") or {}).get("text", "")
+            yes = (confirm.get("confirm") or {}).get("text", "")
+            self.say(f"  Slack asks “{title}”; they press {yes}")
+        self._click(parent, button, approver)
+        record = self._until(
+            "the approved prod deploy to end",
+            lambda: self._finished(self.store.get(parked.id)),
+        )
+        self._settle()
+        if record.state != State.SUCCEEDED:
+            raise DemoFailed(f"prod deploy {record.id} ended {record.state}: {record.error}")
+        return record
+
+    def status(self) -> None:
+        """`/deploy status`, and its answer (in the HTTP answer, or through response_url)."""
+        user = self.demo.slack_user
+        self.say(f"<@{user}> in #deploys:  /deploy status")
+        self.view.since = time.time()
+        before = self.view.shown
+        body = self._command("status", user, quiet=True)
         try:
-            answer = json.loads(body)
+            answer = json.loads(body) if body.strip() else {}
         except ValueError:
             answer = {"text": body}
         if isinstance(answer, dict) and (answer.get("blocks") or answer.get("text")):
-            say("  (only you can see this)")
+            self.say("  (only you can see this)")
             for line in render_message(answer):
-                say(f"  │ {line}")
+                self.say(f"  │ {line}")
             return
-    # Answered through the response_url instead: wait for it to show up.
-    waited = time.monotonic() + STATUS_WAIT
-    before = view.shown
-    while time.monotonic() < waited and view.shown == before:
-        view.poll()
-        time.sleep(POLL_INTERVAL)
+        waited = time.monotonic() + STATUS_WAIT
+        while time.monotonic() < waited and self.view.shown == before:
+            self.view.poll()
+            time.sleep(POLL_INTERVAL)
+
+    # --- reading the cloud back, through the real clients ---
+
+    def build_count(self) -> int:
+        """How many builds Cloud Build has run for the demo's service."""
+        from google.cloud.devtools import cloudbuild_v1
+
+        from deployer.adapters.google_clients import google_client
+
+        service = self.demo.config.service_of(PROD)
+        builds: Any = google_client(cloudbuild_v1.CloudBuildClient, self.sandbox.grpc_address)
+        try:
+            request = cloudbuild_v1.ListBuildsRequest(
+                parent=f"projects/{service.project}/locations/{service.region}",
+                project_id=service.project,
+            )
+            return sum(1 for _ in builds.list_builds(request=request, timeout=HTTP_TIMEOUT))
+        finally:
+            builds.transport.close()
+
+    def traffic(self) -> list[tuple[str, int, str]]:
+        """(revision, percent, tag) of prod's traffic targets, as Cloud Run reports them."""
+        from google.cloud import run_v2
+
+        from deployer.adapters.google_clients import google_client
+        from deployer.config import run_service_name
+
+        name = run_service_name(self.demo.config.target(PROD))
+        services: Any = google_client(run_v2.ServicesClient, self.sandbox.grpc_address)
+        try:
+            service = services.get_service(name=name, timeout=HTTP_TIMEOUT)
+        finally:
+            services.transport.close()
+        return sorted(
+            (
+                (status.revision.rsplit("/", 1)[-1], status.percent, status.tag)
+                for status in service.traffic_statuses
+            ),
+            key=lambda route: (-route[1], route[0]),
+        )
+
+    # --- the wire and the waits ---
+
+    def _command(self, text: str, user: str, quiet: bool = False) -> str:
+        url = self.sandbox.http.mint_response_url(channel=self.demo.slack_channel, user=user)
+        status, body = slash_command(
+            self.front.url, self.secret, text, user, self.demo.slack_channel, url
+        )
+        if status != 200:
+            raise DemoFailed(f"the front refused /deploy {text}: {status} {body.strip()[:200]}")
+        if not quiet:
+            self.say(f"  (POST /slack/events answered {status} in time for Slack's 3 s)\n")
+        return body
+
+    def _click(self, parent: dict[str, Any], button: dict[str, Any], user: str) -> None:
+        channel = self.demo.slack_channel
+        url = self.sandbox.http.mint_response_url(
+            channel=channel, user=user, message_ts=str(parent.get("ts"))
+        )
+        status, body = click(self.front.url, self.secret, parent, button, user, channel, url)
+        if status != 200:
+            raise DemoFailed(f"the front refused the click: {status} {body.strip()[:200]}")
+        self.say(f"  (block_actions POST /slack/events answered {status})\n")
+
+    def _button(
+        self, record: DeployRecord, wanted: Callable[[dict[str, Any]], bool]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The deploy's thread parent and its button `wanted`, once Slack shows it."""
+
+        def drawn() -> tuple[dict[str, Any], dict[str, Any]] | None:
+            parent = self._parent_of(record.id)
+            button = drawn_button(parent, wanted)
+            return None if parent is None or button is None else (parent, button)
+
+        return self._until(f"{record.id}'s thread to show its button", drawn, BUTTON_WAIT)
+
+    def _parent_of(self, deploy_id: str) -> dict[str, Any] | None:
+        messages = channel_messages(self.sandbox.http.url, self.demo.slack_channel)
+        return next((m for m in messages if deploy_of(m) == deploy_id), None)
+
+    def _until(self, what: str, found: Callable[[], T | None], wait: float | None = None) -> T:
+        """Show the threads until `found` answers; DemoFailed when the wait ran out."""
+        limit = self.deadline if wait is None else min(self.deadline, time.monotonic() + wait)
+        while time.monotonic() < limit:
+            self.view.poll()
+            answer = found()
+            if answer is not None:
+                return answer
+            time.sleep(POLL_INTERVAL)
+        raise DemoFailed(f"waited in vain for {what}")
+
+    def _settle(self) -> None:
+        """Wait (bounded) until the job's latest execution ended: the worker said its
+        last word to Slack; then show it."""
+        from google.cloud import run_v2
+
+        from deployer.adapters.google_clients import google_client
+
+        jobs: Any = google_client(run_v2.JobsClient, self.sandbox.grpc_address)
+        limit = min(self.deadline, time.monotonic() + JOB_END_TIMEOUT)
+        try:
+            while time.monotonic() < limit:
+                self.view.poll()
+                latest = jobs.get_job(name=self.front.job, timeout=HTTP_TIMEOUT)
+                execution = latest.latest_created_execution
+                if execution.name and execution.completion_time:
+                    break
+                time.sleep(POLL_INTERVAL)
+        finally:
+            jobs.transport.close()
+        self.view.poll()
+
+    def _newest(self, environment: str, user: str, since: float) -> DeployRecord | None:
+        for record in self.store.history(environment, 5):
+            if record.requester == f"slack:{user}" and record.created_at >= since - 1:
+                return record
+        return None
+
+    @staticmethod
+    def _finished(record: DeployRecord | None) -> DeployRecord | None:
+        return record if record is not None and record.state.finished else None
+
+    def _environment_of(self, deploy_id: str) -> str | None:
+        record = self.store.get(deploy_id)
+        return None if record is None else str(record.environment)
+
+
+def _promotes_to(environment: str) -> Callable[[dict[str, Any]], bool]:
+    """Accepts a "Promote to ENV" button (`deploy_promote:ENV`, value {"to": ENV, ...})."""
+
+    def wanted(button: dict[str, Any]) -> bool:
+        if str(button.get("action_id", "")) != PROMOTE_BUTTON + environment:
+            return False
+        try:
+            return bool(json.loads(str(button.get("value", ""))).get("to") == environment)
+        except (ValueError, AttributeError):
+            return False
+
+    return wanted
+
+
+def _digest(image: str | None) -> str:
+    return (image or "").partition("@")[2][:19] or "(no digest)"
+
+
+def _shares(routes: list[tuple[str, int, str]]) -> str:
+    """`backend-a 100%, backend-b 0% (tag candidate)`: what serves, and what waits tagged."""
+    said = [
+        f"{revision} {percent}%" + (f" (tag {tag})" if tag else "")
+        for revision, percent, tag in routes
+    ]
+    return ", ".join(said) or "nothing"
+
+
+def _builds(count: int) -> str:
+    return f"{count} build" + ("" if count == 1 else "s")

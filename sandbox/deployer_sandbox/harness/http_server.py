@@ -8,6 +8,8 @@
     POST /_sandbox/response_urls    mint a response_url
     GET|POST|DELETE /_sandbox/faults  list / arm / clear faults (see `common.faults`)
     GET  /_sandbox/rate_limits      the rate limits enforced (see `slack.rate_limits`)
+    *    /github/...                GitHub's REST API for deployments (see `github.api`)
+    GET|DELETE /_sandbox/github     every GitHub REST call, token never recorded / clear
 
 A Web API call meets, in this order: an armed `slack_latency` (a sleep, then
 on), an armed `slack_429` or `slack_5xx` (answered before the token is even
@@ -33,6 +35,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 from deployer_sandbox.common.faults import FaultError, Faults
 from deployer_sandbox.common.serving import Serving
+from deployer_sandbox.github.api import GitHubApi
+from deployer_sandbox.github.state import GitHubState
 from deployer_sandbox.slack.rate_limits import SlackRateLimits
 from deployer_sandbox.slack.sink import METHODS, SlackError, SlackSink
 
@@ -121,8 +125,11 @@ class SandboxHttp:
         *,
         sink: SlackSink | None = None,
         rate_limits: SlackRateLimits | None = None,
+        github: GitHubState | None = None,
     ) -> None:
         self.faults = faults
+        self.github = github if github is not None else GitHubState()
+        self._github_api = GitHubApi(self.github)
         self.sink = sink if sink is not None else SlackSink()
         self.rate_limits = rate_limits if rate_limits is not None else SlackRateLimits()
         self._server = _Server((host, port), self)
@@ -157,6 +164,12 @@ class SandboxHttp:
         if path.startswith("/response/"):
             self._allow(verb, ("POST",))
             return self._response_url(path.removeprefix("/response/"), body)
+        if path.startswith("/github/"):
+            # URLs in answers use the host the caller reached (GitHub's: api.github.com).
+            base = f"http://{headers.get('Host') or self.url.removeprefix('http://')}/github"
+            return self._github_api.handle(
+                verb, path.removeprefix("/github"), query, headers, body, base
+            )
         routes = {
             "/_sandbox/health": ("GET",),
             "/_sandbox/messages": ("GET", "DELETE"),
@@ -164,6 +177,7 @@ class SandboxHttp:
             "/_sandbox/response_urls": ("POST",),
             "/_sandbox/faults": ("GET", "POST", "DELETE"),
             "/_sandbox/rate_limits": ("GET",),
+            "/_sandbox/github": ("GET", "DELETE"),
         }
         if path not in routes:
             raise _HttpError(404, f"no route for {verb} {path}")
@@ -181,6 +195,11 @@ class SandboxHttp:
             return self._mint(body)
         if path == "/_sandbox/rate_limits":
             return _json(200, self.rate_limits.table())
+        if path == "/_sandbox/github":
+            if verb == "DELETE":
+                self.github.clear_calls()
+                return 204, {}, b""
+            return _json(200, self.github.calls())
         return self._faults(verb, body)
 
     @staticmethod

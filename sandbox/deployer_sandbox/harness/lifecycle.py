@@ -29,6 +29,8 @@ def state_of(sandbox: Sandbox, demo: Demo | None, signing: dict[str, str]) -> di
     state: dict[str, Any] = {
         "gcp": sandbox.grpc_address,
         "slack_api": sandbox.slack_api_url,
+        # DEPLOYER_GITHUB_API_URL: GitHub's REST API (deployments); calls at control + "github".
+        "github_api": sandbox.github_api_url,
         "control": f"{sandbox.http.url}/_sandbox/",
         # GCE_METADATA_HOST and GCE_METADATA_IP: where google-auth finds credentials.
         "metadata": sandbox.metadata_address,
@@ -49,10 +51,15 @@ def state_of(sandbox: Sandbox, demo: Demo | None, signing: dict[str, str]) -> di
                     "slack_team": demo_seed.SLACK_TEAM,
                     "slack_channel": demo.slack_channel,
                     "slack_user": demo.slack_user,
+                    # Approves prod's deploys (`[environments.prod.approval]`); deploys nothing.
+                    "slack_approver": demo.slack_approver,
                     "github_repository": demo.github_repository,
+                    # prod's Cloud Run service, its URL and its first revision.
                     "service": demo.service,
                     "service_uri": demo.service_uri,
                     "revision": demo.revision,
+                    # staging's: `prod` has promote_from = "staging"; none runs until deployed.
+                    "staging_service": demo.staging_service,
                     "commit": demo.commit,
                     "image": demo.image,
                     "repository": demo.repository,
@@ -202,14 +209,18 @@ def _announce(running: Running, elapsed: float, state_file: Path | None) -> None
         f"  Slack messages      {sandbox.http.url}/_sandbox/messages",
         f"  Faults              {sandbox.http.url}/_sandbox/faults",
         f"  Slack rate limits   {sandbox.http.url}/_sandbox/rate_limits ({_scale(sandbox)})",
+        f"  GitHub REST API     DEPLOYER_GITHUB_API_URL={sandbox.github_api_url}",
+        f"  GitHub calls        {sandbox.http.url}/_sandbox/github",
         f"  Metadata server     GCE_METADATA_HOST={sandbox.metadata_address} "
         f"GCE_METADATA_IP={sandbox.metadata_address}",
         f"  Containers          {_isolation(sandbox)}",
     ]
     if demo is not None:
         lines += [
-            f"  Demo service        {demo.service} in {demo.project}/{demo.region}: {demo.service_uri}",
+            f"  Prod service        {demo.service} in {demo.project}/{demo.region}: {demo.service_uri}",
             f"                      revision {demo.revision}, commit {demo.commit[:12]}",
+            f"  Staging service     {demo.staging_service}: nothing yet (`/deploy staging`)",
+            f"  Slack people        {demo.slack_user} deploys; {demo.slack_approver} approves prod",
             f"  Config              DEPLOYER_CONFIG={demo.config.path}",
             f"  Store               DEPLOYER_STORE={demo.store}",
         ]

@@ -8,7 +8,8 @@ RepositoryManager, Cloud Run v2 (services, revisions, jobs, executions; revision
 run as local processes, each in a network namespace of its own, behind the router), Cloud Logging v2's ListLogEntries
 (over the revisions' and the builds' logs) and Artifact Registry v1's Docker images (over
 the image store). One HTTP server is the Slack Web API
-sink and the control endpoint; a git smart-HTTP server serves the v2
+sink and the control endpoint, and serves GitHub's REST API for deployments under
+`/github`; a git smart-HTTP server serves the v2
 repositories' `remote_uri`s as private GitHub repositories (read tokens come from
 FetchReadToken); and the metadata server (GCE_METADATA_HOST/_IP) hands out
 credentials and the ID tokens, signed by the sandbox's key, that open private
@@ -132,6 +133,12 @@ class Sandbox:
     def slack_api_url(self) -> str:
         """Base URL of the Slack Web API sink, for `SLACK_API_URL`."""
         return f"{self.http.url}/api/"
+
+    @property
+    def github_api_url(self) -> str:
+        """Base URL of GitHub's REST API (deployments) in the sandbox, for
+        `DEPLOYER_GITHUB_API_URL`; its state (tokens, repositories) is `http.github`."""
+        return f"{self.http.url}/github"
 
     @property
     def metadata_address(self) -> str:

@@ -1,8 +1,17 @@
 """Seeds the sandbox with the demo: secrets, then a first deploy of this repository's HEAD.
 
-The first revision of `backend` is deployed by the deployer's own pipeline
-(preflight, Cloud Build, Cloud Run, health check) over the sandbox's gRPC, so
-a seeded sandbox is itself an end-to-end check of the product.
+The demo config is `deployer.example.toml` as it stands: `staging` (Cloud Run service
+`backend-staging`) and `prod` (service `backend`), prod promoted from staging and
+approved by a second Slack user (`[environments.prod.approval]`). Its people:
+
+    demo.slack_user       the only one allowed to deploy (staging and prod) and promote
+    demo.slack_approver   prod's approver: may approve or reject, not deploy
+
+The first revision of `backend` (prod) is deployed by the deployer's own pipeline
+(preflight, Cloud Build, Cloud Run, health check) over the sandbox's gRPC, so a
+seeded sandbox is itself an end-to-end check of the product. It stands for what
+served before the team adopted the deployer: prod's approval and deploy windows do
+not apply to it. Staging starts empty; the demo's first `/deploy staging` creates it.
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ import secrets
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from google.cloud import secretmanager_v1
 from google.cloud.devtools import cloudbuild_v2
@@ -23,10 +33,12 @@ from deployer.engine import Engine, default_platform
 from deployer.pipeline.events import ignore
 from deployer.pipeline.record import State
 from deployer.store.sqlite import SqliteStore
+from deployer_sandbox.harness.github_seed import serve_github
 from deployer_sandbox.harness.sandbox import Sandbox
 from deployer_sandbox.slack import sink as slack_sink
 
 ENVIRONMENT = "prod"
+STAGING = "staging"
 EXAMPLE_CONFIG = "deployer.example.toml"
 # projects/P/locations/L/connections/C/repositories/R
 _CONNECTED = re.compile(
@@ -34,6 +46,7 @@ _CONNECTED = re.compile(
 )
 SLACK_TEAM = slack_sink.TEAM_ID
 SLACK_USER_NAME = "demo.user"
+SLACK_APPROVER_NAME = "demo.approver"
 SLACK_CHANNEL_NAME = "deploys"
 # Beside the deploy channel, two the bot has not joined: one public (it may post
 # there with chat:write.public, nothing more) and one private (it cannot see it).
@@ -57,6 +70,8 @@ class Demo:
     image: str
     slack_channel: str
     slack_user: str
+    slack_approver: str  # approves prod's deploys; may deploy nothing
+    staging_service: str  # staging's Cloud Run service; nothing runs there until deployed
     github_repository: str
     store: str  # DEPLOYER_STORE of the seed deploy
     slack_unjoined_public: str  # a public channel the bot is not in
@@ -93,16 +108,22 @@ def seed_demo(sandbox: Sandbox, repo: Path, workdir: Path) -> Demo:
     service = config.target(ENVIRONMENT)
     host = sandbox.grpc_address
     connected = connect_repository(sandbox, service.source.connected_repository, repo)
-    _seed_secrets(host, service.project, [ref.secret for ref in settings.secrets.values()])
+    # GitHub Deployments: the config's repository is this checkout; its token is in
+    # Secret Manager, where `[github] token_secret` says.
+    serve_github(sandbox, config, repo)
+    for project, secret_ids in _secrets_by_project(config).items():
+        _seed_secrets(host, project, secret_ids)
     channel = settings.allow.slack_channels[0]
     user = settings.allow.slack_users[0]
+    approver = _approver(config)
     sandbox.http.sink.add_channel(channel, SLACK_CHANNEL_NAME)
     sandbox.http.sink.add_channel(*SLACK_UNJOINED_PUBLIC, is_member=False)
     sandbox.http.sink.add_channel(*SLACK_UNJOINED_PRIVATE, is_private=True, is_member=False)
     sandbox.http.sink.add_user(user, SLACK_USER_NAME)
+    sandbox.http.sink.add_user(approver, SLACK_APPROVER_NAME)
 
     store = workdir / "state.db"
-    engine = Engine(config, default_platform(host), SqliteStore(store))
+    engine = Engine(_before_the_deployer(config), default_platform(host), SqliteStore(store))
     record = engine.deploy(engine.new_deploy(ENVIRONMENT, "HEAD", "sandbox:seed"), ignore)
     if record.state != State.SUCCEEDED or not record.commit or not record.image:
         raise DemoError(f"the demo's first deploy did not succeed: {record.error}")
@@ -120,6 +141,8 @@ def seed_demo(sandbox: Sandbox, repo: Path, workdir: Path) -> Demo:
         image=record.image,
         slack_channel=channel,
         slack_user=user,
+        slack_approver=approver,
+        staging_service=config.target(STAGING).service,
         github_repository=repositories[0],
         store=f"sqlite:///{store}",
         slack_unjoined_public=SLACK_UNJOINED_PUBLIC[0],
@@ -127,6 +150,40 @@ def seed_demo(sandbox: Sandbox, repo: Path, workdir: Path) -> Demo:
         repository=str(connected.name),
         repository_remote=str(connected.remote_uri),
     )
+
+
+def _approver(config: Config) -> str:
+    """The demo's second person: prod's approver, allowed to deploy nothing."""
+    if (
+        STAGING not in config.environments
+        or config.environment(ENVIRONMENT).promote_from != STAGING
+    ):
+        raise DemoError(f"{EXAMPLE_CONFIG} no longer promotes {ENVIRONMENT} from {STAGING}")
+    approval = config.environment(ENVIRONMENT).approval
+    users = [who for who in approval.approvers if who[0] in "UW"] if approval else []
+    if not users:
+        raise DemoError(f"{EXAMPLE_CONFIG} no longer names a user who approves {ENVIRONMENT}")
+    allowed = {who for env in config.environments.values() for who in env.allow.slack_users}
+    if users[0] in allowed:
+        raise DemoError(f"{EXAMPLE_CONFIG}: {ENVIRONMENT}'s approver {users[0]} may also deploy")
+    return users[0]
+
+
+def _before_the_deployer(config: Config) -> Config:
+    """`config` as it was before the team adopted it, for the first revision: prod
+    asked no approval and kept no deploy window (the seed must work any day)."""
+    prod = config.environment(ENVIRONMENT).model_copy(update={"approval": None, "windows": None})
+    environments: dict[str, Any] = {**config.environments, ENVIRONMENT: prod}
+    return config.model_copy(update={"environments": environments})
+
+
+def _secrets_by_project(config: Config) -> dict[str, list[str]]:
+    """The secret ids each environment reads, by the project it reads them in."""
+    found: dict[str, list[str]] = {}
+    for name, settings in config.environments.items():
+        ids = found.setdefault(config.target(name).project, [])
+        ids += [ref.secret for ref in settings.secrets.values() if ref.secret not in ids]
+    return found
 
 
 def connect_repository(sandbox: Sandbox, name: str | None, repo: Path) -> cloudbuild_v2.Repository:

@@ -99,6 +99,9 @@ def test_state_file_describes_a_working_sandbox(
     assert demo["slack_team"].startswith("T")
     assert demo["slack_channel"].startswith("C")
     assert demo["slack_user"].startswith("U")
+    # A second person, who approves prod's deploys (and may deploy nothing).
+    assert demo["slack_approver"].startswith("U") and demo["slack_approver"] != demo["slack_user"]
+    assert demo["staging_service"] == "backend-staging" and demo["service"] == "backend"
     assert "/" in demo["github_repository"]
     assert Path(state["config"]).read_text().count("[environments.prod]") == 1
 
