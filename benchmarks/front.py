@@ -7,12 +7,16 @@ Starts the sandbox in this process (demo service, webhook server, worker job),
 then measures over loopback HTTP, with correctly signed requests:
 
     slash_warm_ms        `/deploy help`: request sent -> HTTP answer, warm (median, p99)
-    deploy_accepted_ms   `/deploy prod`: verify, authorize, lock check, post the thread's
+    deploy_accepted_ms   `/deploy staging`: verify, authorize, lock check, post the thread's
                          parent, save, run_job -> HTTP answer (each deploy waited for)
     status_ms            `/deploy status`: Cloud Run read over gRPC + a live /health probe
     serve_cold_start_s   `deployer serve` process start -> first answer to `/deploy help`
     bad_signatures_per_s requests refused for a wrong signature, one client, the app pinned
                          to one core (in-process WSGI, and over HTTP to the sandbox's server)
+
+The deploys go to `staging`: the demo's `prod` now waits for an approver before
+traffic moves, so its deploys would not end, and what the front does before it
+answers is the same for either environment.
 
 Targets: warm median <= 100 ms and p99 <= 250 ms, cold start <= 1.5 s, >= 1,000
 refusals/s, status p95 <= 300 ms. Results: printed, and saved to
@@ -48,7 +52,7 @@ class Slack:
         self.client = httpx.Client(timeout=10)
 
     def send(self, text: str, secret: str | None = None) -> tuple[float, int]:
-        from deployer_sandbox.harness.demo import signed_slash_command
+        from deployer_sandbox.harness.demo_wire import signed_slash_command
 
         demo = self.running.demo
         url = self.running.sandbox.http.mint_response_url(
@@ -74,19 +78,19 @@ def warm(slack: Slack, text: str, runs: int) -> list[float]:
     return samples
 
 
-def accepted_deploys(slack: Slack, runs: int) -> list[float]:
-    """`/deploy prod`, each waited for to its end before the next (a running deploy locks)."""
+def accepted_deploys(slack: Slack, runs: int, environment: str = "staging") -> list[float]:
+    """`/deploy ENV`, each waited for to its end before the next (a running deploy locks)."""
     store = slack.running.front.context.store
     samples = []
     for _ in range(runs):
-        before = {r.id for r in store.history("prod", 100)}
-        elapsed, status = slack.send("prod")
+        before = {r.id for r in store.history(environment, 100)}
+        elapsed, status = slack.send(environment)
         if status != 200:
-            raise SystemExit(f"/deploy prod answered {status}")
+            raise SystemExit(f"/deploy {environment} answered {status}")
         samples.append(elapsed)
         deadline = time.monotonic() + DEPLOY_TIMEOUT
         while time.monotonic() < deadline:
-            new = [r for r in store.history("prod", 100) if r.id not in before]
+            new = [r for r in store.history(environment, 100) if r.id not in before]
             if new and new[0].state.finished:
                 break
             time.sleep(0.1)
@@ -105,7 +109,7 @@ def _free_port() -> int:
 
 def cold_starts(running: Any, runs: int) -> list[float]:
     """Seconds from spawning `python -m deployer.cli serve` to its first answered command."""
-    from deployer_sandbox.harness.demo import signed_slash_command
+    from deployer_sandbox.harness.demo_wire import signed_slash_command
 
     demo, sandbox = running.demo, running.sandbox
     env = {
@@ -161,7 +165,7 @@ def _refusals_in_process(seconds: float) -> float:
     """Child: the webhook app pinned to one core, refusing forged commands; refusals/s."""
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     os.environ.update(SLACK_SIGNING_SECRET="the-real-secret", SLACK_BOT_TOKEN="xoxb-bench")
-    from deployer_sandbox.harness.demo import signed_slash_command
+    from deployer_sandbox.harness.demo_wire import signed_slash_command
 
     from deployer.front.http import create_app
 

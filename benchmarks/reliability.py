@@ -5,7 +5,9 @@
                                             [--trials N] [--lease S] [--pairs N]
 
 One in-process sandbox seeded with the demo (deployer.example.toml) serves
-figures 1 to 3; figure 4 needs no sandbox. Times are wall clock on a shared,
+figures 1 to 3; figure 4 needs no sandbox. Figures 1 to 3 deploy the demo's `prod`
+(or copies of it) without its approval and deploy window, so that no deploy waits
+for a person (`reliability_common.unattended`). Times are wall clock on a shared,
 noisy machine: medians and tails, and ratios between conditions.
 
 1. slash_ack_ms        signed `/deploy ENV` over loopback HTTP to the front (werkzeug,

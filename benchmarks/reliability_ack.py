@@ -1,4 +1,11 @@
-"""Figure 1: the slash-command ack while Slack answers 429, or answers slowly (see reliability.py)."""
+"""Figure 1: the slash-command ack while Slack answers 429, or answers slowly (see reliability.py).
+
+Each generated environment is a copy of the demo's `prod` without its approval, deploy
+window and `promote_from` (`reliability_common.unattended`): the front accepts a
+`/deploy` the same way with or without them, and a copy named otherwise cannot promote
+from `staging`, which the config written here leaves out. Each copy names a Cloud Run
+service of its own (no two environments may share one); none is ever deployed.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +35,7 @@ from reliability_common import (
     WireRequest,
     signing,
     slash_command,
+    unattended,
     write_config,
 )
 
@@ -142,10 +150,14 @@ def slash_ack(sandbox: Sandbox, seeded: demo.Demo, workdir: Path, requests: int,
         condition: [f"bench-{condition}-{i:03d}".replace("_", "-") for i in range(each)]
         for condition in CONDITIONS
     }
-    prod = seeded.config.environments["prod"]
+    prod = unattended(seeded.config.environments["prod"])
     environments = {
         "prod": prod,
-        **dict.fromkeys((n for group in names.values() for n in group), prod),
+        **{
+            name: prod.model_copy(update={"cloud_run_service": name})
+            for group in names.values()
+            for name in group
+        },
     }
     config = write_config(
         seeded.config.model_copy(update={"environments": environments}), workdir / "ack.toml"

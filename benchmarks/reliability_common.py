@@ -7,7 +7,7 @@ import secrets
 import sys
 from pathlib import Path
 
-from deployer.config import Config, load_config
+from deployer.config import Config, Environment, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the signed requests of the front's tests (tests/front_requests.py)
@@ -33,6 +33,7 @@ __all__ = [
     "running_emulator",
     "signing",
     "slash_command",
+    "unattended",
     "write_config",
 ]
 
@@ -55,7 +56,10 @@ RESUME_TARGET_LEASES = 2.0
 def write_config(config: Config, path: Path) -> Config:
     """Write `config` as TOML at `path` (for processes that read DEPLOYER_CONFIG); it, loaded."""
     lines = []
-    for section, body in config.model_dump(mode="json", exclude_none=True).items():
+    dumped = config.model_dump(mode="json", exclude_none=True)
+    if config.github is not None:  # dumped as a table, its unset project dropped: as written
+        dumped["github"]["token_secret"] = str(config.github.token_secret)
+    for section, body in dumped.items():
         tables = body.items() if section in ("services", "environments") else [(None, body)]
         for name, table in tables:
             lines.append(f"[{section}]" if name is None else f"[{section}.{json.dumps(name)}]")
@@ -63,6 +67,14 @@ def write_config(config: Config, path: Path) -> Config:
             lines.append("")
     path.write_text("\n".join(lines))
     return load_config(path)
+
+
+def unattended(environment: Environment) -> Environment:
+    """`environment` deploying straight through, as the figures measure it: no approval
+    (it would park each deploy for a person), no deploy window (a run must work any day),
+    and built from a commit, not promoted (`promote_from` names an environment that copies
+    of it, under other names, may not have)."""
+    return environment.model_copy(update={"approval": None, "windows": None, "promote_from": None})
 
 
 def signing() -> tuple[str, str]:

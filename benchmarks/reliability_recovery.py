@@ -1,4 +1,12 @@
-"""Figures 3 and 4: a worker's death to the resumed work, and lock latency (see reliability.py)."""
+"""Figures 3 and 4: a worker's death to the resumed work, and lock latency (see reliability.py).
+
+Figure 3 deploys the demo's `prod` without its approval and deploy window
+(`reliability_common.unattended`, which also drops `promote_from`: a `deployer deploy
+prod` builds either way): with the approval, `promote.step1` would come only after a
+person's vote, and the killed worker would leave a parked deploy, not a lost one.
+Both runs report to the sandbox's GitHub (`[github]`, `DEPLOYER_GITHUB_API_URL`), as
+the demo's deploys do.
+"""
 
 from __future__ import annotations
 
@@ -23,10 +31,12 @@ from reliability_common import (
     EmulatorUnavailable,
     running_emulator,
     signing,
+    unattended,
     write_config,
 )
 
 from deployer.adapters.google_clients import EMULATOR_HOST_ENV
+from deployer.config_github import API_URL_ENV
 from deployer.engine import Engine, default_platform
 from deployer.front.context import front_context
 from deployer.front.settings import FrontSettings
@@ -56,8 +66,11 @@ def worker_death(
     """Figure 3 (see the module docstring)."""
     host = sandbox.grpc_address
     leased = seeded.config.deployer.model_copy(update={"lease": lease})
+    prod = unattended(seeded.config.environments["prod"])
+    environments = {**seeded.config.environments, "prod": prod}
     config = write_config(
-        seeded.config.model_copy(update={"deployer": leased}), workdir / "death.toml"
+        seeded.config.model_copy(update={"deployer": leased, "environments": environments}),
+        workdir / "death.toml",
     )
     store_url = f"sqlite:///{workdir / 'death.db'}"
     store = open_store(store_url)
@@ -65,6 +78,9 @@ def worker_death(
     settings = FrontSettings(secret, token, None, sandbox.slack_api_url, "inline")
     engine = Engine(config, default_platform(host), store)
     context = front_context(settings, engine, dispatch="inline")
+    # The resumed run is dispatched inline, in this process: it reads GitHub's URL here.
+    github_before = os.environ.get(API_URL_ENV)
+    os.environ[API_URL_ENV] = sandbox.github_api_url
     timer = SweepTimer(Sweeper(context), lease / 2)
     env = {
         **os.environ,
@@ -102,6 +118,10 @@ def worker_death(
         close = getattr(context.dispatcher, "close", None)
         if callable(close):
             close()
+        if github_before is None:
+            os.environ.pop(API_URL_ENV, None)
+        else:
+            os.environ[API_URL_ENV] = github_before
     worst = max(to_resumed) / lease
     return {
         "lease_s": lease,

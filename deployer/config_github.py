@@ -48,7 +48,7 @@ class TokenSecret(Frozen):
     """Where the token lives: a secret at a version; `project` None means the project of the
     service being deployed (`[services.X] project`, where its builds run)."""
 
-    project: str | None
+    project: str | None = None
     secret: str
     version: str = "latest"
 
