@@ -4,8 +4,9 @@ The commit is needed up front: it is passed to the build as `_COMMIT_SHA`
 (baked into the image, reported by /health) and names the candidate revision.
 The build config is read at that same commit, so the steps that build a commit
 are the ones committed with it. Asking the remote, not a local checkout, means
-no stale refs; reading one file costs one shallow fetch of trees and one blob
-(a partial fetch, `--filter=blob:none`), not a clone.
+no stale refs; reading a commit's files costs one shallow fetch of it (depth 1),
+not a clone, kept a short while for the next read of the same commit
+(`kept_fetches`): the preflight reads the build config, then exports the tree.
 
 Credentials: anonymous unless the remote carries a token (a connected
 repository's read token). The token travels in an `http.extraHeader` passed
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from deployer.adapters.kept_fetches import KeptFetches
 from deployer.pipeline.ports import RefNotFound, SourceProblem
 
 FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
@@ -121,15 +123,7 @@ def read_file(remote: Remote, commit: str, path: str, timeout: float) -> str | N
     if not _SAFE_PATH.match(path) or ".." in path.split("/"):
         raise SourceProblem(f"{path!r} is not a path inside the repository")
     deadline = time.monotonic() + timeout
-    # A bare partial repository: the commit's trees come with the fetch, the one blob
-    # needed is fetched when it is read (the promisor remote is `origin`).
-    partial = {
-        "remote.origin.promisor": "true",
-        "remote.origin.partialclonefilter": "blob:none",
-        "extensions.partialClone": "origin",
-    }
-    fetch = ["--depth=1", "--filter=blob:none", commit]
-    with fetched(remote, fetch, deadline, f"fetch commit {commit[:12]} of", partial) as where:
+    with _commit(remote, commit, deadline) as where:
         return _read_blob(remote, where, commit, path, deadline)
 
 
@@ -141,10 +135,34 @@ def export(remote: Remote, commit: str, destination: Path, timeout: float) -> No
     if not FULL_SHA.match(commit):
         raise SourceProblem(f"{commit!r} is not a full commit SHA")
     deadline = time.monotonic() + timeout
-    with fetched(
-        remote, ["--depth=1", commit], deadline, f"fetch commit {commit[:12]} of"
-    ) as where:
+    with _commit(remote, commit, deadline) as where:
         _extract(remote, where, commit, destination, deadline)
+
+
+_KEPT = KeptFetches()
+
+
+@contextlib.contextmanager
+def _commit(remote: Remote, commit: str, deadline: float) -> Iterator[list[str]]:
+    """git's `-C` arguments for a repository holding `commit` with its files: a repository
+    on this machine in place, else a shallow fetch of it, kept for the next read."""
+    local = _local_repository(remote.url)
+    if local is not None:
+        yield ["-C", str(local)]
+        return
+
+    def fetch(folder: str) -> None:
+        _git(remote, ["init", "--quiet", "--bare", folder], _left(deadline), doing="prepare")
+        # Fetched by URL: no remote to configure, the commit is read by its SHA.
+        _git(
+            remote,
+            ["-C", folder, "fetch", "--quiet", "--no-tags", "--depth=1", remote.url, commit],
+            _left(deadline),
+            doing=f"fetch commit {commit[:12]} of",
+        )
+
+    with _KEPT.repository(remote.url, commit, fetch, _left(deadline)) as folder:
+        yield ["-C", folder]
 
 
 @contextlib.contextmanager
