@@ -18,11 +18,11 @@ click on that button, as drawn, is sent, and the clock starts when it leaves:
     traffic_moved_s     the promote stage ended: the candidate serves 100 %
     finished_s          the deploy ended (verified), as its record was last saved
 
-Then where the time to traffic went: the resumed run's stages (each found its work
-done, and the candidate's health is checked anew, `consecutive` probes `interval`
-apart) and the gaps between them; and the time to traffic less those configured
-waits (`traffic_moving_less_health_waits_s`). `--health default` (the default): the
-deployer's default check, 3 good answers 0.5 s apart; `fast`: the tests' 2, 0.1 s apart.
+Then where the time to traffic went: the resumed run's stages (each finds its work
+done; the candidate, which passed its full health check before the wait, is asked for
+one good answer again) and the gaps between them. `--health default` (the default): the
+deployer's default check, 3 good answers 0.5 s apart before the park; `fast`: the
+tests' 2, 0.1 s apart.
 
 Two fronts, each over a world of its own in the same sandbox (`--front` picks one):
 `in_process`, `functions_framework.create_app("deployer_http", "main.py")` in this
@@ -192,16 +192,11 @@ def approve(front: FrontWorld, approver: str, parked: DeployRecord, poll: float)
     }
 
 
-def figures_of(samples: list[dict[str, Any]], waits: float) -> dict[str, Any]:
-    """The summaries; `waits`: the seconds the resumed health check waits between probes."""
+def figures_of(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """The summaries."""
     results: dict[str, Any] = {
         f"{key}_s": summary([sample[key] for sample in samples]) for key in (*MOMENTS, "finished")
     }
-    results["health_waits_s"] = waits
-    # What is left once the configured waits are taken out: the deployer's own latency.
-    results["traffic_moving_less_health_waits_s"] = summary(
-        [sample["traffic_moving"] - waits for sample in samples]
-    )
     results["click_to_promote_parts_median_s"] = {
         part: round(statistics.median(sample["stages"][part] for sample in samples), 4)
         for part in samples[0]["stages"]
@@ -248,7 +243,7 @@ def measure_front(sandbox: Sandbox, workdir: Path, front_kind: str, args: Any) -
         check = world.config.target(ENVIRONMENT).health
         return {
             "health_check": check.model_dump(mode="json"),
-            **figures_of(samples, (check.consecutive - 1) * check.interval),
+            **figures_of(samples),
         }
     finally:
         close_world(world)
@@ -265,7 +260,6 @@ def table(results: dict[str, Any]) -> None:
         ("traffic_moving_s", "promote started"),
         ("traffic_moved_s", "promote ended"),
         ("finished_s", "deploy ended"),
-        ("traffic_moving_less_health_waits_s", "promote - health waits"),
     ):
         cells = "".join(
             f"{results[kind][key]['median']:>20.3f}{results[kind][key]['p95']:>7.3f}"

@@ -160,18 +160,16 @@ def test_promote_button_reuses_the_digest_and_waits_for_one_approval(
     builds = world.build_ids()
     prod_before = world.serving()
 
-    # The first thread's button was drawn for the image staging no longer serves.
+    # The first thread's button was drawn for the image staging no longer serves: the
+    # click is refused at once, naming both, and nothing is recorded.
     label = f"Promote to {PROD}"
     assert label in buttons(front, first.id)
-    click(front, first.id, label, front.user)
-    stale = front.finished(newest(front, PROD).id)
-    assert stale.state == State.FAILED and stale.promoted_from == STAGING
-    preflight = stale.stage(Stage.PREFLIGHT)
-    assert preflight is not None and preflight.outcome == Outcome.FAILED
+    count = len(front.records())
     new_digest, old_digest = (r.image.partition("@")[2][:19] for r in (second, first))  # type: ignore[union-attr]
-    assert f"staging now serves {new_digest}" in preflight.summary
-    assert f"not {old_digest} that the button was drawn for" in preflight.summary
-    assert world.serving() == prod_before
+    click(front, first.id, label, front.user)
+    refusal = f"staging now runs {new_digest} (deploy {second.id}), not {old_digest}"
+    assert any(refusal in text for text in told(front, front.user)), told(front, front.user)
+    assert len(front.records()) == count and world.serving() == prod_before
 
     # The second thread's button promotes what staging serves: no build, staging's digest.
     click(front, second.id, label, front.user)
@@ -269,6 +267,23 @@ def test_promotion_is_refused_while_staging_is_split_or_unhealthy(
     first = deploy_staging(front, "one")
     second = deploy_staging(front, "two")
     before = world.serving()
+
+    # Staging rolled back to the first revision: the store cannot tell what serves, so the
+    # second thread's button starts a promotion, whose preflight reads Cloud Run and
+    # refuses it, naming both digests.
+    front.command("rollback staging")
+    back = front.finished(newest(front, STAGING).id)
+    assert back.state == State.SUCCEEDED, back.error
+    assert serving(world, staging) == [(first.candidate_revision, 100)]
+    click(front, second.id, f"Promote to {PROD}", front.user)
+    stale = front.finished(newest(front, PROD).id)
+    assert stale.state == State.FAILED and stale.promoted_from == STAGING
+    now, drawn = (r.image.partition("@")[2][:19] for r in (first, second))  # type: ignore[union-attr]
+    assert (
+        f"staging now serves {now} ({first.candidate_revision}), not {drawn} that the button "
+        "was drawn for" in stale.error
+    )
+    assert world.serving() == before
 
     # Staging split by hand between two revisions.
     service = world.services.get_service(name=staging, timeout=30)

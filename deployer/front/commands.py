@@ -13,16 +13,11 @@ Refusals start nothing.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from deployer import window_gate
-from deployer.engine import EnvironmentStatus, bare_status
-from deployer.errors import DeployerError
 from deployer.front import grammar, messages
 from deployer.front.access import (
     BREAK_GLASS,
@@ -37,19 +32,23 @@ from deployer.front.intake import (
     Queued,
     Started,
     blocking_manual_lock,
-    revive,
     take_in,
     waiters,
 )
 from deployer.front.messages import SlackMessage
-from deployer.front.queue_requests import promote_request, queue_request, queue_value
+from deployer.front.queue_requests import (
+    promote_request,
+    queue_request,
+    queue_value,
+    superseded,
+)
+from deployer.front.status_reads import StatusReads, notice_lost
 from deployer.pipeline.approval import APPROVE, REJECT
 from deployer.pipeline.promotion import digest_of
 from deployer.pipeline.record import DeployRecord, Outcome, Stage, State
 
 log = logging.getLogger(__name__)
 
-STATUS_WAIT = 2.4  # seconds: what is left of Slack's 3 s after the round trips
 
 CANCEL, ROLLBACK, RETRY = "deploy_cancel", "deploy_rollback", "deploy_retry"
 BUTTONS = (CANCEL, ROLLBACK, RETRY)  # a thread's buttons; their value is the deploy id
@@ -94,7 +93,7 @@ class SlackCommands:
     def __init__(self, context: FrontContext, members: Callable[[str, str], set[str]]) -> None:
         self.context = context
         self._members = members
-        self._status_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="status")
+        self._statuses = StatusReads(context)
         # One runner per command. Those that change something first check who asks, and
         # act once per request; the rest answer anyone at once.
         self._runners: dict[type, Runner] = {
@@ -160,7 +159,7 @@ class SlackCommands:
         return messages.help_message(self.context.config)
 
     def _status_command(self, parsed: grammar.Status, asker: Asker) -> SlackMessage:
-        return messages.status_message(self._status(parsed.environment))
+        return messages.status_message(self._statuses.read(parsed.environment))
 
     def _history(self, parsed: grammar.History, asker: Asker) -> SlackMessage:
         environment = parsed.environment
@@ -202,26 +201,30 @@ class SlackCommands:
         engine = self.context.engine
         record = engine.new_deploy(parsed.environment, parsed.ref, asker.who, parsed.service)
         record.rebuild = parsed.rebuild
-        if parsed.break_glass is not None:
-            # Only the environment's admins may break glass; others learn it privately.
-            denial = slack_admin_denial(
-                self.context.config, parsed.environment, asker.user, members, BREAK_GLASS
-            )
-            if denial is not None:
-                return messages.denied(denial)
-            window_gate.break_glass(record, asker.who, parsed.break_glass)
-        return self._start(record, asker.channel, parsed.queue, asker.response_url)
+        return self._start_new(record, parsed.break_glass, parsed.queue, asker, members)
 
     def _promote(self, parsed: grammar.Promote, asker: Asker, members: UserGroupMembers) -> Answer:
         record = self.context.engine.new_promotion(parsed.source, parsed.environment, asker.who)
-        if parsed.break_glass is not None:
+        return self._start_new(record, parsed.break_glass, parsed.queue, asker, members)
+
+    def _start_new(
+        self,
+        record: DeployRecord,
+        break_glass: str | None,
+        queue: bool,
+        asker: Asker,
+        members: UserGroupMembers,
+    ) -> Answer:
+        """A deploy or promotion asked for by a command, with its break-glass reason if any."""
+        if break_glass is not None:
+            # Only the environment's admins may break glass; others learn it privately.
             denial = slack_admin_denial(
-                self.context.config, parsed.environment, asker.user, members, BREAK_GLASS
+                self.context.config, record.environment, asker.user, members, BREAK_GLASS
             )
             if denial is not None:
                 return messages.denied(denial)
-            window_gate.break_glass(record, asker.who, parsed.break_glass)
-        return self._start(record, asker.channel, parsed.queue, asker.response_url)
+            window_gate.break_glass(record, asker.who, break_glass)
+        return self._start(record, asker.channel, queue, asker.response_url)
 
     def _vote(self, deploy_id: str, verdict: str, reason: str, asker: Asker) -> Answer:
         members = self.members_in(asker.team_id)
@@ -303,6 +306,15 @@ class SlackCommands:
         if denial is not None:
             return messages.denied(denial)
         digest = digest_of(source.image or "") or None
+        newer = superseded(self.context.store, source)
+        if newer is not None:
+            # Refused at once; a promotion's preflight checks again what Cloud Run serves.
+            now = digest_of(newer.image or "")[:19]
+            return messages.reply(
+                f"Not promoted: {source.environment} now runs {now} (deploy {newer.id}), not "
+                f"{(digest or '')[:19]} that this button was drawn for. Promote from the newer "
+                f"thread, or `/deploy promote {source.environment} {target}`."
+            )
         follow_up = self.context.engine.new_promotion(
             source.environment, target, f"slack:{user}", digest
         )
@@ -333,7 +345,7 @@ class SlackCommands:
                 "Too late to cancel: traffic is already moving. Roll back once it ends."
             )
         self.context.engine.cancel(record.id, who)
-        self._notice_lost(record)  # a deploy whose worker died still hears the cancel
+        notice_lost(self.context, record)  # a deploy whose worker died still hears the cancel
         return None
 
     # --- the shared path of deploys and rollbacks ---
@@ -373,38 +385,3 @@ class SlackCommands:
             self.context.outbox.reply(old.id, messages.follow_up(old, new))
         except Exception as error:  # the new thread stands on its own
             log.warning("could not announce %s in %s's thread: %s", new.id, old.id, error)
-
-    def _notice_lost(self, record: DeployRecord) -> bool:
-        """Resume `record` now when its worker was lost (its lease ran out); whether it is."""
-        now = time.time()
-        for lock in self.context.store.locks(record.environment):
-            if lock.holder == record.id and lock.kind == "deploy" and lock.expired(now):
-                return revive(self.context, record, lock)
-        return False
-
-    # --- status, bounded ---
-
-    def _status(self, environment: str | None) -> list[EnvironmentStatus]:
-        """Each environment's status, read in parallel; what is not back in time says so.
-
-        A deploy whose worker was lost is noticed here too, and resumed.
-        """
-        engine = self.context.engine
-        names = [environment] if environment else sorted(self.context.config.environments)
-        for name in names:
-            for record in self.context.store.history(name, 3):
-                if not record.state.finished:
-                    self._notice_lost(record)
-        futures: list[Future[list[EnvironmentStatus]]] = [
-            self._status_pool.submit(engine.status, name) for name in names
-        ]
-        deadline = time.monotonic() + STATUS_WAIT
-        statuses: list[EnvironmentStatus] = []
-        for name, future in zip(names, futures, strict=True):
-            try:
-                statuses += future.result(timeout=max(0.0, deadline - time.monotonic()))
-            except FutureTimeout:
-                statuses.append(bare_status(engine.config, name, "no answer in time"))
-            except DeployerError as error:
-                statuses.append(bare_status(engine.config, name, str(error)))
-        return statuses

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from deployer.config import Config
 from deployer.front import grammar
-from deployer.pipeline.record import DeployRecord
+from deployer.pipeline.record import DeployRecord, State
 from deployer.store.protocol import Store
 
 
@@ -76,6 +76,18 @@ def queue_request(value: str, config: Config) -> QueueRequest | None:
         data.get("rebuild") is True,
         source,
     )
+
+
+def superseded(store: Store, source: DeployRecord) -> DeployRecord | None:
+    """A newer succeeded deploy of `source`'s environment with another image: what serves
+    there now, as far as the store knows, when it is not what a Promote button was drawn
+    for. None when the store cannot tell (a rollback since: preflight reads Cloud Run)."""
+    for record in store.history(source.environment, 20):
+        if record.id == source.id:
+            return None  # nothing newer succeeded there
+        if record.state == State.SUCCEEDED:
+            return record if record.kind == "deploy" and record.image != source.image else None
+    return None
 
 
 def promote_request(value: str, store: Store, config: Config) -> tuple[DeployRecord, str] | None:
