@@ -1,4 +1,5 @@
 """The kill matrix: a worker SIGKILLed at every stage boundary, then resumed by the job's retry.
+(Around an approval: tests/test_approval_kills.py.)
 
 A signed `/deploy prod` goes through the front, which dispatches it to the
 world's `deployer-worker` Cloud Run job; the sandbox runs the job's task as a
@@ -43,7 +44,16 @@ KILL_POINTS = [
 ]
 
 
-@pytest.fixture(params=["sqlite", "firestore"])
+# Every point on SQLite; on Firestore, one point of each kind of resumption (a build
+# followed, a candidate found again, traffic resumed mid-rollout, an end re-told): what
+# differs there is the store's transactions, which each of these goes through.
+FIRESTORE_POINTS = ["build.submitted", "health.probing", "promote.step1", "succeeded.done"]
+CASES = [("sqlite", point) for point in KILL_POINTS] + [
+    ("firestore", point) for point in FIRESTORE_POINTS
+]
+
+
+@pytest.fixture
 def store_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -79,7 +89,7 @@ def _finished(store_url: str, deploy_id: str, front: FrontWorld) -> DeployRecord
     return front.finished(deploy_id, timeout=120, store=open_store(store_url))
 
 
-@pytest.mark.parametrize("kill_at", KILL_POINTS)
+@pytest.mark.parametrize(("store_kind", "kill_at"), CASES, indirect=["store_kind"])
 def test_a_worker_killed_at_each_boundary_is_resumed_to_the_true_end(
     killed_world: tuple[World, str], gcp: Sandbox, repo_root: Path, kill_at: str
 ) -> None:
