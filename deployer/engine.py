@@ -161,6 +161,7 @@ class Engine:
             ref=ref,
             promote_to=self.config.promotes_to(environment),
             approval_required=approval.required if approval else 0,
+            cloud_run_service=self.config.target(environment).service,
         )
 
     def new_promotion(
@@ -210,6 +211,7 @@ class Engine:
             service=self.resolve(environment),
             requester=requester,
             target_revision=to_revision,
+            cloud_run_service=self.config.target(environment).service,
         )
 
     def rollback(

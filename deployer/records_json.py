@@ -142,6 +142,7 @@ def record(
         "lock": deploy_lock(found, locks, now),
         "break_glass": break_glass(found.break_glass),
         "changes": changes(found.changes),
+        "cloud_run_service": found.cloud_run_service,
         "promoted_from": found.promoted_from,
         "promoted_revision": found.promoted_revision,
         "approval": approval(found),

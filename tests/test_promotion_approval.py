@@ -157,6 +157,7 @@ def test_promote_button_reuses_the_digest_and_waits_for_one_approval(
     first = deploy_staging(front, "first for staging")
     second = deploy_staging(front, "second for staging")
     assert first.image != second.image
+    assert "Environment *staging* · service `backend-staging`" in thread(front, second.id)
     builds = world.build_ids()
     prod_before = world.serving()
 

@@ -70,6 +70,7 @@ RECORD_FIELDS = [
     "lock",
     "break_glass",
     "changes",
+    "cloud_run_service",
     "promoted_from",
     "promoted_revision",
     "approval",

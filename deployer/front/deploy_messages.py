@@ -200,7 +200,8 @@ def _traffic(record: DeployRecord) -> str:
 
 
 def _details(record: DeployRecord) -> str:
-    parts = [f"Environment *{escape(record.environment)}*", f"service {code(record.service)}"]
+    service = record.cloud_run_service or record.service
+    parts = [f"Environment *{escape(record.environment)}*", f"service {code(service)}"]
     if record.kind == "rollback":
         if record.previous_revision:
             parts.append(f"from {code(record.previous_revision)}")

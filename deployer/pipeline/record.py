@@ -137,7 +137,7 @@ class DeployRecord:
     id: str
     kind: str  # "deploy" or "rollback"
     environment: str
-    service: str
+    service: str  # the `[services.X]` key
     requester: str  # "slack:U123", "github:owner/name", "cli:alice"
     ref: str | None = None
     state: State = State.PENDING
@@ -191,6 +191,9 @@ class DeployRecord:
     # Environments that may take this deploy's image once it succeeded (their
     # `promote_from`), as configured when it was asked for: the thread offers them.
     promote_to: list[str] = field(default_factory=list)
+    # The Cloud Run service the environment deploys (`Config.target`), when it was asked
+    # for; None in records kept before it was.
+    cloud_run_service: str | None = None
     # Approval: how many approvals traffic waits for (0: none), the answers read back,
     # and until when it waits (set when it first parked).
     approval_required: int = 0
