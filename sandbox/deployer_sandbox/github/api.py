@@ -45,17 +45,21 @@ from __future__ import annotations
 
 import json
 import re
-import zlib
 from email.message import Message as Headers
 from typing import Any
 
 from deployer_sandbox.github import git_refs
+from deployer_sandbox.github.answers import (
+    Answer,
+    Response,
+    Urls,
+    check_types,
+    invalid,
+    json_answer,
+    public,
+)
 from deployer_sandbox.github.state import GitHubState, Repository, stamp
 
-Response = tuple[int, dict[str, str], bytes]
-
-_JSON = "application/json; charset=utf-8"
-_DOCS = "https://docs.github.com/rest"
 _REPO = r"^/repos/(?P<owner>[A-Za-z0-9-]+)/(?P<repo>[A-Za-z0-9._-]+)"
 _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("GET", re.compile(_REPO + r"$"), "repository"),
@@ -69,44 +73,6 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
 DEPLOYMENT_STATES = ("error", "failure", "inactive", "in_progress", "queued", "pending", "success")
 COMMIT_STATES = ("error", "failure", "pending", "success")
 _CREATOR = {"login": "sandbox-deployer", "id": 1, "type": "User", "site_admin": False}
-
-
-class _Answer(Exception):
-    """An error answer: GitHub's JSON error body."""
-
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.body: dict[str, Any] = {"message": message, **extra}
-        if status >= 400:  # the 202 "Merged branch response" is a message alone
-            self.body["documentation_url"] = _DOCS
-            self.body["status"] = str(status)
-
-
-def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
-    return status, {"Content-Type": _JSON, **(headers or {})}, json.dumps(body).encode()
-
-
-def _public(document: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in document.items() if not key.startswith("_")}
-
-
-def _invalid(what: str) -> _Answer:
-    return _Answer(422, f"Invalid request.\n\n{what}")
-
-
-def _check_types(body: dict[str, Any], types: dict[str, tuple[type, ...]]) -> None:
-    for name, allowed in types.items():
-        if name not in body or (body[name] is None and type(None) in allowed):
-            continue
-        value = body[name]
-        ok = isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed)
-        if not ok:
-            kind = " or ".join(_TYPE_NAMES[t] for t in allowed if t is not type(None))
-            raise _invalid(f"For 'properties/{name}', {json.dumps(value)} is not a {kind}.")
-
-
-_TYPE_NAMES = {str: "string", bool: "boolean", list: "array", dict: "object", type(None): "null"}
 
 
 class GitHubApi:
@@ -123,14 +89,14 @@ class GitHubApi:
         recorded: Any = None
         try:
             recorded = self._body(body) if body.strip() else None
-        except _Answer:
+        except Answer:
             recorded = body.decode("utf-8", "replace")
         try:
             status, answer, extra = self._route(verb, path, query, headers, body, base)
-        except _Answer as error:
+        except Answer as error:
             status, answer, extra = error.status, error.body, {}
         self.state.record_call(verb, path, status, recorded)
-        return _json(status, answer, extra)
+        return json_answer(status, answer, extra)
 
     # --- routing ------------------------------------------------------------------------
 
@@ -144,8 +110,8 @@ class GitHubApi:
                 continue
             repository = self.state.repository(found["owner"], found["repo"])
             if repository is None:
-                raise _Answer(404, "Not Found")
-            urls = _Urls(base, repository)
+                raise Answer(404, "Not Found")
+            urls = Urls(base, repository)
             params = found.groupdict()
             if action == "repository":
                 return 200, urls.repository(), {}
@@ -158,41 +124,41 @@ class GitHubApi:
                 return self._create_commit_status(repository, params["sha"], self._body(body))
             deployment = self.state.deployment(repository, deployment_id)
             if deployment is None:
-                raise _Answer(404, "Not Found")
+                raise Answer(404, "Not Found")
             if action == "get_deployment":
-                return 200, _public(deployment), {}
+                return 200, public(deployment), {}
             if action == "list_statuses":
                 statuses = self.state.statuses(deployment_id)
-                return 200, [_public(s) for s in reversed(statuses)], {}
+                return 200, [public(s) for s in reversed(statuses)], {}
             return self._create_status(repository, urls, deployment, self._body(body))
-        raise _Answer(404, "Not Found")
+        raise Answer(404, "Not Found")
 
     def _authenticate(self, headers: Headers) -> None:
         authorization = headers.get("Authorization", "") or ""
         scheme, _, token = authorization.strip().partition(" ")
         if not authorization.strip():
-            raise _Answer(401, "Requires authentication")
+            raise Answer(401, "Requires authentication")
         if scheme.lower() not in ("token", "bearer") or not self.state.authenticates(token.strip()):
-            raise _Answer(401, "Bad credentials")
+            raise Answer(401, "Bad credentials")
 
     @staticmethod
     def _body(body: bytes) -> dict[str, Any]:
         try:
             value = json.loads(body or b"{}")
         except ValueError:
-            raise _Answer(400, "Problems parsing JSON") from None
+            raise Answer(400, "Problems parsing JSON") from None
         if not isinstance(value, dict):
-            raise _Answer(400, "Body should be a JSON object")
+            raise Answer(400, "Body should be a JSON object")
         return value
 
     # --- deployments ----------------------------------------------------------------------
 
     def _create_deployment(
-        self, repository: Repository, urls: _Urls, body: dict[str, Any]
+        self, repository: Repository, urls: Urls, body: dict[str, Any]
     ) -> tuple[int, Any, dict[str, str]]:
         if "ref" not in body:
-            raise _invalid('"ref" wasn\'t supplied.')
-        _check_types(
+            raise invalid('"ref" wasn\'t supplied.')
+        check_types(
             body,
             {
                 "ref": (str,),
@@ -208,11 +174,11 @@ class GitHubApi:
         )
         for context in body.get("required_contexts") or []:
             if not isinstance(context, str):
-                raise _invalid(f"For 'items', {json.dumps(context)} is not a string.")
+                raise invalid(f"For 'items', {json.dumps(context)} is not a string.")
         ref: str = body["ref"]
         resolved = git_refs.resolve(repository.path, ref)
         if resolved is None:
-            raise _Answer(422, f"No ref found for: {ref}")
+            raise Answer(422, f"No ref found for: {ref}")
         self._merge_default_branch(repository, ref, resolved, body.get("auto_merge", True))
         self._required_contexts(repository, ref, resolved.sha, body.get("required_contexts"))
 
@@ -243,7 +209,7 @@ class GitHubApi:
             ),
         }
         self.state.add_deployment(deployment)
-        return 201, _public(deployment), {"Location": deployment["url"]}
+        return 201, public(deployment), {"Location": deployment["url"]}
 
     def _merge_default_branch(
         self, repository: Repository, ref: str, resolved: git_refs.Resolved, auto_merge: bool
@@ -257,8 +223,8 @@ class GitHubApi:
             repository.path, head, resolved.sha
         ):
             # "Merged branch response": GitHub merged instead of creating a deployment.
-            raise _Answer(202, f"Auto-merged {default} into {ref} on deployment.")
-        raise _Answer(409, f"Conflict merging {default} into {ref}.")
+            raise Answer(202, f"Auto-merged {default} into {ref} on deployment.")
+        raise Answer(409, f"Conflict merging {default} into {ref}.")
 
     def _required_contexts(
         self, repository: Repository, ref: str, sha: str, required: list[str] | None
@@ -267,7 +233,7 @@ class GitHubApi:
         wanted = list(states) if required is None else required
         failing = [context for context in wanted if states.get(context) != "success"]
         if failing:
-            raise _Answer(
+            raise Answer(
                 409,
                 f"Conflict: Commit status checks failed for {ref}.",
                 errors=[
@@ -287,20 +253,20 @@ class GitHubApi:
         for field_name in ("environment", "sha", "ref", "task"):
             if query.get(field_name):
                 found = [d for d in found if d.get(field_name) == query[field_name]]
-        return [_public(d) for d in found]
+        return [public(d) for d in found]
 
     # --- statuses -------------------------------------------------------------------------
 
     def _create_status(
         self,
         repository: Repository,
-        urls: _Urls,
+        urls: Urls,
         deployment: dict[str, Any],
         body: dict[str, Any],
     ) -> tuple[int, Any, dict[str, str]]:
         if "state" not in body:
-            raise _invalid('"state" wasn\'t supplied.')
-        _check_types(
+            raise invalid('"state" wasn\'t supplied.')
+        check_types(
             body,
             {
                 "state": (str,),
@@ -315,12 +281,10 @@ class GitHubApi:
         state = body["state"]
         if state not in DEPLOYMENT_STATES:
             allowed = ", ".join(json.dumps(s) for s in DEPLOYMENT_STATES)
-            raise _invalid(
-                f"For 'properties/state', {json.dumps(state)} is not one of [{allowed}]."
-            )
+            raise invalid(f"For 'properties/state', {json.dumps(state)} is not one of [{allowed}].")
         description = body.get("description", "")
         if len(description) > 140:
-            raise _Answer(
+            raise Answer(
                 422,
                 "Validation Failed",
                 errors=[
@@ -358,10 +322,10 @@ class GitHubApi:
         self.state.add_status(deployment_id, status)
         if state == "success" and body.get("auto_inactive", True):
             self._inactivate_earlier(repository, urls, deployment)
-        return 201, _public(status), {"Location": status["url"]}
+        return 201, public(status), {"Location": status["url"]}
 
     def _inactivate_earlier(
-        self, repository: Repository, urls: _Urls, deployment: dict[str, Any]
+        self, repository: Repository, urls: Urls, deployment: dict[str, Any]
     ) -> None:
         for earlier in self.state.deployments(repository):
             if int(earlier["id"]) >= int(deployment["id"]):
@@ -394,8 +358,8 @@ class GitHubApi:
         self, repository: Repository, sha: str, body: dict[str, Any]
     ) -> tuple[int, Any, dict[str, str]]:
         if "state" not in body:
-            raise _invalid('"state" wasn\'t supplied.')
-        _check_types(
+            raise invalid('"state" wasn\'t supplied.')
+        check_types(
             body,
             {
                 "state": (str,),
@@ -406,11 +370,11 @@ class GitHubApi:
         )
         if body["state"] not in COMMIT_STATES:
             allowed = ", ".join(json.dumps(s) for s in COMMIT_STATES)
-            raise _invalid(
+            raise invalid(
                 f"For 'properties/state', {json.dumps(body['state'])} is not one of [{allowed}]."
             )
         if git_refs.resolve(repository.path, sha) is None:
-            raise _Answer(422, f"No commit found for SHA: {sha}")
+            raise Answer(422, f"No commit found for SHA: {sha}")
         status_id, now = self.state.new_id(), stamp()
         status = {
             "id": status_id,
@@ -424,28 +388,3 @@ class GitHubApi:
         }
         self.state.add_commit_status(repository, sha.lower(), status)
         return 201, status, {}
-
-
-class _Urls:
-    """The URLs answers carry, from the API's base URL as the caller reached it."""
-
-    def __init__(self, base: str, repository: Repository) -> None:
-        self.base = base.rstrip("/")
-        self.repository_url = f"{self.base}/repos/{repository.full_name}"
-        self._repository = repository
-
-    def deployment(self, deployment_id: int) -> str:
-        return f"{self.repository_url}/deployments/{deployment_id}"
-
-    def repository(self) -> dict[str, Any]:
-        owner, _, name = self._repository.full_name.partition("/")
-        return {
-            "id": zlib.crc32(self._repository.full_name.lower().encode()),
-            "name": name,
-            "full_name": self._repository.full_name,
-            "owner": {"login": owner, "type": "Organization"},
-            "private": True,
-            "default_branch": self._repository.default_branch,
-            "url": self.repository_url,
-            "deployments_url": f"{self.repository_url}/deployments",
-        }
