@@ -77,3 +77,26 @@ def test_promote_approve_and_reject_from_a_terminal(
     assert rejected.error == "approval: rejected by cli:bob: wrong week"
     assert world.serving() == serving
     assert "traffic untouched" in out
+
+
+def test_a_parked_deploy_never_moves_traffic_unapproved_once_approval_is_removed(
+    world: World, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Asked for when prod wanted an approval: with the table gone, a run that picks the
+    parked deploy up (a lost run revived) moves traffic only on the approvals it has."""
+    from tests.engine_world import Recorder
+
+    world.reconfigure(environment={"approval": {"approvers": ["U0TESTER1"]}})
+    as_user(monkeypatch, "alice")
+    world.commit("asked for under approval")
+    code, _, _ = world.cli(capsys, "deploy", ENVIRONMENT)
+    assert code == AWAITING
+    parked = world.store().history(ENVIRONMENT, 1)[0]
+    serving = world.serving()
+
+    engine = world.reconfigure(environment={"approval": None})
+    done = engine.resume(parked.id, Recorder())
+    assert done.state == State.FAILED
+    assert done.error.startswith("approval: prod no longer asks for approval")
+    assert world.serving() == serving
+    assert world.store().locks(ENVIRONMENT) == []

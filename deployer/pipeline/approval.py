@@ -111,13 +111,22 @@ class ApprovalGate:
     runner: StageRunner
     plan: Plan
     store: Store
-    approval: Approval
+    # None: the environment no longer asks for approval, though the deploy was asked for
+    # when it did; it then moves traffic only on the approvals it already has.
+    approval: Approval | None
+
+    @property
+    def timeout(self) -> float:
+        return self.approval.timeout if self.approval is not None else 0.0
 
     def waiting(self) -> bool:
-        """Whether the deploy must (still) wait; sets its due time the first time."""
+        """Whether the deploy must (still) wait; sets its due time the first time. Never
+        without an `approval` to ask people by."""
         record = self.runner.record
         if record.approval_due_at is None:
-            record.approval_due_at = time.time() + self.approval.timeout
+            record.approval_due_at = time.time() + self.timeout
+        if self.approval is None:
+            return False
         return decided(self.store, record) == Decision.WAITING
 
     def decide(self, deadline: Deadline) -> Done:
@@ -130,7 +139,7 @@ class ApprovalGate:
         decision = decide(votes, record.approval_required, record.approval_due_at, time.time())
         if decision == Decision.APPROVED:
             names = ", ".join(who_said(votes, APPROVE))
-            asked = (record.approval_due_at or time.time()) - self.approval.timeout
+            asked = (record.approval_due_at or time.time()) - self.timeout
             last = max(vote.at for vote in votes)
             return Done(f"approved by {names}, {waited(max(0.0, last - asked))} after asking")
         if decision == Decision.REJECTED:
@@ -138,11 +147,19 @@ class ApprovalGate:
             because = f": {rejection.reason}" if rejection.reason else ""
             self._drop_candidate_tag(deadline)
             raise StageFailed(f"rejected by {rejection.who}{because}")
+        got = len(who_said(votes, APPROVE))
+        if self.approval is None:
+            self._drop_candidate_tag(deadline)
+            raise StageFailed(
+                f"{record.environment} no longer asks for approval, but this deploy was asked "
+                f"for when it did and has {got} of {record.approval_required}: traffic did not "
+                "move; deploy again"
+            )
         if decision == Decision.TIMED_OUT:
             self._drop_candidate_tag(deadline)
             raise StageFailed(
-                f"no approval within {waited(self.approval.timeout)}"
-                f" (wanted {record.approval_required}, got {len(who_said(votes, APPROVE))})",
+                f"no approval within {waited(self.timeout)}"
+                f" (wanted {record.approval_required}, got {got})",
                 outcome=Outcome.TIMED_OUT,
             )
         raise StageFailed("still waiting for approval")  # `waiting` said otherwise

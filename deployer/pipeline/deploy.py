@@ -164,11 +164,12 @@ class DeployPipeline:
         ]
         if not runner.run_in_order(before):
             return _stopped(runner.record)
-        approval = plan.settings.approval
+        approval, record = plan.settings.approval, runner.record
         if approval is not None:
-            # The stricter of the config the deploy was asked under and the one it runs under.
-            record = runner.record
             record.approval_required = max(record.approval_required, approval.required)
+        # The stricter of the config the deploy was asked under and the one it runs under:
+        # asked for under approval, it never moves traffic unapproved.
+        if record.approval_required:
             gate = ApprovalGate(platform, runner, plan, self.store, approval)
             if gate.waiting():
                 failpoints.reached("approval.parking", record.attempt)
