@@ -5,7 +5,8 @@ applies, one queue per service), Revisions, and Jobs with their Executions; the
 `RevisionLauncher`, which starts a revision's container as a local child process in a
 network namespace of its own (`common.netns`);
 and the `Router`, which serves each service's URL and tag URLs and checks the ID
-tokens of calls to private services.
+tokens of calls to private services. Every request a revision answered through the router
+is in `request_log` (what the sandbox's Cloud Monitoring reads).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import grpc
 from deployer_sandbox.cloud_run.jobs import RunJobs
 from deployer_sandbox.cloud_run.launcher import RevisionLauncher
 from deployer_sandbox.cloud_run.processes import RevisionProcesses
+from deployer_sandbox.cloud_run.request_log import RequestLog
 from deployer_sandbox.cloud_run.revisions import RevisionsServicer
 from deployer_sandbox.cloud_run.router import Router
 from deployer_sandbox.cloud_run.serial import SerialQueues
@@ -53,7 +55,13 @@ class CloudRun:
         self.network = network or ContainerNetwork()
         self.processes = RevisionProcesses(workdir / "revisions", faults, self.network)
         # Every URL the router hands out is reachable from every container's namespace.
-        self.router = Router(faults, id_tokens=id_tokens, on_listen=self.network.egress.add)
+        self.request_log = RequestLog()
+        self.router = Router(
+            faults,
+            id_tokens=id_tokens,
+            on_listen=self.network.egress.add,
+            request_log=self.request_log,
+        )
         self._queues = SerialQueues("run-reconcile")
         launcher = RevisionLauncher(self.processes, images, secrets, platform_env)
         self._services = ServicesServicer(

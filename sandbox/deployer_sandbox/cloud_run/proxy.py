@@ -1,10 +1,25 @@
-"""Proxies one request to the revision its URL's route picks, or answers for the route."""
+"""Proxies one request to the revision its URL's route picks, or answers for the route.
+
+A request that reaches a revision meets, in this order: an armed `latency` for the
+revision (a sleep, health requests included), an armed `error_rate` (that share of
+non-health requests answered 500, the app never sees them), the health faults (on
+`/health`), then the revision itself. Its answer, whoever gave it (the app, a fault, or
+the router's own 503/504), is told to `on_answer` once written, with the latency
+measured from the request's headers read to the answer's last byte written: the
+route's request log (`cloud_run.request_log`). Answers given without a revision (the
+door's 401/403, no revision ready, an unknown tag) and held health requests, which
+never answer, are not logged.
+
+Health paths: the router cannot know which path a deployer probes, so `/health` and
+`/healthz` count as health for `error_rate` (a probe then fails only by `health_500`).
+"""
 
 from __future__ import annotations
 
 import http.client
 import json
 import logging
+import random
 import select
 import socket
 import threading
@@ -15,12 +30,14 @@ from html import escape
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
 
-from deployer_sandbox.common.faults import Faults
+from deployer_sandbox.common.faults import Fault, Faults
 
 # Under the router's name: its request lines are the router's to log.
 log = logging.getLogger("deployer_sandbox.cloud_run.router")
 
 REVISION_HEADER = "X-Sandbox-Revision"
+# Where deployers probe health (the sample service's /health, the deployer's own /healthz).
+HEALTH_PATHS = frozenset({"/health", "/healthz"})
 _HANG_LIMIT = 60.0
 _HOP_BY_HOP = frozenset(
     {
@@ -68,6 +85,8 @@ class Forbidden:
 # A listener asks its route where a request goes, giving the request's bearer token
 # (None without one): a revision, or an answer of its own.
 Pick = Callable[[str | None], "Target | Refusal | Forbidden"]
+# Told of every answer a revision's request got: (revision, HTTP status, latency in ms).
+OnAnswer = Callable[[str, int, float], None]
 
 # Google's front end, refusing a request to a private Cloud Run service.
 _FORBIDDEN_PAGE = """<html><head>
@@ -106,6 +125,13 @@ class ProxyHandler(BaseHTTPRequestHandler):
     faults: Faults
     closing: threading.Event
     request_timeout: float
+    on_answer: OnAnswer | None = None
+    _status: int | None = None
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        # The status the client sees, whoever answers: what the request log records.
+        self._status = code
+        super().send_response(code, message)
 
     def log_message(self, format: str, *args: object) -> None:
         log.debug("router %s: " + format, self.address_string(), *args)
@@ -116,18 +142,34 @@ class ProxyHandler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
 
     def _proxy(self) -> None:
+        started = time.monotonic()
+        self._status = None
+        choice = self._route_request()
+        if isinstance(choice, Target) and self._status is not None and self.on_answer:
+            latency_ms = (time.monotonic() - started) * 1000
+            self.on_answer(choice.revision, self._status, latency_ms)
+
+    def _route_request(self) -> Target | Refusal | Forbidden:
+        """Answer the request; the route's choice (the revision that had it, if any)."""
         body = self._read_body()
         choice = self.pick(self._bearer())
         if isinstance(choice, Forbidden):
             template = _UNAUTHORIZED_PAGE if choice.status == 401 else _FORBIDDEN_PAGE
             page = template.format(path=escape(urlsplit(self.path).path or "/"))
             self._answer(choice.status, page, content_type="text/html; charset=UTF-8")
-            return
+            return choice
         if isinstance(choice, Refusal):
             self._answer(choice.status, choice.text)
-            return
-        if urlsplit(self.path).path == "/health" and self._health_fault(choice.revision):
-            return
+            return choice
+        path = urlsplit(self.path).path
+        if (delay := self.faults.take("latency", choice.revision)) is not None:
+            time.sleep(int(delay.params["ms"]) / 1000)
+        if path not in HEALTH_PATHS and _fails(self.faults.take("error_rate", choice.revision)):
+            text = f"Internal Server Error: sandbox fault error_rate on {choice.revision}."
+            self._answer(500, text, choice.revision)
+            return choice
+        if path == "/health" and self._health_fault(choice.revision):
+            return choice
         try:
             status, reason, headers, payload = self._forward(choice, body)
         except (OSError, http.client.HTTPException) as error:
@@ -137,7 +179,7 @@ class ProxyHandler(BaseHTTPRequestHandler):
             else:
                 text = f"Service Unavailable: revision {choice.revision} is not reachable."
                 self._answer(503, text, choice.revision)
-            return
+            return choice
         self.send_response(status, reason)
         for name, value in headers:
             self.send_header(name, value)
@@ -147,6 +189,7 @@ class ProxyHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(payload)
+        return choice
 
     def _bearer(self) -> str | None:
         """The request's bearer token, X-Serverless-Authorization's first; None without one."""
@@ -242,6 +285,11 @@ class ProxyHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(payload)
+
+
+def _fails(fault: Fault | None) -> bool:
+    """Whether an armed `error_rate` fails this request: a draw against its rate."""
+    return fault is not None and random.random() < float(fault.params["rate"])
 
 
 def _end_to_end(headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:

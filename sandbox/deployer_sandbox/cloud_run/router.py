@@ -27,17 +27,31 @@ called) or one of its `custom_audiences`:
 
 Who the token names is not checked against the policy: any identity the
 sandbox's metadata server vouches for may invoke.
+
+Every answer a revision's request got, on the service URL or a tag URL, health probes
+included, goes into `request_log` (`cloud_run.request_log`, read by the sandbox's Cloud
+Monitoring) under the revision that had it; `error_rate` and `latency` faults bite
+before the app (`cloud_run.proxy`).
 """
 
 from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 
-from deployer_sandbox.cloud_run.proxy import Forbidden, Pick, ProxyHandler, Refusal, Target
+from deployer_sandbox.cloud_run.proxy import (
+    Forbidden,
+    OnAnswer,
+    Pick,
+    ProxyHandler,
+    Refusal,
+    Target,
+)
+from deployer_sandbox.cloud_run.request_log import RequestLog, RequestRecord
 from deployer_sandbox.common.faults import Faults
 from deployer_sandbox.common.serving import Serving
 from deployer_sandbox.metadata.id_tokens import IdTokenKey, InvalidIdToken, WrongAudience
@@ -82,6 +96,7 @@ class _Listener:
         faults: Faults,
         closing: threading.Event,
         request_timeout: float,
+        on_answer: OnAnswer,
     ) -> None:
         handler = type(
             "RouteHandler",
@@ -91,6 +106,7 @@ class _Listener:
                 "faults": faults,
                 "closing": closing,
                 "request_timeout": request_timeout,
+                "on_answer": staticmethod(on_answer),
             },
         )
         self.server = ThreadingHTTPServer((host, 0), handler)
@@ -113,10 +129,13 @@ class Router:
         request_timeout: float = 300.0,
         id_tokens: IdTokenKey | None = None,
         on_listen: Callable[[int], None] | None = None,
+        request_log: RequestLog | None = None,
     ) -> None:
         """`id_tokens`: the key whose ID tokens open private services (a new one if None);
         `on_listen`: told each new URL's port before the URL is handed out (the containers'
-        network relays it into their namespaces)."""
+        network relays it into their namespaces); `request_log`: where answered requests
+        are recorded (a new one if None)."""
+        self.request_log = request_log if request_log is not None else RequestLog()
         self._on_listen = on_listen
         self._faults = faults
         self._id_tokens = id_tokens or IdTokenKey()
@@ -132,9 +151,16 @@ class Router:
             route = self._route(service)
             if route.service_listener is None:
                 route.service_listener = self._listen(
-                    lambda token: self._pick_split(service, token)
+                    service, lambda token: self._pick_split(service, token)
                 )
             return route.service_listener.url
+
+    def known_service_url(self, service: str) -> str | None:
+        """The service's URL if it has one already (None: no such service routed here)."""
+        with self._lock:
+            route = self._routes.get(service)
+            listener = route.service_listener if route is not None else None
+            return listener.url if listener is not None else None
 
     def tag_url(self, service: str, tag: str) -> str:
         """The URL of a traffic tag of the service (stable, 404 while no such tag)."""
@@ -142,7 +168,7 @@ class Router:
             route = self._route(service)
             listener = route.tag_listeners.get(tag)
             if listener is None:
-                listener = self._listen(lambda token: self._pick_tag(service, tag, token))
+                listener = self._listen(service, lambda token: self._pick_tag(service, tag, token))
                 route.tag_listeners[tag] = listener
             return listener.url
 
@@ -200,11 +226,41 @@ class Router:
             raise RuntimeError("the router is closed")
         return self._routes.setdefault(service, _Route())
 
-    def _listen(self, pick: Pick) -> _Listener:
-        listener = _Listener(self._host, pick, self._faults, self._closing, self._request_timeout)
+    def _listen(self, service: str, pick: Pick) -> _Listener:
+        listener = _Listener(
+            self._host,
+            pick,
+            self._faults,
+            self._closing,
+            self._request_timeout,
+            self._recorder(service),
+        )
         if self._on_listen is not None:
             self._on_listen(int(listener.url.rsplit(":", 1)[1]))
         return listener
+
+    def _recorder(self, service: str) -> OnAnswer:
+        """Records a revision's answered request under the service's project and region."""
+        # projects/P/locations/L/services/S; a bare id (no project, no region) otherwise.
+        parts = service.split("/")
+        project, location, service_id = (
+            (parts[1], parts[3], parts[5]) if len(parts) == 6 else ("", "", service)
+        )
+
+        def record(revision: str, status: int, latency_ms: float) -> None:
+            self.request_log.record(
+                RequestRecord(
+                    project=project,
+                    location=location,
+                    service=service_id,
+                    revision=revision,
+                    at=time.time(),
+                    status=status,
+                    latency_ms=latency_ms,
+                )
+            )
+
+        return record
 
     def _admit(self, door: _Door, token: str | None) -> Forbidden | None:
         """None when the request may go on, else how the door refuses it (no lock held)."""

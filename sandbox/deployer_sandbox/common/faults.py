@@ -8,6 +8,11 @@ host, see `harness.http_server`). Each kind is consumed where it happens:
     revision_crash  the next created revision's container exits at start-up
     health_500      the next created revision (or `revision`) answers /health with 500
     health_hang     the next created revision (or `revision`) never answers /health
+    error_rate      until cleared, the next created revision (or `revision`) has the share
+                    `rate` (0 to 1) of its non-health requests answered 500 by the router,
+                    before they reach the app (`cloud_run.router`)
+    latency         until cleared, every request to the next created revision (or
+                    `revision`) waits `ms` milliseconds in the router first, health included
     slack_429       the next `times` Slack calls answer 429 with `retry_after` seconds
     slack_5xx       the next `times` Slack calls answer `status` (default 503)
     slack_latency   the next `times` Slack calls wait `ms` milliseconds, then go on as usual
@@ -25,8 +30,8 @@ host, see `harness.http_server`). Each kind is consumed where it happens:
                     name allUsers or allAuthenticatedUsers is FAILED_PRECONDITION, as under
                     the domain restricted sharing constraint (`cloud_run.iam`)
 
-Health faults stick to the revision they were bound to: a broken revision stays
-broken until the fault is cleared. `slack_429` and `slack_5xx` take `after_post`
+Health faults, `error_rate` and `latency` stick to the revision they were bound to:
+a broken revision stays broken until the fault is cleared. `slack_429` and `slack_5xx` take `after_post`
 (default false): true performs the call (the message is posted) and answers the
 error anyway, as when Slack's answer is lost on its way back; and `method` (a
 Web API method, e.g. "chat.update"): only calls of that method meet the fault,
@@ -50,6 +55,8 @@ KINDS = (
     "revision_crash",
     "health_500",
     "health_hang",
+    "error_rate",
+    "latency",
     "slack_429",
     "slack_5xx",
     "slack_latency",
@@ -61,10 +68,20 @@ KINDS = (
     "caller_roles",
     "iam_org_policy",
 )
-_UNTIL_CLEARED = ("health_500", "health_hang", "template_drift", "caller_roles", "iam_org_policy")
+_UNTIL_CLEARED = (
+    "health_500",
+    "health_hang",
+    "error_rate",
+    "latency",
+    "template_drift",
+    "caller_roles",
+    "iam_org_policy",
+)
 # Faults that are looked at, never consumed: a count would mean nothing.
 _NO_TIMES = ("caller_roles", "iam_org_policy")
-_BOUND_TO_REVISION = ("revision_crash", "health_500", "health_hang")
+_BOUND_TO_REVISION = ("revision_crash", "health_500", "health_hang", "error_rate", "latency")
+# Faults a revision created after arming takes for its own (`bind_new_revision`).
+_BOUND_TO_NEXT_REVISION = ("health_500", "health_hang", "error_rate", "latency")
 _BY_METHOD = ("slack_429", "slack_5xx", "slack_error")
 MAX_LATENCY_MS = 60_000
 # Slack's error codes are lower-case words joined by underscores ("not_in_channel").
@@ -86,6 +103,24 @@ def _check_roles(roles: object) -> None:
     if unknown:
         raise FaultError(
             f"unknown role(s) {', '.join(unknown)}: caller_roles models {', '.join(ROLES)}"
+        )
+
+
+def _check_ms(kind: str, ms: object) -> None:
+    """FaultError unless `ms` is a whole number of milliseconds the sandbox will wait."""
+    if isinstance(ms, bool) or not isinstance(ms, int) or not 0 < ms <= MAX_LATENCY_MS:
+        raise FaultError(
+            f"{kind} needs ms, a whole number of milliseconds from 1 to "
+            f'{MAX_LATENCY_MS}, e.g. {{"kind": "{kind}", "ms": 500}}'
+        )
+
+
+def _check_rate(rate: object) -> None:
+    """FaultError unless `rate` is a share of requests, from 0 to 1."""
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
+        raise FaultError(
+            "error_rate needs rate, the share of requests answered 500, from 0 to 1, "
+            f'e.g. {{"kind": "error_rate", "rate": 0.2}}; got {rate!r}'
         )
 
 
@@ -128,7 +163,7 @@ class Faults:
         if revision is not None and (
             kind not in _BOUND_TO_REVISION or not isinstance(revision, str)
         ):
-            raise FaultError("revision applies only to revision_crash, health_500 and health_hang")
+            raise FaultError(f"revision applies only to {', '.join(_BOUND_TO_REVISION)}")
         if kind == "slack_429":
             params.setdefault("retry_after", 1)
         if kind == "slack_5xx":
@@ -160,12 +195,13 @@ class Faults:
         elif "error" in params:
             raise FaultError("error applies only to slack_error")
         if kind == "slack_latency":
-            ms = params.get("ms")
-            if isinstance(ms, bool) or not isinstance(ms, int) or not 0 < ms <= MAX_LATENCY_MS:
-                raise FaultError(
-                    f"slack_latency needs ms, a whole number of milliseconds from 1 to "
-                    f'{MAX_LATENCY_MS}, e.g. {{"kind": "slack_latency", "ms": 500}}'
-                )
+            _check_ms(kind, params.get("ms"))
+        if kind == "error_rate":
+            _check_rate(params.get("rate"))
+        elif "rate" in params:
+            raise FaultError("rate applies only to error_rate")
+        if kind == "latency":
+            _check_ms(kind, params.get("ms"))
         if kind == "caller_roles":
             _check_roles(params.get("roles"))
             params["roles"] = list(params["roles"])  # the caller's list stays the caller's
@@ -213,10 +249,11 @@ class Faults:
             return frozenset(role for fault in armed for role in fault.params["roles"])
 
     def bind_new_revision(self, revision: str) -> None:
-        """Bind every unbound health fault to a revision just created."""
+        """Bind every unbound revision fault (health, error rate, latency) to a revision
+        just created."""
         with self._lock:
             for fault in self._faults:
-                if fault.kind in ("health_500", "health_hang") and fault.revision is None:
+                if fault.kind in _BOUND_TO_NEXT_REVISION and fault.revision is None:
                     fault.revision = revision
 
     def clear(self) -> None:

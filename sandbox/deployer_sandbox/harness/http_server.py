@@ -7,6 +7,9 @@
     GET  /_sandbox/calls            every Web API call, token removed
     POST /_sandbox/response_urls    mint a response_url
     GET|POST|DELETE /_sandbox/faults  list / arm / clear faults (see `common.faults`)
+    POST /_sandbox/traffic          send loopback traffic to a Cloud Run service's URL and
+                                    answer its status counts once done
+                                    (see `cloud_run.loopback_traffic`)
     GET  /_sandbox/rate_limits      the rate limits enforced (see `slack.rate_limits`)
     *    /github/...                GitHub's REST API for deployments (see `github.api`)
     GET|DELETE /_sandbox/github     every GitHub REST call, token never recorded / clear
@@ -33,6 +36,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from deployer_sandbox.cloud_run.loopback_traffic import (
+    LoopbackTraffic,
+    TrafficError,
+    TrafficRequest,
+)
 from deployer_sandbox.common.faults import FaultError, Faults
 from deployer_sandbox.common.serving import Serving
 from deployer_sandbox.github.api import GitHubApi
@@ -126,8 +134,11 @@ class SandboxHttp:
         sink: SlackSink | None = None,
         rate_limits: SlackRateLimits | None = None,
         github: GitHubState | None = None,
+        traffic: LoopbackTraffic | None = None,
     ) -> None:
+        """`traffic`: what `POST /_sandbox/traffic` sends with (None: it answers 404)."""
         self.faults = faults
+        self.traffic = traffic
         self.github = github if github is not None else GitHubState()
         self._github_api = GitHubApi(self.github)
         self.sink = sink if sink is not None else SlackSink()
@@ -178,6 +189,7 @@ class SandboxHttp:
             "/_sandbox/faults": ("GET", "POST", "DELETE"),
             "/_sandbox/rate_limits": ("GET",),
             "/_sandbox/github": ("GET", "DELETE"),
+            "/_sandbox/traffic": ("POST",),
         }
         if path not in routes:
             raise _HttpError(404, f"no route for {verb} {path}")
@@ -200,6 +212,8 @@ class SandboxHttp:
                 self.github.clear_calls()
                 return 204, {}, b""
             return _json(200, self.github.calls())
+        if path == "/_sandbox/traffic":
+            return self._traffic(body)
         return self._faults(verb, body)
 
     @staticmethod
@@ -222,6 +236,15 @@ class SandboxHttp:
         except FaultError as error:
             raise _HttpError(400, str(error)) from None
         return _json(201, fault.to_json())
+
+    def _traffic(self, body: bytes) -> Response:
+        if self.traffic is None:
+            raise _HttpError(404, "this sandbox serves no Cloud Run services to send traffic to")
+        try:
+            request = TrafficRequest.parse(_json_object(body, "traffic request"))
+            return _json(200, self.traffic.send(request))
+        except TrafficError as error:
+            raise _HttpError(error.status, str(error)) from None
 
     def _mint(self, body: bytes) -> Response:
         request = _json_object(body, "response_url request")

@@ -208,6 +208,7 @@ def _announce(running: Running, elapsed: float, state_file: Path | None) -> None
         f"  Slack Web API       SLACK_API_URL={sandbox.slack_api_url}",
         f"  Slack messages      {sandbox.http.url}/_sandbox/messages",
         f"  Faults              {sandbox.http.url}/_sandbox/faults",
+        f"  Traffic             POST {sandbox.http.url}/_sandbox/traffic",
         f"  Slack rate limits   {sandbox.http.url}/_sandbox/rate_limits ({_scale(sandbox)})",
         f"  GitHub REST API     DEPLOYER_GITHUB_API_URL={sandbox.github_api_url}",
         f"  GitHub calls        {sandbox.http.url}/_sandbox/github",

@@ -6,8 +6,9 @@ The gRPC server is plaintext and takes any credentials. It serves
 which push to the sandbox's image registry, and triggers), Cloud Build v2's
 RepositoryManager, Cloud Run v2 (services, revisions, jobs, executions; revisions
 run as local processes, each in a network namespace of its own, behind the router), Cloud Logging v2's ListLogEntries
-(over the revisions' and the builds' logs) and Artifact Registry v1's Docker images (over
-the image store). One HTTP server is the Slack Web API
+(over the revisions' and the builds' logs), Cloud Monitoring v3's ListTimeSeries (Cloud
+Run's request_count and request_latencies, over the router's request log) and Artifact
+Registry v1's Docker images (over the image store). One HTTP server is the Slack Web API
 sink and the control endpoint, and serves GitHub's REST API for deployments under
 `/github`; a git smart-HTTP server serves the v2
 repositories' `remote_uri`s as private GitHub repositories (read tokens come from
@@ -30,6 +31,7 @@ from deployer_sandbox.cloud_build.git_server import GitServer
 from deployer_sandbox.cloud_build.repositories import Repositories
 from deployer_sandbox.cloud_logging.api import CloudLogging
 from deployer_sandbox.cloud_run.api import CloudRun
+from deployer_sandbox.cloud_run.loopback_traffic import LoopbackTraffic
 from deployer_sandbox.common.faults import Faults
 from deployer_sandbox.common.images import ImageStore
 from deployer_sandbox.common.netns import ContainerNetwork
@@ -37,6 +39,7 @@ from deployer_sandbox.common.operations import Operations
 from deployer_sandbox.harness.http_server import SandboxHttp
 from deployer_sandbox.metadata.id_tokens import IdTokenKey
 from deployer_sandbox.metadata.server import MetadataServer
+from deployer_sandbox.monitoring.api import CloudMonitoring
 from deployer_sandbox.secret_manager.api import SecretManager
 from deployer_sandbox.slack.rate_limits import SlackRateLimits
 
@@ -99,8 +102,14 @@ class Sandbox:
             network=self.network,
         )
         self.logging = CloudLogging(self.run.processes, self.run.state, self.builds)
+        # Cloud Monitoring's ListTimeSeries, over the requests the Cloud Run router answered.
+        self.monitoring = CloudMonitoring(self.run.request_log)
         self.http = SandboxHttp(
-            self.faults, host=host, rate_limits=SlackRateLimits(slack_rate_scale)
+            self.faults,
+            host=host,
+            rate_limits=SlackRateLimits(slack_rate_scale),
+            # POST /_sandbox/traffic: loopback requests to a service's URL, as users would send.
+            traffic=LoopbackTraffic(self.run.router, self.id_tokens),
         )
         # Builds and reconciles run on their own threads; handlers only record and answer.
         self._grpc = grpc.server(
@@ -116,6 +125,7 @@ class Sandbox:
                 self.repositories.handler(),
                 *self.run.handlers(),
                 self.logging.handler(),
+                self.monitoring.handler(),
                 self.registry.handler(),
             ]
         )
