@@ -11,7 +11,7 @@ import re
 import subprocess
 import time
 
-from deployer.adapters.git_remote import FULL_SHA, Remote, _git, _left, fetched
+from deployer.adapters.git_remote import FULL_SHA, Remote, _git, _left, fetched, run_git
 from deployer.pipeline.ports import CommitLog, SourceProblem
 
 # https://github.com/OWNER/REPO(.git), ssh://git@github.com/OWNER/REPO, git@github.com:OWNER/REPO
@@ -76,14 +76,7 @@ def github_compare_url(url: str, old: str, new: str) -> str:
 def _git_code(remote: Remote, args: list[str], timeout: float) -> int:
     """git's exit code, for a command whose answer is yes or no (merge-base)."""
     try:
-        done = subprocess.run(
-            ["git", *args],
-            capture_output=True,
-            timeout=timeout,
-            check=False,
-            env=remote.environment(),
-            stdin=subprocess.DEVNULL,
-        )
+        done = run_git(remote, args, timeout)
     except (subprocess.TimeoutExpired, FileNotFoundError):
         return -1
     return done.returncode

@@ -255,17 +255,22 @@ def _git(remote: Remote, args: list[str], timeout: float, doing: str) -> str:
     return _git_bytes(remote, args, timeout, doing).decode("utf-8", "replace").strip()
 
 
+def run_git(remote: Remote, args: list[str], timeout: float) -> subprocess.CompletedProcess[bytes]:
+    """git with `remote`'s environment (its token, no prompts), never reading stdin."""
+    return subprocess.run(
+        ["git", *args],
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+        env=remote.environment(),
+        stdin=subprocess.DEVNULL,
+    )
+
+
 def _git_bytes(remote: Remote, args: list[str], timeout: float, doing: str) -> bytes:
     """Run git; SourceProblem (never quoting the token) when it fails or takes too long."""
     try:
-        done = subprocess.run(
-            ["git", *args],
-            capture_output=True,
-            timeout=timeout,
-            check=False,
-            env=remote.environment(),
-            stdin=subprocess.DEVNULL,
-        )
+        done = run_git(remote, args, timeout)
     except subprocess.TimeoutExpired:
         raise SourceProblem(
             f"git could not {doing} {remote.name} within {timeout:.0f} s",

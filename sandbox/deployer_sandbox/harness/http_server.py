@@ -26,8 +26,6 @@ answers `{"ok": false, "error": ...}` in its place; otherwise the method runs.
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
 import json
 import logging
 import time
@@ -45,6 +43,15 @@ from deployer_sandbox.common.faults import FaultError, Faults
 from deployer_sandbox.common.serving import Serving
 from deployer_sandbox.github.api import GitHubApi
 from deployer_sandbox.github.state import GitHubState
+from deployer_sandbox.harness.http_bodies import (
+    HttpError,
+    Response,
+    form_fields,
+    json_answer,
+    json_object,
+    ratelimited,
+    text_answer,
+)
 from deployer_sandbox.slack.rate_limits import SlackRateLimits
 from deployer_sandbox.slack.sink import METHODS, SlackError, SlackSink
 
@@ -52,63 +59,6 @@ log = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024
 _DRAIN_LIMIT = 16 * MAX_BODY  # read (and drop) this much of an oversized body so the 413 arrives
-_JSON = "application/json; charset=utf-8"
-
-Response = tuple[int, dict[str, str], bytes]
-
-
-class _HttpError(Exception):
-    """An answer other than success, with a JSON `{"error": message}` body."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
-
-
-def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
-    return status, {"Content-Type": _JSON, **(headers or {})}, json.dumps(body).encode()
-
-
-def _text(status: int, body: str, headers: dict[str, str] | None = None) -> Response:
-    return status, {"Content-Type": "text/plain; charset=utf-8", **(headers or {})}, body.encode()
-
-
-def _ratelimited(retry_after: object) -> Response:
-    """Slack's answer to a call over a rate limit."""
-    body = {"ok": False, "error": "ratelimited"}
-    return _json(429, body, {"Retry-After": str(retry_after)})
-
-
-def _json_object(body: bytes, what: str) -> dict[str, Any]:
-    """The JSON object in a body (empty body: {}); 400 otherwise."""
-    if not body.strip():
-        return {}
-    try:
-        value = json.loads(body)
-    except ValueError as error:
-        raise _HttpError(400, f"{what} is not valid JSON: {error}") from None
-    if not isinstance(value, dict):
-        raise _HttpError(400, f"{what} must be a JSON object, got {type(value).__name__}")
-    return value
-
-
-def _form_fields(content_type: str, body: bytes) -> dict[str, Any]:
-    """Text fields of a multipart/form-data body (slack_sdk sends one when it uploads)."""
-    parser = email.parser.BytesParser(policy=email.policy.HTTP)
-    message = parser.parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body)
-    fields: dict[str, Any] = {}
-    for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        if not isinstance(name, str):
-            continue
-        payload = part.get_payload(decode=True)
-        if part.get_filename() or not isinstance(payload, bytes):
-            fields[name] = "(file)"
-        else:
-            fields[name] = payload.decode("utf-8", "replace")
-    return fields
 
 
 class _Server(ThreadingHTTPServer):
@@ -192,26 +142,28 @@ class SandboxHttp:
             "/_sandbox/traffic": ("POST",),
         }
         if path not in routes:
-            raise _HttpError(404, f"no route for {verb} {path}")
+            raise HttpError(404, f"no route for {verb} {path}")
         self._allow(verb, routes[path])
         if path == "/_sandbox/health":
-            return _json(200, {"ok": True})
+            return json_answer(200, {"ok": True})
         if path == "/_sandbox/messages":
             if verb == "DELETE":
                 self.sink.clear()
                 return 204, {}, b""
-            return _json(200, self.sink.messages(query.get("channel"), query.get("thread_ts")))
+            return json_answer(
+                200, self.sink.messages(query.get("channel"), query.get("thread_ts"))
+            )
         if path == "/_sandbox/calls":
-            return _json(200, self.sink.calls())
+            return json_answer(200, self.sink.calls())
         if path == "/_sandbox/response_urls":
             return self._mint(body)
         if path == "/_sandbox/rate_limits":
-            return _json(200, self.rate_limits.table())
+            return json_answer(200, self.rate_limits.table())
         if path == "/_sandbox/github":
             if verb == "DELETE":
                 self.github.clear_calls()
                 return 204, {}, b""
-            return _json(200, self.github.calls())
+            return json_answer(200, self.github.calls())
         if path == "/_sandbox/traffic":
             return self._traffic(body)
         return self._faults(verb, body)
@@ -219,52 +171,52 @@ class SandboxHttp:
     @staticmethod
     def _allow(verb: str, allowed: tuple[str, ...]) -> None:
         if verb not in allowed:
-            raise _HttpError(405, f"use {' or '.join(allowed)}", {"Allow": ", ".join(allowed)})
+            raise HttpError(405, f"use {' or '.join(allowed)}", {"Allow": ", ".join(allowed)})
 
     def _faults(self, verb: str, body: bytes) -> Response:
         if verb == "GET":
-            return _json(200, self.faults.snapshot())
+            return json_answer(200, self.faults.snapshot())
         if verb == "DELETE":
             self.faults.clear()
             return 204, {}, b""
-        request = _json_object(body, "fault request")
+        request = json_object(body, "fault request")
         kind = request.pop("kind", None)
         if not isinstance(kind, str):
-            raise _HttpError(400, 'fault request needs "kind", e.g. {"kind": "slack_429"}')
+            raise HttpError(400, 'fault request needs "kind", e.g. {"kind": "slack_429"}')
         try:
             fault = self.faults.arm(kind, **request)
         except FaultError as error:
-            raise _HttpError(400, str(error)) from None
-        return _json(201, fault.to_json())
+            raise HttpError(400, str(error)) from None
+        return json_answer(201, fault.to_json())
 
     def _traffic(self, body: bytes) -> Response:
         if self.traffic is None:
-            raise _HttpError(404, "this sandbox serves no Cloud Run services to send traffic to")
+            raise HttpError(404, "this sandbox serves no Cloud Run services to send traffic to")
         try:
-            request = TrafficRequest.parse(_json_object(body, "traffic request"))
-            return _json(200, self.traffic.send(request))
+            request = TrafficRequest.parse(json_object(body, "traffic request"))
+            return json_answer(200, self.traffic.send(request))
         except TrafficError as error:
-            raise _HttpError(error.status, str(error)) from None
+            raise HttpError(error.status, str(error)) from None
 
     def _mint(self, body: bytes) -> Response:
-        request = _json_object(body, "response_url request")
+        request = json_object(body, "response_url request")
         fields = {key: request.get(key) for key in ("channel", "user", "message_ts")}
         for key, value in fields.items():
             if value is not None and not isinstance(value, str):
-                raise _HttpError(400, f"{key} must be a string")
+                raise HttpError(400, f"{key} must be a string")
         url = self.mint_response_url(fields["channel"], fields["user"], fields["message_ts"])
-        return _json(201, {"response_url": url})
+        return json_answer(201, {"response_url": url})
 
     def _response_url(self, token: str, body: bytes) -> Response:
         payload: dict[str, Any] = {}
         try:
-            payload = _json_object(body, "payload")
-        except _HttpError:
+            payload = json_object(body, "payload")
+        except HttpError:
             status, answer = 400, "invalid_payload"
         else:
             status, answer = self.sink.respond(token, payload)
         self.sink.record_call("response_url", payload, status, None if status == 200 else answer)
-        return _text(status, answer)
+        return text_answer(status, answer)
 
     # -- Slack Web API ---------------------------------------------------------
 
@@ -286,13 +238,13 @@ class SandboxHttp:
             if fault.params.get("after_post"):
                 self._perform(method, params, token, parse_error)
             self.sink.record_call(method, params, 429, "ratelimited")
-            return _ratelimited(fault.params.get("retry_after", 1))
+            return ratelimited(fault.params.get("retry_after", 1))
         if fault := self.faults.take("slack_5xx", method=method):
             status = int(fault.params.get("status", 503))
             if fault.params.get("after_post"):
                 self._perform(method, params, token, parse_error)
             self.sink.record_call(method, params, status, "server_error")
-            return _text(status, f"sandbox: injected {status} for {method}\n")
+            return text_answer(status, f"sandbox: injected {status} for {method}\n")
 
         response, failure = self._perform(method, params, token, parse_error)
         self.sink.record_call(method, params, response[0], failure)
@@ -317,7 +269,7 @@ class SandboxHttp:
             retry_after = self.rate_limits.take(method, self._channel_key(params))
             if retry_after is not None:
                 # Slack's own 429: the call is not performed.
-                return _ratelimited(retry_after), "ratelimited"
+                return ratelimited(retry_after), "ratelimited"
             if fault := self.faults.take("slack_error", method=method):
                 # Slack's refusal of an authenticated call, answered as Slack
                 # answers every API error: HTTP 200, ok false; nothing is done.
@@ -328,7 +280,7 @@ class SandboxHttp:
             if error.code == "unknown_method":
                 answer["req_method"] = method
         # Slack answers API errors with HTTP 200 and ok: false.
-        return _json(200, answer, headers), None if answer["ok"] else answer["error"]
+        return json_answer(200, answer, headers), None if answer["ok"] else answer["error"]
 
     def _channel_key(self, params: dict[str, Any]) -> str | None:
         """The channel a call names, by id when the workspace knows it (a name or #name too)."""
@@ -352,7 +304,7 @@ class SandboxHttp:
                 raise SlackError("json_not_object")
             return value
         if kind == "multipart/form-data":
-            return _form_fields(content_type, body)
+            return form_fields(content_type, body)
         return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
 
 
@@ -379,12 +331,14 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             body = self._read_body()
             status, headers, payload = self.server.front.handle(verb, self.path, self.headers, body)
-        except _HttpError as error:
-            status, headers, payload = _json(error.status, {"error": error.message}, error.headers)
+        except HttpError as error:
+            status, headers, payload = json_answer(
+                error.status, {"error": error.message}, error.headers
+            )
         except Exception:
             # A sandbox bug must still answer like a server, never with a traceback.
             log.exception("sandbox http: %s %s failed", verb, self.path)
-            status, headers, payload = _json(500, {"error": "internal sandbox error"})
+            status, headers, payload = json_answer(500, {"error": "internal sandbox error"})
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
@@ -394,17 +348,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            raise _HttpError(411, "send a Content-Length; chunked bodies are not accepted")
+            raise HttpError(411, "send a Content-Length; chunked bodies are not accepted")
         raw = self.headers.get("Content-Length", "0") or "0"
         try:
             length = int(raw)
         except ValueError:
-            raise _HttpError(400, f"bad Content-Length {raw!r}") from None
+            raise HttpError(400, f"bad Content-Length {raw!r}") from None
         if length < 0:
-            raise _HttpError(400, f"bad Content-Length {raw!r}")
+            raise HttpError(400, f"bad Content-Length {raw!r}")
         if length > MAX_BODY:
             self._drain(length)
-            raise _HttpError(413, f"body of {length} bytes exceeds the {MAX_BODY}-byte limit")
+            raise HttpError(413, f"body of {length} bytes exceeds the {MAX_BODY}-byte limit")
         return self.rfile.read(length)
 
     def _drain(self, length: int) -> None:
