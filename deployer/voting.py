@@ -2,7 +2,8 @@
 
     not a deploy awaiting approval      refused, saying what it is now
     the requester approving their own   refused unless the environment's `allow_self`
-    the same person again               nothing more is counted (a double click), said so
+    the same person again               nothing more is counted (a double click), said so,
+                                        also while the deploy it woke is running
     a vote                              kept (`pipeline/approval.cast`); `decision` says
                                         whether a run must now be dispatched to act on it
 
@@ -54,6 +55,13 @@ def vote(
 ) -> Voted | str:
     """Cast `who`'s `verdict` on `deploy_id`: what it did, or why it was refused."""
     record = store.get(deploy_id)
+    if record is not None and record.approval_required and not record.state.finished:
+        # A second click that lands after the first woke the deploy up is still a second
+        # click: it counts once, while the deploy goes on.
+        votes = approval.read_votes(store, deploy_id)
+        earlier = next((vote for vote in votes if vote.who == who), None)
+        if earlier is not None:
+            return Voted(record, earlier, votes, False, approval.decided(store, record))
     refused = refusal(config, record, who, verdict)
     if refused is not None:
         return refused
