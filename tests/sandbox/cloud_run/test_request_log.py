@@ -68,8 +68,15 @@ def router(faults: Faults, backends: list[str]) -> Iterator[Router]:
     running.close()
 
 
-def _logged(router: Router) -> list[RequestRecord]:
-    return router.request_log.between(0, time.time() + 1)
+def _logged(router: Router, expected: int | None = None) -> list[RequestRecord]:
+    """The log; with `expected`, once it holds that many (a record is written after the
+    answer's last byte, so the client may read an answer before its record lands)."""
+    deadline = time.monotonic() + 5
+    while True:
+        records = router.request_log.between(0, time.time() + 1)
+        if expected is None or len(records) >= expected or time.monotonic() > deadline:
+            return records
+        time.sleep(0.01)
 
 
 def test_each_request_is_recorded_under_the_revision_that_answered(router: Router) -> None:
@@ -82,10 +89,11 @@ def test_each_request_is_recorded_under_the_revision_that_answered(router: Route
         client.get(f"{router.tag_url(SERVICE, 'canary')}/missing")
         client.get(f"{router.service_url(SERVICE)}/health")
 
-    records = _logged(router)
+    records = _logged(router, expected=42)
     assert len(records) == 42
     assert Counter(r.revision for r in records[:40]) == answered
-    tagged, probe = records[40], records[41]
+    # The last two went to different listeners, so their records may land in either order.
+    tagged, probe = sorted(records[40:], key=lambda r: r.status, reverse=True)
     assert (tagged.revision, tagged.status) == ("r2", 404)
     assert probe.status == 200
     assert {(r.project, r.location, r.service) for r in records} == {
@@ -116,7 +124,7 @@ def test_unreachable_revision_is_recorded_as_the_routers_503(faults: Faults) -> 
     finally:
         router.close()
 
-    assert [(r.revision, r.status) for r in _logged(router)] == [("gone", 503)]
+    assert [(r.revision, r.status) for r in _logged(router, expected=1)] == [("gone", 503)]
 
 
 def test_error_rate_one_fails_every_request_but_health(router: Router, faults: Faults) -> None:
@@ -135,7 +143,7 @@ def test_error_rate_one_fails_every_request_but_health(router: Router, faults: F
     assert probes == [200, 200]
     by_revision = Counter((r.headers["X-Sandbox-Revision"], r.status_code) for r in other)
     assert set(by_revision) <= {("r1", 200), ("r2", 500)}
-    logged = Counter((r.revision, r.status) for r in _logged(router))
+    logged = Counter((r.revision, r.status) for r in _logged(router, expected=33))
     assert logged[("r2", 500)] == 1 + by_revision[("r2", 500)]
 
 
@@ -164,7 +172,7 @@ def test_latency_slows_every_request_of_its_revision(router: Router, faults: Fau
         fast = [client.get(f"{router.service_url(SERVICE)}/") for _ in range(20)]
 
     assert waited >= 0.4
-    slow, *rest = _logged(router)
+    slow, *rest = _logged(router, expected=21)
     assert (slow.revision, slow.status) == ("r2", 200)
     assert slow.latency_ms >= 400
     for record, response in zip(rest, fast, strict=True):
