@@ -23,6 +23,9 @@ from pydantic import (
 )
 
 from deployer import config_text
+from deployer.config_analysis import Analysis as Analysis
+from deployer.config_analysis import Hook as Hook
+from deployer.config_analysis import Hooks as Hooks
 from deployer.config_environment import (
     Access as Access,
 )
@@ -213,6 +216,9 @@ class Environment(Frozen):
     # The environment whose verified image this one takes (`/deploy promote FROM ENV`).
     promote_from: EnvironmentName | None = None
     approval: Approval | None = None  # who must approve before traffic moves; None: nobody
+    # Request metrics that gate each traffic step, and the watch after; None: probes only.
+    analysis: Analysis | None = None
+    hooks: Hooks = Field(default_factory=Hooks)  # commands run from the candidate's image
 
     @field_validator("cloud_run_service")
     @classmethod

@@ -10,6 +10,7 @@ from deployer.config import Config, load_config
 from deployer.errors import ConfigError
 from deployer.pipeline.deploy import DeployPipeline
 from deployer.pipeline.events import Listener
+from deployer.pipeline.hook_port import HookJobs
 from deployer.pipeline.lease import ABANDON_OWNER, DEPLOY
 from deployer.pipeline.ports import (
     COMMIT_LABEL,
@@ -27,6 +28,7 @@ from deployer.store import open_store
 from deployer.store.protocol import Store
 
 STATUS_HEALTH_TIMEOUT = 3.0
+SANDBOX_MIN_INTERVAL = 1.0  # the shortest analysis interval against the sandbox
 
 
 @dataclass(frozen=True)
@@ -85,15 +87,16 @@ def bare_status(config: Config, environment: str, problem: str = "") -> Environm
 
 def default_platform(host: str | None = None) -> Platform:
     """The real adapters: Google's APIs, or the sandbox at `host` / DEPLOYER_GCP_EMULATOR_HOST."""
-    from google.cloud import artifactregistry_v1, run_v2, secretmanager_v1
+    from google.cloud import artifactregistry_v1, monitoring_v3, run_v2, secretmanager_v1
     from google.cloud.devtools import cloudbuild_v1, cloudbuild_v2
     from google.cloud.logging_v2.services.logging_service_v2 import LoggingServiceV2Client
 
     from deployer.adapters.artifact_registry import ArtifactRegistryImages
     from deployer.adapters.cloud_build import CloudBuildBuilds
     from deployer.adapters.cloud_logging import BuildLogs, RevisionLogs
+    from deployer.adapters.cloud_monitoring import MIN_PERIOD, CloudMonitoringMetrics
     from deployer.adapters.cloud_run import CloudRunServices
-    from deployer.adapters.google_clients import google_client
+    from deployer.adapters.google_clients import emulator_host, google_client
     from deployer.adapters.health import HttpHealth
     from deployer.adapters.secret_manager import SecretManagerSecrets
     from deployer.adapters.source_repositories import CloudBuildSources
@@ -121,6 +124,29 @@ def default_platform(host: str | None = None) -> Platform:
         images=ArtifactRegistryImages(
             google_client(artifactregistry_v1.ArtifactRegistryClient, host)
         ),
+        metrics=CloudMonitoringMetrics(
+            google_client(monitoring_v3.MetricServiceClient, host),
+            # The sandbox's Monitoring has no 60 s grain: tests and the demo judge faster.
+            min_interval=SANDBOX_MIN_INTERVAL if host or emulator_host() else MIN_PERIOD,
+        ),
+        hooks=_hook_jobs(host),
+    )
+
+
+def _hook_jobs(host: str | None) -> HookJobs:
+    """Deploy hooks as Cloud Run job executions, their output read from Cloud Logging."""
+    from google.cloud import run_v2
+    from google.cloud.logging_v2.services.logging_service_v2 import LoggingServiceV2Client
+
+    from deployer.adapters.cloud_logging import ExecutionLogs
+    from deployer.adapters.cloud_run_hook_jobs import CloudRunHookJobs
+    from deployer.adapters.google_clients import google_client
+
+    return CloudRunHookJobs(
+        google_client(run_v2.JobsClient, host),
+        google_client(run_v2.ExecutionsClient, host),
+        ExecutionLogs(google_client(LoggingServiceV2Client, host)),
+        google_client(run_v2.ServicesClient, host),
     )
 
 

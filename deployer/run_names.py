@@ -8,9 +8,12 @@ For a service S the deployer creates:
     S-1a2b3c4-abc123                         candidate revisions (commit, deploy id)
     candidate                                the candidate's traffic tag
     candidate---S-abcdefghij-ew.a.run.app    the tag's URL, which Cloud Run makes
+    S-predeploy, S-postdeploy                the Cloud Run jobs that run its hooks
 """
 
 from __future__ import annotations
+
+import hashlib
 
 # The traffic tag the candidate revision gets; its URL is where health checks probe.
 CANDIDATE_TAG = "candidate"
@@ -61,3 +64,22 @@ def longest_service_name() -> int:
         TAG_AND_SERVICE_MAX - len(CANDIDATE_TAG),
         DNS_LABEL_MAX - len(tag_url_label("")),
     )
+
+
+# A job's executions are named JOB-xxxxx, and "the sum of job name and token length must
+# be fewer than 63 characters" (run_v2 Job.start_execution_token): a hook's job leaves
+# room for the six characters Cloud Run adds.
+EXECUTION_SUFFIX = 6
+HOOK_JOB_MAX = DNS_LABEL_MAX - 1 - EXECUTION_SUFFIX
+
+
+def hook_job_name(service: str, hook: str) -> str:
+    """The Cloud Run job that runs `service`'s `hook` ("predeploy"): `SERVICE-HOOK`, the
+    service's part shortened (with a digest of it, so two long names stay apart) when the
+    whole would not leave room for an execution's suffix."""
+    name = f"{service}-{hook}"
+    if len(name) <= HOOK_JOB_MAX:
+        return name
+    digest = hashlib.sha256(service.encode()).hexdigest()[:6]
+    keep = HOOK_JOB_MAX - len(hook) - len(digest) - 2
+    return f"{service[:keep].rstrip('-')}-{digest}-{hook}"

@@ -7,6 +7,7 @@ import time
 from datetime import UTC, datetime
 from typing import TextIO
 
+from deployer.analysis_windows import p95_text, rate_text, verdict_text, window_labels
 from deployer.engine import EnvironmentStatus
 from deployer.failure_detail import excerpt
 from deployer.pipeline.changes import lines as changes_lines
@@ -82,6 +83,8 @@ class TerminalProgress:
                 for line in event.plan:
                     self._print(f"  - {line}")
             self._print(summary(event.record, dry_run=event.dry_run))
+            if event.record.analysis and not event.dry_run:
+                self._print(render_analysis(event.record))
 
     def _print(self, line: str) -> None:
         print(line, file=self.out, flush=True)
@@ -122,6 +125,50 @@ def summary(record: DeployRecord, dry_run: bool = False) -> str:
         lines.append(f"  error: {record.error}")
     if dry_run:
         lines.append(DRY_RUN_END)
+    return "\n".join(lines)
+
+
+_ANALYSIS_HEAD = (
+    "window",
+    "requests",
+    "5xx",
+    "p95",
+    "stable 5xx",
+    "stable p95",
+    "stable from",
+    "synthetic",
+    "verdict",
+)
+
+
+def render_analysis(record: DeployRecord) -> str:
+    """The analysis as a compact table, one row per judged window (the chart in Slack, in text).
+
+    The candidate's requests, 5xx rate and p95; stable's 5xx rate and p95 and where they
+    came from (the same window, or before the rollout during the watch); how many of the
+    candidate's requests were the deployer's own synthetic ones; the verdict.
+    """
+    rows = [_ANALYSIS_HEAD]
+    for label, window in zip(window_labels(record.analysis), record.analysis, strict=True):
+        stable = window.stable
+        rows.append(
+            (
+                label,
+                str(window.candidate.requests),
+                rate_text(window.candidate),
+                p95_text(window.candidate),
+                rate_text(stable),
+                p95_text(stable),
+                window.stable_source or "-",
+                str(window.synthetic.requests),
+                verdict_text(window),
+            )
+        )
+    widths = [max(len(row[column]) for row in rows) for column in range(len(_ANALYSIS_HEAD) - 1)]
+    lines = ["analysis (candidate against stable, per window):"]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        lines.append("  " + "  ".join([*cells, row[-1]]).rstrip())
     return "\n".join(lines)
 
 
@@ -259,6 +306,8 @@ def render_record(
     lines.append("stages:" if record.stages else "stages: none yet")
     for result in record.stages:
         lines.extend(_stage_line(result))
+    if record.analysis:
+        lines.append(render_analysis(record))
     if record.notes:
         lines.append("notes:")
         lines.extend(f"  {_when(item.at)}  {item.text}" for item in record.notes)

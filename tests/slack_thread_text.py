@@ -9,8 +9,9 @@
 
 The rendering: `parent: <notification text>`, then the parent's blocks (sections,
 context, `[Button]` labels) one per line; then `reply: ...` for each reply, its
-blocks' text (or its text) below. Threads are separated by a blank line. Ephemeral
-and deleted messages are left out: nobody sees them in the channel.
+blocks' text (or its text) below, and `[file NAME: TITLE]` for each file it shares.
+Threads are separated by a blank line. Ephemeral and deleted messages are left out:
+nobody sees them in the channel.
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ def render_message(message: dict[str, Any], role: str) -> str:
     lines = [head]
     for block in blocks:
         lines.extend(_block_lines(block))
+    # A file shared in the thread (the analysis chart): its name and title, not its bytes.
+    lines.extend(f"[file {f.get('name')}: {f.get('title')}]" for f in message.get("files") or [])
     return "\n".join(lines)
 
 

@@ -13,6 +13,10 @@ default; not GCS_ONLY or NONE) under resource type `build`, log `cloudbuild`, on
 entry per line with the entry label `build_step` (`Step #1 - "build"`).
 `BuildLogs.tail` reads them.
 
+A Cloud Run job's tasks (a deploy hook's command) write to Cloud Logging under
+resource type `cloud_run_job`, each entry labelled `run.googleapis.com/execution_name`;
+`ExecutionLogs.tail` reads one execution's.
+
 Reading logs is a courtesy to the reader of a failure: any API error gives no
 lines (the error is logged), never an exception. Lines are returned redacted
 (`deployer.redaction`: the known values a caller names, pydantic's input dumps,
@@ -61,6 +65,22 @@ def build_filter(service: ServiceConfig, build_id: str, step: str | None = None)
     if step is not None:
         query += f" AND labels.build_step={_quoted(step)}"
     return query
+
+
+# Cloud Run files a job's lines under resource type `cloud_run_job` (labels project_id,
+# location, job_name), each entry labelled with the execution, task and attempt that
+# wrote it; this is the filter the console's logs link for an execution writes.
+EXECUTION_LABEL = "run.googleapis.com/execution_name"
+
+
+def execution_filter(service: ServiceConfig, job: str, execution: str) -> str:
+    """The Logging filter for one job execution's entries."""
+    return (
+        'resource.type="cloud_run_job"'
+        f' AND resource.labels.job_name="{job}"'
+        f' AND resource.labels.location="{service.region}"'
+        f" AND labels.{_quoted(EXECUTION_LABEL)}={_quoted(execution)}"
+    )
 
 
 class _LogReader:
@@ -189,6 +209,26 @@ class BuildLogs(_LogReader):
             return texts
         prefix = f"{step}: "
         return [text.removeprefix(prefix) for text in texts]
+
+
+class ExecutionLogs(_LogReader):
+    """Reads the last lines a Cloud Run job execution's tasks wrote (a hook's output)."""
+
+    def tail(
+        self,
+        service: ServiceConfig,
+        job: str,
+        execution: str,
+        lines: int,
+        timeout: float,
+        since: datetime.datetime | None = None,
+        known: Iterable[str] = (),
+    ) -> list[str]:
+        """The execution's last `lines` log lines, newest last, redacted (`known`: the
+        values the hook was given); [] when they cannot be read. `since`: its creation."""
+        query = execution_filter(service, job, execution)
+        what = f"execution {execution}"
+        return self._newest(service.project, query, lines, timeout, since, what, known)
 
 
 def _quoted(value: str) -> str:

@@ -6,13 +6,13 @@ apart from the adapter's calls that send them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from google.cloud import run_v2
 from google.protobuf import duration_pb2
 
-from deployer.pipeline.ports import CandidateSpec, ServiceState, TrafficShare
+from deployer.pipeline.ports import CandidateSpec, PinnedSecret, ServiceState, TrafficShare
 
 Kind = run_v2.TrafficTargetAllocationType
 REVISION = Kind.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
@@ -42,21 +42,9 @@ def candidate_template(
         template.containers.append(run_v2.Container())
     container = template.containers[0]  # the ingress container; sidecars are left alone
     container.image = spec.image
-    env = [run_v2.EnvVar(name=name, value=value) for name, value in spec.env.items()]
-    env += [
-        run_v2.EnvVar(
-            name=name,
-            value_source=run_v2.EnvVarSource(
-                secret_key_ref=run_v2.SecretKeySelector(
-                    secret=pinned.secret, version=pinned.version
-                )
-            ),
-        )
-        for name, pinned in spec.secret_env.items()
-    ]
     # Replaced, not merged: a variable dropped from the config must disappear from the revision.
     del container.env[:]
-    container.env.extend(env)
+    container.env.extend(container_env(spec.env, spec.secret_env))
     settings = spec.settings
     container.resources.limits["memory"] = settings.memory
     container.resources.limits["cpu"] = settings.cpu
@@ -71,6 +59,25 @@ def candidate_template(
     if settings.service_account:
         template.service_account = settings.service_account
     return template
+
+
+def container_env(
+    env: Mapping[str, str], secret_env: Mapping[str, PinnedSecret]
+) -> list[run_v2.EnvVar]:
+    """A container's variables: plain values, then secrets pinned to their versions (read
+    by Cloud Run when an instance or a job's task starts)."""
+    plain = [run_v2.EnvVar(name=name, value=value) for name, value in env.items()]
+    return plain + [
+        run_v2.EnvVar(
+            name=name,
+            value_source=run_v2.EnvVarSource(
+                secret_key_ref=run_v2.SecretKeySelector(
+                    secret=pinned.secret, version=pinned.version
+                )
+            ),
+        )
+        for name, pinned in secret_env.items()
+    ]
 
 
 def _target(revision: str, percent: int, tag: str) -> run_v2.TrafficTarget:

@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
+from deployer.adapters import synthetic_requests
 from deployer.adapters.id_tokens import GoogleIdTokens, IdTokenUnavailable
 from deployer.config import HealthCheck
 from deployer.pipeline.ports import HealthOutcome, Progress
@@ -97,6 +98,17 @@ class HttpHealth:
             body=redact(outcome.body, self._known),
             message=redact(outcome.message, self._known),
         )
+
+    def sample(
+        self, urls: Sequence[str], count: int, audience: str, timeout: float
+    ) -> list[tuple[int | None, float]]:
+        headers = {"User-Agent": "deployer-synthetic"}
+        if audience:
+            try:
+                headers["Authorization"] = "Bearer " + self._id_tokens(audience)
+            except IdTokenUnavailable:
+                return []  # nothing sent: the step waits for real traffic, or fails closed
+        return synthetic_requests.send(_get, urls, count, headers, timeout)
 
     def _quoting(self, progress: Progress) -> Progress:
         return lambda line: progress(redact(line, self._known))

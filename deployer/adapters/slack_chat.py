@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.error import URLError
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.errors import SlackApiError, SlackClientError, SlackRequestError
 from slack_sdk.webhook import WebhookClient
 
 from deployer.adapters.slack_client import slack_web_client
-from deployer.front.ports import ChannelView, ChatError, SlackMessage
+from deployer.front.ports import ChannelView, ChatError, ChatUnsure, SlackMessage
 
 HISTORY_LIMIT = 100  # messages looked through for a parent that may have been posted
 RESPONSE_URL_TIMEOUT = 1  # seconds; it runs inside a request, which must answer within 3
@@ -122,6 +123,44 @@ class SlackChat:
             lambda: self.client.usergroups_users_list(usergroup=group, team_id=team_id or None)
         )
         return {str(user) for user in answer.get("users") or []}
+
+    def upload(
+        self, channel: str, thread_ts: str, filename: str, title: str, content: bytes
+    ) -> None:
+        # slack_sdk's own three steps (files.getUploadURLExternal, a POST of the bytes to
+        # the upload URL, files.completeUploadExternal with channel_id and thread_ts):
+        # see WebClient.files_upload_v2. Needs the bot scope files:write.
+        try:
+            self.client.files_upload_v2(
+                channel=channel,
+                thread_ts=thread_ts,
+                filename=filename,
+                title=title,
+                content=content,
+            )
+        except SlackApiError as error:
+            code = error.response.get("error")
+            code = code if isinstance(code, str) else ""
+            sharing = str(getattr(error.response, "api_url", "")).endswith(
+                "files.completeUploadExternal"
+            )
+            status = getattr(error.response, "status_code", 200)
+            if sharing and isinstance(status, int) and status >= 500:
+                # The share went out and Slack failed while answering: it may be shown.
+                raise ChatUnsure(str(error), code, True) from error
+            raise ChatError(str(error), code, _outage(error), _retry_after(error)) from error
+        except SlackRequestError as error:
+            # The upload URL refused the bytes (files_upload_v2 raises this on a non-200):
+            # nothing was shared.
+            raise ChatError(str(error), "", True) from error
+        except (SlackClientError, OSError) as error:
+            refused = isinstance(error, ConnectionRefusedError) or (
+                isinstance(error, URLError) and isinstance(error.reason, ConnectionRefusedError)
+            )
+            if refused:  # nothing reached Slack
+                raise ChatError(str(error), "", True) from error
+            # No answer, and no telling which of the three steps it cut short.
+            raise ChatUnsure(str(error), "", True) from error
 
     def respond(self, response_url: str, message: SlackMessage) -> None:
         hook = WebhookClient(response_url, timeout=RESPONSE_URL_TIMEOUT)

@@ -23,7 +23,9 @@ interval per deploy however many events the deploy has.
 A reply whose answer was lost (Slack took it, the connection dropped before we
 heard) is sent again: Slack offers no idempotency key for `chat.postMessage`,
 so a reply may rarely appear twice; a parent is never posted twice once its ts
-is known.
+is known. A reply carrying a file (the analysis chart) is posted, then its file is
+shared in the thread at most once, and a file Slack will not take never holds the
+thread up (`thread_files`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from deployer.front import thread_files
 from deployer.front.outbox_failures import UNJOINED, failed, unjoined
 from deployer.front.ports import Chat, ChatError, SlackMessage
 from deployer.front.thread_box import ThreadBox, change_box, read_box
@@ -59,7 +62,10 @@ def _message(data: dict[str, Any]) -> SlackMessage:
 
 
 def _data(message: SlackMessage) -> dict[str, Any]:
-    return {"text": message.text, "blocks": message.blocks}
+    data: dict[str, Any] = {"text": message.text, "blocks": message.blocks}
+    if message.file is not None:
+        data["file"] = message.file
+    return data
 
 
 class Outbox:
@@ -244,6 +250,8 @@ class Outbox:
             return self._call(box, lambda: self._post_parent(box, version))
         if box.replies_sent < len(box.replies):
             index = box.replies_sent
+            if box.replies[index].get("text_posted"):
+                return self._share_file(box, index)
             return self._call(box, lambda: self._post_reply(box, index))
         version = box.parent_version
         assert box.parent is not None
@@ -287,9 +295,28 @@ class Outbox:
         self.chat.post(box.channel, _message(box.replies[index]), thread_ts=box.ts)
 
         def posted(saved: ThreadBox) -> None:
-            saved.replies_sent = max(saved.replies_sent, index + 1)
+            if saved.replies_sent == index and saved.replies[index].get("file"):
+                saved.replies[index]["text_posted"] = True  # its file goes next
+            else:
+                saved.replies_sent = max(saved.replies_sent, index + 1)
 
         return posted
+
+    def _share_file(self, box: ThreadBox, index: int) -> ThreadBox | None:
+        """Share the file of reply `index` (posted already): at most once, never retried
+        into a duplicate, never ending the box (`thread_files`)."""
+        begun = self._change(box.deploy_id, lambda saved: thread_files.begin(saved, index))
+        if begun is None or begun.replies_sent != index:
+            return begun  # given up: a share begun before ended unrecorded
+        try:
+            thread_files.share(self.chat, begun, begun.replies[index]["file"])
+        except (ChatError, thread_files.FileNotDrawn) as error:
+            failure = error
+            return self._change(
+                box.deploy_id,
+                lambda saved: thread_files.failed(saved, index, failure, self._clock()),
+            )
+        return self._change(box.deploy_id, lambda saved: thread_files.shared(saved, index))
 
     def _update_parent(self, box: ThreadBox, version: int) -> Callable[[ThreadBox], None]:
         assert box.parent is not None and box.ts is not None

@@ -14,10 +14,15 @@ from typing import Any, Protocol
 
 @dataclass(frozen=True)
 class SlackMessage:
-    """What `chat.postMessage` / `chat.update` / a response_url get: notification text and blocks."""
+    """What `chat.postMessage` / `chat.update` / a response_url get: notification text and blocks.
+
+    `file`: a file the outbox shares in the thread right after this reply (see
+    `front/thread_files.py`); only thread replies carry one.
+    """
 
     text: str
     blocks: list[dict[str, Any]]
+    file: dict[str, Any] | None = None
 
     def to_kwargs(self) -> dict[str, Any]:
         return {"text": self.text, "blocks": self.blocks}
@@ -37,6 +42,10 @@ class ChatError(Exception):
         self.error = error  # Slack's error code, e.g. channel_not_found; "" without an answer
         self.outage = outage  # no useful answer: network, 429 or 5xx after the retries
         self.retry_after = retry_after  # seconds Slack asked us to wait (a 429's Retry-After)
+
+
+class ChatUnsure(ChatError):
+    """A call that changes something went out and no answer came back: Slack may have done it."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +86,13 @@ class Chat(Protocol):
     def usergroup_members(self, group: str, team_id: str = "") -> set[str]:
         """The user IDs in the user group `group` (`S...`) of workspace `team_id` (needed
         on Enterprise Grid with an org-wide install; "" for the token's own workspace)."""
+        ...
+
+    def upload(
+        self, channel: str, thread_ts: str, filename: str, title: str, content: bytes
+    ) -> None:
+        """Share `content` as the file `filename` in the thread `thread_ts` of `channel`
+        (Slack's external upload). `ChatUnsure` when the share went out unanswered."""
         ...
 
     def respond(self, response_url: str, message: SlackMessage) -> None:

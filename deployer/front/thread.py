@@ -12,7 +12,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping
 
+from deployer.front.analysis_messages import analysis_reply
 from deployer.front.approval_messages import approval_ask
 from deployer.front.messages import (
     SlackMessage,
@@ -112,8 +114,14 @@ class SlackThread:
     """A pipeline listener writing one deploy's story into its Slack thread's outbox."""
 
     def __init__(
-        self, outbox: Outbox, record: DeployRecord, courier: Courier | None = None
+        self,
+        outbox: Outbox,
+        record: DeployRecord,
+        courier: Courier | None = None,
+        thresholds: Mapping[str, float] | None = None,
     ) -> None:
+        """`thresholds`: the environment's analysis thresholds (`Analysis.thresholds()`),
+        drawn on the chart the final reply carries."""
         self.outbox = outbox
         self.deploy_id = record.id
         self.enabled = record.slack_channel is not None
@@ -126,6 +134,7 @@ class SlackThread:
         self._replies: list[SlackMessage] = []
         self._parent: SlackMessage | None = None
         self._final = False
+        self.thresholds = dict(thresholds or {})
 
     def __call__(self, event: Event) -> None:
         if not self.enabled:
@@ -198,6 +207,9 @@ class SlackThread:
             self._running, self._since, self._activity = None, None, ""
             if event.plan:
                 self._reply(plan_reply(event.plan))
+            analysis = None if event.dry_run else analysis_reply(event.record, self.thresholds)
+            if analysis is not None:
+                self._reply(analysis)  # the final reply, its chart shared right after it
             self._render(event.record, final=True, dry_run=event.dry_run)
 
     def _render(self, record: DeployRecord, final: bool = False, dry_run: bool = False) -> None:

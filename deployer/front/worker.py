@@ -64,6 +64,12 @@ def worker_outbox(engine: Engine) -> Outbox:
     return Outbox(engine.store, chat, engine.config.deployer.outbox_deadline)
 
 
+def _thresholds(engine: Engine, environment: str) -> dict[str, float]:
+    """The analysis thresholds of `environment`, for the chart of its deploys' threads."""
+    settings = engine.config.environments.get(environment)
+    return settings.analysis.thresholds() if settings and settings.analysis else {}
+
+
 def run_deploy(
     deploy_id: str,
     engine: Engine | None = None,
@@ -96,7 +102,7 @@ def run_deploy(
         if outbox.get(deploy_id) is None:
             open_thread(outbox, record.slack_channel, record)
         courier = Courier(outbox, deploy_id)
-    thread = SlackThread(outbox, record, courier)
+    thread = SlackThread(outbox, record, courier, _thresholds(engine, record.environment))
     listeners: list[Listener] = [thread, log_events]
     if progress is not None:
         listeners.append(progress)

@@ -22,11 +22,22 @@ from deployer.pipeline.preflight import Plan
 from deployer.pipeline.probes import passed
 from deployer.pipeline.promotion import digest_of
 from deployer.pipeline.read_changes import read_changes
-from deployer.pipeline.record import Outcome, Stage
+from deployer.pipeline.record import DeployRecord, Outcome, Stage
 from deployer.pipeline.reuse import reuse_earlier_build
 from deployer.pipeline.stages import Deadline, Done, StageFailed, StageRunner
 from deployer.redaction import redact
 from deployer.run_names import candidate_revision_name
+
+
+def deploy_labels(record: DeployRecord) -> dict[str, str]:
+    """The labels of what a deploy creates (its revision, its hooks' executions): status,
+    history, rollback and a resumed run read them."""
+    assert record.commit is not None
+    return {
+        DEPLOY_LABEL: record.id,
+        COMMIT_LABEL: record.commit,
+        ENVIRONMENT_LABEL: record.environment,
+    }
 
 
 @dataclass
@@ -120,11 +131,7 @@ class CandidateStages:
             env=plan.env,
             secret_env=plan.secret_env,
             settings=plan.settings.run,
-            labels={
-                DEPLOY_LABEL: record.id,
-                COMMIT_LABEL: record.commit,
-                ENVIRONMENT_LABEL: record.environment,
-            },
+            labels=deploy_labels(record),
             annotations={REQUESTER_ANNOTATION: record.requester, "deployer/ref": plan.ref},
             tag=traffic.CANDIDATE_TAG,
         )

@@ -1,5 +1,5 @@
 """The deploy pipeline: preflight -> build -> deploy -> ready -> health [-> approval]
--> promote -> verify.
+-> promote -> verify [-> watch].
 
 Any unsuccessful end (a failure, a timeout, a cancel, at any stage, on any run)
 leaves the traffic that served when the deploy first began: read back, and put
@@ -36,6 +36,7 @@ from deployer.pipeline.restore import keep_safe, read_back
 from deployer.pipeline.reuse import dry_run_build_line
 from deployer.pipeline.rollout import Rollout
 from deployer.pipeline.stages import Deadline, Done, StageBody, StageRunner
+from deployer.pipeline.watch import Watch, watch_seconds
 from deployer.run_names import candidate_revision_name as candidate_revision_name
 from deployer.store.protocol import Store
 
@@ -162,6 +163,10 @@ class DeployPipeline:
             (Stage.PROMOTE, timeouts.promote, rollout.promote),
             (Stage.VERIFY, timeouts.verify, rollout.verify),
         ]
+        rules = plan.settings.analysis
+        if rules is not None and rules.watch:
+            watch = Watch(platform, runner, plan, rules)
+            after.append((Stage.WATCH, watch_seconds(rules, timeouts.promote), watch.watch))
         if not runner.run_in_order(before):
             return _stopped(runner.record)
         approval, record = plan.settings.approval, runner.record

@@ -18,6 +18,8 @@ from typing import Protocol
 from google.cloud.devtools import cloudbuild_v1
 
 from deployer.config import HealthCheck, RunSettings, SecretRef, ServiceConfig
+from deployer.pipeline.hook_port import HookJobs
+from deployer.pipeline.measurements import Metrics
 
 # Labels on every revision the deployer creates: status, history and rollback read them.
 DEPLOY_LABEL = "deployer-deploy"
@@ -364,6 +366,13 @@ class Health(Protocol):
         """
         ...
 
+    def sample(
+        self, urls: Sequence[str], count: int, audience: str, timeout: float
+    ) -> list[tuple[int | None, float]]:
+        """Send `count` synthetic GETs over `urls` in turn, within `timeout`: each answer's
+        status (None: no answer) and latency in ms (`adapters/synthetic_requests.py`)."""
+        ...
+
     def redacting(self, known: Sequence[str]) -> Health:
         """The same prober, whose answers and progress lines are quoted without `known`
         (the values a candidate was given, which its answers may print)."""
@@ -380,3 +389,5 @@ class Platform:
     services: Services
     health: Health
     images: Images
+    metrics: Metrics
+    hooks: HookJobs

@@ -256,6 +256,42 @@ def resolve_ref(
         raise StageFailed(str(problem), problem.fix) from None
 
 
+# Cloud Run's request metrics reach Monitoring "up to 240 seconds" after sampling
+# (cloud.google.com/monitoring/api/metrics_gcp, run.googleapis.com/request_count).
+MONITORING_LAG = 240.0
+
+
+def analysis_fits(settings: Environment, environment: str, min_interval: float) -> list[str]:
+    """StageFailed when `[analysis]` cannot work as configured; warnings when it may run
+    out of time waiting for Monitoring's data."""
+    rules = settings.analysis
+    if rules is None:
+        return []
+    table = f"environments.{environment}"
+    if rules.interval < min_interval:
+        raise StageFailed(
+            f"{table}.analysis interval is {rules.interval:g} s; Cloud Monitoring counts "
+            f"Cloud Run's requests per {min_interval:g} s",
+            f"set interval = {min_interval:g} or more",
+        )
+    judged = sum(1 for step in settings.rollout.steps if step < 100)
+    needed = judged * rules.interval
+    promote = settings.timeouts.promote
+    if needed >= promote:
+        raise StageFailed(
+            f"{table}.timeouts.promote ({promote:g} s) cannot hold {judged} judged "
+            f"step(s) of {rules.interval:g} s each",
+            f"raise timeouts.promote above {needed + MONITORING_LAG * judged:g}",
+        )
+    if min_interval >= 60 and promote < needed + MONITORING_LAG * judged:
+        return [
+            f"{table}.timeouts.promote ({promote:g} s) leaves less than "
+            f"{MONITORING_LAG:g} s a step for Cloud Monitoring's data, which can arrive that "
+            "late: a step may fail unjudged"
+        ]
+    return []
+
+
 def make_plan(
     config: Config, platform: Platform, store: Store, record: DeployRecord, deadline: Deadline
 ) -> Plan:
@@ -270,6 +306,7 @@ def make_plan(
     found = lint(platform, builder, settings, build, commit, {*env, *secret_env}, deadline)
     stop_on(found)
     warnings += [f"{finding.subject}: {finding.message}" for finding in found.warnings]
+    warnings += analysis_fits(settings, record.environment, platform.metrics.min_interval)
     # A service that exists but serves nothing (its first revision failed: Cloud Run keeps
     # traffic_statuses empty until one serves) is taken over like a new one. On a resumed
     # run whatever serves now may be this deploy's own half-done work: the baseline, not

@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 from deployer.pipeline.changes import Changes
+from deployer.pipeline.measurements import Figures, Measurement
 
 
 class Stage(StrEnum):
@@ -20,8 +21,11 @@ class Stage(StrEnum):
     READY = "ready"
     HEALTH = "health"
     APPROVAL = "approval"
+    PREDEPLOY = "predeploy"  # the predeploy hook (`pipeline/hooks.py`)
     PROMOTE = "promote"
     VERIFY = "verify"
+    POSTDEPLOY = "postdeploy"  # the postdeploy hook
+    WATCH = "watch"  # analysis keeps comparing after verify (`pipeline/watch.py`)
     ROLLBACK = "rollback"
 
 
@@ -199,6 +203,11 @@ class DeployRecord:
     approval_required: int = 0
     votes: list[Vote] = field(default_factory=list)
     approval_due_at: float | None = None
+    # Analysis: what the stable revision answered before the rollout began (the watch
+    # compares with it), each judged window in order, and until when the watch runs.
+    stable_before: Figures | None = None
+    analysis: list[Measurement] = field(default_factory=list)
+    watch_until: float | None = None
 
     def note(self, text: str) -> None:
         """Keep a line of the deploy's story that no stage tells."""
@@ -232,6 +241,9 @@ class DeployRecord:
         data["votes"] = [Vote(**vote) for vote in data.get("votes") or []]
         changes = data.get("changes")
         data["changes"] = Changes.from_dict(changes) if changes else None
+        before = data.get("stable_before")
+        data["stable_before"] = Figures.from_dict(before) if before else None
+        data["analysis"] = [Measurement.from_dict(item) for item in data.get("analysis") or []]
         return cls(**data)
 
 

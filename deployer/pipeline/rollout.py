@@ -5,7 +5,8 @@ promote   for each configured step: route it, read it back, then gate it; a resu
 gate      between steps, the candidate itself (its tag URL) must answer well
           `consecutive` times in a row, and keep answering well for `step_wait`
           seconds: a randomly routed request to the service URL proves nothing
-          about the candidate at 10 %
+          about the candidate at 10 %. With `[analysis]`, the step is judged on
+          request metrics instead of the `step_wait` probes (`analysis.py`)
 verify    100 % on the candidate, read back; the service URL healthy on its commit
 """
 
@@ -15,6 +16,7 @@ import time
 from dataclasses import dataclass
 
 from deployer.pipeline import failpoints, traffic
+from deployer.pipeline.analysis import StepAnalysis
 from deployer.pipeline.ports import Platform, TrafficShare
 from deployer.pipeline.preflight import Plan
 from deployer.pipeline.probes import probe_once, verify_serving
@@ -39,6 +41,9 @@ class Rollout:
         reached = self._reached(candidate)
         if reached:
             self.runner.progress(f"resumed with {reached}% already on {candidate}")
+        analysis = self._analysis()
+        if analysis is not None:
+            analysis.measure_stable_before(deadline)
         for number, percent in enumerate(steps, start=1):
             if percent < reached:
                 continue
@@ -54,8 +59,14 @@ class Rollout:
             self.runner.progress(f"traffic {split_text} ({number}/{len(steps)})")
             failpoints.reached(f"promote.step{number}", record.attempt)
             if percent < 100:
-                self._gate(percent, deadline)
+                self._gate(percent, deadline, analysis)
         return Done(f"100% on {candidate}")
+
+    def _analysis(self) -> StepAnalysis | None:
+        rules = self.plan.settings.analysis
+        if rules is None:
+            return None
+        return StepAnalysis(self.platform, self.runner, self.plan, rules)
 
     def _whole(self, candidate: str, steps: list[int], deadline: Deadline) -> Done:
         """Nothing served before this deploy: the candidate took all traffic when it became
@@ -92,8 +103,9 @@ class Rollout:
             record.service_url = state.uri if state else None
         return record.service_url or ""
 
-    def _gate(self, percent: int, deadline: Deadline) -> None:
-        """The candidate's own URL answers well `consecutive` times, then for `step_wait` s."""
+    def _gate(self, percent: int, deadline: Deadline, analysis: StepAnalysis | None) -> None:
+        """The candidate's own URL answers well `consecutive` times, then for `step_wait` s,
+        or, with analysis, through the step's judged window."""
         record = self.runner.record
         assert record.candidate_url is not None and record.commit is not None
         check = self.plan.service.health
@@ -107,6 +119,9 @@ class Rollout:
         )
         if not outcome.ok:
             raise StageFailed(f"candidate unhealthy at {percent}%: {outcome.message}", outcome.body)
+        if analysis is not None:
+            analysis.judge_step(percent, deadline)
+            return
         while (left := soak_end - time.monotonic()) > 0:
             time.sleep(min(check.interval, left))
             outcome = probe_once(

@@ -1,7 +1,9 @@
-"""Cloud Logging v2 in the sandbox: Cloud Run revisions' and Cloud Build builds' logs, read-only.
+"""Cloud Logging v2 in the sandbox: Cloud Run revisions', job executions' and Cloud Build
+builds' logs, read-only.
 
     google.logging.v2.LoggingServiceV2/ListLogEntries
-        resource_names ["projects/P", ...]  -> the revisions RunState holds and the builds
+        resource_names ["projects/P", ...]  -> the revisions RunState holds, the job
+                                               executions RunJobs ran and the builds
                                                CloudBuild ran in those projects
         filter (a conjunction, below)       -> their lines, from RevisionProcesses.logs()
                                                and CloudBuild.project_logs()
@@ -20,6 +22,14 @@ labels project_id, location, service_name, revision_name, configuration_name):
 - the platform's own line ("Container called exit(1)."): severity WARNING, log
   `projects/P/logs/run.googleapis.com%2Fvarlog%2Fsystem`.
 
+A job execution's lines (a task's output and Cloud Run's own "Container called
+exit(1).") are filed the same way under resource type `cloud_run_job`, labels
+project_id, location and job_name, each entry labelled `run.googleapis.com/execution_name`,
+`run.googleapis.com/task_index` and `run.googleapis.com/task_attempt`; the filter the
+console's logs link for an execution writes selects them:
+`resource.type="cloud_run_job" resource.labels.job_name="J"
+labels."run.googleapis.com/execution_name"="J-abcde"`.
+
 And as Cloud Build writes a build's log with `options.logging: CLOUD_LOGGING_ONLY`
 (or CLOUD_LOGGING / the default): resource type `build`, labels project_id and
 build_id (build_trigger_id, set on builds a trigger started, is not modelled: the
@@ -34,7 +44,8 @@ its service when it is deleted.
 
 Filters: comparisons joined by `AND` or by white space, over `resource.type`,
 `resource.labels.{project_id,location,service_name,revision_name,configuration_name,
-build_id}`, `labels.KEY` (the entry's own labels: build_step), `logName` (= and !=),
+build_id,job_name}`, `labels.KEY` or `labels."KEY"` (the entry's own labels: build_step,
+run.googleapis.com/execution_name), `logName` (= and !=),
 `severity` (=, !=, <, <=, >, >=, by name or number), `timestamp` (<, <=, >, >=, = with
 RFC 3339 values) and `textPayload` (= exact, `:` contains, `=~` regular expression). A
 label the entry lacks equals nothing (so `!=` holds). Anything else the Logging query
@@ -56,12 +67,16 @@ from deployer_sandbox.cloud_build.api import CloudBuild
 from deployer_sandbox.cloud_logging.filters import LABEL_FIELDS, Clause, parse_filter
 from deployer_sandbox.cloud_logging.sources import (
     BUILD_RESOURCE_TYPE,
+    JOB_RESOURCE_TYPE,
     RESOURCE_TYPE,
     LogRow,
     build_row,
+    job_labels,
+    job_row,
     revision_labels,
     revision_row,
 )
+from deployer_sandbox.cloud_run.jobs import RunJobs
 from deployer_sandbox.cloud_run.processes import RevisionProcesses
 from deployer_sandbox.cloud_run.state import RunState
 from deployer_sandbox.common.paging import Query, page
@@ -78,10 +93,17 @@ _PROJECT = re.compile(r"projects/([^/]+)")
 class CloudLogging:
     """`google.logging.v2.LoggingServiceV2` over revisions' and builds' logs. Thread-safe."""
 
-    def __init__(self, processes: RevisionProcesses, state: RunState, builds: CloudBuild) -> None:
+    def __init__(
+        self,
+        processes: RevisionProcesses,
+        state: RunState,
+        builds: CloudBuild,
+        jobs: RunJobs | None = None,
+    ) -> None:
         self._processes = processes
         self._state = state
         self._builds = builds
+        self._jobs = jobs
 
     def handler(self) -> Any:
         return service(
@@ -141,6 +163,11 @@ class CloudLogging:
                     if not skipped(labels):
                         lines = self._processes.logs(revision_id)
                         rows.extend(revision_row(name, labels, line) for line in lines)
+            if kind in (None, JOB_RESOURCE_TYPE) and self._jobs is not None:
+                for job, execution, task_lines in self._jobs.project_logs(project):
+                    labels = job_labels(job)
+                    if not skipped(labels):
+                        rows.extend(job_row(labels, execution, line) for line in task_lines)
             if kind in (None, BUILD_RESOURCE_TYPE):
                 for build_id, build_lines in self._builds.project_logs(project):
                     labels = {"project_id": project, "build_id": build_id}

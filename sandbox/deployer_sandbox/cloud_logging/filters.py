@@ -22,20 +22,23 @@ _LABELS = (
     "revision_name",
     "configuration_name",
     "build_id",
+    "job_name",
 )
 # The resource label fields a filter may name: field -> label.
 LABEL_FIELDS = {f"resource.labels.{label}": label for label in _LABELS}
 _SUPPORTED = (
     "resource.type, resource.labels.{"
     + ",".join(_LABELS)
-    + "}, labels.KEY, logName, severity, timestamp and textPayload, joined by AND"
+    + '}, labels.KEY (or labels."KEY"), logName, severity, timestamp and textPayload, joined by AND'
 )
 _COMPARISON = re.compile(
-    r"(?P<field>[A-Za-z_][\w.]*)\s*(?P<op>>=|<=|!=|=~|!~|=|>|<|:)\s*"
+    r'(?P<field>[A-Za-z_]\w*(?:\.\w+|\."(?:[^"\\]|\\.)*")*)\s*(?P<op>>=|<=|!=|=~|!~|=|>|<|:)\s*'
     r'(?P<value>"(?:[^"\\]|\\.)*"|[^\s()"]+)'
 )
 _UNSUPPORTED_WORDS = {"OR", "NOT"}
-_ENTRY_LABEL = re.compile(r"labels\.(\w+)")
+# An entry label: `labels.build_step`, or quoted when the key holds other characters
+# (`labels."run.googleapis.com/execution_name"`, as the Logging query language writes it).
+_ENTRY_LABEL = re.compile(r'labels\.(\w+|"(?:[^"\\]|\\.)*")')
 
 
 @dataclass(frozen=True)
@@ -155,7 +158,7 @@ def _getter(field: str) -> Callable[[LogRow], str | None]:
         return lambda row: row.log_name
     entry_label = _ENTRY_LABEL.fullmatch(field)
     if entry_label is not None:
-        key = entry_label.group(1)
+        key = _unquote(entry_label.group(1))
         return lambda row: row.entry_labels.get(key)
     label = LABEL_FIELDS[field]
     return lambda row: row.labels.get(label)

@@ -1,4 +1,5 @@
-"""The sandbox's log entries: revisions' container and platform lines, and builds' lines."""
+"""The sandbox's log entries: revisions' and job executions' container and platform lines,
+and builds' lines."""
 
 from __future__ import annotations
 
@@ -10,10 +11,16 @@ from google.cloud.logging_v2.types import LogEntry
 from google.logging.type import log_severity_pb2
 
 from deployer_sandbox.cloud_build.runner import BuildLogLine
+from deployer_sandbox.cloud_run.executions import TaskLogLine
 from deployer_sandbox.cloud_run.names import ServiceName
 from deployer_sandbox.cloud_run.processes import LogLine
 
 RESOURCE_TYPE = "cloud_run_revision"
+JOB_RESOURCE_TYPE = "cloud_run_job"
+# The entry labels Cloud Run puts on a job's lines: which execution, task and attempt.
+EXECUTION_LABEL = "run.googleapis.com/execution_name"
+TASK_INDEX_LABEL = "run.googleapis.com/task_index"
+TASK_ATTEMPT_LABEL = "run.googleapis.com/task_attempt"
 BUILD_RESOURCE_TYPE = "build"
 BUILD_LOG = "cloudbuild"
 CONTAINER_LOG = "run.googleapis.com%2Fstderr"
@@ -92,4 +99,29 @@ def build_row(labels: dict[str, str], line: BuildLogLine) -> LogRow:
         labels=labels,
         resource_type=BUILD_RESOURCE_TYPE,
         entry_labels={"build_step": line.step},
+    )
+
+
+def job_labels(job: str) -> dict[str, str]:
+    """The `cloud_run_job` resource labels of a job (`projects/P/locations/L/jobs/J`)."""
+    parts = job.split("/")
+    return {"project_id": parts[1], "location": parts[3], "job_name": parts[5]}
+
+
+def job_row(labels: dict[str, str], execution: str, line: TaskLogLine) -> LogRow:
+    """A job execution's line, labelled with its execution, task and attempt."""
+    log_id = SYSTEM_LOG if line.system else CONTAINER_LOG
+    return LogRow(
+        timestamp=line.timestamp,
+        insert_id=f"{execution}-{line.number:012d}",
+        log_name=f"projects/{labels['project_id']}/logs/{log_id}",
+        severity=Severity.WARNING if line.system else Severity.DEFAULT,
+        text=line.text,
+        labels=labels,
+        resource_type=JOB_RESOURCE_TYPE,
+        entry_labels={
+            EXECUTION_LABEL: execution,
+            TASK_INDEX_LABEL: str(line.task_index),
+            TASK_ATTEMPT_LABEL: str(line.task_attempt),
+        },
     )

@@ -72,6 +72,11 @@ class CloudRun:
             operations, images, secrets, workdir / "jobs", faults, platform_env, self.network
         )
 
+    @property
+    def jobs(self) -> RunJobs:
+        """Jobs and their executions (Cloud Logging reads the executions' lines)."""
+        return self._jobs
+
     def handlers(self) -> list[grpc.GenericRpcHandler]:
         """The gRPC services: Services, Revisions, and the jobs' own."""
         return [self._services.handler(), self._revisions.handler(), *self._jobs.handlers()]

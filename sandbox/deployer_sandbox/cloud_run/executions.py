@@ -3,7 +3,11 @@
     Execution JOB-xxxxx
         └── tasks 0..task_count-1, `parallelism` at a time, each retried up to
             `max_retries` times and killed after `timeout`; stdout and stderr of
-            every task go to one log file, `log_uri`.
+            every task go to one log file, `log_uri`, and line by line to
+            Cloud Logging (`Execution.lines`, served by `cloud_logging` under
+            resource type `cloud_run_job`), with Cloud Run's own lines: "Container
+            called exit(N).", "Terminating task because it has reached the
+            maximum timeout."
     conditions: ResourcesAvailable (secrets read) -> Started -> Completed
 
 A task runs the template's first container, in a network namespace of its own
@@ -31,10 +35,12 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, NamedTuple
 
 import grpc
 from google.cloud import run_v2
@@ -63,6 +69,21 @@ CompletionStatus = run_v2.ExecutionReference.CompletionStatus
 OnComplete = Callable[[run_v2.Execution, CompletionStatus], None]
 
 
+class TaskLogLine(NamedTuple):
+    """One line of a task attempt, as Cloud Logging receives it (`cloud_logging.sources`)."""
+
+    timestamp: datetime  # when the sandbox read it (UTC)
+    text: str
+    number: int  # increases with every line the sandbox records: a tie-breaker
+    task_index: int
+    task_attempt: int
+    system: bool = False  # the platform's own line ("Container called exit(1).")
+
+
+_LINE_NUMBERS = itertools.count(1)
+_HISTORY_LINES = 10_000
+
+
 @dataclass
 class Execution:
     """One execution's record, its cancel signal and the task processes it runs."""
@@ -83,6 +104,9 @@ class Execution:
     started: float = field(default_factory=time.monotonic)
     # The platform's variables, set over whatever the container declares.
     platform: dict[str, str] = field(default_factory=dict)
+    # The lines its tasks wrote, and the platform's own, as Cloud Logging receives them
+    # (the newest _HISTORY_LINES: a chatty task must not fill the sandbox's memory).
+    lines: deque[TaskLogLine] = field(default_factory=lambda: deque(maxlen=_HISTORY_LINES))
 
 
 def new_execution(
@@ -173,6 +197,22 @@ def _command(
         raise failed_precondition(f"Image '{container.image}' not found.")
     argv = [*container.command, *container.args]
     return None, argv, os.getcwd(), minimal_environment()
+
+
+_READER_WAIT = 2.0  # seconds an ended task's last lines may take to be read
+
+
+def _pump(stream: IO[bytes] | None, record: Callable[[str], None]) -> None:
+    """Record each line of `stream` (a task's stdout and stderr, merged) until it closes."""
+    if stream is None:
+        return
+    try:
+        for raw in iter(stream.readline, b""):
+            record(raw.decode("utf-8", "replace").rstrip("\r\n"))
+    except (OSError, ValueError):
+        pass  # the stream went with its process
+    finally:
+        stream.close()
 
 
 class ExecutionRunner:
@@ -289,7 +329,18 @@ class ExecutionRunner:
     def _attempt(self, execution: Execution, env: dict[str, str]) -> str | None:
         """Run one task attempt; None on success, else why it failed."""
         layer = self._layers / f"{execution.message.name.rsplit('/', 1)[1]}-{next(self._attempts)}"
+        index, attempt = int(env["CLOUD_RUN_TASK_INDEX"]), int(env["CLOUD_RUN_TASK_ATTEMPT"])
         with execution.log_path.open("ab") as sink:
+
+            def record(text: str, system: bool = False) -> None:
+                line = TaskLogLine(
+                    datetime.now(UTC), text, next(_LINE_NUMBERS), index, attempt, system
+                )
+                with self._lock:
+                    execution.lines.append(line)
+                sink.write(f"{text}\n".encode())
+                sink.flush()
+
             try:
                 cwd: Path | None
                 if execution.image is None:
@@ -298,13 +349,16 @@ class ExecutionRunner:
                     argv, cwd = launch_command(execution.image, execution.argv, layer)
                 if execution.image is not None and execution.image.root:
                     layer.mkdir(parents=True)
-                container = self._network.start(
-                    argv, cwd=cwd, env=env, listen_port=None, stdout=sink
-                )
+                container = self._network.start(argv, cwd=cwd, env=env, listen_port=None)
             except (OSError, RuntimeError) as error:
-                sink.write(f"Application failed to start: {error}\n".encode())
+                record(f"Application failed to start: {error}", system=True)
                 return "The container exited with an error."
             process = container.process
+            # Read line by line, so that each reaches Cloud Logging with its own time.
+            reader = threading.Thread(
+                target=_pump, args=(process.stdout, record), name="task-logs", daemon=True
+            )
+            reader.start()
             with self._lock:
                 execution.processes.add(process)
             deadline = time.monotonic() + execution.timeout
@@ -312,10 +366,12 @@ class ExecutionRunner:
                 while process.poll() is None:
                     if execution.cancel.is_set() or time.monotonic() >= deadline:
                         terminate([process])
+                        reader.join(_READER_WAIT)
                         if execution.cancel.is_set():
                             return "The execution was cancelled."
-                        sink.write(
-                            b"Terminating task because it has reached the maximum timeout.\n"
+                        record(
+                            "Terminating task because it has reached the maximum timeout.",
+                            system=True,
                         )
                         return "The configured timeout was reached."
                     time.sleep(0.05)
@@ -324,7 +380,8 @@ class ExecutionRunner:
                     execution.processes.discard(process)
                 container.release()
                 shutil.rmtree(layer, ignore_errors=True)
-            sink.write(f"{exit_line(process.returncode)}\n".encode())
+            reader.join(_READER_WAIT)
+            record(exit_line(process.returncode), system=True)
             return None if process.returncode == 0 else "The container exited with an error."
 
     def _set_condition(

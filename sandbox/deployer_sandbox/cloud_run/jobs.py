@@ -29,6 +29,7 @@ from deployer_sandbox.cloud_run.executions import (
     Execution,
     ExecutionRunner,
     State,
+    TaskLogLine,
     new_execution,
 )
 from deployer_sandbox.cloud_run.job_iam import JobIam
@@ -143,6 +144,17 @@ class RunJobs:
             execution.cancel.set()
         for execution in running:
             execution.done.wait(_CLOSE_WAIT)
+
+    def project_logs(self, project: str) -> list[tuple[str, str, list[TaskLogLine]]]:
+        """(job's full name, execution id, its lines) of every execution in `project`
+        (what the sandbox's Cloud Logging serves as `cloud_run_job` entries)."""
+        prefix = f"projects/{project}/locations/"
+        with self._lock:
+            return [
+                (name.rsplit("/executions/", 1)[0], name.rsplit("/", 1)[1], list(e.lines))
+                for name, e in self._executions.items()
+                if name.startswith(prefix)
+            ]
 
     # --- jobs ------------------------------------------------------------------------
 

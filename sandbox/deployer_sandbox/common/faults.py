@@ -26,6 +26,8 @@ host, see `harness.http_server`). Each kind is consumed where it happens:
     caller_roles    until cleared, the caller holds only `roles` (a list of predefined
                     roles, `cloud_run.roles`): TestIamPermissions on a Cloud Run service or job
                     answers only the asked permissions those roles grant there
+    monitoring_denied  until cleared, Cloud Monitoring's ListTimeSeries answers
+                    PERMISSION_DENIED, as to a caller without monitoring.timeSeries.list
     iam_org_policy  until cleared, a SetIamPolicy on a Cloud Run service whose policy would
                     name allUsers or allAuthenticatedUsers is FAILED_PRECONDITION, as under
                     the domain restricted sharing constraint (`cloud_run.iam`)
@@ -67,6 +69,7 @@ KINDS = (
     "template_drift",
     "caller_roles",
     "iam_org_policy",
+    "monitoring_denied",
 )
 _UNTIL_CLEARED = (
     "health_500",
@@ -76,9 +79,10 @@ _UNTIL_CLEARED = (
     "template_drift",
     "caller_roles",
     "iam_org_policy",
+    "monitoring_denied",
 )
 # Faults that are looked at, never consumed: a count would mean nothing.
-_NO_TIMES = ("caller_roles", "iam_org_policy")
+_NO_TIMES = ("caller_roles", "iam_org_policy", "monitoring_denied")
 _BOUND_TO_REVISION = ("revision_crash", "health_500", "health_hang", "error_rate", "latency")
 # Faults a revision created after arming takes for its own (`bind_new_revision`).
 _BOUND_TO_NEXT_REVISION = ("health_500", "health_hang", "error_rate", "latency")

@@ -48,6 +48,10 @@ def aborted(message: str) -> RpcError:
     return RpcError(grpc.StatusCode.ABORTED, message)
 
 
+def permission_denied(message: str) -> RpcError:
+    return RpcError(grpc.StatusCode.PERMISSION_DENIED, message)
+
+
 def unimplemented(message: str) -> RpcError:
     return RpcError(grpc.StatusCode.UNIMPLEMENTED, message)
 

@@ -33,6 +33,7 @@ from deployer.pipeline.record import DeployRecord, State
 from deployer_sandbox.harness.demo_view import ThreadView, deploy_of, render_message
 from deployer_sandbox.harness.demo_wire import (
     HTTP_TIMEOUT,
+    UserTraffic,
     channel_messages,
     click,
     drawn_button,
@@ -45,6 +46,9 @@ JOB_END_TIMEOUT = 30.0  # after a run ended or parked, for the worker's last Sla
 BUTTON_WAIT = 20.0  # for a parent to be drawn with the button the story clicks next
 STATUS_WAIT = 3.0  # for a status answer posted to the response_url
 STAGING, PROD = "staging", "prod"
+# Prod's users during the approved deploy: enough that each analysed step has real
+# requests on both revisions (`[environments.prod.analysis] min_requests`).
+USER_TRAFFIC_RPS, USER_TRAFFIC_SECONDS = 40, 20
 
 T = TypeVar("T")
 
@@ -56,7 +60,7 @@ class DemoFailed(Exception):
 def run(timeout: float = 300.0, out: TextIO = sys.stdout) -> int:
     """The `deployer demo` command; its exit status."""
     from deployer_sandbox.harness import lifecycle
-    from deployer_sandbox.harness.seed import DemoError
+    from deployer_sandbox.harness.seed import DEMO_ANALYSIS_INTERVAL, DemoError
 
     deadline = time.monotonic() + timeout
     # SIGTERM ends the demo like Ctrl-C: through `finally`, so every child process ends too.
@@ -71,7 +75,11 @@ def run(timeout: float = 300.0, out: TextIO = sys.stdout) -> int:
         say(f"demo: {error}")
         return 1
     try:
-        say(f"Sandbox ready in {time.monotonic() - started:.1f} s.\n")
+        say(f"Sandbox ready in {time.monotonic() - started:.1f} s.")
+        say(
+            f"(prod's analysis judges each traffic step after {DEMO_ANALYSIS_INTERVAL} s "
+            "here; deployer.example.toml says 60, Cloud Monitoring's grain)\n"
+        )
         return Story(running, deadline, out).tell()
     except DemoFailed as failure:
         say(f"\ndemo: {failure}")
@@ -82,6 +90,15 @@ def run(timeout: float = 300.0, out: TextIO = sys.stdout) -> int:
     finally:
         say("Stopping the sandbox ...")
         running.close()
+
+
+def _statuses(answer: dict[str, Any]) -> str:
+    """ "1580 answered 200, 20 answered 500" from a loopback traffic answer."""
+    statuses = answer.get("statuses") or {}
+    said = [f"{count} answered {status}" for status, count in sorted(statuses.items())]
+    if answer.get("errors"):
+        said.append(f"{answer['errors']} got no answer")
+    return ", ".join(said) or "no answers"
 
 
 def _printer(out: TextIO) -> Callable[[str], None]:
@@ -140,6 +157,18 @@ class Story:
         )
         return 0
 
+    def _users_of_prod(self) -> UserTraffic:
+        """Prod's users keep calling it while its traffic moves, so each step is judged
+        on real requests, against the revision serving them now."""
+        from deployer.config import run_service_name
+
+        name = run_service_name(self.demo.config.target(PROD))
+        self.say(
+            f"Meanwhile prod's users send {USER_TRAFFIC_RPS} requests a second to its URL "
+            f"for {USER_TRAFFIC_SECONDS} s (the sandbox's loopback traffic)."
+        )
+        return UserTraffic(self.sandbox.http.url, name, USER_TRAFFIC_RPS, USER_TRAFFIC_SECONDS)
+
     # --- the three acts ---
 
     def deploy_staging(self) -> DeployRecord:
@@ -189,12 +218,16 @@ class Story:
             title = (confirm.get("title") or {}).get("text", "")
             yes = (confirm.get("confirm") or {}).get("text", "")
             self.say(f"  Slack asks “{title}”; they press {yes}")
+        users = self._users_of_prod()
         self._click(parent, button, approver)
         record = self._until(
             "the approved prod deploy to end",
             lambda: self._finished(self.store.get(parked.id)),
         )
         self._settle()
+        sent = users.wait(USER_TRAFFIC_SECONDS + 5)
+        if sent.get("sent"):
+            self.say(f"Users sent {sent['sent']} requests meanwhile: {_statuses(sent)}.")
         if record.state != State.SUCCEEDED:
             raise DemoFailed(f"prod deploy {record.id} ended {record.state}: {record.error}")
         return record

@@ -74,10 +74,13 @@ def render_blocks(blocks: Iterable[Any]) -> list[str]:
 
 
 def render_message(message: dict[str, Any]) -> list[str]:
-    """A recorded message (from `/_sandbox/messages`) as lines: its blocks, else its text."""
+    """A recorded message (from `/_sandbox/messages`) as lines: its blocks, else its text;
+    then a line for each file it shares (a picture cannot be drawn here: its name is)."""
     lines = render_blocks(message.get("blocks") or [])
     if not lines:
         lines = plain(message.get("text") or "").splitlines()
+    for file in message.get("files") or []:
+        lines.append(f"[file {file.get('name')}: {file.get('title')}, {file.get('size')} bytes]")
     return lines or ["(empty message)"]
 
 

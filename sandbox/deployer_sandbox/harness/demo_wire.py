@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -43,6 +44,33 @@ def http(
             return answer.status, answer.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode("utf-8", "replace")
+
+
+class UserTraffic:
+    """Requests to a service's URL while the story goes on, as its users would send them
+    (`POST /_sandbox/traffic`, on a thread of its own); `answer` once they all ended."""
+
+    def __init__(self, sandbox_url: str, service: str, rps: int, seconds: int) -> None:
+        self.answer: dict[str, Any] = {}
+        body = json.dumps({"rps": rps, "seconds": seconds, "service": service}).encode()
+        headers = {"Content-Type": "application/json"}
+
+        def send() -> None:
+            request = urllib.request.Request(
+                f"{sandbox_url}/_sandbox/traffic", data=body, method="POST", headers=headers
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=seconds + 70) as answered:
+                    self.answer = json.loads(answered.read())
+            except (urllib.error.URLError, OSError, ValueError) as error:
+                self.answer = {"error": str(error)}
+
+        self._thread = threading.Thread(target=send, name="user-traffic", daemon=True)
+        self._thread.start()
+
+    def wait(self, timeout: float) -> dict[str, Any]:
+        self._thread.join(timeout)
+        return self.answer
 
 
 def _trigger_id() -> str:

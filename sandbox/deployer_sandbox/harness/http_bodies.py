@@ -65,3 +65,14 @@ def form_fields(content_type: str, body: bytes) -> dict[str, Any]:
         else:
             fields[name] = payload.decode("utf-8", "replace")
     return fields
+
+
+def form_file(content_type: str, body: bytes) -> bytes:
+    """The bytes of a multipart/form-data body's first file part (b"" when it has none)."""
+    parser = email.parser.BytesParser(policy=email.policy.HTTP)
+    message = parser.parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body)
+    for part in message.iter_parts():
+        payload = part.get_payload(decode=True)
+        if part.get_filename() and isinstance(payload, bytes):
+            return payload
+    return b""

@@ -2,9 +2,14 @@
 
     POST /api/<method>              Slack Web API (slack_sdk.WebClient base_url=URL/api/)
     POST /response/<id>             a Slack response_url (slack_sdk.webhook.WebhookClient)
+    POST /upload/v1/<token>         the upload URL files.getUploadURLExternal gave: a file's
+                                    bytes, raw or as a multipart form's file (`slack.files`)
     GET  /_sandbox/health           {"ok": true}
     GET|DELETE /_sandbox/messages   every message posted (?channel=, ?thread_ts=) / clear
     GET  /_sandbox/calls            every Web API call, token removed
+    GET  /_sandbox/slack/files      every file shared (?channel=, ?thread_ts=): channel,
+                                    thread_ts, filename, title, length, sha256, and the
+                                    bytes as content_base64
     POST /_sandbox/response_urls    mint a response_url
     GET|POST|DELETE /_sandbox/faults  list / arm / clear faults (see `common.faults`)
     POST /_sandbox/traffic          send loopback traffic to a Cloud Run service's URL and
@@ -47,6 +52,7 @@ from deployer_sandbox.harness.http_bodies import (
     HttpError,
     Response,
     form_fields,
+    form_file,
     json_answer,
     json_object,
     ratelimited,
@@ -95,6 +101,8 @@ class SandboxHttp:
         self.rate_limits = rate_limits if rate_limits is not None else SlackRateLimits()
         self._server = _Server((host, port), self)
         self.url = f"http://{host}:{self._server.server_address[1]}"
+        # files.getUploadURLExternal answers upload URLs served here.
+        self.sink.file_store.upload_base = self.url
         self._serving = Serving(self._server, "sandbox-http", poll_interval=0.2)
 
     def start(self) -> None:
@@ -125,6 +133,9 @@ class SandboxHttp:
         if path.startswith("/response/"):
             self._allow(verb, ("POST",))
             return self._response_url(path.removeprefix("/response/"), body)
+        if path.startswith("/upload/v1/"):
+            self._allow(verb, ("POST",))
+            return self._upload(path.removeprefix("/upload/v1/"), headers, body)
         if path.startswith("/github/"):
             # URLs in answers use the host the caller reached (GitHub's: api.github.com).
             base = f"http://{headers.get('Host') or self.url.removeprefix('http://')}/github"
@@ -135,6 +146,7 @@ class SandboxHttp:
             "/_sandbox/health": ("GET",),
             "/_sandbox/messages": ("GET", "DELETE"),
             "/_sandbox/calls": ("GET",),
+            "/_sandbox/slack/files": ("GET",),
             "/_sandbox/response_urls": ("POST",),
             "/_sandbox/faults": ("GET", "POST", "DELETE"),
             "/_sandbox/rate_limits": ("GET",),
@@ -155,6 +167,10 @@ class SandboxHttp:
             )
         if path == "/_sandbox/calls":
             return json_answer(200, self.sink.calls())
+        if path == "/_sandbox/slack/files":
+            return json_answer(
+                200, self.sink.shared_files(query.get("channel"), query.get("thread_ts"))
+            )
         if path == "/_sandbox/response_urls":
             return self._mint(body)
         if path == "/_sandbox/rate_limits":
@@ -216,6 +232,20 @@ class SandboxHttp:
         else:
             status, answer = self.sink.respond(token, payload)
         self.sink.record_call("response_url", payload, status, None if status == 200 else answer)
+        return text_answer(status, answer)
+
+    def _upload(self, token: str, headers: Headers, body: bytes) -> Response:
+        """A file's bytes POSTed to its upload URL: "Files can be sent as raw bytes or can be
+        multipart form encoded" (https://api.slack.com/methods/files.getUploadURLExternal)."""
+        content = body
+        content_type = headers.get("Content-Type", "")
+        if content_type.split(";")[0].strip().lower() == "multipart/form-data":
+            content = form_file(content_type, body)
+        status, answer = self.sink.receive_upload(token, content)
+        # The token is the upload's capability: recorded by its length only.
+        self.sink.record_call(
+            "upload", {"length": len(content)}, status, None if status == 200 else answer
+        )
         return text_answer(status, answer)
 
     # -- Slack Web API ---------------------------------------------------------

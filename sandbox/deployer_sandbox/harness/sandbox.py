@@ -101,9 +101,11 @@ class Sandbox:
             platform_env=self.metadata.environment(),
             network=self.network,
         )
-        self.logging = CloudLogging(self.run.processes, self.run.state, self.builds)
+        self.logging = CloudLogging(
+            self.run.processes, self.run.state, self.builds, jobs=self.run.jobs
+        )
         # Cloud Monitoring's ListTimeSeries, over the requests the Cloud Run router answered.
-        self.monitoring = CloudMonitoring(self.run.request_log)
+        self.monitoring = CloudMonitoring(self.run.request_log, self.faults)
         self.http = SandboxHttp(
             self.faults,
             host=host,

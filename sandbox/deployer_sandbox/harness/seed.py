@@ -11,7 +11,8 @@ The first revision of `backend` (prod) is deployed by the deployer's own pipelin
 (preflight, Cloud Build, Cloud Run, health check) over the sandbox's gRPC, so a
 seeded sandbox is itself an end-to-end check of the product. It stands for what
 served before the team adopted the deployer: prod's approval and deploy windows do
-not apply to it. Staging starts empty; the demo's first `/deploy staging` creates it.
+not apply to it. Analysis intervals are shortened to DEMO_ANALYSIS_INTERVAL seconds:
+the example's minute is Cloud Monitoring's grain, which the sandbox does not have. Staging starts empty; the demo's first `/deploy staging` creates it.
 """
 
 from __future__ import annotations
@@ -52,6 +53,20 @@ SLACK_CHANNEL_NAME = "deploys"
 # there with chat:write.public, nothing more) and one private (it cannot see it).
 SLACK_UNJOINED_PUBLIC = ("C0GENERAL0", "general")
 SLACK_UNJOINED_PRIVATE = ("G0PRIVATE0", "leads")
+
+
+# Production's analysis interval is at least a minute (Monitoring counts per minute); the
+# sandbox's Monitoring has no such grain, so the demo judges each step after a few seconds.
+DEMO_ANALYSIS_INTERVAL = 3
+_ANALYSIS_INTERVAL = re.compile(
+    r"^(\[environments\.[a-z0-9-]+\.analysis\][^\[]*?^interval = )[0-9.]+", re.M | re.S
+)
+
+
+def shorten_analysis(text: str) -> str:
+    """The example config with each `[environments.X.analysis] interval` set to
+    DEMO_ANALYSIS_INTERVAL seconds, everything else as written."""
+    return _ANALYSIS_INTERVAL.sub(rf"\g<1>{DEMO_ANALYSIS_INTERVAL}", text)
 
 
 class DemoError(RuntimeError):
@@ -102,7 +117,7 @@ def repository_root(start: Path) -> Path:
 def seed_demo(sandbox: Sandbox, repo: Path, workdir: Path) -> Demo:
     """Create the demo's secrets, Slack people and channels, then deploy HEAD as the first revision."""
     path = workdir / "deployer.toml"
-    path.write_text((repo / EXAMPLE_CONFIG).read_text(encoding="utf-8"))
+    path.write_text(shorten_analysis((repo / EXAMPLE_CONFIG).read_text(encoding="utf-8")))
     config = load_config(path)
     settings = config.environment(ENVIRONMENT)
     service = config.target(ENVIRONMENT)

@@ -12,6 +12,7 @@
         view FULL | HEADERS             -> HEADERS: the series without their points
         order_by                        -> must be blank ("Unsupported: must be left blank")
     every other MetricService method    -> UNIMPLEMENTED (the generic handler's default)
+    fault `monitoring_denied`           -> PERMISSION_DENIED on every read, until cleared
 
 Metric types: run.googleapis.com/request_count and request_latencies (`monitoring.metrics`);
 another type is NOT_FOUND, as Monitoring answers "Cannot find metric(s) that match type"
@@ -38,7 +39,8 @@ from google.cloud.monitoring_v3 import (
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from deployer_sandbox.cloud_run.request_log import RequestLog, RequestRecord
-from deployer_sandbox.common.rpc import invalid, not_found, service, unary
+from deployer_sandbox.common.faults import Faults
+from deployer_sandbox.common.rpc import invalid, not_found, permission_denied, service, unary
 from deployer_sandbox.monitoring import aggregation as agg
 from deployer_sandbox.monitoring.filters import Selection, parse_filter
 from deployer_sandbox.monitoring.metrics import (
@@ -62,8 +64,9 @@ BUCKETS = DistributionProto.BucketOptions.Exponential(
 class CloudMonitoring:
     """`google.monitoring.v3.MetricService` over the router's request log. Thread-safe."""
 
-    def __init__(self, requests: RequestLog) -> None:
+    def __init__(self, requests: RequestLog, faults: Faults | None = None) -> None:
         self._requests = requests
+        self._faults = faults or Faults()
 
     def handler(self) -> Any:
         return service(
@@ -73,6 +76,13 @@ class CloudMonitoring:
 
     def _list(self, request: ListTimeSeriesRequest) -> ListTimeSeriesResponse:
         project = _project(request.name)
+        if self._faults.armed("monitoring_denied"):
+            # Monitoring's answer to a caller without monitoring.timeSeries.list (a role
+            # such as roles/monitoring.viewer grants it).
+            raise permission_denied(
+                f"Permission monitoring.timeSeries.list denied (or the resource may not "
+                f"exist) on projects/{project}."
+            )
         selection = parse_filter(request.filter)
         if selection.metric_type not in METRIC_TYPES:
             raise not_found(

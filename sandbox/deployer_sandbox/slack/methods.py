@@ -1,7 +1,7 @@
 """The sandbox's Slack Web API methods: each reads its arguments and answers as Slack does.
 
 The `chat.*` methods are in `slack.chat`, the `conversations.*` ones in
-`slack.conversations`; where the bot may act (membership and scopes) is in
+`slack.conversations`, the `files.*` ones of an external upload in `slack.files`; where the bot may act (membership and scopes) is in
 `slack.access`, and how arguments are read in `slack.arguments`.
 """
 
@@ -15,6 +15,7 @@ from deployer_sandbox.slack.access import require_scope
 from deployer_sandbox.slack.arguments import Params, flag, text_param
 from deployer_sandbox.slack.chat import delete, permalink, post_ephemeral, post_message, update
 from deployer_sandbox.slack.conversations import conversations_info, history
+from deployer_sandbox.slack.files import complete_upload, get_upload_url
 from deployer_sandbox.slack.workspace import (
     BOT_ID,
     BOT_USER_ID,
@@ -80,5 +81,7 @@ HANDLERS: dict[str, Handler] = {
     "conversations.history": history,
     "usergroups.users.list": usergroup_users,
     "chat.getPermalink": permalink,
+    "files.getUploadURLExternal": get_upload_url,
+    "files.completeUploadExternal": complete_upload,
 }
 METHODS = tuple(HANDLERS)

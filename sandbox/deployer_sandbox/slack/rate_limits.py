@@ -96,6 +96,8 @@ POST_PER_WORKSPACE = Limit("special", 300, 300)
 #   usergroups.users.list  Tier 2   https://api.slack.com/methods/usergroups.users.list
 #   chat.getPermalink      special: "allows hundreds of requests per minute"
 #                          https://docs.slack.dev/reference/methods/chat.getPermalink
+#   files.getUploadURLExternal    Tier 4   https://api.slack.com/methods/files.getUploadURLExternal
+#   files.completeUploadExternal  Tier 4   https://api.slack.com/methods/files.completeUploadExternal
 METHOD_LIMITS: dict[str, tuple[Limit, ...]] = {
     "auth.test": (HUNDREDS,),
     "chat.postMessage": (POST_PER_CHANNEL, POST_PER_WORKSPACE),
@@ -107,6 +109,8 @@ METHOD_LIMITS: dict[str, tuple[Limit, ...]] = {
     "conversations.history": (TIER_3,),
     "usergroups.users.list": (TIER_2,),
     "chat.getPermalink": (HUNDREDS,),
+    "files.getUploadURLExternal": (TIER_4,),
+    "files.completeUploadExternal": (TIER_4,),
 }
 
 

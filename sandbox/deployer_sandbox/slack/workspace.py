@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from deployer_sandbox.slack.file_store import FileStore
+
 TEAM_ID = "T0SANDBOX1"
 TEAM_NAME = "Sandbox"
 TEAM_DOMAIN = "sandbox"
@@ -20,7 +22,7 @@ APP_ID = "A0SANDBOX1"
 
 # The bot token's scopes unless seeded otherwise: what the deployer's app asks
 # for (README, "In production"), plus posting into public channels it has not
-# joined and reading the channels it is in.
+# joined, reading the channels it is in, and sharing the analysis chart in a thread.
 DEFAULT_SCOPES = frozenset(
     {
         "commands",
@@ -31,6 +33,7 @@ DEFAULT_SCOPES = frozenset(
         "groups:read",
         "channels:history",
         "groups:history",
+        "files:write",
     }
 )
 
@@ -69,6 +72,7 @@ class Message:
     original: dict[str, Any] | None = None  # text and blocks before the first edit
     edits: list[Edit] = field(default_factory=list)
     metadata: dict[str, Any] | None = None  # {"event_type": ..., "event_payload": {...}}
+    files: list[dict[str, Any]] | None = None  # files shared with it (`slack.files`)
 
     def to_json(self) -> dict[str, Any]:
         """The record `GET /_sandbox/messages` lists (a deep copy)."""
@@ -88,6 +92,8 @@ class Message:
             body["thread_ts"] = self.thread_ts
         if self.edits:
             body["edited"] = {"user": self.user, "ts": self.edits[-1].ts_edited}
+        if self.files is not None:
+            body.update(files=json.loads(json.dumps(self.files)), upload=True)
         return body
 
     def to_history(self, with_metadata: bool) -> dict[str, Any]:
@@ -133,6 +139,7 @@ class SlackWorkspace:
         self._usergroups: dict[str, dict[str, Any]] = {}
         self._messages: list[Message] = []
         self._calls: list[dict[str, Any]] = []
+        self.file_store = FileStore()  # changed with the lock held, like the messages
         self.add_user(BOT_USER_ID, BOT_USER_NAME, real_name="Deployer", is_bot=True)
 
     # -- seeding ---------------------------------------------------------------
@@ -334,10 +341,28 @@ class SlackWorkspace:
             ]
 
     def clear(self) -> None:
-        """Forget every message and call; users, channels and response URLs stay."""
+        """Forget every message, file and call; users, channels and response URLs stay."""
         with self._lock:
             self._messages.clear()
             self._calls.clear()
+            self.file_store.clear()
+
+    def receive_upload(self, token: str, content: bytes) -> tuple[int, str]:
+        """Answer a POST of a file's bytes to its upload URL: (HTTP status, body text)."""
+        with self._lock:
+            return self.file_store.receive(token, content)
+
+    def shared_files(
+        self, channel: str | None = None, thread_ts: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Every completed file upload, optionally one channel's or one thread's."""
+        with self._lock:
+            return [
+                file.to_json()
+                for file in self.file_store.completed()
+                if (channel is None or file.channel == channel)
+                and (thread_ts is None or file.thread_ts == thread_ts)
+            ]
 
 
 def _ts_key(ts: str) -> tuple[int, int]:

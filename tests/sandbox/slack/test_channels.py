@@ -95,6 +95,7 @@ def test_the_default_scopes_are_the_deployers(slack: SandboxHttp) -> None:
             "groups:read",
             "channels:history",
             "groups:history",
+            "files:write",
         }
     )
 
