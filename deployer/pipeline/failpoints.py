@@ -9,6 +9,8 @@ at each and check the deploy still ends true (the kill matrix tests):
 
     build.submitted  build.running  deploy.created  ready.waiting  health.probing
     promote.step1 .. promote.stepN (after step N was routed, before its gate)
+    analysis.stepP (the step at P % judged and saved, before the next step)
+    watch.window (a window of the watch judged and saved)
     predeploy.running  postdeploy.running (the hook's execution started, not waited for)
     approval.parking (about to park)  approval.parked (parked, its lock not yet paused)
     approval.deciding (the first run after a park, before it reads the votes)

@@ -18,6 +18,11 @@ image's ENTRYPOINT and CMD (`deployer/adapters/cloud_run_hook_jobs.py` says how)
                                                             deploy stays succeeded), lines told
     Cloud Run refused    StageFailed                        as a failure
 
+("traffic untouched" is said only when something served before: on a first deploy the
+candidate took the traffic the moment it was ready.) Once the execution is known, the
+stage says so with its log URL, and a test may kill the worker there
+(`failpoints`: predeploy.running, postdeploy.running).
+
 Lines quoted from the job's log are redacted of every value the plan knows
 (`plan.known_values`), as health's answers are.
 
@@ -92,8 +97,11 @@ class HookStages:
         said = f"predeploy hook `{command_text(hook)}`"
         if not outcome.ok:
             kind = Outcome.TIMED_OUT if outcome.timed_out else Outcome.FAILED
+            # With nothing serving before (a first deploy), the candidate took the traffic
+            # the moment it was ready (candidate.py): there was no traffic to leave alone.
+            after = "traffic untouched" if self.plan.keep else "nothing served before this deploy"
             raise StageFailed(
-                f"{said} {outcome.summary}: traffic untouched",
+                f"{said} {outcome.summary}: {after}",
                 self._quoted(outcome),
                 kind,
                 outcome.log_url,

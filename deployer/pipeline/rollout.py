@@ -121,6 +121,7 @@ class Rollout:
             raise StageFailed(f"candidate unhealthy at {percent}%: {outcome.message}", outcome.body)
         if analysis is not None:
             analysis.judge_step(percent, deadline)
+            failpoints.reached(f"analysis.step{percent}", self.runner.record.attempt)
             return
         while (left := soak_end - time.monotonic()) > 0:
             time.sleep(min(check.interval, left))

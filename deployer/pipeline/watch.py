@@ -6,6 +6,10 @@ began (`record.stable_before`), besides the absolute thresholds. The deploy's lo
 throughout (the run has not ended), and the thread says until when. A window that fails
 ends the stage unsuccessfully, so the deploy rolls back to the traffic that served before
 it began, verified, as after any failed stage.
+
+A run resumed after its worker was lost keeps the first run's `watch_until`: the watch
+is not restarted, and if its time ran out meanwhile, the unwatched time since the last
+judged window is judged before the deploy ends.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from deployer.config import Analysis
+from deployer.pipeline import failpoints
 from deployer.pipeline.analysis import StepAnalysis, Window
 from deployer.pipeline.ports import Platform
 from deployer.pipeline.preflight import Plan
@@ -30,6 +35,13 @@ class Watch:
     plan: Plan
     rules: Analysis
 
+    def _unwatched_since(self) -> float:
+        """Where the last judged watch window ended, or the watch's start."""
+        record = self.runner.record
+        assert record.watch_until is not None
+        ends = [m.end for m in record.analysis if m.phase == "watch"]
+        return max(ends) if ends else record.watch_until - self.rules.watch
+
     def watch(self, deadline: Deadline) -> Done:
         record = self.runner.record
         candidate = record.candidate_revision
@@ -44,13 +56,19 @@ class Watch:
         )
         analysis = StepAnalysis(self.platform, self.runner, self.plan, self.rules)
         windows = 0
-        while (left := record.watch_until - time.time()) > 0.5:
+        while (left := record.watch_until - time.time()) > 0.5 or not windows:
+            if left <= 0.5:
+                # A run resumed after the watch's end (its worker was lost): the time since
+                # the last judged window went unwatched, so it is judged now.
+                analysis.judge(Window("watch", 100, self._unwatched_since()), deadline)
+                break
             window = Window("watch", 100, time.time())
             end = time.monotonic() + min(self.rules.interval, left, deadline.left())
             while (wait := end - time.monotonic()) > 0:
                 time.sleep(min(1.0, wait))
             analysis.judge(window, deadline)
             windows += 1
+            failpoints.reached("watch.window", record.attempt)
         return Done(
             f"{candidate} held up for the {self.rules.watch:.0f} s watch ({windows} windows)"
         )
