@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from deployer.check_analysis import check_analysis
 from deployer.check_preflight import (
     SourceRead,
     check_health_path,
@@ -109,6 +110,7 @@ def _environment(
     checks.append(check_runtime_access(rights, service, settings, pinned))
     if exists:
         checks.append(check_public_access(rights, service, settings))
+    checks.extend(check_analysis(platform, service, settings, name))
     if chat is None:
         checks.append(Check(Status.WARN, "slack", "SLACK_BOT_TOKEN is not set: Slack not checked"))
     else:

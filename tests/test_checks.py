@@ -349,3 +349,22 @@ def test_a_health_path_the_serving_revision_does_not_answer_is_warned_of(
     line = _line(capsys.readouterr().out, "warn", "health /api/v1/utils/health-check/")
     assert "answers 404 on the revision that serves now" in line
     assert "services.backend.health.path" in line
+
+
+def test_analysis_is_checked_against_monitoring(
+    world: World, gcp: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world.config.write_text(
+        world.config.read_text()
+        + "\n[environments.prod.analysis]\nmax_error_rate = 0.01\ninterval = 5\n",
+        encoding="utf-8",
+    )
+    assert cli.main(["check", "prod"]) == 0
+    line = _line(capsys.readouterr().out, "ok", "analysis")
+    assert "Cloud Monitoring readable: api answered no requests in the last 10 min" in line
+    assert "judged on 5xx at most 1%, 50 requests a step" in line
+
+    gcp.faults.arm("monitoring_denied")
+    assert cli.main(["check", "prod"]) == 1
+    line = _line(capsys.readouterr().out, "FAIL", "analysis")
+    assert "PermissionDenied" in line and line.endswith("every step would fail closed")
