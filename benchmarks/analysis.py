@@ -34,14 +34,15 @@ port (Monitoring's included) and the store sit behind timing proxies (`timed_por
       synthetic_ms     of which inside synthetic requests (`health.sample`): platform time
       store_ms         of which inside the store (the judged window saved in the record)
       own_ms           the rest: the deployer's own work, the wait's oversleep included
-    reads              Monitoring reads in the step (2 when the data is there at once)
+    reads              Monitoring reads in the step (1 when the data is there at once)
     gate_overhead_ms   the whole gate (the candidate's tag health check, then the step's
                        analysis) - the interval - the health check's configured waits
                        ((consecutive - 1) x its interval)
     stable_before_ms   the one read of the stable revision's figures before the first
                        step, once a deploy (not a step's)
-    synthetic_sent     synthetic requests sent in the step; real_seen: the candidate's
-                       requests Monitoring had when the step was judged
+    synthetic_sent     synthetic requests sent in the step; real_seen: the other requests
+                       of the candidate in the judged figures (the loopback traffic's, and
+                       the tag URL's health probes, which Monitoring counts too)
 
 and for `breach`, from the event that reads back the step's traffic ("traffic 50% on
 <candidate>, ...", when the candidate starts answering its share with 500s):
@@ -49,6 +50,16 @@ and for `breach`, from the event that reads back the step's traffic ("traffic 50
     breach_to_verdict_s    to the failing analysis line in the thread
     breach_to_rollback_s   to the rollback stage's start (target <= interval + 1 s)
     breach_to_restored_s   to the rollback stage's end: the baseline routed, read back
+
+The sandbox runs in this process: its Monitoring server, router and loopback traffic share
+the interpreter with the deployer, so `monitoring_ms` is the whole read, client and
+server. Whatever the interval, the adapter reads the 60 s before the judge (Monitoring's
+shortest alignment period, `cloud_monitoring.py`), and a read of the sandbox's costs
+in proportion to the requests in that window (about 20 us each, client and server, with
+the traffic running): it grows over the first rounds, as the window fills with the
+earlier deploys' traffic. Monitoring's ingestion delay is left at 0 (the data is there
+at once), and Google's own ListTimeSeries latency is not modelled; a step makes four of
+those calls (two reads of two metrics).
 
 Prints a table and saves everything to benchmarks/results/analysis.json.
 """

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from google.cloud import run_v2
 
-from deployer.adapters.cloud_run_hook_jobs import job_for, same_template
+from deployer.adapters.cloud_run_job_template import job_for, same_template
 from deployer.adapters.google_clients import google_client
 from deployer.config import RunSettings
 from deployer.pipeline.candidate import deploy_labels
@@ -18,7 +18,7 @@ from deployer.pipeline.hook_port import HookSpec
 from deployer.pipeline.hooks import HookStages, hook_seconds, hook_spec
 from deployer.pipeline.ports import PinnedSecret
 from deployer.pipeline.preflight import make_plan
-from deployer.pipeline.record import DeployRecord, Outcome, Stage, StageResult
+from deployer.pipeline.record import DeployRecord, Outcome, Stage, StageResult, State
 from deployer.pipeline.stages import Deadline, StageRunner
 from deployer.run_names import hook_job_name
 from tests.conftest import REGION
@@ -329,3 +329,70 @@ def test_the_job_reaches_what_the_revision_reaches() -> None:
     assert task.max_retries == 0 and task.timeout.total_seconds() == 600
     assert not same_template(job, job_for(spec))
     assert same_template(job, job_for(spec, revision))
+
+
+def test_cloud_run_away_for_good_fails_the_stage_with_its_answer(world: World) -> None:
+    hooks_world(world, predeploy={"command": python("print('ran')"), "timeout": 60})
+    world.sandbox.faults.arm("run_job_unavailable", times=10)
+    stages, recorder = stages_for(world)
+
+    result = run_stage(stages, Stage.PREDEPLOY)
+    said(world, result, recorder)
+
+    assert result.outcome == Outcome.FAILED
+    assert result.summary == "Cloud Run refused the predeploy hook"
+    assert "ServiceUnavailable: The service is currently unavailable." in result.detail
+    assert executions(world, "predeploy") == []
+
+
+# --- through a whole deploy ------------------------------------------------------------
+
+
+def test_a_deploy_whose_predeploy_fails_ends_with_traffic_untouched(world: World) -> None:
+    old = world.first.candidate_revision
+    hooks_world(
+        world,
+        predeploy={
+            "command": python("import sys; print('alembic: table notes exists'); sys.exit(3)"),
+            "timeout": 60,
+        },
+    )
+    world.commit("a migration that fails")
+
+    record, _ = world.deploy()
+
+    assert record.state == State.FAILED, record.error
+    assert world.serving() == [(old, 100)]
+    ran = [result.stage for result in record.stages]
+    assert ran[ran.index(Stage.HEALTH) :][:2] == [Stage.HEALTH, Stage.PREDEPLOY]
+    assert Stage.PROMOTE not in ran
+    failed = record.stage(Stage.PREDEPLOY)
+    assert failed is not None and failed.outcome == Outcome.FAILED
+    assert "alembic: table notes exists" in failed.detail
+    assert record.error.startswith("predeploy: predeploy hook `python -c ")
+    assert " exited 3 after " in record.error and record.error.endswith("traffic untouched")
+
+
+def test_hooks_run_before_traffic_moves_and_after_verify(world: World) -> None:
+    hooks_world(
+        world,
+        predeploy={"command": python("print('migrated')"), "timeout": 60},
+        postdeploy={"command": python("print('warmed')"), "timeout": 60},
+    )
+    world.commit("with hooks")
+
+    record, _ = world.deploy()
+
+    assert record.state == State.SUCCEEDED, record.error
+    ran = [result.stage for result in record.stages]
+    assert ran[ran.index(Stage.HEALTH) :] == [
+        Stage.HEALTH,
+        Stage.PREDEPLOY,
+        Stage.PROMOTE,
+        Stage.VERIFY,
+        Stage.POSTDEPLOY,
+    ]
+    assert [len(executions(world, hook)) for hook in ("predeploy", "postdeploy")] == [1, 1]
+    pre = record.stage(Stage.PREDEPLOY)
+    assert pre is not None and "migrated" in pre.detail
+    assert world.serving() == [(record.candidate_revision, 100)]

@@ -1,5 +1,5 @@
 """The deploy pipeline: preflight -> build -> deploy -> ready -> health [-> approval]
--> promote -> verify [-> watch].
+[-> predeploy] -> promote -> verify [-> postdeploy] [-> watch].
 
 Any unsuccessful end (a failure, a timeout, a cancel, at any stage, on any run)
 leaves the traffic that served when the deploy first began: read back, and put
@@ -24,6 +24,7 @@ from deployer.pipeline import failpoints, traffic
 from deployer.pipeline.approval import ApprovalGate
 from deployer.pipeline.candidate import CandidateStages
 from deployer.pipeline.events import AwaitingApproval, DeployFinished, Listener
+from deployer.pipeline.hooks import HookStages, hook_seconds
 from deployer.pipeline.lease import Lease
 from deployer.pipeline.ports import (
     BuildRejected,
@@ -41,7 +42,14 @@ from deployer.run_names import candidate_revision_name as candidate_revision_nam
 from deployer.store.protocol import Store
 
 # Until traffic moves a deploy can stop cleanly; from promotion on, only a rollback undoes it.
-CANCELLABLE = (Stage.PREFLIGHT, Stage.BUILD, Stage.DEPLOY, Stage.READY, Stage.HEALTH)
+CANCELLABLE = (
+    Stage.PREFLIGHT,
+    Stage.BUILD,
+    Stage.DEPLOY,
+    Stage.READY,
+    Stage.HEALTH,
+    Stage.PREDEPLOY,
+)
 
 
 @dataclass
@@ -159,10 +167,16 @@ class DeployPipeline:
             (Stage.READY, timeouts.ready, candidate.ready),
             (Stage.HEALTH, timeouts.health, candidate.health),
         ]
-        after: list[tuple[Stage, float, StageBody]] = [
-            (Stage.PROMOTE, timeouts.promote, rollout.promote),
-            (Stage.VERIFY, timeouts.verify, rollout.verify),
-        ]
+        hooks, configured = HookStages(platform, runner, plan), plan.settings.hooks
+        after: list[tuple[Stage, float, StageBody]] = []
+        # Right before traffic moves, after health and any approval: a deploy nobody
+        # approved changes no schema.
+        if configured.predeploy is not None:
+            after.append((Stage.PREDEPLOY, hook_seconds(configured.predeploy), hooks.predeploy))
+        after.append((Stage.PROMOTE, timeouts.promote, rollout.promote))
+        after.append((Stage.VERIFY, timeouts.verify, rollout.verify))
+        if configured.postdeploy is not None:
+            after.append((Stage.POSTDEPLOY, hook_seconds(configured.postdeploy), hooks.postdeploy))
         rules = plan.settings.analysis
         if rules is not None and rules.watch:
             watch = Watch(platform, runner, plan, rules)
