@@ -53,13 +53,11 @@ and for `breach`, from the event that reads back the step's traffic ("traffic 50
 
 The sandbox runs in this process: its Monitoring server, router and loopback traffic share
 the interpreter with the deployer, so `monitoring_ms` is the whole read, client and
-server. Whatever the interval, the adapter reads the 60 s before the judge (Monitoring's
-shortest alignment period, `cloud_monitoring.py`), and a read of the sandbox's costs
-in proportion to the requests in that window (about 20 us each, client and server, with
-the traffic running): it grows over the first rounds, as the window fills with the
-earlier deploys' traffic. Monitoring's ingestion delay is left at 0 (the data is there
-at once), and Google's own ListTimeSeries latency is not modelled; a step makes four of
-those calls (two reads of two metrics).
+server. The adapter reads the step's own window (`cloud_monitoring.py`); a read of the
+sandbox's costs in proportion to the requests in it (about 20 us each, client and
+server). Monitoring's ingestion delay is left at 0 (the data is there at once), and
+Google's own ListTimeSeries latency is not modelled; a step whose data is there at once
+makes two of those calls (one read of two metrics).
 
 Prints a table and saves everything to benchmarks/results/analysis.json.
 """

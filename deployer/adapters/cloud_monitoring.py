@@ -8,11 +8,13 @@ Two ListTimeSeries reads a window, both over the service's `cloud_run_revision` 
     run.googleapis.com/request_latencies   ALIGN_DELTA, REDUCE_SUM grouped by revision_name:
                                            one merged distribution (ms) per revision
 
-The window is one alignment period ending at `end`. Monitoring wants periods of at least
-60 s (google/monitoring/v3/common.proto, Aggregation.alignment_period), so a shorter window
-(only the sandbox allows one, `config_analysis.MIN_INTERVAL`) is read as the 60 s before
-its end. A DELTA series aligned this way yields at most one point per period; every point
-answered is summed all the same, so a second, partial period never drops requests.
+The read interval is the window; its alignment period covers the whole window, and is
+at least 60 s, as Monitoring wants (google/monitoring/v3/common.proto,
+Aggregation.alignment_period). Cloud Run samples its metrics every 60 s, so against Google
+a window takes in the samples it overlaps (an analysis interval is 60 s or more there);
+the sandbox's Monitoring counts exactly the requests inside it, so a test's window of a
+few seconds (`Metrics.min_interval`) is judged on that window alone. Every point answered
+is summed, so a window split across two periods never drops requests.
 
 Percentiles are left to `measurements.Latencies`, from the distribution's buckets, so the
 stable revisions (one or several) merge before their p95 is taken, as REDUCE_PERCENTILE_95
@@ -63,7 +65,7 @@ class CloudMonitoringMetrics:
         self, service: ServiceConfig, start: float, end: float, timeout: float
     ) -> Mapping[str, RevisionRequests]:
         period = max(MIN_PERIOD, math.ceil(end - start))
-        interval = monitoring_v3.TimeInterval(start_time=_stamp(end - period), end_time=_stamp(end))
+        interval = monitoring_v3.TimeInterval(start_time=_stamp(start), end_time=_stamp(end))
         give_up = time.monotonic() + timeout
         counts = self._read(
             service,

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-PARALLEL = 4
+PARALLEL = 8  # at once: a few more than a browser opens to one host
 REQUEST_TIMEOUT = 10.0
 
 Get = Callable[[str, dict[str, str], float], tuple[int | None, bytes, str, str]]

@@ -98,9 +98,13 @@ class StepAnalysis:
     def judge(self, window: Window, deadline: Deadline) -> Measurement:
         """Measure `window` up to now (filling it with synthetic requests when thin), judge
         it, keep it in the record; StageFailed when it fails or cannot be measured."""
-        seen = Figures.of(self._read(window.start, time.time(), deadline), [self._candidate])
+        first = self._read(window.start, time.time(), deadline)
+        seen = Figures.of(first, [self._candidate])
         synthetic = self._fill(window, seen.requests, deadline)
-        candidate, by_revision = self._ingested(window, synthetic, deadline)
+        if not synthetic.requests and seen.requests >= self.rules.min_requests:
+            candidate, by_revision = seen, first  # enough already: no second read
+        else:
+            candidate, by_revision = self._ingested(window, synthetic, deadline)
         stable, source = self._stable_figures(window, by_revision)
         verdict = judge(candidate, stable, source, self.rules)
         reasons = verdict.reasons or ((verdict.caveat,) if verdict.caveat else ())
