@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from google.api_core import exceptions
 from google.cloud import run_v2
 
 from deployer.adapters.cloud_run_job_template import job_for, same_template
@@ -396,3 +397,17 @@ def test_hooks_run_before_traffic_moves_and_after_verify(world: World) -> None:
     pre = record.stage(Stage.PREDEPLOY)
     assert pre is not None and "migrated" in pre.detail
     assert world.serving() == [(record.candidate_revision, 100)]
+
+
+def test_a_deploy_waiting_for_approval_has_run_no_predeploy(world: World) -> None:
+    hooks_world(world, predeploy={"command": python("print('migrated')"), "timeout": 60})
+    world.reconfigure(environment={"approval": {"approvers": ["U0APPROVER1"], "timeout": 300}})
+    world.commit("needs an approval first")
+
+    record, _ = world.deploy()
+
+    assert record.state == State.AWAITING_APPROVAL, record.error
+    assert Stage.PREDEPLOY not in [result.stage for result in record.stages]
+    client = google_client(run_v2.JobsClient, world.sandbox.grpc_address)
+    with pytest.raises(exceptions.NotFound):
+        client.get_job(name=job_name(world, "predeploy"), timeout=10)
