@@ -3,6 +3,7 @@
     channel      the bot can post the threads into the environment's channel: a member,
                  or a public channel (with `chat:write.public`); a private channel it
                  is not in refuses it (`channel_not_found`)
+    files        with `[analysis]`, the bot may upload the chart (`files:write`)
     user groups  every group the allow-lists name can be read (`usergroups.users.list`:
                  `plan_upgrade_required` on free workspaces, `missing_scope` without
                  `usergroups:read`)
@@ -67,6 +68,28 @@ def check_channel(chat: Chat, settings: Environment) -> Check:
         "slack channel",
         f"the bot is not in {where}: it posts there only with the `chat:write.public` "
         "scope (in the app manifest); or invite it",
+    )
+
+
+def check_chart_scope(chat: Chat, settings: Environment) -> Check | None:
+    """Whether the bot may upload the analysis chart into the thread (`files:write`,
+    api.slack.com/methods/files.getUploadURLExternal); None without analysis, or when the
+    token's scopes cannot be read."""
+    if settings.analysis is None or settings.channel is None:
+        return None
+    try:
+        scopes = chat.channel_info(settings.channel).scopes
+    except ChatError:
+        return None  # the channel's own check says why
+    if scopes is None:
+        return None
+    if "files:write" in scopes:
+        return Check(Status.OK, "slack files", "the bot may attach the analysis chart")
+    return Check(
+        Status.WARN,
+        "slack files",
+        "the bot lacks the `files:write` scope: threads get the analysis as text, without "
+        "its chart. Add the scope (in the app manifest) and reinstall the app",
     )
 
 

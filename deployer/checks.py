@@ -31,7 +31,7 @@ from deployer.check_rights import (
     check_service_rights,
     check_worker_job,
 )
-from deployer.check_slack import check_channel, check_usergroups
+from deployer.check_slack import check_channel, check_chart_scope, check_usergroups
 from deployer.cli_ports import Permissions
 from deployer.config import Config, load_config
 from deployer.errors import ConfigError
@@ -115,6 +115,8 @@ def _environment(
         checks.append(Check(Status.WARN, "slack", "SLACK_BOT_TOKEN is not set: Slack not checked"))
     else:
         checks.append(check_channel(chat, settings))
+        if (files := check_chart_scope(chat, settings)) is not None:
+            checks.append(files)
         groups = check_usergroups(chat, settings)
         if groups is not None:
             checks.append(groups)

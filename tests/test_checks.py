@@ -368,3 +368,29 @@ def test_analysis_is_checked_against_monitoring(
     assert cli.main(["check", "prod"]) == 1
     line = _line(capsys.readouterr().out, "FAIL", "analysis")
     assert "PermissionDenied" in line and line.endswith("every step would fail closed")
+
+
+def test_analysis_charts_need_files_write(
+    world: World, gcp: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    channel = "C" + uuid.uuid4().hex[:10].upper()
+    gcp.http.sink.add_channel(channel, "deploys")
+    _with_slack(world, gcp, f'channel = "{channel}"\n')
+    world.config.write_text(
+        world.config.read_text() + "\n[environments.prod.analysis]\nmax_error_rate = 0.01\n",
+        encoding="utf-8",
+    )
+    granted = gcp.http.sink.scopes()
+    try:
+        assert cli.main(["check", "prod"]) == 0
+        assert "may attach the analysis chart" in _line(
+            capsys.readouterr().out, "ok", "slack files"
+        )
+        gcp.http.sink.set_scopes(granted - {"files:write"})
+        assert cli.main(["check", "prod"]) == 0
+        line = _line(capsys.readouterr().out, "warn", "slack files")
+        assert "lacks the `files:write` scope" in line and "without its chart" in line
+    finally:
+        gcp.http.sink.set_scopes(granted)
+        for name in ("SLACK_API_URL", "SLACK_BOT_TOKEN"):
+            os.environ.pop(name)
