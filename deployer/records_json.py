@@ -16,6 +16,7 @@ from deployer.engine import EnvironmentStatus, RevisionStatus
 from deployer.front.thread_box import ThreadBox
 from deployer.pipeline.changes import Changes
 from deployer.pipeline.lease import DEPLOY
+from deployer.pipeline.measurements import Figures
 from deployer.pipeline.ports import HealthOutcome
 from deployer.pipeline.record import (
     BreakGlass,
@@ -146,6 +147,7 @@ def record(
         "promoted_from": found.promoted_from,
         "promoted_revision": found.promoted_revision,
         "approval": approval(found),
+        "analysis": analysis(found),
     }
 
 
@@ -160,6 +162,43 @@ def approval(found: DeployRecord) -> Json | None:
         "votes": [
             {"who": vote.who, "verdict": vote.verdict, "at": vote.at, "reason": _text(vote.reason)}
             for vote in found.votes
+        ],
+    }
+
+
+def _figures(found: Figures | None) -> Json | None:
+    if found is None:
+        return None
+    return {
+        "requests": found.requests,
+        "errors": found.errors,
+        "error_rate": found.error_rate,
+        "p95_ms": found.p95_ms,
+    }
+
+
+def analysis(found: DeployRecord) -> Json | None:
+    """Each window analysis judged, the stable revision's figures from before the rollout,
+    and the watch's end; null for a deploy without analysis."""
+    if not found.analysis and found.stable_before is None:
+        return None
+    return {
+        "stable_before": _figures(found.stable_before),
+        "watch_until": found.watch_until,
+        "windows": [
+            {
+                "phase": window.phase,
+                "percent": window.percent,
+                "start": window.start,
+                "end": window.end,
+                "candidate": _figures(window.candidate),
+                "stable": _figures(window.stable),
+                "stable_source": _text(window.stable_source),
+                "synthetic": _figures(window.synthetic),
+                "passed": window.passed,
+                "reasons": list(window.reasons),
+            }
+            for window in found.analysis
         ],
     }
 

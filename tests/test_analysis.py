@@ -8,6 +8,7 @@ URL, split as the service's traffic says; faults make the candidate fail real ro
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -124,7 +125,7 @@ def test_a_candidate_300_ms_slower_is_rolled_back_on_latency(world: World) -> No
 
 
 def test_a_good_candidate_under_thin_traffic_passes_on_synthetic_requests(
-    world: World, monitoring_delay: None
+    world: World, monitoring_delay: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Monitoring's data arrives late: the step waits for it, bounded by the stage timeout.
     world.sandbox.run.request_log.set_delay(1.0)
@@ -142,6 +143,13 @@ def test_a_good_candidate_under_thin_traffic_passes_on_synthetic_requests(
     assert any("synthetic to /health" in line for line in lines)
     # No real traffic, none before: nothing for stable to be compared on, and none needed.
     assert judged.stable is None
+    # What scripts read: the same window, as `show --json` gives it.
+    code, out, _ = world.cli(capsys, "show", record.id, "--json")
+    assert code == 0
+    windows = json.loads(out)["analysis"]["windows"]
+    assert [(w["phase"], w["percent"], w["passed"]) for w in windows] == [("step", 50, True)]
+    assert windows[0]["synthetic"]["requests"] == judged.synthetic.requests
+    assert windows[0]["candidate"]["error_rate"] == 0
 
 
 def test_monitoring_denied_fails_closed_before_traffic_moves(world: World) -> None:

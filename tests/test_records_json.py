@@ -74,6 +74,7 @@ RECORD_FIELDS = [
     "promoted_from",
     "promoted_revision",
     "approval",
+    "analysis",
 ]
 STAGE_FIELDS = ["stage", "outcome", "summary", "detail", "started_at", "duration", "link"]
 LOCK_FIELDS = [
