@@ -469,3 +469,28 @@ def test_the_sink_lists_user_group_members_and_permalinks(
     with pytest.raises(SlackApiError) as unknown:
         slack.chat_getPermalink(channel=channel, message_ts="1.000001")
     assert unknown.value.response["error"] == "message_not_found"
+
+
+def test_analysis_news_goes_to_the_thread_and_a_failed_watch_calls_the_requester() -> None:
+    from deployer.front.deploy_messages import progress_reply, stage_reply
+
+    record = deploy(state=State.RUNNING, candidate_revision=NEW)
+    judged = (
+        "analysis at 10%: candidate 64 requests, 0% 5xx, p95 12 ms; stable 580 requests, "
+        "0% 5xx, p95 11 ms (same window): pass"
+    )
+    said = progress_reply(record, Stage.PROMOTE, judged, "")
+    assert said is not None and said.text.startswith("Analysis at 10%: candidate 64 requests")
+    filled = "real traffic gave x 3 of 50 requests so far: sent 47 synthetic to /health (47 requests, 0% 5xx)"
+    early = progress_reply(record, Stage.PROMOTE, filled, "")
+    assert early is not None and "sent 47 synthetic to /health" in early.text
+    assert (
+        progress_reply(record, Stage.PROMOTE, "waiting for Cloud Monitoring: 3 of 50", "") is None
+    )
+
+    regressed = StageResult(
+        Stage.WATCH, Outcome.FAILED, T0 + 70, 31.0, "watch: 5xx rate 12% is above the maximum 1%"
+    )
+    alert = stage_reply(record, regressed)
+    assert alert is not None
+    assert alert.text.startswith("<@U0TESTER1> watch failed after 31.0s: watch: 5xx rate 12%")

@@ -338,6 +338,9 @@ def stage_reply(record: DeployRecord, result: StageResult) -> SlackMessage | Non
         )
     else:
         text = f"*{result.stage} {_VERB[result.outcome]}* after {took}: {summary}"
+        if result.stage == Stage.WATCH:
+            # The deploy looked done: whoever asked for it hears that it is being undone.
+            text = f"{person(record.requester)} {text}"
     if result.detail.strip():
         text += "\n" + detail_block(result.detail)
     if result.link:
@@ -346,6 +349,7 @@ def stage_reply(record: DeployRecord, result: StageResult) -> SlackMessage | Non
 
 
 _STEPS = re.compile(r"\((\d+)/(\d+)\)$")
+_ANALYSIS_NEWS = ("analysis at ", "watch: ", "watching ", "real traffic gave ", "stable ")
 
 
 def progress_reply(
@@ -360,6 +364,10 @@ def progress_reply(
         if steps is None or int(steps.group(2)) > 1:
             return says(f"Traffic: {escape(message.removeprefix('traffic '))}")
         return None
+    if stage in (Stage.PROMOTE, Stage.WATCH) and message.startswith(_ANALYSIS_NEWS):
+        # What analysis measured, as it measured it: the early signal of synthetic
+        # requests, Monitoring's figures, the verdict, the watch's end.
+        return says(escape(message[:1].upper() + message[1:]))
     if stage == Stage.APPROVAL:
         return says(escape(message[:1].upper() + message[1:]))  # the candidate's tag, read back
     if stage == Stage.BUILD and message == "cancelling the build":
