@@ -494,3 +494,34 @@ def test_analysis_news_goes_to_the_thread_and_a_failed_watch_calls_the_requester
     alert = stage_reply(record, regressed)
     assert alert is not None
     assert alert.text.startswith("<@U0TESTER1> watch failed after 31.0s: watch: 5xx rate 12%")
+
+
+def test_the_checklist_shows_hooks_and_the_watch_where_they_ran() -> None:
+    record = deploy(
+        state=State.SUCCEEDED,
+        image=IMAGE,
+        candidate_revision=NEW,
+        stages=[
+            PREFLIGHT,
+            BUILT,
+            *AFTER_BUILD[:3],
+            done(Stage.PREDEPLOY, 50.0, 4.0, "predeploy hook `alembic upgrade head` succeeded"),
+            AFTER_BUILD[3],
+            VERIFIED,
+            done(Stage.WATCH, 53.0, 600.0, f"{NEW} held up for the 600 s watch (10 windows)"),
+        ],
+        final_traffic=[Share(NEW, 100)],
+    )
+    text = text_of(messages.deploy_parent(record, T0 + 700))
+    marks = [line.split("*")[1] for line in text.splitlines() if line.startswith("✓ *")]
+    assert marks == [
+        "preflight",
+        "build",
+        "deploy",
+        "ready",
+        "health",
+        "predeploy",
+        "promote",
+        "verify",
+        "watch",
+    ]

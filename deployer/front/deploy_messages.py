@@ -55,12 +55,13 @@ _FAILED_AT = {
 
 
 def _stages(record: DeployRecord) -> list[Stage]:
-    stages = list(ROLLBACK_STAGES if record.kind == "rollback" else DEPLOY_STAGES)
+    """The stages the checklist shows, in the order they run: those every deploy has, and
+    those this one ran besides (approval, hooks, the watch, a rollback)."""
+    stages = set(ROLLBACK_STAGES if record.kind == "rollback" else DEPLOY_STAGES)
     if record.approval_required and record.kind != "rollback":
-        stages.insert(stages.index(Stage.PROMOTE), Stage.APPROVAL)
-    if record.stage(Stage.ROLLBACK) is not None:
-        stages.append(Stage.ROLLBACK)
-    return stages
+        stages.add(Stage.APPROVAL)
+    stages.update(result.stage for result in record.stages)
+    return [stage for stage in Stage if stage in stages]
 
 
 def _guess_running(record: DeployRecord) -> Stage | None:
