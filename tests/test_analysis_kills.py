@@ -1,5 +1,5 @@
-"""Workers killed while analysis judges a deploy: right after a traffic step was judged,
-and during the watch after verify.
+"""Workers killed while analysis judges a deploy (right after a traffic step was judged,
+during the watch after verify) and while a hook's execution runs.
 
 A signed `/deploy prod` goes through the front to the world's `deployer-worker` Cloud Run
 job (a real `deployer worker` process in the sandbox), which SIGKILLs itself at the named
@@ -15,8 +15,11 @@ from pathlib import Path
 
 import pytest
 from deployer_sandbox.harness.sandbox import Sandbox
+from google.cloud import run_v2
 
+from deployer.adapters.google_clients import google_client
 from deployer.pipeline.record import Outcome, Stage, State
+from tests.conftest import REGION
 from tests.engine_world import ENVIRONMENT, World, world_fixture  # noqa: F401
 from tests.front_world import in_process, make_front
 from tests.job_front import with_worker_job
@@ -73,3 +76,43 @@ def test_a_worker_killed_while_analysis_judges_ends_true(
     parents = [m for m in front.messages() if not m.get("thread_ts") or m["thread_ts"] == m["ts"]]
     assert len(parents) == 1
     assert parents[0]["text"].startswith(f"prod now runs {commit[:12]}"), parents[0]["text"]
+
+
+@pytest.mark.parametrize("kill_at", ["predeploy.running", "postdeploy.running"])
+def test_a_worker_killed_while_a_hook_runs_never_runs_it_twice(
+    world: World, gcp: Sandbox, repo_root: Path, kill_at: str
+) -> None:
+    hook = kill_at.split(".")[0]
+    world.reconfigure(
+        environment={
+            "hooks": {
+                "predeploy": {"command": ["python", "-c", "print('migrated')"], "timeout": 60},
+                "postdeploy": {"command": ["python", "-c", "print('warmed')"], "timeout": 60},
+            }
+        },
+        deployer={"lease": 2.0},
+    )
+    commit = world.commit(f"killed at {kill_at}")
+    front = make_front(world, gcp)
+    front.job = with_worker_job(front, {"DEPLOYER_KILL_AT": kill_at})
+    with in_process(front, repo_root):
+        assert front.command("prod").status == 200
+        deploy_id = front.newest().id
+        done = front.finished(deploy_id, timeout=120)
+
+    assert done.state == State.SUCCEEDED, (done.error, [n.text for n in done.notes])
+    assert done.commit == commit
+    assert any("worker lost during" in note.text for note in done.notes)
+    assert world.serving() == [(done.candidate_revision, 100)]
+    assert world.store().locks(ENVIRONMENT) == []
+    # The execution the lost run started is the one the resumed run took: one each.
+    for name in ("predeploy", "postdeploy"):
+        job = f"projects/{world.project}/locations/{REGION}/jobs/{world.service_id}-{name}"
+        assert len(hook_executions(gcp, job)) == 1, name
+    result = done.stage(Stage.PREDEPLOY if hook == "predeploy" else Stage.POSTDEPLOY)
+    assert result is not None and result.outcome == Outcome.SUCCEEDED
+
+
+def hook_executions(gcp: Sandbox, job: str) -> list[run_v2.Execution]:
+    client = google_client(run_v2.ExecutionsClient, gcp.grpc_address)
+    return list(client.list_executions(parent=job, timeout=10))
