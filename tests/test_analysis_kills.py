@@ -18,13 +18,33 @@ from deployer_sandbox.harness.sandbox import Sandbox
 from google.cloud import run_v2
 
 from deployer.adapters.google_clients import google_client
-from deployer.pipeline.record import Outcome, Stage, State
+from deployer.pipeline.record import DeployRecord, Outcome, Stage, State
 from tests.conftest import REGION
 from tests.engine_world import ENVIRONMENT, World, world_fixture  # noqa: F401
 from tests.front_world import in_process, make_front
 from tests.job_front import with_worker_job
 
 WATCH = 3.0
+
+
+def killed_deploy(world: World, gcp: Sandbox, repo_root: Path, kill_at: str) -> DeployRecord:
+    """`/deploy prod` of a new commit through the worker job, whose first run is killed at
+    `kill_at`; the record once resumed to its end, checked succeeded, lost once, serving."""
+    commit = world.commit(f"killed at {kill_at}")
+    front = make_front(world, gcp)
+    front.job = with_worker_job(front, {"DEPLOYER_KILL_AT": kill_at})
+    with in_process(front, repo_root):
+        assert front.command("prod").status == 200
+        done = front.finished(front.newest().id, timeout=120)
+    assert done.state == State.SUCCEEDED, (done.error, [n.text for n in done.notes])
+    assert done.commit == commit
+    assert any("worker lost during" in note.text for note in done.notes)
+    assert world.serving() == [(done.candidate_revision, 100)]
+    # The thread was told once, and tells the end.
+    parents = [m for m in front.messages() if not m.get("thread_ts") or m["thread_ts"] == m["ts"]]
+    assert len(parents) == 1
+    assert parents[0]["text"].startswith(f"prod now runs {commit[:12]}"), parents[0]["text"]
+    return done
 
 
 @pytest.mark.parametrize("kill_at", ["analysis.step50", "watch.window"])
@@ -44,19 +64,9 @@ def test_a_worker_killed_while_analysis_judges_ends_true(
         },
         deployer={"lease": 2.0},
     )
-    commit = world.commit(f"killed at {kill_at}")
     builds_before = set(world.build_ids())
-    front = make_front(world, gcp)
-    front.job = with_worker_job(front, {"DEPLOYER_KILL_AT": kill_at})
-    with in_process(front, repo_root):
-        assert front.command("prod").status == 200
-        deploy_id = front.newest().id
-        done = front.finished(deploy_id, timeout=120)
+    done = killed_deploy(world, gcp, repo_root, kill_at)
 
-    assert done.state == State.SUCCEEDED, (done.error, [n.text for n in done.notes])
-    assert done.commit == commit
-    assert any("worker lost during" in note.text for note in done.notes)
-    assert world.serving() == [(done.candidate_revision, 100)]
     assert set(world.build_ids()) - builds_before == {done.build_id}
     assert {n for n in world.revision_names() if n != old} == {done.candidate_revision}
     assert world.store().locks(ENVIRONMENT) == []
@@ -73,16 +83,13 @@ def test_a_worker_killed_while_analysis_judges_ends_true(
     if kill_at == "watch.window":
         # The resumed run kept the lost run's end of the watch: it was not restarted.
         assert done.watch_until < watch.started_at + WATCH - 0.5
-    parents = [m for m in front.messages() if not m.get("thread_ts") or m["thread_ts"] == m["ts"]]
-    assert len(parents) == 1
-    assert parents[0]["text"].startswith(f"prod now runs {commit[:12]}"), parents[0]["text"]
 
 
-@pytest.mark.parametrize("kill_at", ["predeploy.running", "postdeploy.running"])
 def test_a_worker_killed_while_a_hook_runs_never_runs_it_twice(
-    world: World, gcp: Sandbox, repo_root: Path, kill_at: str
+    world: World, gcp: Sandbox, repo_root: Path
 ) -> None:
-    hook = kill_at.split(".")[0]
+    # postdeploy resumes through the same code (`HookJobs.run` finds the deploy's execution).
+    kill_at = "predeploy.running"
     world.reconfigure(
         environment={
             "hooks": {
@@ -92,25 +99,16 @@ def test_a_worker_killed_while_a_hook_runs_never_runs_it_twice(
         },
         deployer={"lease": 2.0},
     )
-    commit = world.commit(f"killed at {kill_at}")
-    front = make_front(world, gcp)
-    front.job = with_worker_job(front, {"DEPLOYER_KILL_AT": kill_at})
-    with in_process(front, repo_root):
-        assert front.command("prod").status == 200
-        deploy_id = front.newest().id
-        done = front.finished(deploy_id, timeout=120)
+    done = killed_deploy(world, gcp, repo_root, kill_at)
 
-    assert done.state == State.SUCCEEDED, (done.error, [n.text for n in done.notes])
-    assert done.commit == commit
-    assert any("worker lost during" in note.text for note in done.notes)
-    assert world.serving() == [(done.candidate_revision, 100)]
     assert world.store().locks(ENVIRONMENT) == []
     # The execution the lost run started is the one the resumed run took: one each.
     for name in ("predeploy", "postdeploy"):
         job = f"projects/{world.project}/locations/{REGION}/jobs/{world.service_id}-{name}"
         assert len(hook_executions(gcp, job)) == 1, name
-    result = done.stage(Stage.PREDEPLOY if hook == "predeploy" else Stage.POSTDEPLOY)
-    assert result is not None and result.outcome == Outcome.SUCCEEDED
+    for stage in (Stage.PREDEPLOY, Stage.POSTDEPLOY):
+        result = done.stage(stage)
+        assert result is not None and result.outcome == Outcome.SUCCEEDED
 
 
 def hook_executions(gcp: Sandbox, job: str) -> list[run_v2.Execution]:

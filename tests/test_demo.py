@@ -85,6 +85,13 @@ def test_demo_takes_staging_to_prod_through_a_promotion_and_an_approval(
     assert f"approved by @{approver} at" in approved
     assert f"after the approval: prod's traffic is {candidate} 100%." in approved
     assert first != candidate
+    # Under its users' traffic, the 50 % step was judged against the serving revision, and
+    # the thread's last reply carries the chart.
+    assert "Traffic: 50% on " in approved
+    judged = re.search(r"Analysis at 50%: candidate (\d+) requests, 0% 5xx.*: pass", approved)
+    assert judged, approved
+    assert re.search(r"\[file analysis-d-[a-z0-9-]+\.png: Analysis of d-", approved)
+    assert re.search(r"Users sent \d+ requests meanwhile: \d+ answered 200\.", approved)
     # Cloud Build's count, read by the demo through the real client, did not move.
     builds = re.search(
         r"Cloud Build ran (\d+) builds? before the promotion and (\d+) after it: nothing built for prod",

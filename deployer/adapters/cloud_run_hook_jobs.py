@@ -42,9 +42,7 @@ step 1 looks for it.
 
 from __future__ import annotations
 
-import datetime
 import logging
-import re
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -54,6 +52,15 @@ from google.cloud import run_v2
 
 from deployer.adapters.cloud_logging import ExecutionLogs
 from deployer.adapters.cloud_run_job_template import job_for, same_template
+from deployer.adapters.job_executions import (
+    EXIT,
+    SIGNAL,
+    created,
+    elapsed,
+    ended,
+    ending,
+    short_name,
+)
 from deployer.adapters.polling import operation_result
 from deployer.config import ServiceConfig
 from deployer.pipeline.hook_port import (
@@ -85,8 +92,6 @@ POLL_FIRST, POLL_MAX = 0.2, 2.0
 LOG_WAIT = 5.0
 CANCEL_WAIT = 10.0
 RECENT = 50  # executions of a job looked through for the deploy's own
-_EXIT = re.compile(r"Container called exit\((\d+)\)\.")
-_SIGNAL = re.compile(r"Container terminated on signal (\d+)\.")
 
 
 class CloudRunHookJobs:
@@ -121,16 +126,16 @@ class CloudRunHookJobs:
         deploy = spec.labels.get(DEPLOY_LABEL, "")
         found = self._earlier(name, deploy, end) if deploy else None
         if found is not None:
-            if _ended(found):
+            if ended(found):
                 return self._outcome(service, spec, job_id, found, end, earlier=True)
             if started is not None:
-                started(_short(found.name), found.log_uri)
+                started(short_name(found.name), found.log_uri)
             return self._wait(service, spec, job_id, found, end, earlier=True)
         reach = self._reach(f"{parent}/services/{service.service}", end)
         self._put_job(parent, job_id, spec, reach, end)
         execution = self._start(name, deploy, end)
         if started is not None:
-            started(_short(execution.name), execution.log_uri)
+            started(short_name(execution.name), execution.log_uri)
         return self._wait(service, spec, job_id, execution, end, earlier=False)
 
     # --- the job -----------------------------------------------------------------------
@@ -144,7 +149,7 @@ class CloudRunHookJobs:
         try:
             found = self._call(lambda t: services.get_service(name=service, timeout=t), end)
         except exceptions.GoogleAPICallError as error:
-            log.warning("reading service %s for its hooks failed: %s", _short(service), error)
+            log.warning("reading service %s for its hooks failed: %s", short_name(service), error)
             return None
         template: run_v2.RevisionTemplate = found.template
         return template
@@ -202,18 +207,18 @@ class CloudRunHookJobs:
                     return found
                 if attempt + 1 == ATTEMPTS or _left(end) <= 0:
                     raise HookRefused(
-                        f"Cloud Run did not run {_short(name)}: {_said(error)}"
+                        f"Cloud Run did not run {short_name(name)}: {_said(error)}"
                     ) from None
                 self._sleep(min(2.0**attempt * 0.5, _left(end)))
                 continue
             except exceptions.GoogleAPICallError as error:
                 raise HookRefused(
-                    f"Cloud Run refused to run {_short(name)}: {_said(error)}"
+                    f"Cloud Run refused to run {short_name(name)}: {_said(error)}"
                 ) from None
             metadata = operation.metadata
             execution = getattr(metadata, "name", "") if metadata else ""
             if not execution:
-                raise HookRefused(f"Cloud Run named no execution of {_short(name)}")
+                raise HookRefused(f"Cloud Run named no execution of {short_name(name)}")
             return self._get(execution, end)
         raise AssertionError("unreachable")
 
@@ -237,7 +242,9 @@ class CloudRunHookJobs:
         except exceptions.NotFound:
             return None  # no job yet: nothing ran
         except exceptions.GoogleAPICallError as error:
-            raise HookRefused(f"cannot list executions of {_short(name)}: {_said(error)}") from None
+            raise HookRefused(
+                f"cannot list executions of {short_name(name)}: {_said(error)}"
+            ) from None
         return None
 
     def _wait(
@@ -251,7 +258,7 @@ class CloudRunHookJobs:
     ) -> HookOutcome:
         """Poll the execution until it ended, or cancel it at `end`."""
         delay = POLL_FIRST
-        while not _ended(execution):
+        while not ended(execution):
             if _left(end) <= 0:
                 return self._cancel(service, spec, job_id, execution, end, earlier)
             self._sleep(min(delay, _left(end)))
@@ -274,14 +281,14 @@ class CloudRunHookJobs:
         earlier: bool,
     ) -> HookOutcome:
         """Stop an execution that ran out of time; how long it ran, and its last lines."""
-        short = _short(execution.name)
+        short = short_name(execution.name)
         try:
             # "Cancels an Execution" (ExecutionsClient.cancel_execution); not waited for long.
             operation = self._executions.cancel_execution(name=execution.name, timeout=CANCEL_WAIT)
             operation_result(operation, CANCEL_WAIT)
         except (exceptions.GoogleAPICallError, TimeoutError) as error:
             log.warning("cancelling execution %s failed: %s", short, error)
-        ran = _elapsed(execution)
+        ran = elapsed(execution)
         lines = self._tail(service, spec, job_id, execution, time.monotonic() + LOG_WAIT)
         return HookOutcome(
             ok=False,
@@ -302,8 +309,8 @@ class CloudRunHookJobs:
         end: float,
         earlier: bool,
     ) -> HookOutcome:
-        short = _short(execution.name)
-        ran = _elapsed(execution)
+        short = short_name(execution.name)
+        ran = elapsed(execution)
         ok = execution.succeeded_count >= max(1, execution.task_count) and not (
             execution.failed_count or execution.cancelled_count
         )
@@ -320,7 +327,7 @@ class CloudRunHookJobs:
         elif execution.cancelled_count:
             summary = f"cancelled after {ran:.0f} s"
         else:
-            summary = f"{_ending(lines, message)} after {ran:.0f} s"
+            summary = f"{ending(lines, message)} after {ran:.0f} s"
         return HookOutcome(
             ok=ok,
             execution=short,
@@ -341,18 +348,18 @@ class CloudRunHookJobs:
     ) -> tuple[str, ...]:
         """The execution's last lines; Cloud Logging receives them a little after the task
         ended, so an empty or unfinished read is tried again until `until`."""
-        since = _created(execution)
+        since = created(execution)
         while True:
             lines = self._logs.tail(
                 service,
                 job_id,
-                _short(execution.name),
+                short_name(execution.name),
                 HOOK_LOG_LINES,
                 max(0.5, until - time.monotonic()),
                 since=since,
                 known=spec.env.values(),
             )
-            finished = any(_EXIT.search(line) or _SIGNAL.search(line) for line in lines)
+            finished = any(EXIT.search(line) or SIGNAL.search(line) for line in lines)
             if finished or time.monotonic() >= until:
                 return tuple(lines)
             self._sleep(0.2)
@@ -363,7 +370,7 @@ class CloudRunHookJobs:
         try:
             return self._call(lambda t: self._executions.get_execution(name=name, timeout=t), end)
         except exceptions.GoogleAPICallError as error:
-            raise HookRefused(f"cannot read execution {_short(name)}: {_said(error)}") from None
+            raise HookRefused(f"cannot read execution {short_name(name)}: {_said(error)}") from None
 
     def _call(self, call: Callable[[float], T], end: float) -> T:
         """`call(timeout)`, tried again on a transient refusal while attempts and time last."""
@@ -375,46 +382,6 @@ class CloudRunHookJobs:
                     raise
                 self._sleep(min(2.0**attempt * 0.5, _left(end)))
         raise AssertionError("unreachable")
-
-
-# --- reading an execution ------------------------------------------------------------------
-
-
-def _ended(execution: run_v2.Execution) -> bool:
-    """Whether Cloud Run reports the execution completed (`completion_time` set)."""
-    return bool(run_v2.Execution.pb(execution).HasField("completion_time"))
-
-
-def _created(execution: run_v2.Execution) -> datetime.datetime | None:
-    moment: Any = execution.create_time
-    return moment if isinstance(moment, datetime.datetime) and moment.year > 1970 else None
-
-
-def _elapsed(execution: run_v2.Execution) -> float:
-    """Seconds the execution ran: start (else creation) to completion (else now)."""
-    pb: Any = run_v2.Execution.pb(execution)
-    start = pb.start_time if pb.HasField("start_time") else pb.create_time
-    finish: datetime.datetime
-    if pb.HasField("completion_time"):
-        finish = pb.completion_time.ToDatetime(datetime.UTC)
-    else:
-        finish = datetime.datetime.now(datetime.UTC)
-    began: datetime.datetime = start.ToDatetime(datetime.UTC)
-    return max(0.0, (finish - began).total_seconds())
-
-
-def _ending(lines: tuple[str, ...], message: str) -> str:
-    """How the task ended: "exited 1" from Cloud Run's own log line, else its message."""
-    for line in reversed(lines):
-        if found := _EXIT.search(line):
-            return f"exited {found.group(1)}"
-        if found := _SIGNAL.search(line):
-            return f"was killed by signal {found.group(1)}"
-    return f"failed ({message})" if message else "failed"
-
-
-def _short(name: str) -> str:
-    return name.rsplit("/", 1)[-1]
 
 
 def _said(error: exceptions.GoogleAPICallError) -> str:

@@ -48,7 +48,7 @@ STATUS_WAIT = 3.0  # for a status answer posted to the response_url
 STAGING, PROD = "staging", "prod"
 # Prod's users during the approved deploy: enough that each analysed step has real
 # requests on both revisions (`[environments.prod.analysis] min_requests`).
-USER_TRAFFIC_RPS, USER_TRAFFIC_SECONDS = 40, 20
+USER_TRAFFIC_RPS, USER_TRAFFIC_SECONDS = 40, 10
 
 T = TypeVar("T")
 
