@@ -188,6 +188,11 @@ def _run(args: argparse.Namespace) -> int:
         return _env_import(args)
     if args.command == "check":
         return _check(args)
+    if args.command == "slack-manifest":
+        from deployer.slack_manifest import manifest, render
+
+        print(render(manifest(args.url, args.name)), end="")
+        return 0
     engine = Engine.from_environment()
     # The terminal already tells the story; log lines repeat it only where logs are collected.
     progress = (

@@ -23,6 +23,7 @@ def parser() -> argparse.ArgumentParser:
     _add_reads(commands)
     _add_rollback_and_locks(commands)
     _add_upkeep(commands)
+    _add_slack_manifest(commands)
     _add_processes(commands)
     _add_sandbox(commands)
     return parser
@@ -146,6 +147,23 @@ def _add_upkeep(commands: Commands) -> None:
     )
     check.add_argument("environment", metavar="ENV", nargs="?", help="default: every environment")
     check.add_argument("--ref", help="the ref a deploy would build (default HEAD)")
+
+
+def _add_slack_manifest(commands: Commands) -> None:
+    """The Slack app, as a manifest to paste into api.slack.com/apps."""
+    manifest = commands.add_parser(
+        "slack-manifest",
+        help="print the Slack app's manifest (YAML) for the front at URL",
+        description="Print a Slack app manifest: the /deploy command and the buttons' "
+        "interactivity, both at URL/slack/events, and the bot scopes the deployer uses. "
+        "Paste it at api.slack.com/apps: Create New App, From an app manifest.",
+    )
+    manifest.add_argument(
+        "--url",
+        required=True,
+        help="the front's base URL, e.g. https://REGION-PROJECT.cloudfunctions.net/deployer",
+    )
+    manifest.add_argument("--name", default="deployer", help="the app's name (default deployer)")
 
 
 def _add_processes(commands: Commands) -> None:

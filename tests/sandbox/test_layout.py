@@ -66,18 +66,23 @@ def test_each_emulated_api_is_a_package() -> None:
         "cloud_logging",
         "cloud_run",
         "common",
+        "firestore_admin",
         "github",
         "harness",
+        "iam",
         "metadata",
         "monitoring",
+        "resource_manager",
+        "scheduler",
         "secret_manager",
+        "service_usage",
         "slack",
     }
 
 
 # A sandbox module named in prose: `cloud_run.iam`, `slack.rate_limits`.
 _MODULE_REFERENCE = re.compile(
-    r"`((?:artifact_registry|cloud_build|cloud_logging|cloud_run|common|github|harness|metadata|monitoring|secret_manager|slack)"
+    r"`((?:artifact_registry|cloud_build|cloud_logging|cloud_run|common|firestore_admin|github|harness|iam|metadata|monitoring|resource_manager|scheduler|secret_manager|service_usage|slack)"
     r"\.[a-z_]+)`"
 )
 # A file name in prose, not part of a path: `masks.py`, but not google/auth/_metadata.py.

@@ -294,6 +294,12 @@ class RunJobs:
         self._runner.start(execution)
         return self._operations.get(execution.operation)
 
+    def run(self, request: run_v2.RunJobRequest) -> str:
+        """RunJob for callers inside the sandbox (Cloud Scheduler's `jobs/J:run` targets):
+        the name of the execution started; RpcError as RunJob would answer."""
+        operation = self._run_job(request)
+        return str(run_v2.Execution.deserialize(operation.metadata.value).name)
+
     def _record_outcome(self, execution: run_v2.Execution, outcome: CompletionStatus) -> None:
         """Show how an execution ended on its job, if it is still its latest (lock held)."""
         job = self._jobs.get(execution.name.rsplit("/executions/", 1)[0])

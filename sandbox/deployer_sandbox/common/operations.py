@@ -43,9 +43,17 @@ class Operations:
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
 
-    def start(self, parent: str, metadata: Any, on_cancel: CancelHook | None = None) -> str:
-        """Record a new running operation under `parent` and return its name."""
-        name = f"{parent}/operations/{uuid.uuid4()}"
+    def start(
+        self,
+        parent: str,
+        metadata: Any,
+        on_cancel: CancelHook | None = None,
+        name: str | None = None,
+    ) -> str:
+        """Record a new running operation under `parent` and return its name; `name` gives
+        the whole name instead, for APIs whose operations live outside their resources
+        (Service Usage's `operations/acat.p2-...`)."""
+        name = name or f"{parent}/operations/{uuid.uuid4()}"
         operation = operations_pb2.Operation(name=name, done=False, metadata=pack(metadata))
         with self._lock:
             self._entries[name] = _Entry(operation, on_cancel)

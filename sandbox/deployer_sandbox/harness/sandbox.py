@@ -8,7 +8,9 @@ RepositoryManager, Cloud Run v2 (services, revisions, jobs, executions; revision
 run as local processes, each in a network namespace of its own, behind the router), Cloud Logging v2's ListLogEntries
 (over the revisions' and the builds' logs), Cloud Monitoring v3's ListTimeSeries (Cloud
 Run's request_count and request_latencies, over the router's request log) and Artifact
-Registry v1's Docker images (over the image store). One HTTP server is the Slack Web API
+Registry v1's Docker images (over the image store); Cloud Scheduler v1 (jobs recorded,
+run by RunJob or by `run_due` on demand) and Firestore Admin v1 (databases and composite
+indexes, recorded). One HTTP server is the Slack Web API
 sink and the control endpoint, and serves GitHub's REST API for deployments under
 `/github`; a git smart-HTTP server serves the v2
 repositories' `remote_uri`s as private GitHub repositories (read tokens come from
@@ -36,10 +38,13 @@ from deployer_sandbox.common.faults import Faults
 from deployer_sandbox.common.images import ImageStore
 from deployer_sandbox.common.netns import ContainerNetwork
 from deployer_sandbox.common.operations import Operations
+from deployer_sandbox.firestore_admin.api import FirestoreAdmin
 from deployer_sandbox.harness.http_server import SandboxHttp
+from deployer_sandbox.harness.project_apis import ProjectApis
 from deployer_sandbox.metadata.id_tokens import IdTokenKey
 from deployer_sandbox.metadata.server import MetadataServer
 from deployer_sandbox.monitoring.api import CloudMonitoring
+from deployer_sandbox.scheduler.api import CloudScheduler
 from deployer_sandbox.secret_manager.api import SecretManager
 from deployer_sandbox.slack.rate_limits import SlackRateLimits
 
@@ -106,6 +111,11 @@ class Sandbox:
         )
         # Cloud Monitoring's ListTimeSeries, over the requests the Cloud Run router answered.
         self.monitoring = CloudMonitoring(self.run.request_log, self.faults)
+        # Cloud Scheduler: jobs recorded, run on demand; a `jobs/J:run` target runs J here.
+        self.scheduler = CloudScheduler(self.run.jobs.run, self.id_tokens)
+        self.firestore_admin = FirestoreAdmin(self.operations)
+        # Service Usage, IAM service accounts and the project IAM policy (`deployer setup`).
+        self.project_apis = ProjectApis(self.operations)
         self.http = SandboxHttp(
             self.faults,
             host=host,
@@ -128,7 +138,10 @@ class Sandbox:
                 *self.run.handlers(),
                 self.logging.handler(),
                 self.monitoring.handler(),
+                self.scheduler.handler(),
+                self.firestore_admin.handler(),
                 self.registry.handler(),
+                *self.project_apis.handlers(),
             ]
         )
         self._grpc_port = self._grpc.add_insecure_port(f"{host}:{grpc_port}")

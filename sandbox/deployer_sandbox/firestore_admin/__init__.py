@@ -1,0 +1,1 @@
+"""Firestore Admin v1 in the sandbox: databases and composite indexes, recorded."""

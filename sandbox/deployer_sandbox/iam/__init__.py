@@ -1,0 +1,1 @@
+"""IAM admin v1 in the sandbox: service accounts and their own IAM policies."""

@@ -1,0 +1,1 @@
+"""Cloud Resource Manager v3 in the sandbox: projects and their IAM policies."""

@@ -1,0 +1,1 @@
+"""Cloud Scheduler v1 in the sandbox."""

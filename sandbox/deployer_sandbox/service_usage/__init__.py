@@ -1,0 +1,1 @@
+"""Service Usage v1 in the sandbox: which APIs each project has enabled."""
