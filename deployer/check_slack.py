@@ -1,5 +1,7 @@
 """`deployer check`: what Slack must allow for an environment's threads and access rules.
 
+    token        Slack takes SLACK_BOT_TOKEN (`auth.test`), once a run: the workspace and
+                 the bot it is; refused (`invalid_auth`, revoked...) fails
     channel      the bot can post the threads into the environment's channel: a member,
                  or a public channel (with `chat:write.public`); a private channel it
                  is not in refuses it (`channel_not_found`)
@@ -107,3 +109,36 @@ def check_usergroups(chat: Chat, settings: Environment) -> Check | None:
             advice = GroupUnreadable(group, error.error).advice()
             return Check(Status.FAIL, "slack user groups", advice)
     return Check(Status.OK, "slack user groups", "readable: " + ", ".join(sizes))
+
+
+# Tokens Slack refuses outright (docs.slack.dev/reference/methods/auth.test, "Errors"):
+# the app was uninstalled or the token revoked, the workspace gone, or a mistyped token.
+_REFUSED = frozenset(
+    {"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive"}
+)
+
+
+def check_bot_token(chat: Chat) -> Check:
+    """Whether Slack takes SLACK_BOT_TOKEN (`auth.test`): the workspace and the bot it is."""
+    subject = "slack token"
+    try:
+        bot = chat.identity()
+    except ChatError as error:
+        if error.error in _REFUSED:
+            return Check(
+                Status.FAIL,
+                subject,
+                f"Slack refuses SLACK_BOT_TOKEN ({error.error}): no thread could be posted. "
+                "Copy the Bot User OAuth Token (OAuth & Permissions) into the slack-bot-token "
+                "secret: `gcloud secrets versions add slack-bot-token --data-file=-`",
+            )
+        return Check(Status.WARN, subject, f"auth.test did not answer: {error}")
+    who = f"bot @{bot.user} ({bot.user_id}" + (f", {bot.bot_id})" if bot.bot_id else ")")
+    if not bot.bot_id:
+        return Check(
+            Status.WARN,
+            subject,
+            f"{who} in {bot.team} ({bot.team_id}) is not a bot token: the deployer posts as "
+            "its app's bot (`xoxb-...`)",
+        )
+    return Check(Status.OK, subject, f"{who} in workspace {bot.team} ({bot.team_id})")

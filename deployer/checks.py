@@ -5,6 +5,9 @@ The checks reuse the pipeline's own preflight functions, so `check` and a
 deploy cannot disagree about the config, the build config, secrets, the service
 or the ref. Rights are asked with `testIamPermissions` where the API has it;
 an API that does not answer (the sandbox's Secret Manager) is reported, not failed.
+With SLACK_BOT_TOKEN, Slack's `auth.test` says whether the token is taken; with
+DEPLOYER_DISPATCH, the deployer's own project is checked as `deployer setup` shapes it
+(`check_project`: APIs, the accounts' roles, the worker job).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from deployer.check_preflight import (
     check_service,
     check_source,
 )
+from deployer.check_project import check_project
 from deployer.check_results import Check, CheckReport, EnvironmentReport, Status, plural
 from deployer.check_rights import (
     check_act_as,
@@ -31,8 +35,8 @@ from deployer.check_rights import (
     check_service_rights,
     check_worker_job,
 )
-from deployer.check_slack import check_channel, check_chart_scope, check_usergroups
-from deployer.cli_ports import Permissions
+from deployer.check_slack import check_bot_token, check_channel, check_chart_scope, check_usergroups
+from deployer.cli_ports import Permissions, ProjectReader
 from deployer.config import Config, load_config
 from deployer.errors import ConfigError
 from deployer.front.ports import Chat
@@ -47,9 +51,12 @@ def run_checks(
     config_path: Path | str | None = None,
     chat: Callable[[], Chat | None] = lambda: None,
     dispatch: str = "",
+    project: Callable[[], ProjectReader] | None = None,
+    store: str = "",
 ) -> CheckReport:
     """Check one environment (or all) without changing anything (Slack too, given `chat`;
-    the worker job, given `dispatch`: DEPLOYER_DISPATCH's job name)."""
+    the worker job, given `dispatch`: DEPLOYER_DISPATCH's job name; with `project` too, the
+    deployer's project as setup shapes it, its store being `store`: DEPLOYER_STORE)."""
     try:
         config = load_config(config_path)
     except ConfigError as error:
@@ -72,8 +79,14 @@ def run_checks(
         )
     world, rights, slack = platform(), permissions(), chat()
     reports = tuple(_environment(config, name, world, rights, ref, slack) for name in names)
-    own = (check_worker_job(rights, dispatch),) if dispatch.startswith("projects/") else ()
-    return CheckReport(head, reports, own)
+    own: list[Check] = []
+    if slack is not None:
+        own.append(check_bot_token(slack))
+    if dispatch.startswith("projects/"):
+        if project is not None:
+            own.extend(check_project(project(), config, dispatch, store))
+        own.append(check_worker_job(rights, dispatch))
+    return CheckReport(head, reports, tuple(own))
 
 
 def _count(items: Mapping[str, object], noun: str) -> str:

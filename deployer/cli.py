@@ -69,8 +69,10 @@ def _check_chat() -> Chat | None:
 
 def _check(args: argparse.Namespace) -> int:
     from deployer.adapters.permissions import GooglePermissions
+    from deployer.adapters.project_reader import GoogleProjectReader
     from deployer.checks import render_checks, run_checks
     from deployer.engine import default_platform
+    from deployer.store import STORE_ENV
 
     report = run_checks(
         default_platform,
@@ -79,9 +81,26 @@ def _check(args: argparse.Namespace) -> int:
         args.ref,
         chat=_check_chat,
         dispatch=os.environ.get("DEPLOYER_DISPATCH", ""),
+        project=GoogleProjectReader,
+        store=os.environ.get(STORE_ENV, ""),
     )
     print("\n".join(render_checks(report)))
     return 1 if report.failed else 0
+
+
+def _setup(args: argparse.Namespace) -> int:
+    from deployer.setup.run import exit_status, run_setup
+    from deployer.setup.secrets_input import read_secret_values
+
+    results = run_setup(
+        args.project,
+        args.region,
+        args.config,
+        read_secret_values(args.secrets_file),
+        args.image,
+        args.dry_run,
+    )
+    return exit_status(results)
 
 
 def _force_unlock(engine: Engine, environment: str, reason: str, progress: Listener) -> int:
@@ -188,6 +207,8 @@ def _run(args: argparse.Namespace) -> int:
         return _env_import(args)
     if args.command == "check":
         return _check(args)
+    if args.command == "setup":
+        return _setup(args)
     if args.command == "slack-manifest":
         from deployer.slack_manifest import manifest, render
 

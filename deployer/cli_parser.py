@@ -24,6 +24,7 @@ def parser() -> argparse.ArgumentParser:
     _add_rollback_and_locks(commands)
     _add_upkeep(commands)
     _add_slack_manifest(commands)
+    _add_setup(commands)
     _add_processes(commands)
     _add_sandbox(commands)
     return parser
@@ -164,6 +165,43 @@ def _add_slack_manifest(commands: Commands) -> None:
         help="the front's base URL, e.g. https://REGION-PROJECT.cloudfunctions.net/deployer",
     )
     manifest.add_argument("--name", default="deployer", help="the app's name (default deployer)")
+
+
+def _add_setup(commands: Commands) -> None:
+    """`deployer setup`: a project made ready for the deployer, idempotently."""
+    setup = commands.add_parser(
+        "setup",
+        help="create or correct everything the deployer needs on a Google Cloud project",
+        description="Enable the APIs, create the accounts, grant least privilege, create the "
+        "Firestore database, store the secrets, the worker job and the sweep. Each step "
+        "prints planned, changed or unchanged; a second run changes nothing. Secrets are "
+        "read from --secrets-file or standard input (SLACK_SIGNING_SECRET=..., "
+        "SLACK_BOT_TOKEN=..., GITHUB_WEBHOOK_SECRET=...), never from arguments.",
+    )
+    setup.add_argument("--project", required=True, metavar="P")
+    setup.add_argument("--region", required=True, metavar="R", help="e.g. europe-west1")
+    setup.add_argument(
+        "--config",
+        type=Path,
+        help="deployer.toml (default: $DEPLOYER_CONFIG); stored as the secret deployer-config",
+    )
+    setup.add_argument(
+        "--secrets-file",
+        type=Path,
+        metavar="FILE",
+        help="dotenv file of the secrets (default: standard input)",
+    )
+    setup.add_argument(
+        "--image",
+        help="the deployer's image the worker job runs (built from the root Dockerfile)",
+    )
+    setup.add_argument(
+        "--front",
+        choices=("function", "run"),
+        default="function",
+        help="how the front is deployed (not deployed by setup yet)",
+    )
+    setup.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
 
 
 def _add_processes(commands: Commands) -> None:

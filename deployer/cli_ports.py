@@ -85,3 +85,52 @@ class Permissions(Protocol):
     def secret_policy(self, project: str, secret: str) -> Bindings:
         """The secret's IAM bindings."""
         ...
+
+
+# --- the slice of the deployer's own project `check` reads --------------------------------
+
+
+@dataclass(frozen=True)
+class EnabledApis:
+    """Service Usage's answer: which of the asked APIs are enabled."""
+
+    checked: bool
+    enabled: frozenset[str] = frozenset()
+    note: str = ""  # why it was not checked
+
+
+@dataclass(frozen=True)
+class WorkerJob:
+    """The worker job as Cloud Run holds it."""
+
+    found: bool
+    task_timeout: float = 0.0  # seconds; Cloud Run's default (600) when the job sets none
+    note: str = ""  # why it could not be read (found is False, and it may still exist)
+
+
+@dataclass(frozen=True)
+class DeployerAccount:
+    """The service account the deployer runs as, and where that was learnt."""
+
+    email: str | None
+    source: str  # DEPLOYER_SERVICE_ACCOUNT, the credentials; or why it is unknown
+
+
+class ProjectReader(Protocol):
+    """What `check` reads of the project `deployer setup` shapes."""
+
+    def enabled_apis(self, project: str, apis: Sequence[str]) -> EnabledApis:
+        """Which of `apis` (`run.googleapis.com`...) are enabled in `project`."""
+        ...
+
+    def project_policy(self, project: str) -> Bindings:
+        """The project's IAM bindings."""
+        ...
+
+    def worker_job(self, job: str) -> WorkerJob:
+        """The Cloud Run job `job` (full name)."""
+        ...
+
+    def deployer_account(self) -> DeployerAccount:
+        """Who the deployer runs as."""
+        ...

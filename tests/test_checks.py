@@ -19,8 +19,10 @@ from google.iam.v1 import iam_policy_pb2
 from deployer import cli
 from deployer.adapters.google_clients import google_client
 from deployer.adapters.secret_writer import SecretManagerWriter
+from deployer.config import load_config
 from tests.conftest import REGION
 from tests.git_repos import new_repository
+from tests.project_seed import shape_as_setup
 
 CONFIG = """\
 [services.api]
@@ -103,9 +105,12 @@ def test_a_good_environment_passes(world: World, capsys: pytest.CaptureFixture[s
     assert "will be created by the first deploy" in _line(out, "ok", "service api")
     assert re.search(r"resolves to [0-9a-f]{12}$", _line(out, "ok", "ref HEAD"))
     assert "Artifact Registry in europe-west1" in _line(out, "ok", "image")
-    # The sandbox has no IAM: reported, never failed.
-    assert "not checked (API does not answer)" in _line(out, "warn", "rights on secrets")
-    assert "not checked (API does not answer)" in _line(out, "warn", "runtime access to secrets")
+    # Secret Manager's IAM, read back: the caller may read the versions; nobody granted the
+    # runtime account access to these secrets yet (setup does), which is a warning.
+    assert "secretmanager.versions.get on 3 secrets" in _line(out, "ok", "rights on secrets")
+    assert "default compute service account has no secretAccessor binding on" in _line(
+        out, "warn", "runtime access to secrets"
+    )
     assert "not checked (the service does not exist yet" in _line(out, "warn", "rights on service")
     assert "public access" not in out  # nothing to compare before the service exists
     assert out.rstrip().endswith("0 FAIL: a deploy can go ahead")
@@ -317,6 +322,9 @@ def test_the_worker_job_must_be_startable_with_overrides(
         demo.config.path.read_text(encoding="utf-8"),
     )
     os.environ["DEPLOYER_DISPATCH"] = job
+    # With DEPLOYER_DISPATCH, check reads the deployer's project too: shaped as setup does.
+    shape_as_setup(load_config(demo.config.path), demo.project, demo.region)
+    os.environ["DEPLOYER_SERVICE_ACCOUNT"] = f"deployer@{demo.project}.iam.gserviceaccount.com"
     cloud.faults.arm("caller_roles", roles=["roles/run.jobsExecutor"])
     assert cli.main(["check", "prod"]) == 1
     line = _line(capsys.readouterr().out, "FAIL", "rights on worker job")

@@ -16,7 +16,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError, SlackRequestError
 from slack_sdk.webhook import WebhookClient
 
 from deployer.adapters.slack_client import slack_web_client
-from deployer.front.ports import ChannelView, ChatError, ChatUnsure, SlackMessage
+from deployer.front.ports import BotIdentity, ChannelView, ChatError, ChatUnsure, SlackMessage
 
 HISTORY_LIMIT = 100  # messages looked through for a parent that may have been posted
 RESPONSE_URL_TIMEOUT = 1  # seconds; it runs inside a request, which must answer within 3
@@ -116,6 +116,17 @@ class SlackChat:
             said = ",".join(said)
         scopes = None if said is None else frozenset(filter(None, str(said).split(",")))
         return ChannelView(dict(found) if isinstance(found, dict) else {}, scopes)
+
+    def identity(self) -> BotIdentity:
+        # auth.test answers url, team, user, team_id, user_id and, for a bot token, bot_id
+        # (api.slack.com/methods/auth.test).
+        answer = _calling(lambda: self.client.auth_test())
+        return BotIdentity(
+            *(
+                str(answer.get(key) or "")
+                for key in ("team", "team_id", "user", "user_id", "bot_id")
+            )
+        )
 
     def usergroup_members(self, group: str, team_id: str = "") -> set[str]:
         # usergroups.users.list: `team_id` "required if org token is used" (Enterprise Grid).

@@ -54,6 +54,17 @@ class ChannelView:
     scopes: frozenset[str] | None  # the bot token's, from `x-oauth-scopes` (None: not said)
 
 
+@dataclass(frozen=True)
+class BotIdentity:
+    """Who the bot token is, as `auth.test` answers: the workspace and the bot user."""
+
+    team: str
+    team_id: str
+    user: str
+    user_id: str
+    bot_id: str
+
+
 class Chat(Protocol):
     def post(
         self,
@@ -81,6 +92,10 @@ class Chat(Protocol):
 
     def channel_info(self, channel: str) -> ChannelView:
         """The channel as the bot sees it (`conversations.info`), and the bot's scopes."""
+        ...
+
+    def identity(self) -> BotIdentity:
+        """Who the token is (`auth.test`); ChatError `invalid_auth` for a token Slack refuses."""
         ...
 
     def usergroup_members(self, group: str, team_id: str = "") -> set[str]:

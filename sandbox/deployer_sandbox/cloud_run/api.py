@@ -77,6 +77,11 @@ class CloudRun:
         """Jobs and their executions (Cloud Logging reads the executions' lines)."""
         return self._jobs
 
+    @property
+    def services(self) -> ServicesServicer:
+        """Services, for APIs that deploy through Cloud Run (2nd-gen Cloud Functions)."""
+        return self._services
+
     def handlers(self) -> list[grpc.GenericRpcHandler]:
         """The gRPC services: Services, Revisions, and the jobs' own."""
         return [self._services.handler(), self._revisions.handler(), *self._jobs.handlers()]

@@ -222,6 +222,15 @@ class ServicesServicer:
             self._faults.bind_new_revision(revision_id)
         return self._enqueue(record, snapshot, revision_id, traffic)
 
+    def deploy(self, request: run_v2.UpdateServiceRequest) -> operations_pb2.Operation:
+        """UpdateService (with `allow_missing`, create) for another sandbox API that deploys
+        through Cloud Run: a 2nd-gen function is a Cloud Run service (`functions.api`)."""
+        return self._update(request)
+
+    def remove(self, request: run_v2.DeleteServiceRequest) -> operations_pb2.Operation:
+        """DeleteService, for the same callers."""
+        return self._delete(request)
+
     def _revision_for(
         self, record: ServiceRecord, spec: run_v2.Service, named_only: bool = False
     ) -> str | None:

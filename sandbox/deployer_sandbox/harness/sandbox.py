@@ -10,7 +10,9 @@ run as local processes, each in a network namespace of its own, behind the route
 Run's request_count and request_latencies, over the router's request log) and Artifact
 Registry v1's Docker images (over the image store); Cloud Scheduler v1 (jobs recorded,
 run by RunJob or by `run_due` on demand) and Firestore Admin v1 (databases and composite
-indexes, recorded). One HTTP server is the Slack Web API
+indexes, recorded); Cloud Functions v2 (a function is a Cloud Run service whose revision is a
+functions-framework process; sources are PUT to upload URLs on a port of their own). One
+HTTP server is the Slack Web API
 sink and the control endpoint, and serves GitHub's REST API for deployments under
 `/github`; a git smart-HTTP server serves the v2
 repositories' `remote_uri`s as private GitHub repositories (read tokens come from
@@ -39,6 +41,7 @@ from deployer_sandbox.common.images import ImageStore
 from deployer_sandbox.common.netns import ContainerNetwork
 from deployer_sandbox.common.operations import Operations
 from deployer_sandbox.firestore_admin.api import FirestoreAdmin
+from deployer_sandbox.functions.api import CloudFunctions
 from deployer_sandbox.harness.http_server import SandboxHttp
 from deployer_sandbox.harness.project_apis import ProjectApis
 from deployer_sandbox.metadata.id_tokens import IdTokenKey
@@ -114,6 +117,11 @@ class Sandbox:
         # Cloud Scheduler: jobs recorded, run on demand; a `jobs/J:run` target runs J here.
         self.scheduler = CloudScheduler(self.run.jobs.run, self.id_tokens)
         self.firestore_admin = FirestoreAdmin(self.operations)
+        # Cloud Functions v2: a function is a Cloud Run service here, its source uploaded
+        # to `functions.uploads.url` and run as a functions-framework process.
+        self.functions = CloudFunctions(
+            self.operations, self.run, self.images, workdir / "functions", host=host
+        )
         # Service Usage, IAM service accounts and the project IAM policy (`deployer setup`).
         self.project_apis = ProjectApis(self.operations)
         self.http = SandboxHttp(
@@ -140,6 +148,7 @@ class Sandbox:
                 self.monitoring.handler(),
                 self.scheduler.handler(),
                 self.firestore_admin.handler(),
+                self.functions.handler(),
                 self.registry.handler(),
                 *self.project_apis.handlers(),
             ]
@@ -187,6 +196,7 @@ class Sandbox:
         self.http.start()
         self.metadata.start()
         self.git_server.start()
+        self.functions.start()
         return self
 
     def stop(self) -> None:
@@ -195,7 +205,14 @@ class Sandbox:
             return
         self._stopped = True
         self._grpc.stop(grace=0.5)
-        for component in (self.run, self.builds, self.http, self.metadata, self.git_server):
+        for component in (
+            self.functions,
+            self.run,
+            self.builds,
+            self.http,
+            self.metadata,
+            self.git_server,
+        ):
             try:
                 component.close()
             except Exception:

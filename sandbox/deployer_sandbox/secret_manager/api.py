@@ -25,6 +25,7 @@ from deployer_sandbox.common import rpc
 from deployer_sandbox.common.paging import page
 from deployer_sandbox.common.protos import clone, new_etag, now
 from deployer_sandbox.common.rpc import invalid, unary
+from deployer_sandbox.secret_manager.iam import SecretIam
 from deployer_sandbox.secret_manager.listing import matches_secret, matches_version
 from deployer_sandbox.secret_manager.names import (
     check_etag,
@@ -72,6 +73,7 @@ class SecretManager:
         # One lock for all state: handlers run on the gRPC thread pool.
         self._lock = threading.RLock()
         self._secrets: dict[str, _Secret] = {}
+        self.iam = SecretIam(self._lock, self._secret)
 
     def handler(self) -> grpc.GenericRpcHandler:
         """The gRPC handler for `google.cloud.secretmanager.v1.SecretManagerService`."""
@@ -106,6 +108,7 @@ class SecretManager:
             ("DestroySecretVersion", self._destroy, service.DestroySecretVersionRequest, version),
         ]
         methods = {name: unary(handler, req, resp) for name, handler, req, resp in table}
+        methods.update(self.iam.methods())
         return rpc.service(SERVICE, methods)
 
     # --- the interface the rest of the sandbox calls -------------------------------------
@@ -208,6 +211,7 @@ class SecretManager:
             stored = self._secret(request.name)
             check_etag(request.etag, stored.meta.etag)
             del self._secrets[str(stored.meta.name)]
+            self.iam.forget(str(stored.meta.name))
         return empty_pb2.Empty()
 
     # --- versions --------------------------------------------------------------------------

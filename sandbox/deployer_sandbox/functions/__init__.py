@@ -1,0 +1,1 @@
+"""Cloud Functions v2 in the sandbox: 2nd-gen functions run as Cloud Run services."""
