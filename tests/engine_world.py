@@ -298,16 +298,27 @@ class World:
             assert value not in everything, f"the value of secret {secret_id} leaked"
 
 
-def wait_finished(store: Store, deploy_id: str, timeout: float = 60.0) -> DeployRecord:
+def wait_finished(store: Store, deploy_id: str, timeout: float = 120.0) -> DeployRecord:
     """The record once its deploy ended (run by a worker elsewhere) and its Slack thread
-    shows everything the deployer meant to say, or the test fails."""
+    shows everything the deployer meant to say, or the test fails saying where it was."""
     deadline = time.monotonic() + timeout
+    record = None
     while time.monotonic() < deadline:
         record = store.get(deploy_id)
         if record is not None and record.state.finished and thread_sent(store, deploy_id):
             return record
         time.sleep(0.1)
-    pytest.fail(f"deploy {deploy_id} did not finish (and tell its thread) within {timeout} s")
+    where = "no record"
+    if record is not None:
+        stages = "; ".join(f"{r.stage} {r.outcome}: {r.summary}" for r in record.stages[-3:])
+        where = (
+            f"state {record.state}, running {record.running_stage}, last stages: {stages}; "
+            f"notes: {[note.text for note in record.notes]}; "
+            f"thread told: {thread_sent(store, deploy_id)}"
+        )
+    pytest.fail(
+        f"deploy {deploy_id} did not finish (and tell its thread) within {timeout} s: {where}"
+    )
 
 
 def thread_sent(store: Store, deploy_id: str) -> bool:
