@@ -21,25 +21,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-import grpc
-from google.iam.v1 import iam_policy_pb2, policy_pb2
+from google.iam.v1 import iam_policy_pb2
 
-from deployer_sandbox.cloud_run.iam import (
-    EVERYONE,
-    check_get,
-    check_test,
-    iam_methods,
-    prepare_write,
-    tested,
-    written,
-)
+from deployer_sandbox.cloud_run.iam import EVERYONE, Write, check_test, tested
 from deployer_sandbox.cloud_run.roles import JOB_PERMISSIONS
-from deployer_sandbox.cloud_run.state import empty_policy
+from deployer_sandbox.cloud_run.stored_policies import StoredPolicies
 from deployer_sandbox.common.faults import Faults
 from deployer_sandbox.common.rpc import invalid
 
 
-class JobIam:
+class JobIam(StoredPolicies):
     """The IAM methods of `google.cloud.run.v2.Jobs`.
 
     `lock` is the jobs' lock; `job(name)` answers the stored job (lock held) or raises
@@ -48,51 +39,21 @@ class JobIam:
     """
 
     def __init__(self, lock: threading.Lock, job: Callable[[str], object], faults: Faults) -> None:
-        self._lock = lock
-        self._job = job
+        super().__init__(lock, job)
         self._faults = faults
-        self._policies: dict[str, policy_pb2.Policy] = {}
 
-    def methods(self) -> dict[str, grpc.RpcMethodHandler]:
-        """Method handlers to serve under `google.cloud.run.v2.Jobs`."""
-        return iam_methods(self._get, self._set, self._test)
-
-    def forget(self, name: str) -> None:
-        """Drop the policy of the job `name`, which is being deleted (lock held)."""
-        self._policies.pop(name, None)
-
-    def _policy(self, name: str) -> policy_pb2.Policy:
-        """The stored policy of the job `name` (lock held); NOT_FOUND if there is no such job."""
-        self._job(name)
-        stored = self._policies.get(name)
-        return empty_policy() if stored is None else stored
-
-    def _get(self, request: iam_policy_pb2.GetIamPolicyRequest) -> policy_pb2.Policy:
-        check_get(request)
-        answer = policy_pb2.Policy()
-        with self._lock:
-            answer.CopyFrom(self._policy(request.resource))
-        return answer
-
-    def _set(self, request: iam_policy_pb2.SetIamPolicyRequest) -> policy_pb2.Policy:
-        write = prepare_write(request)
+    def _refuse(self, write: Write) -> None:
         everyone = sorted({m for b in write.bindings or () for m in b.members} & EVERYONE)
         if everyone:
             raise invalid(
                 f"Member {everyone[0]} is invalid due to membership type restrictions on the "
                 "resource."
             )
-        answer = policy_pb2.Policy()
-        with self._lock:
-            updated = written(self._policy(request.resource), write)
-            self._policies[request.resource] = updated
-            answer.CopyFrom(updated)
-        return answer
 
     def _test(
         self, request: iam_policy_pb2.TestIamPermissionsRequest
     ) -> iam_policy_pb2.TestIamPermissionsResponse:
         check_test(request)
         with self._lock:
-            self._job(request.resource)
+            self._exists(request.resource)
         return tested(request, JOB_PERMISSIONS, self._faults)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from deployer_sandbox.cloud_run.names import Location as Location
 from deployer_sandbox.common.rpc import RpcError, invalid, not_found
 
 _SEGMENT = re.compile(r"[a-z0-9][a-z0-9-]*")
@@ -15,16 +16,6 @@ _SEGMENT = re.compile(r"[a-z0-9][a-z0-9-]*")
 _FUNCTION_ID = re.compile(r"[a-z][a-z0-9-]{2,61}[a-z0-9]")
 # `GenerateUploadUrlResponse`: the runtimes this sandbox can run are Python's.
 PYTHON_RUNTIME = re.compile(r"python3\d{1,2}")
-
-
-@dataclass(frozen=True)
-class Location:
-    project: str
-    location: str
-
-    @property
-    def name(self) -> str:
-        return f"projects/{self.project}/locations/{self.location}"
 
 
 @dataclass(frozen=True)

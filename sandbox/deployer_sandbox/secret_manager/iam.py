@@ -18,17 +18,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-import grpc
-from google.iam.v1 import iam_policy_pb2, policy_pb2
+from google.iam.v1 import iam_policy_pb2
 
-from deployer_sandbox.cloud_run.iam import (
-    check_get,
-    check_test,
-    iam_methods,
-    prepare_write,
-    written,
-)
-from deployer_sandbox.cloud_run.state import empty_policy
+from deployer_sandbox.cloud_run.iam import Write, check_test
+from deployer_sandbox.cloud_run.stored_policies import StoredPolicies
 from deployer_sandbox.common.rpc import invalid
 
 SECRET_ROLES = frozenset(
@@ -59,52 +52,23 @@ SECRET_PERMISSIONS = (
 )
 
 
-class SecretIam:
+class SecretIam(StoredPolicies):
     """The IAM methods of Secret Manager. `lock` is the secrets' lock; `secret(name)`
     answers the stored secret (lock held) or raises as the other methods do."""
 
     def __init__(self, lock: threading.RLock, secret: Callable[[str], object]) -> None:
-        self._lock = lock
-        self._secret = secret
-        self._policies: dict[str, policy_pb2.Policy] = {}
+        super().__init__(lock, secret)
 
-    def methods(self) -> dict[str, grpc.RpcMethodHandler]:
-        """Method handlers to serve under `SecretManagerService`."""
-        return iam_methods(self._get, self._set, self._test)
-
-    def forget(self, name: str) -> None:
-        """Drop the policy of the secret `name`, which is being deleted (lock held)."""
-        self._policies.pop(name, None)
-
-    def _policy(self, name: str) -> policy_pb2.Policy:
-        self._secret(name)
-        stored = self._policies.get(name)
-        return empty_policy() if stored is None else stored
-
-    def _get(self, request: iam_policy_pb2.GetIamPolicyRequest) -> policy_pb2.Policy:
-        check_get(request)
-        answer = policy_pb2.Policy()
-        with self._lock:
-            answer.CopyFrom(self._policy(request.resource))
-        return answer
-
-    def _set(self, request: iam_policy_pb2.SetIamPolicyRequest) -> policy_pb2.Policy:
-        write = prepare_write(request)
+    def _refuse(self, write: Write) -> None:
         for binding in write.bindings or ():
             if binding.role not in SECRET_ROLES:
                 raise invalid(f"Role {binding.role} is not supported for this resource.")
-        answer = policy_pb2.Policy()
-        with self._lock:
-            updated = written(self._policy(request.resource), write)
-            self._policies[request.resource] = updated
-            answer.CopyFrom(updated)
-        return answer
 
     def _test(
         self, request: iam_policy_pb2.TestIamPermissionsRequest
     ) -> iam_policy_pb2.TestIamPermissionsResponse:
         check_test(request)
         with self._lock:
-            self._secret(request.resource)
+            self._exists(request.resource)
         asked = [p for p in request.permissions if p in SECRET_PERMISSIONS]
         return iam_policy_pb2.TestIamPermissionsResponse(permissions=list(dict.fromkeys(asked)))
