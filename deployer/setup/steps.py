@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from google.api_core import exceptions
 
 from deployer.errors import DeployerError
+from deployer.pipeline.ports import SecretProblem
 
 if TYPE_CHECKING:
     from deployer.setup.context import Setup
@@ -100,6 +101,10 @@ def run_steps(steps: Sequence[Step], setup: Setup) -> Iterator[StepResult]:
             yield step.run(setup)
         except exceptions.GoogleAPICallError as error:
             raise SetupFailed(step.name, short(error), fix_for(error, setup.project)) from None
+        except SecretProblem as problem:
+            raise SetupFailed(
+                step.name, str(problem), "Run setup again once that is fixed"
+            ) from None
         except TimeoutError:
             raise SetupFailed(
                 step.name,
