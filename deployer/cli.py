@@ -99,6 +99,7 @@ def _setup(args: argparse.Namespace) -> int:
         read_secret_values(args.secrets_file),
         args.image,
         args.dry_run,
+        front=args.front,
     )
     return exit_status(results)
 

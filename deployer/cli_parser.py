@@ -173,7 +173,7 @@ def _add_setup(commands: Commands) -> None:
         "setup",
         help="create or correct everything the deployer needs on a Google Cloud project",
         description="Enable the APIs, create the accounts, grant least privilege, create the "
-        "Firestore database, store the secrets, the worker job and the sweep. Each step "
+        "Firestore database, store the secrets, the worker job, the sweep and the front. Each step "
         "prints planned, changed or unchanged; a second run changes nothing. Secrets are "
         "read from --secrets-file or standard input (SLACK_SIGNING_SECRET=..., "
         "SLACK_BOT_TOKEN=..., GITHUB_WEBHOOK_SECRET=...), never from arguments.",
@@ -193,13 +193,16 @@ def _add_setup(commands: Commands) -> None:
     )
     setup.add_argument(
         "--image",
-        help="the deployer's image the worker job runs (built from the root Dockerfile)",
+        help="run this image of the deployer instead of building one from this checkout's "
+        "root Dockerfile with Cloud Build",
     )
     setup.add_argument(
         "--front",
         choices=("function", "run"),
         default="function",
-        help="how the front is deployed (not deployed by setup yet)",
+        help="how the front is deployed: a Cloud Functions 2nd-gen function built from "
+        "this checkout's main.py (default), or a Cloud Run service running the deployer's "
+        "image (run)",
     )
     setup.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
 

@@ -63,8 +63,11 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
 
 @pytest.fixture
 def gcp(sandbox: Sandbox) -> Iterator[Sandbox]:
-    """The sandbox, with `DEPLOYER_GCP_EMULATOR_HOST` pointing at it and no faults armed."""
+    """The sandbox, with `DEPLOYER_GCP_EMULATOR_HOST` (and Cloud Storage's
+    `STORAGE_EMULATOR_HOST`) pointing at it and no faults armed."""
     os.environ["DEPLOYER_GCP_EMULATOR_HOST"] = sandbox.grpc_address
+    # google-cloud-storage's own variable: setup's uploads go to the sandbox's Cloud Storage.
+    os.environ["STORAGE_EMULATOR_HOST"] = sandbox.storage_url
     # Deploys in this process probe private services with ID tokens from the sandbox's
     # metadata server, through google-auth's real path, as a worker on Cloud Run does.
     sandbox.metadata.serve_this_process()

@@ -23,9 +23,10 @@ from google.cloud import (
 
 from deployer.cli import main
 from deployer.setup import roles
+from deployer.setup.run import steps
 from deployer.setup.worker_timeout import longest_run_s
+from tests.checkout_snapshot import _front_from_snapshot, checkout_snapshot  # noqa: F401
 from tests.conftest import REGION, GoogleClients
-from tests.run_world import template
 
 SIGNING, BOT, WEBHOOK = (f"value-{uuid.uuid4().hex}" for _ in range(3))
 SECRETS = (
@@ -149,10 +150,10 @@ def test_a_first_run_makes_everything_and_a_second_changes_nothing(world, capsys
 
     assert code == 0, first
     assert "apis: changed" in first and "worker job: changed (created" in first
-    assert first.endswith("\n10 changed, 2 unchanged\n"), first
+    assert first.endswith("\n12 changed, 1 unchanged\n"), first
     code, second = world.setup(capsys)
     assert code == 0, second
-    assert second.endswith("\n0 changed, 12 unchanged\n"), second
+    assert second.endswith("\n0 changed, 13 unchanged\n"), second
     assert ": changed" not in second
     # Everything it made is where a team would look.
     state = world.everything()
@@ -229,6 +230,38 @@ def test_the_project_policy_holds_exactly_the_listed_roles_and_keeps_others(worl
     assert "roles/editor" not in held and "roles/iam.serviceAccountUser" not in held
 
 
+def test_a_role_the_config_no_longer_needs_is_taken_back_and_only_that(world, capsys) -> None:
+    public = world.config.read_text().replace(
+        'service = "backend"\nsecrets',
+        'service = "backend"\nrun.allow_unauthenticated = true\nsecrets',
+    )
+    assert public != world.config.read_text()
+    private = world.config.read_text()
+    world.config.write_text(public)
+    world.setup(capsys)
+    deployer = roles.member(roles.DEPLOYER, world.project)
+    assert deployer in world.project_policy()["roles/run.admin"]
+    # Someone grants the deployer's account a role of setup's list by hand, and another
+    # role setup never grants: neither is setup's to take back while it is wanted.
+    client = world.clients(resourcemanager_v3.ProjectsClient)
+    resource = f"projects/{world.project}"
+    policy = client.get_iam_policy(resource=resource)
+    policy.bindings.add(role="roles/pubsub.viewer", members=[deployer])
+    client.set_iam_policy(request={"resource": resource, "policy": policy})
+    world.config.write_text(private)  # no environment is public any more
+
+    _, out = world.setup(capsys)
+
+    assert (
+        "project grants: changed (granted run.developer to deployer; revoked run.admin from deployer (no longer needed))"
+        in out
+    )
+    held = world.project_policy()
+    assert "roles/run.admin" not in held
+    assert deployer in held["roles/run.developer"]
+    assert deployer in held["roles/pubsub.viewer"]  # not setup's to take back
+
+
 def test_the_deployer_may_act_as_the_runtime_account_only(world, capsys) -> None:
     world.setup(capsys)
 
@@ -303,10 +336,11 @@ def test_the_worker_job_outlasts_the_longest_deploy_and_the_sweep_runs_it(world,
     assert task.service_account == email(world, "deployer")
     env = {v.name: v for v in task.containers[0].env}
     assert env["DEPLOYER_CONFIG"].value == (
-        f"projects/{world.project}/secrets/deployer-config/versions/latest"
+        f"projects/{world.project}/secrets/deployer-config/versions/1"
     )
     assert env["DEPLOYER_DISPATCH"].value == name
-    assert env["SLACK_BOT_TOKEN"].value_source.secret_key_ref.secret == "slack-bot-token"
+    token = env["SLACK_BOT_TOKEN"].value_source.secret_key_ref
+    assert (token.secret, token.version) == ("slack-bot-token", "1")
     policy = jobs.get_iam_policy(request={"resource": name})
     assert {b.role: set(b.members) for b in policy.bindings} == {
         "roles/run.jobsExecutorWithOverrides": {
@@ -325,31 +359,29 @@ def test_the_worker_job_outlasts_the_longest_deploy_and_the_sweep_runs_it(world,
 
 
 def test_a_role_on_the_front_service_waits_for_its_first_deploy(world, capsys) -> None:
-    _, out = world.setup(capsys)
+    # A dry run on a fresh project: Google refuses a role on a service that does not exist.
+    _, out = world.setup(capsys, "--dry-run")
 
     assert "run.invoker on deployer: after the first deploy" in out
     assert "https://FRONT_URL/github/webhook" in out
     assert "deployer slack-manifest --url https://FRONT_URL" in out
 
 
-def test_the_front_services_role_comes_once_it_exists(world, capsys, image) -> None:
-    world.setup(capsys)
-    services = world.clients(run_v2.ServicesClient)
-    services.create_service(
-        parent=f"projects/{world.project}/locations/{REGION}",
-        service_id="deployer",
-        service=run_v2.Service(template=template(image)),
-    ).result(timeout=60)
-
+def test_the_front_services_role_comes_once_it_exists(world, capsys) -> None:
+    # The front is deployed before `service grants`, so its role comes in the same run.
     _, out = world.setup(capsys)
 
     assert "service grants: changed (granted run.invoker to allUsers on deployer)" in out
-    policy = services.get_iam_policy(
-        request={"resource": f"projects/{world.project}/locations/{REGION}/services/deployer"}
-    )
+    services = world.clients(run_v2.ServicesClient)
+    name = f"projects/{world.project}/locations/{REGION}/services/deployer"
+    policy = services.get_iam_policy(request={"resource": name})
     assert {b.role: set(b.members) for b in policy.bindings} == {"roles/run.invoker": {"allUsers"}}
+    # Someone made it private: the next run grants it again, and only that.
+    policy.bindings[0].members.remove("allUsers")
+    services.set_iam_policy(request={"resource": name, "policy": policy})
     _, again = world.setup(capsys)
-    assert "\n0 changed, 12 unchanged\n" in again
+    assert "service grants: changed (granted run.invoker to allUsers on deployer)" in again
+    assert f"\n1 changed, {len(steps()) - 1} unchanged\n" in again
 
 
 def world_config(world: World):

@@ -19,7 +19,8 @@ duplicating and never removing what someone else made; one line per step says
     worker job grants  Cloud Run job IAM          who may start it with overrides
     sweep              Cloud Scheduler            `deployer-sweep`, every minute
     front              Cloud Functions v2         not built yet (`setup/front.py`)
-    image              Cloud Build                not built yet: `--image` names it (`setup/image.py`)
+    image              Cloud Build, Storage,      the deployer's image from this checkout, unless
+                       Artifact Registry          `--image` names one (`setup/image.py`)
 
 Secrets are secrets stores' business only: values are read from standard input or
 `--secrets-file`, compared by checksum and sent, never printed.

@@ -27,6 +27,7 @@ APIS = (
     "monitoring.googleapis.com",  # canary analysis
     "run.googleapis.com",  # services, the worker job
     "secretmanager.googleapis.com",  # the config, Slack's and GitHub's secrets, env secrets
+    "storage.googleapis.com",  # the deployer image's source, uploaded for its build
 )
 
 

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from deployer.adapters.google_clients import google_client
 from deployer.config import Config
+from deployer.setup.names import FRONT_FUNCTION
 from deployer.setup.wanted import Wanted, wanted
 
 C = TypeVar("C")
@@ -23,9 +24,15 @@ class Setup:
     config: Config
     config_text: str  # stored as the secret deployer-config
     secret_values: dict[str, str]  # secret id -> value, from stdin or --secrets-file
-    image: str | None  # the deployer's image for the worker job (`--image`)
+    image: str | None  # the deployer's image: `--image`, else the `image` step's build
     dry_run: bool = False
     front_url: str | None = None  # known once the front is deployed (`setup/front.py`)
+    front: str = FRONT_FUNCTION  # `--front`: a function, or a Cloud Run service (FRONT_RUN)
+    image_given: bool = False  # `--image`: setup builds no image of its own
+    # secret id -> the version number the `secrets` step stored or found, which the front
+    # and the worker job are pinned to (a secret in env is read once, at start: pinned,
+    # a change reaches them as a change setup makes, not at some instance's next start).
+    stored_versions: dict[str, str] = field(default_factory=dict)
     _clients: dict[type[Any], Any] = field(default_factory=dict, repr=False)
     _wanted: Wanted | None = field(default=None, repr=False)
 
@@ -40,8 +47,15 @@ class Setup:
     def wanted(self) -> Wanted:
         """The bindings the config asks for in this project."""
         if self._wanted is None:
-            self._wanted = wanted(self.config, self.project, self.region)
+            self._wanted = wanted(
+                self.config, self.project, self.region, self.front, self.image_given
+            )
         return self._wanted
+
+    def version_of(self, secret: str) -> str:
+        """The version to pin `secret` to: what the `secrets` step stored (or `latest`, in a
+        dry run that would store a new one)."""
+        return self.stored_versions.get(secret, "latest")
 
     def close(self) -> None:
         for client in self._clients.values():

@@ -1,20 +1,25 @@
 """Step `front`: the front's deployment, as a Cloud Functions 2nd-gen function from
-`main.py` (default) or, with `--front run`, a Cloud Run service from the deployer's image.
+`main.py` (default, `front_function`) or, with `--front run`, a Cloud Run service from
+the deployer's image (`front_service`). Either way it is named `deployer`, runs as
+deployer-front@ with the environment `front_env` lists, and its URL, read back from
+Google, becomes `Setup.front_url` (what to paste into Slack and GitHub).
 
-Not built yet: this step says so and changes nothing, and `Setup.front_url` stays None
-(what to paste then shows a placeholder). Its grants are already in `roles.py`
-(allUsers run.invoker on the function's underlying service, applied by `service grants`
-once the service exists); Cloud Build's account, which builds a function, gets its own
-grants here when this step is built.
+Who may call it is granted next, by `service grants`: allUsers run.invoker on the
+Cloud Run service (a 2nd-gen function's underlying service has the function's name).
 """
 
 from __future__ import annotations
 
 from deployer.setup.context import Setup
-from deployer.setup.steps import Outcome, StepResult
+from deployer.setup.front_function import deploy_function
+from deployer.setup.front_service import deploy_service
+from deployer.setup.names import FRONT_FUNCTION
+from deployer.setup.steps import StepResult
 
 STEP = "front"
 
 
 def deploy_front(setup: Setup) -> StepResult:
-    return StepResult(STEP, Outcome.UNCHANGED, "not deployed by setup yet: deploy main.py by hand")
+    if setup.front == FRONT_FUNCTION:
+        return deploy_function(setup)
+    return deploy_service(setup)

@@ -1,6 +1,8 @@
 """Steps `project grants`, `account grants`, `secret grants` and `service grants`:
 the bindings `roles.GRANTS` asks for, each on its own resource, through that
-resource's own IAM (`policies.ensure`: only missing bindings are added, never one removed).
+resource's own IAM (`policies.ensure`: missing bindings are added; on the project, a role
+setup granted its own accounts that the config no longer asks for is taken back; nobody
+else's binding is ever removed).
 
     project      Resource Manager's project policy
     account      each runtime account's own policy (serviceAccountUser for the deployer)
@@ -19,15 +21,19 @@ from google.api_core import exceptions
 from google.cloud import iam_admin_v1, resourcemanager_v3, run_v2, secretmanager_v1
 from google.iam.v1 import iam_policy_pb2, options_pb2, policy_pb2
 
-from deployer.setup import policies
+from deployer.setup import policies, roles
 from deployer.setup.context import Setup
 from deployer.setup.names import CONFIG_SECRET, INPUT_SECRETS, secret_name
 from deployer.setup.steps import CALL_TIMEOUT, Changes, StepResult
 
 
 def _ensure_on(
-    client: Any, resource: str, wanted: Mapping[str, set[str]], dry_run: bool
-) -> dict[str, list[str]]:
+    client: Any,
+    resource: str,
+    wanted: Mapping[str, set[str]],
+    dry_run: bool,
+    managed: Mapping[str, set[str]] | None = None,
+) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     """`policies.ensure` over a client whose get/set_iam_policy take google.iam.v1 requests."""
     options = options_pb2.GetPolicyOptions(requested_policy_version=3)
 
@@ -40,7 +46,7 @@ def _ensure_on(
         request = iam_policy_pb2.SetIamPolicyRequest(resource=resource, policy=policy)
         return client.set_iam_policy(request=request, timeout=CALL_TIMEOUT)
 
-    return policies.ensure(get, put, wanted, dry_run)
+    return policies.ensure(get, put, wanted, dry_run, managed)
 
 
 def _said(changes: Changes, where: str, additions: Mapping[str, list[str]], dry_run: bool) -> None:
@@ -52,9 +58,17 @@ def _said(changes: Changes, where: str, additions: Mapping[str, list[str]], dry_
 def grant_on_project(setup: Setup) -> StepResult:
     client = setup.client(resourcemanager_v3.ProjectsClient)
     wanted = setup.wanted.project_roles
-    additions = _ensure_on(client, f"projects/{setup.project}", wanted, setup.dry_run)
+    # What setup granted to its own accounts and the config no longer asks for (say,
+    # run.admin once no environment is public) is taken back; nobody else's is touched.
+    managed = roles.managed_project_roles(setup.project)
+    additions, removals = _ensure_on(
+        client, f"projects/{setup.project}", wanted, setup.dry_run, managed
+    )
     changes = Changes()
     _said(changes, "", additions, setup.dry_run)
+    if removals:
+        verb = "revoke" if setup.dry_run else "revoked"
+        changes.done.append(f"{verb} {policies.describe(removals, 'from')} (no longer needed)")
     held = sum(len(members) for members in wanted.values())
     return changes.result("project grants", setup.dry_run, f"{held} bindings held")
 
@@ -65,7 +79,7 @@ def grant_on_accounts(setup: Setup) -> StepResult:
     for email, wanted in sorted(setup.wanted.account_roles.items()):
         resource = f"projects/-/serviceAccounts/{email}"
         try:
-            additions = _ensure_on(client, resource, wanted, setup.dry_run)
+            additions, _ = _ensure_on(client, resource, wanted, setup.dry_run)
         except (exceptions.NotFound, exceptions.PermissionDenied):
             if not setup.dry_run:
                 raise
@@ -93,7 +107,7 @@ def grant_on_secrets(setup: Setup) -> StepResult:
     for secret, readers in sorted(setup.wanted.secret_readers.items()):
         wanted = {"roles/secretmanager.secretAccessor": readers}
         try:
-            additions = _ensure_on(client, secret, wanted, setup.dry_run)
+            additions, _ = _ensure_on(client, secret, wanted, setup.dry_run)
         except exceptions.NotFound:
             if _stored_by_setup(setup, secret):
                 additions = {role: sorted(m) for role, m in wanted.items()}
@@ -111,7 +125,7 @@ def grant_on_services(setup: Setup) -> StepResult:
     for service, wanted in sorted(setup.wanted.service_roles.items()):
         short_name = service.rsplit("/", 1)[1]
         try:
-            additions = _ensure_on(client, service, wanted, setup.dry_run)
+            additions, _ = _ensure_on(client, service, wanted, setup.dry_run)
         except exceptions.NotFound:
             # Google refuses a role on a service that does not exist: it comes with the
             # next run after the service's first deploy.
@@ -128,7 +142,7 @@ def grant_on_worker_job(setup: Setup, job: str) -> StepResult:
     wanted = setup.wanted.worker_job_roles
     changes = Changes()
     try:
-        additions = _ensure_on(client, job, wanted, setup.dry_run)
+        additions, _ = _ensure_on(client, job, wanted, setup.dry_run)
     except exceptions.NotFound:
         if not setup.dry_run:
             raise

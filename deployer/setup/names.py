@@ -5,6 +5,8 @@ from __future__ import annotations
 WORKER_JOB = "deployer-worker"
 SWEEP_JOB = "deployer-sweep"
 FRONT_SERVICE = "deployer"  # the function's name, and its underlying Cloud Run service
+# How the front is deployed (`setup --front`): a 2nd-gen function, or a Cloud Run service.
+FRONT_FUNCTION, FRONT_RUN = "function", "run"
 CONFIG_SECRET = "deployer-config"
 
 # Secret id -> the variable it comes from in the secrets input (and the one the front and

@@ -8,6 +8,7 @@ Accounts (all in the project setup runs on):
     deployer-front@      the front (the function, or `--front run`'s service): checks
                          requests, records them, starts the worker job, answers
     deployer-scheduler@  only Cloud Scheduler's token for `deployer-sweep`
+    deployer-builder@    setup's builds: the deployer's image and the front's function
     runtime accounts     `run.service_account` of each environment: what its revisions run as
 
 Least privilege: a role goes on the narrowest resource Google lets it go on. Project
@@ -19,10 +20,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-DEPLOYER, FRONT, SCHEDULER, RUNTIME, EVERYONE = (
+DEPLOYER, FRONT, SCHEDULER, BUILDER, RUNTIME, EVERYONE = (
     "deployer",
     "front",
     "scheduler",
+    "builder",
     "runtime",
     "allUsers",
 )
@@ -39,6 +41,7 @@ ACCOUNTS = (
     Account(DEPLOYER, "deployer", "deployer: runs deploys (the worker job)"),
     Account(FRONT, "deployer-front", "deployer: the Slack and GitHub front"),
     Account(SCHEDULER, "deployer-scheduler", "deployer: starts the sweep every minute"),
+    Account(BUILDER, "deployer-builder", "deployer: builds its image and front"),
 )
 
 # Where a role is granted.
@@ -55,6 +58,7 @@ ALWAYS = "always"
 ANY_PUBLIC = "an environment has allow_unauthenticated = true"
 NONE_PUBLIC = "no environment is public"
 CONNECTED = "a service builds from a connected repository or trigger"
+SETUP_BUILDS = "setup builds (no --image, or the front is a function)"
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,16 @@ GRANTS: tuple[Grant, ...] = (
     # their signatures); a 2nd-gen function is invoked through its Cloud Run service. A
     # role on a service can only be granted once it exists: after the front's first deploy.
     Grant("roles/run.invoker", EVERYONE, FRONT_SERVICE, ALWAYS, "Slack and GitHub call it"),
+    # Setup's builds (the deployer's image, and a function's, which runs as the account its
+    # BuildConfig.service_account names) run as deployer-builder@, which needs "roles/logging.logWriter, roles/artifactregistry.writer,
+    # roles/storage.objectViewer" ("Custom Service Account for Cloud Build",
+    # https://cloud.google.com/functions/docs/securing/build-custom-sa): it writes the
+    # build's logs, pushes the image to gcf-artifacts and reads the uploaded source. The
+    # repository and the upload bucket are Google's, made at the first deploy, so the
+    # project is the narrowest place these can be granted ahead of it.
+    Grant("roles/logging.logWriter", BUILDER, PROJECT, SETUP_BUILDS, "write build logs"),
+    Grant("roles/artifactregistry.writer", BUILDER, PROJECT, SETUP_BUILDS, "push the image"),
+    Grant("roles/storage.objectViewer", BUILDER, PROJECT, SETUP_BUILDS, "read the source"),
 )
 
 
@@ -142,9 +156,24 @@ def account(key: str) -> Account:
     return next(a for a in ACCOUNTS if a.key == key)
 
 
+def resource(key: str, project: str) -> str:
+    """The resource name of one of the deployer's accounts, as builds name their account."""
+    return f"projects/{project}/serviceAccounts/{email(account(key), project)}"
+
+
 def member(key: str, project: str) -> str:
     """The IAM member string of `key` (one of the deployer's accounts, or allUsers)."""
     return EVERYONE if key == EVERYONE else f"serviceAccount:{email(account(key), project)}"
+
+
+def managed_project_roles(project: str) -> dict[str, set[str]]:
+    """role -> the deployer's own accounts setup may grant it to on the project: the only
+    project bindings setup ever takes back, when the config stops asking for one."""
+    managed: dict[str, set[str]] = {}
+    for grant in GRANTS:
+        if grant.on == PROJECT and grant.who not in (RUNTIME, EVERYONE):
+            managed.setdefault(grant.role, set()).add(member(grant.who, project))
+    return managed
 
 
 def _who(key: str) -> str:

@@ -12,10 +12,24 @@ from pathlib import Path
 
 from deployer import config_text
 from deployer.config import parse_config
-from deployer.setup import accounts, apis, firestore, front, grants, secrets, sweep, worker_job
+from deployer.setup import (
+    accounts,
+    apis,
+    firestore,
+    front,
+    grants,
+    image,
+    secrets,
+    sweep,
+    worker_job,
+)
 from deployer.setup.context import Setup
-from deployer.setup.image import deployer_image
-from deployer.setup.names import worker_job_name
+from deployer.setup.names import (
+    FRONT_FUNCTION,
+    SLACK_BOT_TOKEN,
+    SLACK_SIGNING_SECRET,
+    worker_job_name,
+)
 from deployer.setup.paste import paste_lines
 from deployer.setup.steps import Outcome, Step, StepResult, run_steps, summary
 
@@ -30,6 +44,7 @@ def steps() -> list[Step]:
         Step("project grants", grants.grant_on_project),
         Step("account grants", grants.grant_on_accounts),
         Step("secret grants", grants.grant_on_secrets),
+        Step(image.STEP, image.ensure_image),  # sets Setup.image for the job (and the front)
         Step(worker_job.STEP, worker_job.ensure_worker_job),
         Step(
             "worker job grants",
@@ -49,12 +64,22 @@ def run_setup(
     image: str | None,
     dry_run: bool,
     say: Callable[[str], None] = print,
+    front: str = FRONT_FUNCTION,
 ) -> list[StepResult]:
     """Run every step against `project`; each line is said as its step ends."""
     found = config_text.read(config_path)
     config = parse_config(found.text, found.origin, found.folder)
-    setup = Setup(project, region, config, found.text, secret_values, image, dry_run)
-    setup.image = deployer_image(setup)
+    setup = Setup(
+        project,
+        region,
+        config,
+        found.text,
+        secret_values,
+        image,
+        dry_run,
+        front=front,
+        image_given=image is not None,
+    )
     results: list[StepResult] = []
     try:
         for result in run_steps(steps(), setup):
@@ -62,7 +87,8 @@ def run_setup(
             say(result.line())
     finally:
         setup.close()
-    for line in paste_lines(setup.front_url):
+    slack_stored = {SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET} <= setup.stored_versions.keys()
+    for line in paste_lines(setup.front_url, slack_stored):
         say(line)
     say(summary(results, dry_run))  # last, where a script or a person looks for it
     return results

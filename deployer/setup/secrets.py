@@ -5,9 +5,10 @@
 
 A secret is created when missing (automatic replication), and a version added only when
 the value differs from the newest enabled version's (read by `SecretManagerWriter`, as
-`deployer env import` reads it): compared with `hmac.compare_digest`
-and never printed. A value not given for a secret not yet stored is `missing`: the front
-cannot start without it.
+`deployer env import` reads it): compared with `hmac.compare_digest` and never printed.
+A value not given for a secret not yet stored is `missing`: the front cannot start
+without it. The version stored or found is the one the front and the worker job are
+pinned to (`Setup.stored_versions`).
 """
 
 from __future__ import annotations
@@ -25,23 +26,31 @@ STEP = "secrets"
 
 
 def _store(setup: Setup, writer: SecretManagerWriter, secret: str, value: str) -> str | None:
-    """Create or update one secret; what changed (None: nothing)."""
+    """Create or update one secret, noting its version in `setup.stored_versions`; what
+    changed (None: nothing)."""
     data = value.encode()
     stored = writer.stored(setup.project, secret)
     if stored is not None and stored.data is not None and hmac.compare_digest(stored.data, data):
+        if stored.version:
+            setup.stored_versions[secret] = stored.version
         return None
     if not setup.dry_run:
         if stored is None:
             writer.create(setup.project, secret, {})
-        writer.add_version(setup.project, secret, data)
+        setup.stored_versions[secret] = writer.add_version(setup.project, secret, data)
     if stored is None:
         return f"{'create' if setup.dry_run else 'created'} {secret}"
     return f"{'add a version to' if setup.dry_run else 'new version of'} {secret}"
 
 
 def _stored(setup: Setup, writer: SecretManagerWriter, secret: str) -> bool:
+    """Whether `secret` holds a value already (its version noted for the pins)."""
     stored = writer.stored(setup.project, secret)
-    return stored is not None and stored.data is not None
+    if stored is None or stored.data is None:
+        return False
+    if stored.version:
+        setup.stored_versions[secret] = stored.version
+    return True
 
 
 def store_secrets(setup: Setup) -> StepResult:
@@ -62,4 +71,5 @@ def store_secrets(setup: Setup) -> StepResult:
         return StepResult(
             STEP, Outcome.PLANNED if setup.dry_run else Outcome.CHANGED, "; ".join(done)
         )
-    return StepResult(STEP, Outcome.UNCHANGED, f"{len(wanted)} values as stored")
+    count = f"{len(wanted)} value" + ("s" if len(wanted) != 1 else "")
+    return StepResult(STEP, Outcome.UNCHANGED, f"{count} as stored")

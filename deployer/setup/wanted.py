@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 
 from deployer.config import Config
 from deployer.setup import roles
-from deployer.setup.names import FRONT_SECRETS, FRONT_SERVICE, WORKER_SECRETS, secret_name
+from deployer.setup.names import (
+    FRONT_FUNCTION,
+    FRONT_SECRETS,
+    FRONT_SERVICE,
+    WORKER_SECRETS,
+    secret_name,
+)
 
 Bindings = dict[str, set[str]]  # role -> members
 
@@ -32,7 +38,7 @@ class Wanted:
     unnamed_runtime: list[str] = field(default_factory=list)
 
 
-def _applies(grant: roles.Grant, config: Config) -> bool:
+def _applies(grant: roles.Grant, config: Config, front: str, image_given: bool) -> bool:
     public = any(e.run.allow_unauthenticated for e in config.environments.values())
     connected = any(
         s.source.connected_repository or s.source.trigger for s in config.services.values()
@@ -42,6 +48,7 @@ def _applies(grant: roles.Grant, config: Config) -> bool:
         roles.ANY_PUBLIC: public,
         roles.NONE_PUBLIC: not public,
         roles.CONNECTED: connected,
+        roles.SETUP_BUILDS: not image_given or front == FRONT_FUNCTION,
     }[grant.when]
 
 
@@ -74,11 +81,18 @@ def _referenced_secrets(config: Config) -> tuple[dict[str, set[str]], set[str]]:
     return runtime, deployer
 
 
-def wanted(config: Config, project: str, region: str) -> Wanted:
-    """Every binding setup makes for `config` in `project`."""
+def wanted(
+    config: Config,
+    project: str,
+    region: str,
+    front: str = FRONT_FUNCTION,
+    image_given: bool = False,
+) -> Wanted:
+    """Every binding setup makes for `config` in `project`, the front deployed as `front`
+    (`image_given`: `--image` names the deployer's image, so setup builds none)."""
     result = Wanted()
     for grant in roles.GRANTS:
-        if not _applies(grant, config):
+        if not _applies(grant, config, front, image_given):
             continue
         if grant.on == roles.PROJECT:
             result.project_roles[grant.role].add(roles.member(grant.who, project))

@@ -1,12 +1,12 @@
 """Step `worker job`: the Cloud Run job `deployer-worker` that runs deploys, created or
 updated to what README's "In production" describes:
 
-    image            `--image` (the deployer's image, built from the root Dockerfile)
+    image            the `image` step's (built from the root Dockerfile), or `--image`
     service account  deployer@ (`roles.py`)
     retries          3: a worker that dies is retried and resumes its deploy (a finished
                      deploy exits 0, so only dead workers are retried)
     task timeout     `worker_timeout.task_timeout_s` (longer than the longest deploy)
-    env              DEPLOYER_CONFIG = the deployer-config secret (latest), DEPLOYER_STORE =
+    env              DEPLOYER_CONFIG = the deployer-config secret (pinned), DEPLOYER_STORE =
                      firestore://P, DEPLOYER_DISPATCH = the job itself (a worker starts the
                      next queued deploy), GOOGLE_CLOUD_PROJECT, and SLACK_BOT_TOKEN from
                      its secret
@@ -32,10 +32,13 @@ STEP = "worker job"
 RETRIES = 3
 
 
-def worker_env(project: str, region: str) -> list[run_v2.EnvVar]:
-    """The worker's environment, sorted by name."""
+def worker_env(setup: Setup) -> list[run_v2.EnvVar]:
+    """The worker's environment, sorted by name, its secrets pinned to the versions the
+    `secrets` step stored or found (as the front's are, `front_env.py`)."""
+    project, region = setup.project, setup.region
     plain = {
-        "DEPLOYER_CONFIG": f"{secret_name(project, CONFIG_SECRET)}/versions/latest",
+        "DEPLOYER_CONFIG": f"{secret_name(project, CONFIG_SECRET)}/versions/"
+        + setup.version_of(CONFIG_SECRET),
         "DEPLOYER_STORE": f"firestore://{project}",
         "DEPLOYER_DISPATCH": worker_job_name(project, region),
         "GOOGLE_CLOUD_PROJECT": project,
@@ -45,7 +48,9 @@ def worker_env(project: str, region: str) -> list[run_v2.EnvVar]:
         run_v2.EnvVar(
             name="SLACK_BOT_TOKEN",
             value_source=run_v2.EnvVarSource(
-                secret_key_ref=run_v2.SecretKeySelector(secret=SLACK_BOT_TOKEN, version="latest")
+                secret_key_ref=run_v2.SecretKeySelector(
+                    secret=SLACK_BOT_TOKEN, version=setup.version_of(SLACK_BOT_TOKEN)
+                )
             ),
         )
     )
@@ -70,7 +75,7 @@ def _shape(job: run_v2.Job) -> tuple[object, ...]:
 
 
 def wanted_job(setup: Setup, image: str) -> run_v2.Job:
-    container = run_v2.Container(image=image, env=worker_env(setup.project, setup.region))
+    container = run_v2.Container(image=image, env=worker_env(setup))
     return run_v2.Job(
         template=run_v2.ExecutionTemplate(
             task_count=1,

@@ -78,12 +78,13 @@ def test_each_emulated_api_is_a_package() -> None:
         "secret_manager",
         "service_usage",
         "slack",
+        "storage",
     }
 
 
 # A sandbox module named in prose: `cloud_run.iam`, `slack.rate_limits`.
 _MODULE_REFERENCE = re.compile(
-    r"`((?:artifact_registry|cloud_build|cloud_logging|cloud_run|common|firestore_admin|functions|github|harness|iam|metadata|monitoring|resource_manager|scheduler|secret_manager|service_usage|slack)"
+    r"`((?:artifact_registry|cloud_build|cloud_logging|cloud_run|common|firestore_admin|functions|github|harness|iam|metadata|monitoring|resource_manager|scheduler|secret_manager|service_usage|slack|storage)"
     r"\.[a-z_]+)`"
 )
 # A file name in prose, not part of a path: `masks.py`, but not google/auth/_metadata.py.

@@ -1,9 +1,11 @@
 """Artifact Registry v1 over the sandbox's image store (`common.images`).
 
-Methods: GetDockerImage, ListDockerImages, GetTag, DeleteVersion. Every image a
-build pushes (or a test pushes) to `L-docker.pkg.dev/P/R/IMAGE` is a Docker image of
-the repository `projects/P/locations/L/repositories/R`; repositories themselves are
-not modelled (any such path holds what was pushed to it, an empty one lists nothing).
+Methods: GetDockerImage, ListDockerImages, GetTag, DeleteVersion; CreateRepository and
+GetRepository (`repositories.py`). Every image a build pushes (or a test pushes) to
+`L-docker.pkg.dev/P/R/IMAGE` is a Docker image of the repository
+`projects/P/locations/L/repositories/R`, whether or not that repository was created (any
+such path holds what was pushed to it, an empty one lists nothing): only Create and
+GetRepository read the repositories' records.
 
 A DockerImage carries what the store knows, as Google fills it in
 (`google.cloud.artifactregistry_v1.types.artifact.DockerImage`): name, uri, tags,
@@ -23,7 +25,7 @@ import datetime
 from typing import Any
 
 import grpc
-from google.cloud.artifactregistry_v1.types import artifact, service, tag, version
+from google.cloud.artifactregistry_v1.types import artifact, repository, service, tag, version
 from google.longrunning import operations_pb2
 from google.protobuf import empty_pb2
 
@@ -35,6 +37,7 @@ from deployer_sandbox.artifact_registry.names import (
     parse_tag,
     parse_version,
 )
+from deployer_sandbox.artifact_registry.repositories import RepositoryRecords
 from deployer_sandbox.common import rpc
 from deployer_sandbox.common.images import Image, ImageStore
 from deployer_sandbox.common.operations import Operations
@@ -54,6 +57,7 @@ class ArtifactRegistry:
     def __init__(self, images: ImageStore, operations: Operations) -> None:
         self._images = images
         self._operations = operations
+        self.repositories = RepositoryRecords(operations)
 
     def handler(self) -> grpc.GenericRpcHandler:
         """The gRPC handler for `google.devtools.artifactregistry.v1.ArtifactRegistry`."""
@@ -67,6 +71,18 @@ class ArtifactRegistry:
             ),
             ("GetTag", self._get_tag, tag.GetTagRequest, tag.Tag),
             ("DeleteVersion", self._delete, version.DeleteVersionRequest, operations_pb2.Operation),
+            (
+                "CreateRepository",
+                self.repositories.create,
+                repository.CreateRepositoryRequest,
+                operations_pb2.Operation,
+            ),
+            (
+                "GetRepository",
+                self.repositories.get,
+                repository.GetRepositoryRequest,
+                repository.Repository,
+            ),
         ]
         methods = {name: unary(handler, req, resp) for name, handler, req, resp in table}
         return rpc.service(SERVICE, methods)

@@ -10,8 +10,9 @@ Methods: CreateBuild, GetBuild, ListBuilds, CancelBuild; CreateBuildTrigger,
 GetBuildTrigger, ListBuildTriggers, DeleteBuildTrigger, RunBuildTrigger. Names
 are `projects/P/locations/L/builds/ID`; builds created with `project_id` only
 live in location `global`, as on the real API. Sources: `git_source` (see
-`cloud_build.sources`) and `connected_repository` (a 2nd-gen repository of
-RepositoryManager, in the build's location); other source kinds answer
+`cloud_build.sources`), `connected_repository` (a 2nd-gen repository of
+RepositoryManager, in the build's location) and `storage_source` (an archive in the
+sandbox's Cloud Storage, `cloud_build.storage_sources`); other source kinds answer
 UNIMPLEMENTED. Every other method of the service answers UNIMPLEMENTED.
 """
 
@@ -49,6 +50,7 @@ from deployer_sandbox.cloud_build.status import (
     TERMINAL,
     TIMEOUT,
 )
+from deployer_sandbox.cloud_build.storage_sources import ReadObject
 from deployer_sandbox.cloud_build.substitutions import apply_substitutions
 from deployer_sandbox.cloud_build.triggers import BuildTriggers
 from deployer_sandbox.common.faults import Faults
@@ -96,8 +98,11 @@ class CloudBuild:
         faults: Faults,
         workdir: Path,
         repositories: Repositories | None = None,
+        read_object: ReadObject | None = None,
     ) -> None:
+        """`read_object`: Cloud Storage's objects, for `storage_source` builds."""
         self._operations = operations
+        self._read_object = read_object
         self._images = images
         self._faults = faults
         self._repositories = repositories
@@ -212,6 +217,7 @@ class CloudBuild:
                 faults=self._faults,
                 publish=lambda snapshot: self._publish(build.name, snapshot),
                 locate=self._locate,
+                read_object=self._read_object,
             )
             self._records[build.name] = record
         # The answer shows the build as created (QUEUED), whatever the runner does next.

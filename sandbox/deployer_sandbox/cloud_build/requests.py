@@ -1,7 +1,7 @@
 """Reading Cloud Build requests as the API does: build validation, parents, names, list filters.
 
 Every problem answers INVALID_ARGUMENT with the API's wording (UNIMPLEMENTED for
-the source kinds the sandbox does not build). A `connected_repository` source is
+the source kinds the sandbox does not build: repo_source, storage_source_manifest). A `connected_repository` source is
 checked here for its form; that the repository exists, where the build runs, is
 checked against RepositoryManager's records (`check_connected_repository`).
 """
@@ -28,6 +28,7 @@ def check_build(build: cb.Build) -> None:
     """Raise INVALID_ARGUMENT (or UNIMPLEMENTED for other sources) as CreateBuild would."""
     check_steps(build)
     check_source(build)
+    check_logging(build)
     check_substitutions(build)
 
 
@@ -63,16 +64,47 @@ def check_steps(build: cb.Build) -> None:
                 )
 
 
+def check_logging(build: cb.Build) -> None:
+    """A build that names its own service account must say where its logs go: Google's
+    default logs bucket is not one that account may write. Cloud Build's words, as builds
+    and triggers print them ("Your build failed to run: if 'build.service_account' is
+    specified, ...", cert-manager/cert-manager#8851, in28minutes/course-material#11)."""
+    if not build.service_account:
+        return
+    options = build.options
+    own_bucket = (
+        options.default_logs_bucket_behavior
+        == cb.BuildOptions.DefaultLogsBucketBehavior.REGIONAL_USER_OWNED_BUCKET
+    )
+    logged_elsewhere = options.logging in (
+        cb.BuildOptions.LoggingMode.CLOUD_LOGGING_ONLY,
+        cb.BuildOptions.LoggingMode.NONE,
+    )
+    if not (build.logs_bucket or own_bucket or logged_elsewhere):
+        raise invalid(
+            "if 'build.service_account' is specified, the build must either (a) specify "
+            "'build.logs_bucket', (b) use the REGIONAL_USER_OWNED_BUCKET "
+            "build.options.default_logs_bucket_behavior option, or (c) use either "
+            "CLOUD_LOGGING_ONLY / NONE logging options"
+        )
+
+
 def check_source(build: cb.Build) -> None:
     """INVALID_ARGUMENT for a malformed source; UNIMPLEMENTED for the kinds not served."""
     source = cb.Source.pb(build.source)
     kind = source.WhichOneof("source")
-    if kind not in (None, "git_source", "connected_repository"):
+    if kind not in (None, "git_source", "connected_repository", "storage_source"):
         raise unimplemented(
-            "The sandbox builds Source.git_source only (a local repository path or file:// "
-            "URL), or Source.connected_repository (a 2nd-gen repository); "
-            f"{kind} is not served."
+            "The sandbox builds Source.git_source (a local repository path or file:// "
+            "URL), Source.connected_repository (a 2nd-gen repository) or "
+            f"Source.storage_source (an archive in its Cloud Storage); {kind} is not served."
         )
+    if kind == "storage_source":
+        # StorageSource.object: "Required. Cloud Storage object containing the source."
+        if not build.source.storage_source.bucket:
+            raise invalid("invalid build: .source.storage_source.bucket must be set")
+        if not build.source.storage_source.object_:
+            raise invalid("invalid build: .source.storage_source.object must be set")
     if kind == "git_source":
         if not build.source.git_source.url:
             raise invalid("invalid build: .source.git_source.url must be set")

@@ -1,8 +1,9 @@
 """Runs one Cloud Build build on its own thread: fetch the source, run the steps in order, push.
 
-The source is a `git_source` (a local repository) or a `connected_repository`: the
+The source is a `git_source` (a local repository), a `connected_repository`: the
 local repository behind a 2nd-gen repository (`locate`), fetched as from its
-`remote_uri` with the connection's credentials.
+`remote_uri` with the connection's credentials, or a `storage_source`: an archive in the
+sandbox's Cloud Storage (`read_object`, `cloud_build.storage_sources`).
 
 No container runs here: each step is interpreted by `cloud_build.docker_steps`. A
 build's statuses are those of `cloud_build.status`; faults `build_fail` and
@@ -42,6 +43,7 @@ from deployer_sandbox.cloud_build.status import (
     Status,
     StepFailed,
 )
+from deployer_sandbox.cloud_build.storage_sources import ReadObject, fetch_archive, unpack
 from deployer_sandbox.common.faults import Fault, Faults
 from deployer_sandbox.common.images import ImageStore
 from deployer_sandbox.common.protos import clone, now
@@ -89,9 +91,11 @@ class BuildRunner:
         faults: Faults,
         publish: Publish,
         locate: Locate | None = None,
+        read_object: ReadObject | None = None,
     ) -> None:
         self._build = clone(build)
         self._locate = locate
+        self._read_object = read_object
         self._images = images
         self._trees = trees
         self._faults = faults
@@ -176,6 +180,8 @@ class BuildRunner:
         """(workspace, checkout, source dir relative to the workspace) for this build's source."""
         if cb.Source.pb(self._build.source).HasField("connected_repository"):
             return self._fetch_connected()
+        if cb.Source.pb(self._build.source).HasField("storage_source"):
+            return self._fetch_storage()
         git = self._build.source.git_source
         if not git.url:
             return self._trees.empty(), None, "."
@@ -185,6 +191,22 @@ class BuildRunner:
         provenance = cb.GitSource(url=git.url, dir_=git.dir_, revision=checkout.commit)
         self._build.source_provenance = cb.SourceProvenance(resolved_git_source=provenance)
         return checkout.root, checkout, posixpath.normpath(git.dir_ or ".")
+
+    def _fetch_storage(self) -> tuple[Path, Checkout | None, str]:
+        """A `storage_source` archive, unpacked (`cloud_build.storage_sources`)."""
+        wanted = self._build.source.storage_source
+        url = f"gs://{wanted.bucket}/{wanted.object_}"
+        self._say(f"Fetching storage object: {url}")
+        data, generation = fetch_archive(
+            self._read_object, wanted.bucket, wanted.object_, wanted.generation
+        )
+        workspace = unpack(self._trees.root / "trees", data, url)
+        self._say(f"Fetched {url}#{generation} ({len(data)} bytes)")
+        resolved = cb.StorageSource(
+            bucket=wanted.bucket, object_=wanted.object_, generation=generation
+        )
+        self._build.source_provenance = cb.SourceProvenance(resolved_storage_source=resolved)
+        return workspace, None, "."
 
     def _fetch_connected(self) -> tuple[Path, Checkout | None, str]:
         connected = self._build.source.connected_repository

@@ -83,7 +83,8 @@ class RunJobs:
         anything its container declares (the metadata server's address); `network`: how
         tasks are networked (default: a namespace each, where that works)."""
         self._operations = operations
-        self._platform_env = dict(platform_env or {})
+        # Kept, not copied: the sandbox fills in its addresses once its ports are bound.
+        self._platform_env: Mapping[str, str] = platform_env if platform_env is not None else {}
         self._images = images
         self._faults = faults
         self._logs = workdir / "executions"

@@ -82,7 +82,8 @@ class RevisionLauncher:
         self._processes = processes
         self._images = images
         self._secrets = secrets
-        self._platform_env = dict(platform_env or {})
+        # Kept, not copied: the sandbox fills in its addresses once its ports are bound.
+        self._platform_env: Mapping[str, str] = platform_env if platform_env is not None else {}
 
     def launch(
         self, service: ServiceName, revision_id: str, template: run_v2.RevisionTemplate

@@ -1,7 +1,8 @@
 """`google.cloud.functions.v2.FunctionService`: 2nd-gen functions that run for real.
 
     GenerateUploadUrl   an upload URL (`functions.uploads`) and the storage_source to name
-    CreateFunction      check -> DEPLOYING, an operation; then, on the function's queue:
+    CreateFunction      check (a named build account must exist in IAM: NOT_FOUND)
+                        -> DEPLOYING, an operation; then, on the function's queue:
     UpdateFunction        build  the uploaded zip unpacked, pushed as an image (`functions.build`)
                           deploy UpdateService (allow_missing) of the Cloud Run service of the
                                  same id (`functions.spec`), whose revision is a
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,8 +113,12 @@ class CloudFunctions:
         images: ImageStore,
         workdir: Path,
         host: str = "127.0.0.1",
+        account_exists: Callable[[str], bool] | None = None,
     ) -> None:
+        """`account_exists`: whether a service account email exists (IAM), for the build
+        account a function names; None checks nothing."""
         workdir.mkdir(parents=True, exist_ok=True)
+        self._account_exists = account_exists
         self._operations = operations
         self._run = run
         self._images = images
@@ -275,12 +281,31 @@ class CloudFunctions:
                 f"Cannot access the source: gs://{storage.bucket}/{storage.object_} does "
                 "not exist. Upload it to the URL GenerateUploadUrl answered first."
             )
+        self._check_build_account(build_config.service_account)
         for index, secret in enumerate(function.service_config.secret_environment_variables):
             if not secret.key or not secret.secret:
                 raise invalid(
                     f"function.service_config.secret_environment_variables[{index}]: "
                     "key and secret are required."
                 )
+
+    def _check_build_account(self, account: str) -> None:
+        """`BuildConfig.service_account`: "Service account to be used for building the
+        container. The format of this field is
+        `projects/{projectId}/serviceAccounts/{serviceAccountEmail}`" (functions.proto)."""
+        if not account:
+            return  # the project's default build account
+        project, _, email = account.removeprefix("projects/").partition("/serviceAccounts/")
+        if not account.startswith("projects/") or not project or "@" not in email:
+            raise invalid(
+                f"Invalid build service account {account!r}: expected "
+                "projects/{projectId}/serviceAccounts/{serviceAccountEmail}."
+            )
+        if self._account_exists is not None and not self._account_exists(email):
+            # Google's answer for a missing account, as firebase-tools prints it
+            # (firebase/firebase-tools#8841): "HTTP Error: 404, Service account
+            # projects/-/serviceAccounts/EMAIL was not found."
+            raise not_found(f"Service account projects/-/serviceAccounts/{email} was not found.")
 
     def _start_deploy(
         self, name: FunctionName, record: _Record, kind: OperationType

@@ -141,7 +141,10 @@ def push_worker_image(sandbox: Sandbox, project: str, region: str) -> str:
         repository=repository,
         digest=digest,
         context=context,
-        cmd=("python", "-m", "deployer.cli", "serve", "--host", "0.0.0.0"),
+        # The Dockerfile's ENTRYPOINT ["deployer"] and CMD ["serve", "--host", "0.0.0.0"]:
+        # a job's args (["worker", ID], ["sweep"]) replace the CMD and keep the entry point.
+        entrypoint=("python", "-m", "deployer.cli"),
+        cmd=("serve", "--host", "0.0.0.0"),
         env={"PYTHONUNBUFFERED": "1"},  # the Dockerfile's ENV
     )
     sandbox.images.push(image, ["latest"])

@@ -36,6 +36,8 @@ def state_of(sandbox: Sandbox, demo: Demo | None, signing: dict[str, str]) -> di
         "metadata": sandbox.metadata_address,
         # The git server behind connected repositories (they refuse anonymous reads).
         "git": sandbox.git_server.url,
+        # STORAGE_EMULATOR_HOST: Cloud Storage's JSON API (`deployer setup` uploads there).
+        "storage": sandbox.storage_url,
         # How containers are isolated: "namespaces", or why they share the host's network.
         "containers": _isolation(sandbox),
         **signing,
@@ -212,6 +214,7 @@ def _announce(running: Running, elapsed: float, state_file: Path | None) -> None
         f"  Slack rate limits   {sandbox.http.url}/_sandbox/rate_limits ({_scale(sandbox)})",
         f"  GitHub REST API     DEPLOYER_GITHUB_API_URL={sandbox.github_api_url}",
         f"  GitHub calls        {sandbox.http.url}/_sandbox/github",
+        f"  Cloud Storage       STORAGE_EMULATOR_HOST={sandbox.storage_url}",
         f"  Metadata server     GCE_METADATA_HOST={sandbox.metadata_address} "
         f"GCE_METADATA_IP={sandbox.metadata_address}",
         f"  Containers          {_isolation(sandbox)}",

@@ -16,9 +16,16 @@ HTTP server is the Slack Web API
 sink and the control endpoint, and serves GitHub's REST API for deployments under
 `/github`; a git smart-HTTP server serves the v2
 repositories' `remote_uri`s as private GitHub repositories (read tokens come from
-FetchReadToken); and the metadata server (GCE_METADATA_HOST/_IP) hands out
+FetchReadToken); Cloud Storage's JSON API on a port of its own (`storage.server`,
+STORAGE_EMULATOR_HOST); and the metadata server (GCE_METADATA_HOST/_IP) hands out
 credentials and the ID tokens, signed by the sandbox's key, that open private
 services.
+
+Every process the sandbox runs (revisions, job tasks, functions) finds the sandbox the
+way production finds googleapis.com by DNS: its platform environment
+(`harness.platform_env`) names the gRPC address (DEPLOYER_GCP_EMULATOR_HOST), the Slack
+sink (SLACK_API_URL), GitHub's API (DEPLOYER_GITHUB_API_URL) and, when this process has
+it, FIRESTORE_EMULATOR_HOST, beside the metadata server's address.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ from deployer_sandbox.common.operations import Operations
 from deployer_sandbox.firestore_admin.api import FirestoreAdmin
 from deployer_sandbox.functions.api import CloudFunctions
 from deployer_sandbox.harness.http_server import SandboxHttp
+from deployer_sandbox.harness.platform_env import PlatformEnv
 from deployer_sandbox.harness.project_apis import ProjectApis
 from deployer_sandbox.metadata.id_tokens import IdTokenKey
 from deployer_sandbox.metadata.server import MetadataServer
@@ -50,6 +58,7 @@ from deployer_sandbox.monitoring.api import CloudMonitoring
 from deployer_sandbox.scheduler.api import CloudScheduler
 from deployer_sandbox.secret_manager.api import SecretManager
 from deployer_sandbox.slack.rate_limits import SlackRateLimits
+from deployer_sandbox.storage.server import CloudStorage
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +94,16 @@ class Sandbox:
         # connections (RepositoryManager) serve, at `git_server.url`.
         self.git_server = GitServer(host=host)
         self.repositories = Repositories(self.operations, self.git_server)
+        # Cloud Storage's JSON API (STORAGE_EMULATOR_HOST): buckets, objects, and the
+        # archives `storage_source` builds unpack.
+        self.storage = CloudStorage(host=host)
         self.builds = CloudBuild(
             self.operations,
             self.images,
             self.faults,
             workdir / "builds",
             repositories=self.repositories,
+            read_object=self.storage.objects.read,
         )
         # Google's signing key, as far as the sandbox goes: the metadata server signs ID
         # tokens with it, Cloud Run's door (the router) checks them.
@@ -99,6 +112,9 @@ class Sandbox:
         # Revisions and job tasks run in network namespaces of their own, where the
         # sandbox's endpoints are relayed in (its ports are added below, once bound).
         self.network = ContainerNetwork(namespaces=container_namespaces)
+        # What every revision, job task and function finds in its environment: the
+        # metadata server now, the sandbox's addresses once bound (`platform_env`).
+        self.platform_env = PlatformEnv(self.metadata.environment())
         self.run = CloudRun(
             self.operations,
             self.images,
@@ -106,7 +122,7 @@ class Sandbox:
             self.faults,
             workdir / "run",
             id_tokens=self.id_tokens,
-            platform_env=self.metadata.environment(),
+            platform_env=self.platform_env,
             network=self.network,
         )
         self.logging = CloudLogging(
@@ -120,7 +136,13 @@ class Sandbox:
         # Cloud Functions v2: a function is a Cloud Run service here, its source uploaded
         # to `functions.uploads.url` and run as a functions-framework process.
         self.functions = CloudFunctions(
-            self.operations, self.run, self.images, workdir / "functions", host=host
+            self.operations,
+            self.run,
+            self.images,
+            workdir / "functions",
+            host=host,
+            # A build account must exist in IAM (made below: looked up when a function deploys).
+            account_exists=lambda email: self.project_apis.iam.exists(email),
         )
         # Service Usage, IAM service accounts and the project IAM policy (`deployer setup`).
         self.project_apis = ProjectApis(self.operations)
@@ -154,7 +176,16 @@ class Sandbox:
             ]
         )
         self._grpc_port = self._grpc.add_insecure_port(f"{host}:{grpc_port}")
-        for url in (self.grpc_address, self.http.url, self.metadata.address, self.git_server.url):
+        self.platform_env.bind(
+            self.grpc_address, self.slack_api_url, self.github_api_url, self.storage.url
+        )
+        for url in (
+            self.grpc_address,
+            self.http.url,
+            self.metadata.address,
+            self.git_server.url,
+            self.storage.url,
+        ):
             self.network.egress.add(int(url.rsplit(":", 1)[1]))
         self._stopped = False
 
@@ -162,6 +193,11 @@ class Sandbox:
     def grpc_address(self) -> str:
         """host:port for `DEPLOYER_GCP_EMULATOR_HOST`."""
         return f"{self.host}:{self._grpc_port}"
+
+    @property
+    def storage_url(self) -> str:
+        """Cloud Storage's JSON API, for `STORAGE_EMULATOR_HOST` (scheme included)."""
+        return self.storage.url
 
     @property
     def slack_api_url(self) -> str:
@@ -196,6 +232,7 @@ class Sandbox:
         self.http.start()
         self.metadata.start()
         self.git_server.start()
+        self.storage.start()
         self.functions.start()
         return self
 
@@ -212,6 +249,7 @@ class Sandbox:
             self.http,
             self.metadata,
             self.git_server,
+            self.storage,
         ):
             try:
                 component.close()

@@ -387,12 +387,14 @@ def test_allow_loose_accepts_unused_substitutions(
     assert run(client, project, build).status == Status.SUCCESS
 
 
-def test_storage_source_is_not_served(client: cb.CloudBuildClient, project: str) -> None:
+def test_repo_source_is_not_served(client: cb.CloudBuildClient, project: str) -> None:
+    """Cloud Source Repositories' `repo_source` is not served (storage_source is:
+    tests/sandbox/storage)."""
     build = cb.Build(
-        source=cb.Source(storage_source=cb.StorageSource(bucket="b", object_="src.tgz")),
+        source=cb.Source(repo_source=cb.RepoSource(repo_name="r", branch_name="main")),
         steps=[cb.BuildStep(name=DOCKER, args=["build", "."])],
     )
-    with pytest.raises(exceptions.MethodNotImplemented, match="git_source only"):
+    with pytest.raises(exceptions.MethodNotImplemented, match="repo_source is not served"):
         client.create_build(project_id=project, build=build)
 
 
