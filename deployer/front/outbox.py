@@ -10,9 +10,11 @@ the store before it is sent, and sent until Slack takes it.
 
 `drain` sends what is due within a time budget and returns; whatever is left is
 sent by the next drain: the worker's, or `deployer sweep`'s. A box is drained by
-one process at a time (a short claim kept in the box). Slack refusing a message
-for good (a bad block, `msg_too_long`) drops that message and is logged; a
-parent Slack refuses, or anything still unsent after `deadline`, ends the box.
+one process at a time (a short claim kept in the box); a claim left by an earlier
+attempt of the same Cloud Run job task is void (`outbox_claims`), so a retried worker
+tells the thread at once. Slack refusing a message for good (a bad block,
+`msg_too_long`) drops that message and is logged; a parent Slack refuses, or
+anything still unsent after `deadline`, ends the box.
 
 Slack's limits (api.slack.com/apis/rate-limits): `chat.postMessage` allows about
 one message per second per channel with short bursts; `chat.update` is Tier 3
@@ -31,12 +33,12 @@ thread up (`thread_files`).
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from collections.abc import Callable
 from typing import Any
 
 from deployer.front import thread_files
+from deployer.front.outbox_claims import dead_claim, drainer_name
 from deployer.front.outbox_failures import UNJOINED, failed, unjoined
 from deployer.front.ports import Chat, ChatError, SlackMessage
 from deployer.front.thread_box import ThreadBox, change_box, read_box
@@ -157,7 +159,7 @@ class Outbox:
         end = time.monotonic() + budget
         # Each drain is a drainer of its own: two couriers sharing this Outbox (two runs of
         # one deploy in a process, one of them lost) must not both hold the claim.
-        me = secrets.token_hex(6)
+        me = drainer_name()
         box = self._claim(deploy_id, budget, me)
         if box is None:
             return self.get(deploy_id)
@@ -229,7 +231,8 @@ class Outbox:
             due = box.due_at() if box is not None else None
             if box is None or due is None or due > now:
                 return box
-            if box.drainer and box.drainer != me and box.drain_until > now:
+            held = box.drainer and box.drainer != me and box.drain_until > now
+            if held and not dead_claim(box.drainer, me):
                 return box
             if now - box.created_at > self.deadline:
                 box.ended = f"gave up after {self.deadline / 3600:g} h: {box.last_error}"
