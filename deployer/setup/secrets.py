@@ -65,7 +65,13 @@ def store_secrets(setup: Setup) -> StepResult:
     absent = [s for s in INPUT_SECRETS if s not in wanted and not _stored(setup, writer, s)]
     if absent:
         given = ", ".join(INPUT_SECRETS[s] for s in absent)
-        detail = "; ".join([*done, f"not stored and not given: {given} (on standard input)"])
+        detail = "; ".join(
+            [
+                *done,
+                f"not stored and not given: {given} "
+                "(give them in the secrets file or on standard input)",
+            ]
+        )
         return StepResult(STEP, Outcome.MISSING, detail)
     if done:
         return StepResult(
