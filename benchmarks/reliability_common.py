@@ -11,6 +11,7 @@ from deployer.config import Config, Environment, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the signed requests of the front's tests (tests/front_requests.py)
+from tests import setup_config  # noqa: E402
 from tests.engine_world import toml_value  # noqa: E402
 from tests.firestore_emulator import EmulatorUnavailable, running_emulator  # noqa: E402
 from tests.front_requests import WireRequest, slash_command  # noqa: E402
@@ -31,6 +32,7 @@ __all__ = [
     "EmulatorUnavailable",
     "WireRequest",
     "running_emulator",
+    "setup_config",
     "signing",
     "slash_command",
     "unattended",

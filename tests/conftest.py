@@ -17,7 +17,11 @@ from google.cloud import run_v2
 from google.cloud.logging_v2.services.logging_service_v2 import LoggingServiceV2Client
 
 from deployer.adapters.google_clients import google_client
-from tests.firestore_emulator import firestore_emulator  # noqa: F401  (a fixture)
+from tests.firestore_emulator import (  # noqa: F401  (a fixture)
+    firestore_emulator,
+    share_between_workers,
+    stop_shared,
+)
 
 PROJECT = "test-project"
 REGION = "europe-west1"
@@ -51,6 +55,14 @@ def _restore_logging() -> Iterator[None]:
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    share_between_workers(config)  # before the workers start: they inherit the folder
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    stop_shared(config)
 
 
 @pytest.fixture(scope="session")

@@ -27,30 +27,13 @@ from deployer.setup.run import steps
 from deployer.setup.worker_timeout import longest_run_s
 from tests.checkout_snapshot import _front_from_snapshot, checkout_snapshot  # noqa: F401
 from tests.conftest import REGION, GoogleClients
+from tests.setup_config import config_text
 
 SIGNING, BOT, WEBHOOK = (f"value-{uuid.uuid4().hex}" for _ in range(3))
 SECRETS = (
     f"SLACK_SIGNING_SECRET={SIGNING}\nSLACK_BOT_TOKEN={BOT}\nGITHUB_WEBHOOK_SECRET={WEBHOOK}\n"
 )
 ACCESSOR = "roles/secretmanager.secretAccessor"
-
-
-def config_text(project: str) -> str:
-    return f"""
-[services.backend]
-project = "{project}"
-region = "{REGION}"
-service = "backend"
-image = "{REGION}-docker.pkg.dev/{project}/apps/backend"
-source = {{ git = "https://github.com/acme/content-api.git" }}
-
-[environments.prod]
-service = "backend"
-secrets = {{ MONGODB_URL = "mongodb-url", API_KEY = "api-key" }}
-timeouts = {{ build = 1800 }}
-hooks.predeploy = {{ command = ["python", "-m", "migrate"], timeout = 900 }}
-run.service_account = "backend-run@{project}.iam.gserviceaccount.com"
-"""
 
 
 class World:

@@ -17,23 +17,9 @@ from google.cloud.devtools import cloudbuild_v1
 from deployer.cli import main
 from deployer.setup.image import image_repository, source_bucket
 from tests.conftest import REGION, GoogleClients
+from tests.setup_config import config_text
 
 SECRETS = "SLACK_SIGNING_SECRET=s\nSLACK_BOT_TOKEN=xoxb-1\nGITHUB_WEBHOOK_SECRET=w\n"
-
-
-def config_text(project: str) -> str:
-    return f"""
-[services.backend]
-project = "{project}"
-region = "{REGION}"
-service = "backend"
-image = "{REGION}-docker.pkg.dev/{project}/apps/backend"
-source = {{ git = "https://github.com/acme/content-api.git" }}
-
-[environments.prod]
-service = "backend"
-run.service_account = "backend-run@{project}.iam.gserviceaccount.com"
-"""
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from deployer.setup.names import (
     secret_name,
     worker_job_name,
 )
-from deployer.setup.steps import CALL_TIMEOUT, SetupFailed
+from deployer.setup.steps import CALL_TIMEOUT, Outcome, SetupFailed, StepResult
 
 
 def plain_env(project: str, region: str, config_version: str = "latest") -> dict[str, str]:
@@ -92,3 +92,8 @@ def missing_note(missing: list[str]) -> str:
     if not missing:
         return ""
     return f"without {', '.join(missing)} (not stored yet: give it to setup and run it again)"
+
+
+def front_result(outcome: Outcome, what: str, note: str) -> StepResult:
+    """The `front` step's line: what was found or done, and the note on missing secrets."""
+    return StepResult("front", outcome, "; ".join(filter(None, [what, note])))

@@ -33,6 +33,7 @@ from deployer.setup import front_source, roles
 from deployer.setup.context import Setup
 from deployer.setup.front_env import (
     MANAGED_BY_FUNCTIONS,
+    front_result,
     missing_note,
     other_front,
     plain_env,
@@ -193,16 +194,10 @@ def deploy_function(setup: Setup) -> StepResult:
     )
     if same and existing is not None:
         setup.front_url = existing.url or existing.service_config.uri
-        return StepResult(
-            STEP, Outcome.UNCHANGED, "; ".join(filter(None, [f"function {FRONT_SERVICE}", note]))
-        )
+        return front_result(Outcome.UNCHANGED, f"function {FRONT_SERVICE}", note)
     verb = "create" if existing is None else "update"
     if setup.dry_run:
-        return StepResult(
-            STEP,
-            Outcome.PLANNED,
-            "; ".join(filter(None, [f"{verb} function {FRONT_SERVICE}", note])),
-        )
+        return front_result(Outcome.PLANNED, f"{verb} function {FRONT_SERVICE}", note)
     _merge(existing, wanted, keys)
     paths = list(_OWNED_PATHS)
     if new_source or existing is None or existing.state != _ACTIVE:
@@ -234,4 +229,4 @@ def deploy_function(setup: Setup) -> StepResult:
     what = f"{done} function {FRONT_SERVICE}" + (
         ", new source" if "build_config.source" in paths and existing is not None else ""
     )
-    return StepResult(STEP, Outcome.CHANGED, "; ".join(filter(None, [what, note])))
+    return front_result(Outcome.CHANGED, what, note)

@@ -22,12 +22,14 @@ from deployer.setup import roles
 from deployer.setup.context import Setup
 from deployer.setup.front_env import (
     MANAGED_BY_FUNCTIONS,
+    front_result,
     missing_note,
     other_front,
     plain_env,
     secret_env,
 )
 from deployer.setup.names import CONFIG_SECRET, FRONT_SERVICE
+from deployer.setup.run_env import container_shape, pinned_env
 from deployer.setup.steps import CALL_TIMEOUT, OPERATION_TIMEOUT, Outcome, SetupFailed, StepResult
 
 STEP = "front"
@@ -36,35 +38,13 @@ STEP = "front"
 def service_env(setup: Setup, secrets: dict[str, str]) -> list[run_v2.EnvVar]:
     """The front's environment as Cloud Run's, sorted by name, its secrets pinned."""
     plain = plain_env(setup.project, setup.region, setup.version_of(CONFIG_SECRET))
-    variables = [run_v2.EnvVar(name=k, value=v) for k, v in plain.items()]
-    variables += [
-        run_v2.EnvVar(
-            name=variable,
-            value_source=run_v2.EnvVarSource(
-                secret_key_ref=run_v2.SecretKeySelector(
-                    secret=secret, version=setup.version_of(secret)
-                )
-            ),
-        )
-        for variable, secret in secrets.items()
-    ]
-    return sorted(variables, key=lambda v: v.name)
+    return pinned_env(setup, plain, secrets)
 
 
 def _shape(service: run_v2.Service) -> tuple[object, ...]:
     """What setup owns of the service, comparable."""
     template = service.template
-    container = template.containers[0] if template.containers else run_v2.Container()
-    env = sorted(
-        (
-            v.name,
-            v.value,
-            v.value_source.secret_key_ref.secret,
-            v.value_source.secret_key_ref.version,
-        )
-        for v in container.env
-    )
-    return (container.image, tuple(env), template.service_account)
+    return (container_shape(template.containers), template.service_account)
 
 
 def _wanted(setup: Setup, image: str, secrets: dict[str, str]) -> run_v2.Service:
@@ -123,16 +103,10 @@ def deploy_service(setup: Setup) -> StepResult:
     wanted = _wanted(setup, image, secrets)
     if existing is not None and _shape(existing) == _shape(wanted):
         setup.front_url = existing.uri or None
-        return StepResult(
-            STEP, Outcome.UNCHANGED, "; ".join(filter(None, [f"service {FRONT_SERVICE}", note]))
-        )
+        return front_result(Outcome.UNCHANGED, f"service {FRONT_SERVICE}", note)
     verb = "create" if existing is None else "update"
     if setup.dry_run:
-        return StepResult(
-            STEP,
-            Outcome.PLANNED,
-            "; ".join(filter(None, [f"{verb} service {FRONT_SERVICE}", note])),
-        )
+        return front_result(Outcome.PLANNED, f"{verb} service {FRONT_SERVICE}", note)
     if existing is None:
         operation = client.create_service(
             parent=parent, service=wanted, service_id=FRONT_SERVICE, timeout=CALL_TIMEOUT
@@ -142,6 +116,4 @@ def deploy_service(setup: Setup) -> StepResult:
     operation_result(operation, OPERATION_TIMEOUT)
     deployed = client.get_service(name=name, timeout=CALL_TIMEOUT)
     setup.front_url = deployed.uri or None
-    return StepResult(
-        STEP, Outcome.CHANGED, "; ".join(filter(None, [f"{verb}d service {FRONT_SERVICE}", note]))
-    )
+    return front_result(Outcome.CHANGED, f"{verb}d service {FRONT_SERVICE}", note)

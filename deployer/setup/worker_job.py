@@ -24,7 +24,9 @@ from google.protobuf import duration_pb2
 from deployer.adapters.polling import operation_result
 from deployer.setup import roles
 from deployer.setup.context import Setup
-from deployer.setup.names import CONFIG_SECRET, SLACK_BOT_TOKEN, secret_name, worker_job_name
+from deployer.setup.front_env import plain_env
+from deployer.setup.names import CONFIG_SECRET, SLACK_BOT_TOKEN, worker_job_name
+from deployer.setup.run_env import container_shape, pinned_env
 from deployer.setup.steps import CALL_TIMEOUT, OPERATION_TIMEOUT, Outcome, SetupFailed, StepResult
 from deployer.setup.worker_timeout import task_timeout_s
 
@@ -33,45 +35,22 @@ RETRIES = 3
 
 
 def worker_env(setup: Setup) -> list[run_v2.EnvVar]:
-    """The worker's environment, sorted by name, its secrets pinned to the versions the
-    `secrets` step stored or found (as the front's are, `front_env.py`)."""
-    project, region = setup.project, setup.region
-    plain = {
-        "DEPLOYER_CONFIG": f"{secret_name(project, CONFIG_SECRET)}/versions/"
-        + setup.version_of(CONFIG_SECRET),
-        "DEPLOYER_STORE": f"firestore://{project}",
-        "DEPLOYER_DISPATCH": worker_job_name(project, region),
-        "GOOGLE_CLOUD_PROJECT": project,
-    }
-    variables = [run_v2.EnvVar(name=k, value=v) for k, v in plain.items()]
-    variables.append(
-        run_v2.EnvVar(
-            name="SLACK_BOT_TOKEN",
-            value_source=run_v2.EnvVarSource(
-                secret_key_ref=run_v2.SecretKeySelector(
-                    secret=SLACK_BOT_TOKEN, version=setup.version_of(SLACK_BOT_TOKEN)
-                )
-            ),
-        )
-    )
-    return sorted(variables, key=lambda v: v.name)
+    """The worker's environment: the front's plain variables (`front_env.plain_env`) and the
+    bot token, pinned as the front's are."""
+    plain = plain_env(setup.project, setup.region, setup.version_of(CONFIG_SECRET))
+    return pinned_env(setup, plain, {"SLACK_BOT_TOKEN": SLACK_BOT_TOKEN})
 
 
 def _shape(job: run_v2.Job) -> tuple[object, ...]:
     """What setup owns of a job, comparable."""
     task = job.template.template
-    container = task.containers[0] if task.containers else run_v2.Container()
-    env = sorted(
-        (
-            v.name,
-            v.value,
-            v.value_source.secret_key_ref.secret,
-            v.value_source.secret_key_ref.version,
-        )
-        for v in container.env
-    )
     timeout = run_v2.TaskTemplate.pb(task).timeout.seconds
-    return (container.image, tuple(env), task.max_retries, int(timeout), task.service_account)
+    return (
+        container_shape(task.containers),
+        task.max_retries,
+        int(timeout),
+        task.service_account,
+    )
 
 
 def wanted_job(setup: Setup, image: str) -> run_v2.Job:
