@@ -36,7 +36,7 @@ from typing import Any
 import grpc
 from google.cloud import functions_v2, run_v2
 from google.longrunning import operations_pb2
-from google.protobuf import empty_pb2, field_mask_pb2
+from google.protobuf import empty_pb2
 
 from deployer_sandbox.cloud_run.api import CloudRun
 from deployer_sandbox.cloud_run.serial import SerialQueues
@@ -55,12 +55,17 @@ from deployer_sandbox.common.rpc import (
 )
 from deployer_sandbox.functions.build import BuildFailed, build
 from deployer_sandbox.functions.names import (
-    PYTHON_RUNTIME,
     FunctionName,
     check_function_id,
     list_prefix,
     parse_function,
     parse_location,
+)
+from deployer_sandbox.functions.requests import (
+    check_function,
+    merged_update,
+    operation_metadata,
+    run_failure,
 )
 from deployer_sandbox.functions.spec import service_of, with_defaults
 from deployer_sandbox.functions.uploads import SourceUploads
@@ -74,12 +79,6 @@ OperationType: Any = functions_v2.OperationType
 # A deploy waits this long for Cloud Run's operation (its start-up timeout is 30 s).
 _DEPLOY_TIMEOUT_S = 120.0
 _OUTPUT_LINES = 20
-# Fields a caller writes; the rest are output only and ignored in a mask
-# ("Output only" in `Function`'s comments).
-_WRITABLE = ("description", "build_config", "service_config", "event_trigger", "labels",
-             "kms_key_name", "environment")  # fmt: skip
-_OUTPUT_ONLY = ("name", "state", "update_time", "state_messages", "url", "create_time",
-                "satisfies_pzs")  # fmt: skip
 
 
 @dataclass
@@ -200,7 +199,7 @@ class CloudFunctions:
         name = FunctionName(location.project, location.location, function_id)
         number = number_of(name.project)
         function = with_defaults(request.function, name, number)
-        self._check(function)
+        check_function(function, self.uploads.read, self._account_exists)
         stamp = now()
         function.state = State.DEPLOYING
         function.create_time = stamp
@@ -226,9 +225,9 @@ class CloudFunctions:
             if record.function.state in (State.DEPLOYING, State.DELETING):
                 raise _in_progress(name)
             current = record.function
-        merged = _merged(current, request.function, list(request.update_mask.paths))
+        merged = merged_update(current, request.function, list(request.update_mask.paths))
         function = with_defaults(merged, name, number)
-        self._check(function)
+        check_function(function, self.uploads.read, self._account_exists)
         function.state = State.DEPLOYING
         function.update_time = now()
         with self._lock:
@@ -247,65 +246,10 @@ class CloudFunctions:
                 raise _in_progress(name)
             record.function.state = State.DELETING
             operation = self._operations.start(
-                name.parent, _metadata(name, OperationType.DELETE_FUNCTION)
+                name.parent, operation_metadata(name, OperationType.DELETE_FUNCTION)
             )
         self._queues.submit(name.name, lambda: self._tear_down(name, record, operation))
         return self._operations.get(operation)
-
-    def _check(self, function: functions_v2.Function) -> None:
-        """What Cloud Functions refuses before any build starts (INVALID_ARGUMENT)."""
-        build_config = function.build_config
-        if not build_config.runtime:
-            # "Required when deploying a new function, optional when updating an existing
-            # function" (`BuildConfig.runtime`); an update keeps the stored one (merged).
-            raise invalid("Runtime is required (function.build_config.runtime).")
-        if not PYTHON_RUNTIME.fullmatch(build_config.runtime):
-            raise invalid(
-                f"Runtime {build_config.runtime!r} is not served by the sandbox: it runs "
-                "Python runtimes (python310, python311, python312...) only."
-            )
-        if function.event_trigger.trigger or function.event_trigger.event_type:
-            raise invalid("The sandbox serves HTTP functions only (no event_trigger).")
-        source = build_config.source
-        if source.repo_source.repo_name or source.git_uri:
-            raise invalid("The sandbox builds functions from storage_source only.")
-        storage = source.storage_source
-        if not storage.bucket or not storage.object_:
-            raise invalid(
-                "function.build_config.source.storage_source: bucket and object are required."
-            )
-        if self.uploads.read(storage.bucket, storage.object_) is None:
-            # The object names no upload: the build could not fetch it (the sandbox answers
-            # before building; no Google wording at hand).
-            raise invalid(
-                f"Cannot access the source: gs://{storage.bucket}/{storage.object_} does "
-                "not exist. Upload it to the URL GenerateUploadUrl answered first."
-            )
-        self._check_build_account(build_config.service_account)
-        for index, secret in enumerate(function.service_config.secret_environment_variables):
-            if not secret.key or not secret.secret:
-                raise invalid(
-                    f"function.service_config.secret_environment_variables[{index}]: "
-                    "key and secret are required."
-                )
-
-    def _check_build_account(self, account: str) -> None:
-        """`BuildConfig.service_account`: "Service account to be used for building the
-        container. The format of this field is
-        `projects/{projectId}/serviceAccounts/{serviceAccountEmail}`" (functions.proto)."""
-        if not account:
-            return  # the project's default build account
-        project, _, email = account.removeprefix("projects/").partition("/serviceAccounts/")
-        if not account.startswith("projects/") or not project or "@" not in email:
-            raise invalid(
-                f"Invalid build service account {account!r}: expected "
-                "projects/{projectId}/serviceAccounts/{serviceAccountEmail}."
-            )
-        if self._account_exists is not None and not self._account_exists(email):
-            # Google's answer for a missing account, as firebase-tools prints it
-            # (firebase/firebase-tools#8841): "HTTP Error: 404, Service account
-            # projects/-/serviceAccounts/EMAIL was not found."
-            raise not_found(f"Service account projects/-/serviceAccounts/{email} was not found.")
 
     def _start_deploy(
         self, name: FunctionName, record: _Record, kind: OperationType
@@ -313,7 +257,7 @@ class CloudFunctions:
         """Open the operation and queue the deploy (caller holds the lock)."""
         record.version += 1
         version = record.version
-        operation = self._operations.start(name.parent, _metadata(name, kind))
+        operation = self._operations.start(name.parent, operation_metadata(name, kind))
         self._queues.submit(name.name, lambda: self._deploy(name, record, version, operation))
         return self._operations.get(operation)
 
@@ -358,7 +302,7 @@ class CloudFunctions:
         try:
             run_operation = self._run.services.deploy(request)
         except RpcError as error:
-            return self._finish_failed(name, record, operation, _run_failure(name, error.message))
+            return self._finish_failed(name, record, operation, run_failure(name, error.message))
         done = self._operations.wait(run_operation.name, _DEPLOY_TIMEOUT_S)
         with self._run.state.lock:
             ran = clone(self._run.state.record(name.service).service)
@@ -367,7 +311,7 @@ class CloudFunctions:
             output = self._output(ran.latest_created_revision)
             if output:
                 message = f"{message}\n\nContainer output (last lines):\n{output}"
-            return self._finish_failed(name, record, operation, _run_failure(name, message))
+            return self._finish_failed(name, record, operation, run_failure(name, message))
         with self._lock:
             stored = record.function
             stored.state = State.ACTIVE
@@ -381,7 +325,9 @@ class CloudFunctions:
             )
             stored.update_time = now()
             result = clone(stored)
-        self._operations.succeed(operation, result, metadata=_metadata(name, None, done=True))
+        self._operations.succeed(
+            operation, result, metadata=operation_metadata(name, None, done=True)
+        )
 
     def _output(self, revision: str) -> str:
         """The last lines the revision's process wrote (what Cloud Logging holds)."""
@@ -408,7 +354,7 @@ class CloudFunctions:
         self._operations.fail(
             operation,
             RpcError(grpc.StatusCode.INVALID_ARGUMENT, message),
-            metadata=_metadata(name, None, done=True),
+            metadata=operation_metadata(name, None, done=True),
         )
 
     def _tear_down(self, name: FunctionName, record: _Record, operation: str) -> None:
@@ -424,54 +370,5 @@ class CloudFunctions:
             if self._functions.get(name.name) is record:
                 del self._functions[name.name]
         self._operations.succeed(
-            operation, empty_pb2.Empty(), metadata=_metadata(name, None, done=True)
+            operation, empty_pb2.Empty(), metadata=operation_metadata(name, None, done=True)
         )
-
-
-def _run_failure(name: FunctionName, message: str) -> str:
-    """Cloud Functions' wrapping of Cloud Run's refusal (as gcloud prints a failed deploy)."""
-    return f"Could not create or update Cloud Run service {name.function}, {message}"
-
-
-def _metadata(
-    name: FunctionName, kind: OperationType | None, done: bool = False
-) -> functions_v2.OperationMetadata:
-    metadata = functions_v2.OperationMetadata(create_time=now(), target=name.name, api_version="v2")
-    if kind is not None:
-        metadata.operation_type = kind
-        metadata.verb = {
-            OperationType.CREATE_FUNCTION: "create",
-            OperationType.UPDATE_FUNCTION: "update",
-            OperationType.DELETE_FUNCTION: "delete",
-        }[kind]
-    if done:
-        metadata.end_time = now()
-    return metadata
-
-
-def _merged(
-    current: functions_v2.Function, given: functions_v2.Function, paths: list[str]
-) -> functions_v2.Function:
-    """The function an update asks for: with no mask, every writable field from `given`
-    ("If no field mask is provided, all fields will be updated", `UpdateFunctionRequest`),
-    the stored runtime kept when `given` has none; with a mask, only its paths."""
-    if not paths:
-        merged = clone(current)
-        for field in _WRITABLE:
-            setattr(merged, field, getattr(given, field))
-        if not merged.build_config.runtime:
-            merged.build_config.runtime = current.build_config.runtime
-        return merged
-    snake = [_snake(path) for path in paths if _snake(path).split(".")[0] not in _OUTPUT_ONLY]
-    mask = field_mask_pb2.FieldMask(paths=snake)
-    descriptor: Any = functions_v2.Function.pb().DESCRIPTOR
-    if not mask.IsValidForDescriptor(descriptor):
-        raise invalid(f"Invalid update_mask: {', '.join(paths)}")
-    target = functions_v2.Function.pb(clone(current))
-    mask.MergeMessage(functions_v2.Function.pb(given), target, replace_repeated_field=True)
-    merged_function: functions_v2.Function = functions_v2.Function.wrap(target)
-    return merged_function
-
-
-def _snake(path: str) -> str:
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in path)
