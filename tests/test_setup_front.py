@@ -176,10 +176,15 @@ def test_a_config_change_repins_the_front_and_the_job_and_a_changed_checkout_upd
     own = read_function(world)
     own.labels["team"] = "platform"
     own.service_config.environment_variables["LOG_LEVEL"] = "debug"
+    own.service_config.min_instance_count = 1  # one instance kept warm (README)
     functions.update_function(
         function=own,
         update_mask=field_mask_pb2.FieldMask(
-            paths=["labels", "service_config.environment_variables"]
+            paths=[
+                "labels",
+                "service_config.environment_variables",
+                "service_config.min_instance_count",
+            ]
         ),
     ).result(timeout=60)
     checkout = copy_checkout(tmp_path, monkeypatch)
@@ -195,6 +200,7 @@ def test_a_config_change_repins_the_front_and_the_job_and_a_changed_checkout_upd
     assert updated.url == first.url
     assert updated.labels["team"] == "platform"
     assert updated.service_config.environment_variables["LOG_LEVEL"] == "debug"
+    assert updated.service_config.min_instance_count == 1
     assert httpx.get(f"{updated.url}/healthz").status_code == 200
 
 
