@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO, TypeVar
 
-from deployer.front.approval_messages import APPROVE_BUTTON, PROMOTE_BUTTON
+from deployer.front.approval_messages import APPROVE_BUTTON
 from deployer.pipeline.record import DeployRecord, State
 from deployer_sandbox.harness.demo_view import ThreadView, deploy_of, render_message
 from deployer_sandbox.harness.demo_wire import (
@@ -39,6 +39,13 @@ from deployer_sandbox.harness.demo_wire import (
     drawn_button,
     label_of,
     slash_command,
+)
+from deployer_sandbox.harness.demo_words import (
+    count_builds,
+    digest,
+    promotes_to,
+    shares,
+    statuses,
 )
 
 POLL_INTERVAL = 0.2
@@ -92,15 +99,6 @@ def run(timeout: float = 300.0, out: TextIO = sys.stdout) -> int:
         running.close()
 
 
-def _statuses(answer: dict[str, Any]) -> str:
-    """ "1580 answered 200, 20 answered 500" from a loopback traffic answer."""
-    statuses = answer.get("statuses") or {}
-    said = [f"{count} answered {status}" for status, count in sorted(statuses.items())]
-    if answer.get("errors"):
-        said.append(f"{answer['errors']} got no answer")
-    return ", ".join(said) or "no answers"
-
-
 def _printer(out: TextIO) -> Callable[[str], None]:
     def say(line: str) -> None:
         out.write(line + "\n")
@@ -131,23 +129,23 @@ class Story:
         """The whole story; 0 when prod serves staging's image 100 % after the approval."""
         staging = self.deploy_staging()
         builds = self.build_count()
-        self.say(f"\nCloud Build has run {_builds(builds)} so far.\n")
+        self.say(f"\nCloud Build has run {count_builds(builds)} so far.\n")
         parked = self.promote(staging)
         prod = self.approve(parked)
         after = self.build_count()
         if after != builds:
-            raise DemoFailed(f"Cloud Build ran {_builds(after - builds)} for the promotion")
+            raise DemoFailed(f"Cloud Build ran {count_builds(after - builds)} for the promotion")
         self.say(
-            f"\nCloud Build ran {_builds(builds)} before the promotion and {after} after it: "
-            f"nothing built for prod, which runs staging's image {_digest(staging.image)}."
+            f"\nCloud Build ran {count_builds(builds)} before the promotion and {after} after it: "
+            f"nothing built for prod, which runs staging's image {digest(staging.image)}."
         )
         routes = self.traffic()
-        self.say(f"Cloud Run, after the approval: prod's traffic is {_shares(routes)}.\n")
+        self.say(f"Cloud Run, after the approval: prod's traffic is {shares(routes)}.\n")
         self.status()
         serving = [(revision, percent) for revision, percent, _ in routes if percent]
         if prod.image != staging.image or serving != [(prod.candidate_revision, 100)]:
             raise DemoFailed(
-                f"prod serves {_shares(routes)} with {prod.image}, not staging's "
+                f"prod serves {shares(routes)} with {prod.image}, not staging's "
                 f"{staging.image} on {prod.candidate_revision} at 100 %"
             )
         self.say(
@@ -189,7 +187,7 @@ class Story:
     def promote(self, staging: DeployRecord) -> DeployRecord:
         """Click "Promote to prod" on the staging thread; the prod deploy, once it parked."""
         user = self.demo.slack_user
-        parent, button = self._button(staging, _promotes_to(PROD))
+        parent, button = self._button(staging, promotes_to(PROD))
         self.say(f"<@{user}> clicks [ {label_of(button)} ] on the staging thread")
         clicked = time.time()
         self._click(parent, button, user)
@@ -211,7 +209,7 @@ class Story:
         approver = self.demo.slack_approver
         parent, button = self._button(parked, lambda b: b.get("action_id") == APPROVE_BUTTON)
         self._settle()
-        self.say(f"\nCloud Run, before the approval: prod's traffic is {_shares(self.traffic())}.")
+        self.say(f"\nCloud Run, before the approval: prod's traffic is {shares(self.traffic())}.")
         self.say(f"\n<@{approver}> clicks [ {label_of(button)} ] on the prod thread")
         confirm = button.get("confirm") or {}
         if confirm:  # Slack shows the button's confirm dialog first; the click follows it
@@ -227,7 +225,7 @@ class Story:
         self._settle()
         sent = users.wait(USER_TRAFFIC_SECONDS + 5)
         if sent.get("sent"):
-            self.say(f"Users sent {sent['sent']} requests meanwhile: {_statuses(sent)}.")
+            self.say(f"Users sent {sent['sent']} requests meanwhile: {statuses(sent)}.")
         if record.state != State.SUCCEEDED:
             raise DemoFailed(f"prod deploy {record.id} ended {record.state}: {record.error}")
         return record
@@ -377,34 +375,3 @@ class Story:
     def _environment_of(self, deploy_id: str) -> str | None:
         record = self.store.get(deploy_id)
         return None if record is None else str(record.environment)
-
-
-def _promotes_to(environment: str) -> Callable[[dict[str, Any]], bool]:
-    """Accepts a "Promote to ENV" button (`deploy_promote:ENV`, value {"to": ENV, ...})."""
-
-    def wanted(button: dict[str, Any]) -> bool:
-        if str(button.get("action_id", "")) != PROMOTE_BUTTON + environment:
-            return False
-        try:
-            return bool(json.loads(str(button.get("value", ""))).get("to") == environment)
-        except (ValueError, AttributeError):
-            return False
-
-    return wanted
-
-
-def _digest(image: str | None) -> str:
-    return (image or "").partition("@")[2][:19] or "(no digest)"
-
-
-def _shares(routes: list[tuple[str, int, str]]) -> str:
-    """`backend-a 100%, backend-b 0% (tag candidate)`: what serves, and what waits tagged."""
-    said = [
-        f"{revision} {percent}%" + (f" (tag {tag})" if tag else "")
-        for revision, percent, tag in routes
-    ]
-    return ", ".join(said) or "nothing"
-
-
-def _builds(count: int) -> str:
-    return f"{count} build" + ("" if count == 1 else "s")

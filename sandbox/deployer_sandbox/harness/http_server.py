@@ -35,7 +35,6 @@ import json
 import logging
 import time
 from email.message import Message as Headers
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -58,21 +57,11 @@ from deployer_sandbox.harness.http_bodies import (
     ratelimited,
     text_answer,
 )
+from deployer_sandbox.harness.http_wire import HttpServer
 from deployer_sandbox.slack.rate_limits import SlackRateLimits
 from deployer_sandbox.slack.sink import METHODS, SlackError, SlackSink
 
 log = logging.getLogger(__name__)
-
-MAX_BODY = 1024 * 1024
-_DRAIN_LIMIT = 16 * MAX_BODY  # read (and drop) this much of an oversized body so the 413 arrives
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], front: SandboxHttp) -> None:
-        self.front = front
-        super().__init__(address, _Handler)
 
 
 class SandboxHttp:
@@ -99,7 +88,7 @@ class SandboxHttp:
         self._github_api = GitHubApi(self.github)
         self.sink = sink if sink is not None else SlackSink()
         self.rate_limits = rate_limits if rate_limits is not None else SlackRateLimits()
-        self._server = _Server((host, port), self)
+        self._server = HttpServer((host, port), self)
         self.url = f"http://{host}:{self._server.server_address[1]}"
         # files.getUploadURLExternal answers upload URLs served here.
         self.sink.file_store.upload_base = self.url
@@ -336,71 +325,3 @@ class SandboxHttp:
         if kind == "multipart/form-data":
             return form_fields(content_type, body)
         return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    server_version = "SandboxSlack/1.0"
-
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def do_DELETE(self) -> None:
-        self._serve("DELETE")
-
-    def do_PUT(self) -> None:
-        self._serve("PUT")
-
-    def do_PATCH(self) -> None:
-        self._serve("PATCH")
-
-    def _serve(self, verb: str) -> None:
-        try:
-            body = self._read_body()
-            status, headers, payload = self.server.front.handle(verb, self.path, self.headers, body)
-        except HttpError as error:
-            status, headers, payload = json_answer(
-                error.status, {"error": error.message}, error.headers
-            )
-        except Exception:
-            # A sandbox bug must still answer like a server, never with a traceback.
-            log.exception("sandbox http: %s %s failed", verb, self.path)
-            status, headers, payload = json_answer(500, {"error": "internal sandbox error"})
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            raise HttpError(411, "send a Content-Length; chunked bodies are not accepted")
-        raw = self.headers.get("Content-Length", "0") or "0"
-        try:
-            length = int(raw)
-        except ValueError:
-            raise HttpError(400, f"bad Content-Length {raw!r}") from None
-        if length < 0:
-            raise HttpError(400, f"bad Content-Length {raw!r}")
-        if length > MAX_BODY:
-            self._drain(length)
-            raise HttpError(413, f"body of {length} bytes exceeds the {MAX_BODY}-byte limit")
-        return self.rfile.read(length)
-
-    def _drain(self, length: int) -> None:
-        # Reading the rest lets the client finish sending and see the 413
-        # instead of a reset connection.
-        remaining = min(length, _DRAIN_LIMIT)
-        while remaining > 0:
-            chunk = self.rfile.read(min(remaining, 64 * 1024))
-            if not chunk:
-                break
-            remaining -= len(chunk)
-        self.close_connection = True
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("sandbox http: " + format, *args)
