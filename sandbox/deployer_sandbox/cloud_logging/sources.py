@@ -11,7 +11,7 @@ from google.cloud.logging_v2.types import LogEntry
 from google.logging.type import log_severity_pb2
 
 from deployer_sandbox.cloud_build.runner import BuildLogLine
-from deployer_sandbox.cloud_run.executions import TaskLogLine
+from deployer_sandbox.cloud_run.execution_record import TaskLogLine
 from deployer_sandbox.cloud_run.names import ServiceName
 from deployer_sandbox.cloud_run.processes import LogLine
 

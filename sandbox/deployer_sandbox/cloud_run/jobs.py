@@ -24,14 +24,8 @@ from google.cloud import run_v2
 from google.longrunning.operations_pb2 import Operation as _Operation
 from google.protobuf import duration_pb2
 
-from deployer_sandbox.cloud_run.executions import (
-    CompletionStatus,
-    Execution,
-    ExecutionRunner,
-    State,
-    TaskLogLine,
-    new_execution,
-)
+from deployer_sandbox.cloud_run.execution_record import Execution, TaskLogLine, new_execution
+from deployer_sandbox.cloud_run.executions import CompletionStatus, ExecutionRunner, State
 from deployer_sandbox.cloud_run.job_iam import JobIam
 from deployer_sandbox.cloud_run.job_names import (
     check_execution_name,
