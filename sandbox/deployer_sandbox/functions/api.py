@@ -215,15 +215,21 @@ class CloudFunctions:
             self._functions[name.name] = record
             return self._start_deploy(name, record, OperationType.CREATE_FUNCTION)
 
+    def _idle(self, name: FunctionName) -> _Record:
+        """The function's record, when no deploy or delete is running (caller holds the
+        lock); NOT_FOUND, or the in-progress refusal."""
+        record = self._functions.get(name.name)
+        if record is None:
+            raise _not_found(name)
+        if record.function.state in (State.DEPLOYING, State.DELETING):
+            raise _in_progress(name)
+        return record
+
     def _update(self, request: functions_v2.UpdateFunctionRequest) -> operations_pb2.Operation:
         name = parse_function(request.function.name, "function.name")
         number = number_of(name.project)
         with self._lock:
-            record = self._functions.get(name.name)
-            if record is None:
-                raise _not_found(name)
-            if record.function.state in (State.DEPLOYING, State.DELETING):
-                raise _in_progress(name)
+            record = self._idle(name)
             current = record.function
         merged = merged_update(current, request.function, list(request.update_mask.paths))
         function = with_defaults(merged, name, number)
@@ -239,11 +245,7 @@ class CloudFunctions:
     def _delete(self, request: functions_v2.DeleteFunctionRequest) -> operations_pb2.Operation:
         name = parse_function(request.name)
         with self._lock:
-            record = self._functions.get(name.name)
-            if record is None:
-                raise _not_found(name)
-            if record.function.state in (State.DEPLOYING, State.DELETING):
-                raise _in_progress(name)
+            record = self._idle(name)
             record.function.state = State.DELETING
             operation = self._operations.start(
                 name.parent, operation_metadata(name, OperationType.DELETE_FUNCTION)

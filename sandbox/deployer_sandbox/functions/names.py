@@ -6,9 +6,12 @@ import re
 from dataclasses import dataclass
 
 from deployer_sandbox.cloud_run.names import Location as Location
+
+# A function's location is spelled and checked as Cloud Run's: 2nd-gen functions are
+# Cloud Run services in the same projects/P/locations/L.
+from deployer_sandbox.cloud_run.names import parse_location as parse_location
 from deployer_sandbox.common.rpc import RpcError, invalid, not_found
 
-_SEGMENT = re.compile(r"[a-z0-9][a-z0-9-]*")
 # "This value should be 4-63 characters, and valid characters are /[a-z][0-9]-/"
 # (`CreateFunctionRequest.function_id`, google/cloud/functions/v2/functions.proto); a
 # letter first and no hyphen last, as Cloud Run service ids, since the function's
@@ -37,20 +40,6 @@ class FunctionName:
         """The Cloud Run service a 2nd-gen function deploys to: the same id
         (`ServiceConfig.service`: projects/{project}/locations/{region}/services/{service})."""
         return f"{self.parent}/services/{self.function}"
-
-
-def parse_location(parent: str, field: str = "parent") -> Location:
-    """`projects/P/locations/L`, or INVALID_ARGUMENT naming the field."""
-    parts = parent.split("/")
-    if (
-        len(parts) != 4
-        or parts[0] != "projects"
-        or parts[2] != "locations"
-        or not _SEGMENT.fullmatch(parts[1])
-        or not _SEGMENT.fullmatch(parts[3])
-    ):
-        raise invalid(f"Invalid {field} '{parent}': expected projects/*/locations/*")
-    return Location(parts[1], parts[3])
 
 
 def list_prefix(parent: str) -> str:
